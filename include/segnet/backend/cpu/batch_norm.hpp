@@ -1,0 +1,112 @@
+// segnet/backend/cpu/batch_norm.hpp: spatial batch normalisation kernels (per channel over
+// N, H, W), PyTorch conventions: biased variance to normalise, unbiased for running_var,
+// running = (1 - momentum) * running + momentum * batch.
+//
+//   segnet::cpu::batch_norm_train(x, n, c, plane, gamma, beta, eps, momentum,
+//                                 running_mean, running_var, y, saved_mean, saved_invstd);
+//   segnet::cpu::batch_norm_backward(x, dy, n, c, plane, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "segnet/backend/cpu/thread_pool.hpp"
+
+namespace segnet::cpu {
+
+inline void batch_norm_train(const float* x, int n, int c, std::int64_t plane, const float* gamma, const float* beta,
+                             float eps, float momentum, float* running_mean, float* running_var, float* y,
+                             float* saved_mean, float* saved_invstd) {
+    const std::int64_t m = std::int64_t(n) * plane;
+    parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t ch = b; ch < e; ++ch) {
+            double sum = 0, sq = 0;
+            for (int i = 0; i < n; ++i) {
+                const float* p = x + (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j) sum += p[j];
+            }
+            const double mean = sum / double(m);
+            for (int i = 0; i < n; ++i) {
+                const float* p = x + (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j) {
+                    const double d = p[j] - mean;
+                    sq += d * d;
+                }
+            }
+            const double var = sq / double(m);
+            const float invstd = float(1.0 / std::sqrt(var + eps));
+            saved_mean[ch] = float(mean);
+            saved_invstd[ch] = invstd;
+            const float scale = gamma[ch] * invstd, shift = beta[ch] - float(mean) * scale;
+            for (int i = 0; i < n; ++i) {
+                const float* p = x + (std::int64_t(i) * c + ch) * plane;
+                float* q = y + (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j) q[j] = p[j] * scale + shift;
+            }
+            const double unbiased = m > 1 ? sq / double(m - 1) : var;
+            running_mean[ch] = float((1.0 - momentum) * running_mean[ch] + momentum * mean);
+            running_var[ch] = float((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+        }
+    });
+}
+
+inline void batch_norm_eval(const float* x, int n, int c, std::int64_t plane, const float* gamma, const float* beta,
+                            const float* running_mean, const float* running_var, float eps, float* y) {
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const std::int64_t ch = nc % c;
+            const float scale = gamma[ch] / std::sqrt(running_var[ch] + eps);
+            const float shift = beta[ch] - running_mean[ch] * scale;
+            const float* p = x + nc * plane;
+            float* q = y + nc * plane;
+            for (std::int64_t j = 0; j < plane; ++j) q[j] = p[j] * scale + shift;
+        }
+    });
+}
+
+/// dx is overwritten; dgamma and dbeta are accumulated. Uses the batch statistics saved by
+/// batch_norm_train (the gradient of train-mode normalisation).
+inline void batch_norm_backward(const float* x, const float* dy, int n, int c, std::int64_t plane,
+                                const float* gamma, const float* saved_mean, const float* saved_invstd, float* dx,
+                                float* dgamma, float* dbeta) {
+    const std::int64_t m = std::int64_t(n) * plane;
+    parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t ch = b; ch < e; ++ch) {
+            const float mean = saved_mean[ch], invstd = saved_invstd[ch];
+            double sum_dy = 0, sum_dy_xhat = 0;
+            for (int i = 0; i < n; ++i) {
+                const float* p = x + (std::int64_t(i) * c + ch) * plane;
+                const float* d = dy + (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j) {
+                    sum_dy += d[j];
+                    sum_dy_xhat += double(d[j]) * (p[j] - mean) * invstd;
+                }
+            }
+            dgamma[ch] += float(sum_dy_xhat);
+            dbeta[ch] += float(sum_dy);
+            const float k = gamma[ch] * invstd;
+            const float mean_dy = float(sum_dy / double(m)), mean_dy_xhat = float(sum_dy_xhat / double(m));
+            for (int i = 0; i < n; ++i) {
+                const float* p = x + (std::int64_t(i) * c + ch) * plane;
+                const float* d = dy + (std::int64_t(i) * c + ch) * plane;
+                float* q = dx + (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j)
+                    q[j] = k * (d[j] - mean_dy - (p[j] - mean) * invstd * mean_dy_xhat);
+            }
+        }
+    });
+}
+
+/// Gradient of eval-mode normalisation (a fixed affine map per channel).
+inline void batch_norm_eval_backward(const float* dy, int n, int c, std::int64_t plane, const float* gamma,
+                                     const float* running_var, float eps, float* dx) {
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const std::int64_t ch = nc % c;
+            const float scale = gamma[ch] / std::sqrt(running_var[ch] + eps);
+            for (std::int64_t j = 0; j < plane; ++j) dx[nc * plane + j] = dy[nc * plane + j] * scale;
+        }
+    });
+}
+
+}  // namespace segnet::cpu

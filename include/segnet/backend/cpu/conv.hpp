@@ -1,0 +1,299 @@
+// segnet/backend/cpu/conv.hpp: 2-D convolution kernels (forward, backward-data,
+// backward-filter) for the CPU, lowered to Eigen GEMMs on tiles of pixels.
+//
+//   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
+//                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
+//   segnet::cpu::conv2d_forward(x, w, bias, y, batch, g);   // y = conv(x, w) + bias
+//
+// Layout: x [N, in_c, in_h, in_w], y [N, out_c, out_h, out_w], w [out_c, in_c/groups, k, k]
+// (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
+// transposed convolutions whose output is cropped to a paired encoder's size (a transposed
+// conv's forward is a conv's backward-data). Never materialises a whole-image im2col buffer:
+// columns are built for one tile of pixels (about 2 MB) per worker thread. Backward-data is a
+// gather (each input pixel reads the outputs it fed), so tiles are independent and need no
+// atomic scatter. Reference implementation and portable fallback for the fast kernels.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "segnet/backend/conv_geometry.hpp"
+#include "segnet/backend/cpu/thread_pool.hpp"
+
+namespace segnet::cpu {
+
+using backend::ConvGeometry;
+
+namespace detail {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+/// Pixels per tile so that a column buffer of `rows` rows stays near 2 MB (cache-friendly GEMM
+/// panels, bounded memory), at least 64 pixels.
+inline std::int64_t tile_pixels(std::int64_t rows, std::int64_t plane) {
+    const std::int64_t t = std::max<std::int64_t>(64, (std::int64_t(1) << 19) / std::max<std::int64_t>(1, rows));
+    return std::min(plane, (t + 15) / 16 * 16);
+}
+
+/// col[(ci, ky, kx), j] = x[ci, oy*s - p + ky, ox*s - p + kx] for output pixels p0 + j (zero
+/// outside the image), over the channels [c0, c0 + cn) of one image.
+inline void im2col_tile(const float* x, const ConvGeometry& g, int c0, int cn, std::int64_t p0, std::int64_t pn,
+                        float* col) {
+    const int k = g.k;
+    for (int ci = 0; ci < cn; ++ci) {
+        const float* xc = x + (c0 + ci) * g.in_plane();
+        for (int ky = 0; ky < k; ++ky)
+            for (int kx = 0; kx < k; ++kx) {
+                float* row = col + ((std::int64_t(ci) * k + ky) * k + kx) * pn;
+                std::int64_t j = 0;
+                while (j < pn) {
+                    const std::int64_t p = p0 + j;
+                    const int oy = int(p / g.out_w);
+                    const int ox0 = int(p % g.out_w);
+                    const int run = int(std::min<std::int64_t>(pn - j, g.out_w - ox0));
+                    const int iy = oy * g.stride - g.pad + ky;
+                    float* dst = row + j;
+                    if (iy < 0 || iy >= g.in_h) {
+                        std::fill_n(dst, run, 0.f);
+                    } else {
+                        const float* src = xc + std::int64_t(iy) * g.in_w;
+                        if (g.stride == 1) {
+                            // ix = ox - pad + kx: contiguous, zero only at the borders.
+                            const int ix0 = ox0 - g.pad + kx;
+                            const int lo = std::clamp(-ix0, 0, run);
+                            const int hi = std::clamp(g.in_w - ix0, lo, run);
+                            std::fill_n(dst, lo, 0.f);
+                            std::copy(src + ix0 + lo, src + ix0 + hi, dst + lo);
+                            std::fill(dst + hi, dst + run, 0.f);
+                        } else {
+                            for (int t = 0; t < run; ++t) {
+                                const int ix = (ox0 + t) * g.stride - g.pad + kx;
+                                dst[t] = (ix >= 0 && ix < g.in_w) ? src[ix] : 0.f;
+                            }
+                        }
+                    }
+                    j += run;
+                }
+            }
+    }
+}
+
+/// The transpose of im2col as a gather: col[(co, ky, kx), j] = dy[co, oy, ox] for input pixel
+/// q0 + j = (iy, ix) where iy = oy*s - p + ky and ix = ox*s - p + kx (zero when no such output).
+inline void col_from_outputs_tile(const float* dy, const ConvGeometry& g, int c0, int cn, std::int64_t q0,
+                                  std::int64_t qn, float* col) {
+    const int k = g.k, s = g.stride;
+    for (int co = 0; co < cn; ++co) {
+        const float* dyc = dy + (c0 + co) * g.out_plane();
+        for (int ky = 0; ky < k; ++ky)
+            for (int kx = 0; kx < k; ++kx) {
+                float* row = col + ((std::int64_t(co) * k + ky) * k + kx) * qn;
+                std::int64_t j = 0;
+                while (j < qn) {
+                    const std::int64_t q = q0 + j;
+                    const int iy = int(q / g.in_w);
+                    const int ix0 = int(q % g.in_w);
+                    const int run = int(std::min<std::int64_t>(qn - j, g.in_w - ix0));
+                    const int ty = iy + g.pad - ky;
+                    float* dst = row + j;
+                    if (ty < 0 || ty % s != 0 || ty / s >= g.out_h) {
+                        std::fill_n(dst, run, 0.f);
+                    } else {
+                        const float* src = dyc + std::int64_t(ty / s) * g.out_w;
+                        if (s == 1) {
+                            const int ox0 = ix0 + g.pad - kx;
+                            const int lo = std::clamp(-ox0, 0, run);
+                            const int hi = std::clamp(g.out_w - ox0, lo, run);
+                            std::fill_n(dst, lo, 0.f);
+                            std::copy(src + ox0 + lo, src + ox0 + hi, dst + lo);
+                            std::fill(dst + hi, dst + run, 0.f);
+                        } else {
+                            for (int t = 0; t < run; ++t) {
+                                const int tx = ix0 + t + g.pad - kx;
+                                dst[t] = (tx >= 0 && tx % s == 0 && tx / s < g.out_w) ? src[tx / s] : 0.f;
+                            }
+                        }
+                    }
+                    j += run;
+                }
+            }
+    }
+}
+
+struct TileWork {
+    std::int64_t tile;   // pixels per tile
+    std::int64_t tiles;  // tiles per image
+};
+inline TileWork plan_tiles(std::int64_t rows, std::int64_t plane) {
+    const std::int64_t t = tile_pixels(rows, plane);
+    return {t, (plane + t - 1) / t};
+}
+
+}  // namespace detail
+
+/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten.
+inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
+                           const ConvGeometry& g) {
+    g.validate();
+    using namespace detail;
+    const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+    const std::int64_t rows = std::int64_t(cig) * g.k * g.k;
+    const std::int64_t P = g.out_plane();
+    const TileWork tw = plan_tiles(rows, P);
+    const bool pointwise = g.is_pointwise();
+    std::vector<std::vector<float>> scratch(num_threads());
+    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
+        auto& col = scratch[worker];
+        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
+        for (std::int64_t item = b; item < e; ++item) {
+            const int n = int(item / tw.tiles);
+            const std::int64_t p0 = (item % tw.tiles) * tw.tile;
+            const std::int64_t pn = std::min(tw.tile, P - p0);
+            const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
+            float* yn = y + std::int64_t(n) * g.out_c * P;
+            for (int gi = 0; gi < g.groups; ++gi) {
+                ConstStridedMap wg(w + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
+                StridedMap yt(yn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
+                if (pointwise) {
+                    ConstStridedMap xt(xn + std::int64_t(gi) * cig * P + p0, cig, pn, Eigen::OuterStride<>(P));
+                    yt.noalias() = wg * xt;
+                } else {
+                    im2col_tile(xn, g, gi * cig, cig, p0, pn, col.data());
+                    ConstStridedMap ct(col.data(), rows, pn, Eigen::OuterStride<>(pn));
+                    yt.noalias() = wg * ct;
+                }
+                if (bias)
+                    for (int co = 0; co < cog; ++co) yt.row(co).array() += bias[gi * cog + co];
+            }
+        }
+    });
+}
+
+/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
+inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
+    g.validate();
+    using namespace detail;
+    const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+    const std::int64_t kk = std::int64_t(g.k) * g.k;
+    const std::int64_t rows = cog * kk;  // (co, ky, kx) per group
+    const std::int64_t Q = g.in_plane(), P = g.out_plane();
+    // wt[g][ci][(co, ky, kx)] = w[g*cog + co][ci][ky][kx]
+    std::vector<float> wt(std::size_t(g.weight_size()));
+    for (int gi = 0; gi < g.groups; ++gi)
+        for (int co = 0; co < cog; ++co)
+            for (int ci = 0; ci < cig; ++ci)
+                std::copy_n(w + ((std::int64_t(gi) * cog + co) * cig + ci) * kk, kk,
+                            wt.data() + (std::int64_t(gi) * cig + ci) * rows + co * kk);
+    const bool pointwise = g.is_pointwise();
+    const TileWork tw = plan_tiles(rows, Q);
+    std::vector<std::vector<float>> scratch(num_threads());
+    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
+        auto& col = scratch[worker];
+        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
+        for (std::int64_t item = b; item < e; ++item) {
+            const int n = int(item / tw.tiles);
+            const std::int64_t q0 = (item % tw.tiles) * tw.tile;
+            const std::int64_t qn = std::min(tw.tile, Q - q0);
+            const float* dyn = dy + std::int64_t(n) * g.out_c * P;
+            float* dxn = dx + std::int64_t(n) * g.in_c * Q;
+            for (int gi = 0; gi < g.groups; ++gi) {
+                ConstStridedMap wg(wt.data() + std::int64_t(gi) * cig * rows, cig, rows, Eigen::OuterStride<>(rows));
+                StridedMap xt(dxn + std::int64_t(gi) * cig * Q + q0, cig, qn, Eigen::OuterStride<>(Q));
+                if (pointwise) {
+                    ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + q0, cog, qn, Eigen::OuterStride<>(P));
+                    xt.noalias() = wg * yt;
+                } else {
+                    col_from_outputs_tile(dyn, g, gi * cog, cog, q0, qn, col.data());
+                    ConstStridedMap ct(col.data(), rows, qn, Eigen::OuterStride<>(qn));
+                    xt.noalias() = wg * ct;
+                }
+            }
+        }
+    });
+}
+
+/// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
+inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
+                                   const ConvGeometry& g) {
+    g.validate();
+    using namespace detail;
+    const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+    const std::int64_t rows = std::int64_t(cig) * g.k * g.k;
+    const std::int64_t P = g.out_plane();
+    const TileWork tw = plan_tiles(rows, P);
+    const bool pointwise = g.is_pointwise();
+    const int threads = num_threads();
+    std::vector<std::vector<float>> scratch(threads);
+    std::vector<std::vector<float>> partial(threads);
+    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
+        auto& col = scratch[worker];
+        auto& acc = partial[worker];
+        acc.assign(std::size_t(g.weight_size()), 0.f);
+        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
+        for (std::int64_t item = b; item < e; ++item) {
+            const int n = int(item / tw.tiles);
+            const std::int64_t p0 = (item % tw.tiles) * tw.tile;
+            const std::int64_t pn = std::min(tw.tile, P - p0);
+            const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
+            const float* dyn = dy + std::int64_t(n) * g.out_c * P;
+            for (int gi = 0; gi < g.groups; ++gi) {
+                StridedMap dwg(acc.data() + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
+                ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
+                if (pointwise) {
+                    ConstStridedMap xt(xn + std::int64_t(gi) * cig * P + p0, cig, pn, Eigen::OuterStride<>(P));
+                    dwg.noalias() += yt * xt.transpose();
+                } else {
+                    im2col_tile(xn, g, gi * cig, cig, p0, pn, col.data());
+                    ConstStridedMap ct(col.data(), rows, pn, Eigen::OuterStride<>(pn));
+                    dwg.noalias() += yt * ct.transpose();
+                }
+            }
+        }
+    });
+    for (auto& acc : partial)
+        if (!acc.empty())
+            for (std::int64_t i = 0; i < g.weight_size(); ++i) dw[i] += acc[i];
+    if (dbias) {
+        parallel_for(0, g.out_c, [&](std::int64_t b, std::int64_t e, int) {
+            for (std::int64_t co = b; co < e; ++co) {
+                double s = 0;
+                for (int n = 0; n < batch; ++n) {
+                    const float* p = dy + (std::int64_t(n) * g.out_c + co) * P;
+                    for (std::int64_t i = 0; i < P; ++i) s += p[i];
+                }
+                dbias[co] += float(s);
+            }
+        });
+    }
+}
+
+/// Plain 7-loop convolution: the reference the GEMM kernels are tested against.
+inline void conv2d_forward_reference(const float* x, const float* w, const float* bias, float* y, int batch,
+                                     const ConvGeometry& g) {
+    const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+    for (int n = 0; n < batch; ++n)
+        for (int co = 0; co < g.out_c; ++co) {
+            const int gi = co / cog;
+            for (int oy = 0; oy < g.out_h; ++oy)
+                for (int ox = 0; ox < g.out_w; ++ox) {
+                    double s = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < cig; ++ci)
+                        for (int ky = 0; ky < g.k; ++ky)
+                            for (int kx = 0; kx < g.k; ++kx) {
+                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+                                s += double(x[((std::int64_t(n) * g.in_c + gi * cig + ci) * g.in_h + iy) * g.in_w + ix]) *
+                                     w[((std::int64_t(co) * cig + ci) * g.k + ky) * g.k + kx];
+                            }
+                    y[((std::int64_t(n) * g.out_c + co) * g.out_h + oy) * g.out_w + ox] = float(s);
+                }
+        }
+}
+
+}  // namespace segnet::cpu

@@ -1,0 +1,91 @@
+// segnet/backend/cpu/ops.hpp: the CPU backend's operations on Tensor<Cpu>, the calls layers make.
+//
+//   segnet::backend::conv2d_forward(x, weight, bias_or_nullptr, y, geometry);
+//   segnet::backend::relu_forward(x, y);
+//
+// Layers are written once against these overloads; backend/cuda provides the same names for
+// Tensor<Cuda>. This file only adapts tensors to the raw kernels and checks sizes.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "segnet/backend/cpu/batch_norm.hpp"
+#include "segnet/backend/cpu/conv.hpp"
+#include "segnet/backend/cpu/elementwise.hpp"
+#include "segnet/backend/cpu/lrn.hpp"
+#include "segnet/backend/cpu/pool.hpp"
+#include "segnet/core/tensor.hpp"
+
+namespace segnet::backend {
+
+using CpuTensor = Tensor<Cpu>;
+using CpuIndices = Tensor<Cpu, std::int32_t>;
+
+inline void conv2d_forward(const CpuTensor& x, const CpuTensor& w, const CpuTensor* bias, CpuTensor& y,
+                           const backend::ConvGeometry& g) {
+    cpu::conv2d_forward(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), x.n(), g);
+}
+inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
+}
+inline void conv2d_backward_filter(const CpuTensor& x, const CpuTensor& dy, CpuTensor& dw, CpuTensor* dbias,
+                                   const backend::ConvGeometry& g) {
+    cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), dbias ? dbias->data() : nullptr, x.n(), g);
+}
+
+inline void relu_forward(const CpuTensor& x, CpuTensor& y) { cpu::relu_forward(x.data(), y.data(), x.size()); }
+inline void relu_backward(const CpuTensor& y, const CpuTensor& dy, CpuTensor& dx) {
+    cpu::relu_backward(y.data(), dy.data(), dx.data(), y.size());
+}
+inline void add(const CpuTensor& a, const CpuTensor& b, CpuTensor& y) { cpu::add(a.data(), b.data(), y.data(), a.size()); }
+inline void accumulate(const CpuTensor& x, CpuTensor& y) { cpu::accumulate(x.data(), y.data(), x.size()); }
+inline void copy(const CpuTensor& x, CpuTensor& y) { std::copy_n(x.data(), x.size(), y.data()); }
+
+inline void batch_norm_train(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta, float eps,
+                             float momentum, CpuTensor& running_mean, CpuTensor& running_var, CpuTensor& y,
+                             CpuTensor& saved_mean, CpuTensor& saved_invstd) {
+    cpu::batch_norm_train(x.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), beta.data(), eps, momentum,
+                          running_mean.data(), running_var.data(), y.data(), saved_mean.data(), saved_invstd.data());
+}
+inline void batch_norm_eval(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta,
+                            const CpuTensor& running_mean, const CpuTensor& running_var, float eps, CpuTensor& y) {
+    cpu::batch_norm_eval(x.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), beta.data(), running_mean.data(),
+                         running_var.data(), eps, y.data());
+}
+inline void batch_norm_backward(const CpuTensor& x, const CpuTensor& dy, const CpuTensor& gamma,
+                                const CpuTensor& saved_mean, const CpuTensor& saved_invstd, CpuTensor& dx,
+                                CpuTensor& dgamma, CpuTensor& dbeta) {
+    cpu::batch_norm_backward(x.data(), dy.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), saved_mean.data(),
+                             saved_invstd.data(), dx.data(), dgamma.data(), dbeta.data());
+}
+inline void batch_norm_eval_backward(const CpuTensor& dy, const CpuTensor& gamma, const CpuTensor& running_var,
+                                     float eps, CpuTensor& dx) {
+    cpu::batch_norm_eval_backward(dy.data(), dy.n(), dy.c(), dy.extents().plane(), gamma.data(), running_var.data(),
+                                  eps, dx.data());
+}
+
+inline void max_pool_forward(const CpuTensor& x, int k, CpuTensor& y, CpuIndices& indices) {
+    cpu::max_pool_forward(x.data(), x.n(), x.c(), x.h(), x.w(), k, y.data(), y.h(), y.w(), indices.data());
+}
+inline void max_pool_backward(const CpuTensor& dy, const CpuIndices& indices, CpuTensor& dx) {
+    cpu::max_pool_backward(dy.data(), indices.data(), dy.n(), dy.c(), dy.h(), dy.w(), dx.data(), dx.h(), dx.w());
+}
+inline void max_unpool_forward(const CpuTensor& x, const CpuIndices& indices, CpuTensor& y) {
+    cpu::max_unpool_forward(x.data(), indices.data(), x.n(), x.c(), x.h(), x.w(), y.data(), y.h(), y.w());
+}
+inline void max_unpool_backward(const CpuTensor& dy, const CpuIndices& indices, CpuTensor& dx) {
+    cpu::max_unpool_backward(dy.data(), indices.data(), dx.n(), dx.c(), dx.h(), dx.w(), dx.data(), dy.h(), dy.w());
+}
+
+inline void lrn_forward(const CpuTensor& x, int size, float alpha, float beta, float k, CpuTensor& y,
+                        CpuTensor& scale) {
+    cpu::lrn_forward(x.data(), x.n(), x.c(), x.extents().plane(), size, alpha, beta, k, y.data(), scale.data());
+}
+inline void lrn_backward(const CpuTensor& x, const CpuTensor& y, const CpuTensor& scale, const CpuTensor& dy,
+                         int size, float alpha, float beta, CpuTensor& dx) {
+    cpu::lrn_backward(x.data(), y.data(), scale.data(), dy.data(), x.n(), x.c(), x.extents().plane(), size, alpha,
+                      beta, dx.data());
+}
+
+}  // namespace segnet::backend

@@ -1,0 +1,186 @@
+// segnet/compose/analysis.hpp: the one walk over a network's type list that computes every
+// shape, counts parameters and FLOPs, pairs decoders with encoders and finds the first fault.
+//
+//   constexpr segnet::Analysis a = segnet::analyse<Stages...>({3, 360, 480});
+//   static_assert(a.ok() && a.output == segnet::Dims{11, 360, 480});
+//   segnet::Analysis r = segnet::analyse<Stages...>({3, h, w});   // the same walk, at run time
+//
+// It is a constexpr function over Dims values, so the same code gives the compile-time check
+// (static H/W: a fault becomes a static_assert, see diagnostics.hpp) and the run-time check
+// (dyn H/W: run once when the model meets an input size). A Walker takes a Visitor so that
+// building the run-time model (compose/model.hpp) follows exactly the same order.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "segnet/compose/stages.hpp"
+
+namespace segnet {
+
+inline constexpr int max_stages = 64;
+inline constexpr int max_encoders = 32;
+
+struct Diagnosis {
+    Fault fault = Fault::none;
+    int stage = 0;    // 1-based position after Input
+    int layer = 0;    // 1-based position of the layer within the stage (Blocks flattened)
+    int expected = 0;
+    int actual = 0;
+    int encoder = 0;  // for decoders: the stage number of the paired Encoder
+    StageKind kind = StageKind::other;
+    std::string_view layer_name{};
+};
+
+struct StageInfo {
+    StageKind kind = StageKind::other;
+    Dims in{}, out{};
+    int pair = 0;  // decoders: stage number of the paired encoder; encoders: of the decoder
+    int layers = 0;
+};
+
+struct Analysis {
+    Dims input{}, output{};
+    Diagnosis diag{};
+    int stage_count = 0, encoder_count = 0, decoder_count = 0, layer_count = 0;
+    std::int64_t parameters = 0;
+    std::int64_t flops = 0;               // forward, per image; 0 contributions from dyn sizes
+    std::int64_t activation_elements = 0; // sum of every layer's output, per image
+    std::int64_t peak_live_elements = 0;  // inference: largest (layer input + output + kept skips)
+    std::int64_t skip_elements = 0;       // what encoders keep for decoders (maps or indices)
+    StageInfo stages[max_stages]{};
+    constexpr bool ok() const { return diag.fault == Fault::none; }
+};
+
+/// Does nothing at each step: the analysis alone.
+struct NoVisitor {
+    template <class L>
+    constexpr void layer(Dims, int /*stage*/, int /*layer*/, int /*link*/) {}
+    constexpr void tap(int /*link*/) {}
+    constexpr void begin_stage(StageKind, int /*stage*/, int /*ordinal*/, bool /*single_layer*/) {}
+};
+
+template <class Visitor = NoVisitor>
+struct Walker {
+    Analysis a{};
+    Visitor* visitor = nullptr;
+    Dims cur{};
+    SkipDims stack[max_encoders]{};
+    int stack_stage[max_encoders]{};
+    int stack_link[max_encoders]{};
+    int depth = 0, stage = 0, layer = 0, links = 0;
+
+    constexpr bool failed() const { return a.diag.fault != Fault::none; }
+    constexpr void fail(Fault f, int expected, int actual, std::string_view name) {
+        if (failed()) return;
+        a.diag = {f, stage, layer, expected, actual, a.stages[stage > 0 ? stage - 1 : 0].pair,
+                  a.stages[stage > 0 ? stage - 1 : 0].kind, name};
+    }
+
+    /// link < 0: the layer is outside a Decoder.
+    template <class E>
+    constexpr void element(const SkipDims* skip, int link) {
+        if constexpr (is_block_v<E>) {
+            E::each([&]<class L>() { element<L>(skip, link); });
+        } else {
+            if (failed()) return;
+            ++layer;
+            ++a.layer_count;
+            const Dims in = cur;
+            ShapeResult r{};
+            if constexpr (PairedLayer<E>) {
+                if (!skip) return fail(Fault::skip_outside_decoder, 0, 0, E::name);
+                r = E::infer(in, *skip);
+                if (r.fault == Fault::none) a.flops += E::flops(in, *skip);
+            } else {
+                r = E::infer(in);
+                if (r.fault == Fault::none) a.flops += E::flops(in);
+            }
+            if (r.fault != Fault::none) return fail(r.fault, r.expected, r.actual, E::name);
+            a.parameters += E::parameter_count(in);
+            cur = r.out;
+            if (cur.spatial_static()) {
+                a.activation_elements += cur.elements();
+                const std::int64_t live = (in.spatial_static() ? in.elements() : 0) + cur.elements() + a.skip_elements;
+                if (live > a.peak_live_elements) a.peak_live_elements = live;
+            }
+            if (visitor) visitor->template layer<E>(in, stage, layer, link);
+        }
+    }
+
+    template <class S>
+    constexpr void stage_step() {
+        if (failed()) return;
+        ++stage;
+        layer = 0;
+        StageInfo& info = a.stages[stage - 1];
+        info.in = cur;
+        if constexpr (is_encoder_v<S>) {
+            info.kind = StageKind::encoder;
+            if (visitor) visitor->begin_stage(StageKind::encoder, stage, a.encoder_count, false);
+            ++a.encoder_count;
+            element<typename S::body>(nullptr, -1);
+            if (failed()) return;
+            const int link = links++;
+            if (visitor) visitor->tap(link);
+            stack[depth] = {cur, S::pool::factor};
+            stack_stage[depth] = stage;
+            stack_link[depth] = link;
+            ++depth;
+            // A pool's indices are what SegNet keeps (2 bits per window in the paper); counted
+            // here as one element per pooled value.
+            element<typename S::pool>(nullptr, link);
+            if (cur.spatial_static()) a.skip_elements += cur.elements();
+        } else if constexpr (is_decoder_v<S>) {
+            info.kind = StageKind::decoder;
+            if (depth == 0) {
+                layer = 1;
+                return fail(Fault::decoder_without_encoder, 0, 0, "Decoder");
+            }
+            --depth;
+            const SkipDims skip = stack[depth];
+            info.pair = stack_stage[depth];
+            a.stages[info.pair - 1].pair = stage;
+            if (visitor) visitor->begin_stage(StageKind::decoder, stage, a.decoder_count, false);
+            ++a.decoder_count;
+            S::each([&]<class E>() { element<E>(&skip, stack_link[depth]); });
+            if (failed()) return;
+            if (!extents_may_match(cur.h, skip.feature.h))
+                return fail(Fault::decoder_size, skip.feature.h, cur.h, "Decoder");
+            if (!extents_may_match(cur.w, skip.feature.w))
+                return fail(Fault::decoder_size, skip.feature.w, cur.w, "Decoder");
+            const Dims pooled{skip.feature.c, ceil_div_extent(skip.feature.h, skip.pool),
+                              ceil_div_extent(skip.feature.w, skip.pool)};
+            if (pooled.spatial_static()) a.skip_elements -= pooled.elements();
+        } else {
+            info.kind = StageKind::other;
+            if (visitor) visitor->begin_stage(StageKind::other, stage, stage - 1, !is_block_v<S>);
+            element<S>(nullptr, -1);
+        }
+        info.out = cur;
+        info.layers = layer;
+    }
+
+    template <class... Stages>
+    constexpr void run(Dims input) {
+        a.input = input;
+        cur = input;
+        (stage_step<Stages>(), ...);
+        a.stage_count = stage;
+        a.output = cur;
+        if (!failed() && depth != 0) {
+            layer = 0;
+            stage = stack_stage[depth - 1];
+            fail(Fault::encoder_without_decoder, 0, depth, "Encoder");
+        }
+    }
+};
+
+template <class... Stages>
+constexpr Analysis analyse(Dims input) {
+    Walker<> w;
+    w.template run<Stages...>(input);
+    return w.a;
+}
+
+}  // namespace segnet

@@ -1,0 +1,92 @@
+// segnet/compose/network.hpp: Network<Input, Stages...>, the type that is a segmentation
+// network, and the compile-time queries on it.
+//
+//   using Net = Network<Input<3, dyn, dyn>, Encoder<...>, ..., Decoder<...>, Classifier<11>>;
+//   static_assert(parameter_count_v<Net> == 1'416'331);
+//   using Out = output_shape_t<Net, Shape<3, 360, 480>>;   // Out::channels == 11
+//
+// Instantiating a Network runs the analysis (compose/analysis.hpp) at compile time: channel
+// counts always, heights and widths when they are static. A fault is a static_assert naming
+// the stage, the layer and the numbers (compose/diagnostics.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+
+#include "segnet/compose/analysis.hpp"
+#include "segnet/compose/diagnostics.hpp"
+#include "segnet/compose/stages.hpp"
+
+namespace segnet {
+
+template <class In, class... Stages>
+struct Network {
+    static_assert(is_input_v<In>, "Network<Input<C, H, W>, Stages...>: the first argument must be Input<C, H, W>");
+    static_assert((Stage<Stages> && ...),
+                  "Network<Input, Stages...>: every stage must be an Encoder<...>, a Decoder<...>, a layer or a Block<...>");
+    static_assert(sizeof...(Stages) <= max_stages, "Network<...>: more than 64 stages");
+
+    using network_tag = void;
+    using input = In;
+    static constexpr std::string_view name = "custom";
+
+    /// The shape walk for an input size (compile time or run time).
+    static constexpr Analysis analyse(Dims input) { return segnet::analyse<Stages...>(input); }
+    /// The walk for the declared Input (dyn H/W stay dyn).
+    static constexpr Analysis analysis = analyse(In::dims);
+    static_assert(shape_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer, analysis.diag.expected,
+                              analysis.diag.actual>::ok);
+
+    /// Walks the stages in order, calling the visitor for every layer (used to build models).
+    template <class Visitor>
+    static void walk(Dims input, Visitor& visitor) {
+        Walker<Visitor> w;
+        w.visitor = &visitor;
+        w.template run<Stages...>(input);
+    }
+};
+
+template <class Net>
+concept NetworkType = requires {
+    typename Net::network_tag;
+    typename Net::input;
+    { Net::analysis } -> std::convertible_to<const Analysis&>;
+};
+
+/// Learnable parameters of a network (batch-norm running statistics are buffers, not counted).
+template <NetworkType Net>
+inline constexpr std::int64_t parameter_count_v = Net::analysis.parameters;
+
+namespace detail {
+template <NetworkType Net, class S>
+struct output_shape_impl {
+    static constexpr Fault input_fault =
+        S::channels != Net::input::channels ? Fault::input_channels
+        : (Net::input::height != dyn && S::height != Net::input::height) ||
+                  (Net::input::width != dyn && S::width != Net::input::width)
+            ? Fault::input_size
+            : Fault::none;
+    static_assert(shape_check<input_fault, 0, 0, input_fault == Fault::input_channels ? Net::input::channels : Net::input::height,
+                              input_fault == Fault::input_channels ? S::channels : S::height>::ok);
+    static constexpr Analysis analysis = Net::analyse(S::dims);
+    static_assert(shape_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer, analysis.diag.expected,
+                              analysis.diag.actual>::ok);
+    static constexpr Dims out = analysis.ok() && input_fault == Fault::none ? analysis.output : Dims{1, 1, 1};
+    using type = Shape<out.c, out.h, out.w>;
+};
+}  // namespace detail
+
+/// The output shape of Net for an input shape S (exposes channels, height, width).
+template <NetworkType Net, class S>
+using output_shape_t = typename detail::output_shape_impl<Net, S>::type;
+
+/// The full analysis of Net for a static input shape S: FLOPs, activations, every stage.
+template <NetworkType Net, class S>
+inline constexpr Analysis analysis_v = detail::output_shape_impl<Net, S>::analysis;
+
+/// Forward floating-point operations of Net for one image of shape S.
+template <NetworkType Net, class S>
+inline constexpr std::int64_t flops_v = analysis_v<Net, S>.flops;
+
+}  // namespace segnet

@@ -1,0 +1,145 @@
+// segnet/io/files.hpp: the error type of data and file I/O, whole-file reads, atomic writes.
+//
+//   std::vector<unsigned char> bytes = segnet::read_file_bytes("model.safetensors", 1 << 30);
+//   segnet::write_file_atomically("out.bin", [&](segnet::FileSink& f) { f.write(p, n); });
+//   try { ... } catch (const segnet::DataError& e) { std::cerr << e.what() << "\n"; }
+//
+// Every message names the file and the problem on one line ("segnet: cannot load 'a.png':
+// file not found"), so a failure deep inside a training run can be fixed without a debugger.
+// Atomic writes go to a temporary file in the target's folder and are renamed over the target
+// only when complete: a crash, a full disk or a throwing writer never leaves a truncated model
+// or mask behind, and an existing file survives a failed write.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace segnet {
+
+/// A problem with a data file: missing, unreadable, corrupt, or inconsistent with its list.
+struct DataError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+namespace io_detail {
+
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+inline std::string errno_text(int err) {
+    if (err == ENOENT) return "file not found";
+    if (err == EACCES) return "permission denied";
+    return std::strerror(err);
+}
+
+}  // namespace io_detail
+
+/// Reads a whole file; `what` is the verb of the message ("load", "read").
+/// Refuses files larger than max_bytes before reading them.
+inline std::vector<unsigned char> read_file_bytes(const std::filesystem::path& path,
+                                                  std::uint64_t max_bytes,
+                                                  const char* what = "read") {
+    const std::string head = std::string("segnet: cannot ") + what + " " + io_detail::quoted(path) + ": ";
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw DataError(head + "is a directory");
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) throw DataError(head + io_detail::errno_text(errno));
+    struct Closer {
+        std::FILE* f;
+        ~Closer() { std::fclose(f); }
+    } closer{f};
+    std::vector<unsigned char> bytes;
+    // Size from the file itself rather than trusting anything inside it.
+    if (std::fseek(f, 0, SEEK_END) != 0) throw DataError(head + "cannot seek");
+    const long size = std::ftell(f);
+    if (size < 0) throw DataError(head + "cannot determine the file size");
+    if (std::uint64_t(size) > max_bytes)
+        throw DataError(head + "file is " + std::to_string(size) + " bytes, over the limit of " +
+                        std::to_string(max_bytes));
+    std::rewind(f);
+    bytes.resize(std::size_t(size));
+    if (size > 0 && std::fread(bytes.data(), 1, bytes.size(), f) != bytes.size())
+        throw DataError(head + "read error");
+    return bytes;
+}
+
+/// The output side of write_file_atomically: throws DataError on any write error.
+class FileSink {
+public:
+    FileSink(std::FILE* f, std::filesystem::path target) : f_(f), target_(std::move(target)) {}
+    void write(const void* data, std::size_t bytes) {
+        if (bytes == 0) return;
+        if (std::fwrite(data, 1, bytes, f_) != bytes)
+            throw DataError("segnet: cannot write " + io_detail::quoted(target_) + ": " +
+                            io_detail::errno_text(errno));
+        written_ += bytes;
+    }
+    void write(const std::string& s) { write(s.data(), s.size()); }
+    std::uint64_t bytes_written() const { return written_; }
+
+private:
+    std::FILE* f_;
+    std::filesystem::path target_;
+    std::uint64_t written_ = 0;
+};
+
+/// Writes `target` through `write_contents(FileSink&)` into a temporary file in the same folder
+/// (so the rename stays on one file system and is atomic), syncs it, and renames it over the
+/// target. On any failure, including an exception from write_contents, the temporary file is
+/// removed, the target is left as it was, and the exception propagates (DataError for I/O).
+template <class WriteContents>
+void write_file_atomically(const std::filesystem::path& target, WriteContents&& write_contents) {
+    namespace fs = std::filesystem;
+    static std::atomic<unsigned> counter{0};
+    const std::string head = "segnet: cannot write " + io_detail::quoted(target) + ": ";
+    if (target.filename().empty()) throw DataError(head + "the path names no file");
+    const fs::path dir = target.parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !fs::is_directory(dir, ec))
+        throw DataError(head + "folder " + io_detail::quoted(dir) + " does not exist");
+#if defined(__unix__) || defined(__APPLE__)
+    const long pid = long(::getpid());
+#else
+    const long pid = 0;
+#endif
+    // Hidden, unique per process and call, so concurrent writers never share a temporary.
+    const fs::path temp = dir / ("." + target.filename().string() + ".tmp-" + std::to_string(pid) +
+                                 "-" + std::to_string(counter.fetch_add(1)));
+    std::FILE* f = std::fopen(temp.c_str(), "wbx");
+    if (!f) throw DataError(head + "cannot create a temporary file in its folder: " +
+                            io_detail::errno_text(errno));
+    try {
+        FileSink sink(f, target);
+        write_contents(sink);
+        if (std::fflush(f) != 0) throw DataError(head + io_detail::errno_text(errno));
+#if defined(__unix__) || defined(__APPLE__)
+        // Without the sync, a power loss after the rename can leave an empty file behind.
+        if (::fsync(::fileno(f)) != 0) throw DataError(head + "fsync failed: " + io_detail::errno_text(errno));
+#endif
+        const int rc = std::fclose(f);
+        f = nullptr;
+        if (rc != 0) throw DataError(head + io_detail::errno_text(errno));
+        fs::rename(temp, target, ec);
+        if (ec) throw DataError(head + ec.message());
+    } catch (...) {
+        if (f) std::fclose(f);
+        std::error_code ignored;
+        fs::remove(temp, ignored);
+        throw;
+    }
+}
+
+}  // namespace segnet

@@ -1,0 +1,113 @@
+// segnet/layers/batch_norm.hpp: spatial batch normalisation and ReLU.
+//
+//   Block<Conv<64, 7>, BatchNorm, ReLU>
+//   model.forward(x, Mode::train);   // batch statistics; running averages updated
+//   model.forward(x, Mode::eval);    // running statistics
+//
+// BatchNorm follows PyTorch's BatchNorm2d (eps 1e-5, momentum 0.1, unbiased running_var):
+// parameters "weight" (gamma, 1) and "bias" (beta, 0); buffers "running_mean" (0) and
+// "running_var" (1). Shape rule: identity.
+#pragma once
+
+#include <memory>
+
+#include "segnet/backend/ops.hpp"
+#include "segnet/layers/layer.hpp"
+
+namespace segnet {
+
+template <class Device>
+class BatchNormLayer final : public RuntimeLayer<Device> {
+public:
+    BatchNormLayer(int channels, float eps, float momentum) : c_(channels), eps_(eps), momentum_(momentum) {
+        for (auto* t : {&gamma_, &beta_, &gamma_grad_, &beta_grad_, &running_mean_, &running_var_, &saved_mean_,
+                        &saved_invstd_})
+            t->resize(detail::vector_extents(channels));
+    }
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
+        x_ = &x;
+        mode_ = mode;
+        y_.resize(x.extents());
+        if (mode == Mode::train)
+            backend::batch_norm_train(x, gamma_, beta_, eps_, momentum_, running_mean_, running_var_, y_, saved_mean_,
+                                      saved_invstd_);
+        else
+            backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, y_);
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(dy.extents());
+        if (mode_ == Mode::train) {
+            backend::batch_norm_backward(*x_, dy, gamma_, saved_mean_, saved_invstd_, dx_, gamma_grad_, beta_grad_);
+        } else {
+            // Eval mode is a fixed affine map: only the input gradient is meaningful.
+            backend::batch_norm_eval_backward(dy, gamma_, running_var_, eps_, dx_);
+        }
+        return dx_;
+    }
+    void initialize(Rng&) override {
+        backend::upload(std::vector<float>(std::size_t(c_), 1.f), gamma_);
+        beta_.zero();
+        running_mean_.zero();
+        backend::upload(std::vector<float>(std::size_t(c_), 1.f), running_var_);
+    }
+    void collect(std::vector<ParamRef<Device>>& out, const std::string& prefix) override {
+        detail::add_param(out, prefix + "weight", gamma_, &gamma_grad_, {c_}, false);
+        detail::add_param(out, prefix + "bias", beta_, &beta_grad_, {c_}, false);
+        detail::add_param(out, prefix + "running_mean", running_mean_, static_cast<Tensor<Device>*>(nullptr), {c_}, false);
+        detail::add_param(out, prefix + "running_var", running_var_, static_cast<Tensor<Device>*>(nullptr), {c_}, false);
+    }
+    std::string_view kind() const override { return "BatchNorm"; }
+
+private:
+    int c_;
+    float eps_, momentum_;
+    Mode mode_ = Mode::train;
+    Tensor<Device> gamma_, beta_, gamma_grad_, beta_grad_, running_mean_, running_var_, saved_mean_, saved_invstd_, y_,
+        dx_;
+    const Tensor<Device>* x_ = nullptr;
+};
+
+struct BatchNorm {
+    static constexpr std::string_view name = "BatchNorm";
+    static constexpr float eps = 1e-5f, momentum = 0.1f;
+    static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
+    static constexpr std::int64_t parameter_count(Dims in) { return 2LL * in.c; }
+    static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? 2LL * in.elements() : 0; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
+        return std::make_unique<BatchNormLayer<Device>>(in.c, eps, momentum);
+    }
+};
+
+template <class Device>
+class ReluLayer final : public RuntimeLayer<Device> {
+public:
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+        y_.resize(x.extents());
+        backend::relu_forward(x, y_);
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(dy.extents());
+        backend::relu_backward(y_, dy, dx_);
+        return dx_;
+    }
+    std::string_view kind() const override { return "ReLU"; }
+
+private:
+    Tensor<Device> y_, dx_;
+};
+
+struct ReLU {
+    static constexpr std::string_view name = "ReLU";
+    static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? in.elements() : 0; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return std::make_unique<ReluLayer<Device>>();
+    }
+};
+
+}  // namespace segnet

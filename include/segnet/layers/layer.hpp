@@ -1,0 +1,99 @@
+// segnet/layers/layer.hpp: what every layer is: a static shape rule (the type) and a run-time
+// object with forward/backward (made by the type for a device).
+//
+//   static_assert(segnet::Layer<segnet::Conv<64, 7>>);
+//   constexpr segnet::ShapeResult r = segnet::Conv<64, 7>::infer({3, 360, 480});   // {64, 360, 480}
+//   auto conv = segnet::Conv<64, 7>::make<segnet::Cpu>({3, segnet::dyn, segnet::dyn});
+//
+// A layer type L provides
+//   L::name                             a short name for diagnostics ("Conv")
+//   L::infer(Dims) -> ShapeResult       its shape rule (paired layers: infer(Dims, SkipDims))
+//   L::parameter_count(Dims) -> int64   learnable scalars for an input with those channels
+//   L::flops(Dims) -> int64             forward floating-point operations for a static input
+//   L::make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>
+// The run-time object takes sizes at run time (one kernel instantiation serves every shape);
+// only the checking lives in types. Paired layers (Unpool, Add, ...) read their Decoder's
+// Encoder through a SkipLink the network connects when it is built.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "segnet/core/device.hpp"
+#include "segnet/core/parameter.hpp"
+#include "segnet/core/random.hpp"
+#include "segnet/core/shape_rule.hpp"
+#include "segnet/core/tensor.hpp"
+
+namespace segnet {
+
+/// What an Encoder leaves for its Decoder during one forward pass, and the gradient the
+/// Decoder sends back through it.
+template <class Device>
+struct SkipLink {
+    const Tensor<Device>* feature = nullptr;               // the encoder's pre-pool feature map
+    const Tensor<Device, std::int32_t>* indices = nullptr;  // the pool's argmax positions
+    Tensor<Device> feature_grad;                            // d loss / d feature via the skip
+    bool has_feature_grad = false;
+    int pool = 0;
+};
+
+/// The run-time interface of a layer on a device.
+template <class Device>
+class RuntimeLayer {
+public:
+    virtual ~RuntimeLayer() = default;
+    /// Computes the output (owned by the layer, valid until the next forward). In train mode
+    /// the layer keeps what backward needs, including a reference to x.
+    virtual const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) = 0;
+    /// Given d loss / d output, accumulates parameter gradients and returns d loss / d input.
+    virtual const Tensor<Device>& backward(const Tensor<Device>& dy) = 0;
+    /// He/MSRA initialisation (or the layer's fixed initial values).
+    virtual void initialize(Rng&) {}
+    /// Appends the layer's tensors, named prefix + "weight" etc.
+    virtual void collect(std::vector<ParamRef<Device>>&, const std::string& /*prefix*/) {}
+    /// Paired layers receive their Encoder's link; others ignore it.
+    virtual void connect(SkipLink<Device>*) {}
+    virtual std::string_view kind() const = 0;
+};
+
+template <class L>
+concept PlainLayer = requires(Dims d) {
+    { L::name } -> std::convertible_to<std::string_view>;
+    { L::infer(d) } -> std::same_as<ShapeResult>;
+    { L::parameter_count(d) } -> std::convertible_to<std::int64_t>;
+    { L::flops(d) } -> std::convertible_to<std::int64_t>;
+    { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
+};
+
+template <class L>
+concept PairedLayer = requires(Dims d, SkipDims s) {
+    { L::name } -> std::convertible_to<std::string_view>;
+    { L::infer(d, s) } -> std::same_as<ShapeResult>;
+    { L::parameter_count(d) } -> std::convertible_to<std::int64_t>;
+    { L::flops(d, s) } -> std::convertible_to<std::int64_t>;
+    { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
+};
+
+/// Every layer meets one of the two forms.
+template <class L>
+concept Layer = PlainLayer<L> || PairedLayer<L>;
+
+namespace detail {
+
+/// Adds a tensor to a parameter list with its PyTorch shape.
+template <class Device>
+void add_param(std::vector<ParamRef<Device>>& out, const std::string& name, Tensor<Device>& value,
+               Tensor<Device>* grad, std::vector<int> shape, bool decay) {
+    out.push_back({name, &value, grad, std::move(shape), decay});
+}
+
+/// A tensor's storage sized to hold a parameter of `count` scalars as {1, count, 1, 1}.
+inline Extents vector_extents(int count) { return {1, count, 1, 1}; }
+
+}  // namespace detail
+}  // namespace segnet

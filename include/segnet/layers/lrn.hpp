@@ -1,0 +1,57 @@
+// segnet/layers/lrn.hpp: Caffe's cross-channel local response normalisation, the input
+// normalisation of the public SegNet-Basic model.
+//
+//   Network<Input<3, dyn, dyn>, LRN<>, Encoder<...>, ...>          // size 5, alpha 1e-4, beta 0.75
+//
+// y_c = x_c / (k + alpha/size * sum over the `size` channels around c of x^2)^beta, k = 1.
+// Shape rule: identity. No parameters.
+#pragma once
+
+#include <memory>
+
+#include "segnet/backend/ops.hpp"
+#include "segnet/layers/layer.hpp"
+
+namespace segnet {
+
+template <class Device>
+class LrnLayer final : public RuntimeLayer<Device> {
+public:
+    LrnLayer(int size, float alpha, float beta, float k) : size_(size), alpha_(alpha), beta_(beta), k_(k) {}
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+        x_ = &x;
+        y_.resize(x.extents());
+        scale_.resize(x.extents());
+        backend::lrn_forward(x, size_, alpha_, beta_, k_, y_, scale_);
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(dy.extents());
+        backend::lrn_backward(*x_, y_, scale_, dy, size_, alpha_, beta_, dx_);
+        return dx_;
+    }
+    std::string_view kind() const override { return "LRN"; }
+
+private:
+    int size_;
+    float alpha_, beta_, k_;
+    Tensor<Device> y_, scale_, dx_;
+    const Tensor<Device>* x_ = nullptr;
+};
+
+/// Alpha and Beta are given in millionths / hundredths (1e-4 = 100, 0.75 = 75) so that the
+/// type stays an integer-parameterised template.
+template <int Size = 5, int AlphaMicro = 100, int BetaCenti = 75>
+struct LRN {
+    static_assert(Size > 0 && Size % 2 == 1, "LRN<Size>: Size must be a positive odd number");
+    static constexpr std::string_view name = "LRN";
+    static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? (2LL * Size + 4) * in.elements() : 0; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return std::make_unique<LrnLayer<Device>>(Size, AlphaMicro * 1e-6f, BetaCenti * 1e-2f, 1.f);
+    }
+};
+
+}  // namespace segnet

@@ -1,0 +1,133 @@
+// segnet/layers/pool.hpp: max pooling that remembers where each maximum was, and SegNet's
+// unpooling that puts values back there.
+//
+//   Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>   // 45x60 -> 23x30 (ceil)
+//   Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>          // 23x30 -> 45x60 (stored size)
+//
+// MaxPool<K>: window K x K, stride K, ceil rounding (Caffe): {C, H, W} -> {C, ceil(H/K),
+// ceil(W/K)}; the input must be at least K x K. Unpool<K> only lives in a Decoder: it takes its
+// output size and indices from its paired Encoder's pool, so odd sizes round-trip exactly; its
+// input must have the pool's channels and the pool's output size.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+
+#include "segnet/backend/ops.hpp"
+#include "segnet/layers/layer.hpp"
+
+namespace segnet {
+
+template <class Device>
+class MaxPoolLayer final : public RuntimeLayer<Device> {
+public:
+    explicit MaxPoolLayer(int k) : k_(k) {}
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+        in_ = x.extents();
+        const Extents out{x.n(), x.c(), (x.h() + k_ - 1) / k_, (x.w() + k_ - 1) / k_};
+        y_.resize(out);
+        indices_.resize(out);
+        backend::max_pool_forward(x, k_, y_, indices_);
+        if (link_) {
+            link_->indices = &indices_;
+            link_->pool = k_;
+        }
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(in_);
+        backend::max_pool_backward(dy, indices_, dx_);
+        return dx_;
+    }
+    /// An Encoder's pool publishes its indices to the link its Decoder reads.
+    void connect(SkipLink<Device>* link) override { link_ = link; }
+    std::string_view kind() const override { return "MaxPool"; }
+    const Tensor<Device, std::int32_t>& indices() const { return indices_; }
+
+private:
+    int k_;
+    Extents in_{};
+    Tensor<Device> y_, dx_;
+    Tensor<Device, std::int32_t> indices_;
+    SkipLink<Device>* link_ = nullptr;
+};
+
+template <int K>
+struct MaxPool {
+    static_assert(K >= 2, "MaxPool<K>: K (window and stride) must be at least 2");
+    static constexpr std::string_view name = "MaxPool";
+    static constexpr int factor = K;
+    static constexpr ShapeResult infer(Dims in) {
+        if (in.h != dyn && in.h < K) return ShapeResult::fail(Fault::too_small, K, in.h);
+        if (in.w != dyn && in.w < K) return ShapeResult::fail(Fault::too_small, K, in.w);
+        return ShapeResult::ok({in.c, ceil_div_extent(in.h, K), ceil_div_extent(in.w, K)});
+    }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? in.elements() : 0; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return std::make_unique<MaxPoolLayer<Device>>(K);
+    }
+};
+
+template <class Device>
+class UnpoolLayer final : public RuntimeLayer<Device> {
+public:
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+        if (!link_ || !link_->indices || !link_->feature)
+            throw std::logic_error("segnet::Unpool: forward before its Encoder ran (no pooling indices)");
+        const Extents& pooled = link_->indices->extents();
+        if (x.extents() != pooled)
+            throw std::invalid_argument("segnet::Unpool: input " + to_string(x.extents()) +
+                                        " differs from its paired pool's output " + to_string(pooled));
+        in_ = x.extents();
+        const Extents& target = link_->feature->extents();
+        y_.resize({x.n(), x.c(), target.h, target.w});
+        backend::max_unpool_forward(x, *link_->indices, y_);
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(in_);
+        backend::max_unpool_backward(dy, *link_->indices, dx_);
+        return dx_;
+    }
+    void connect(SkipLink<Device>* link) override { link_ = link; }
+    std::string_view kind() const override { return "Unpool"; }
+
+private:
+    Extents in_{};
+    Tensor<Device> y_, dx_;
+    SkipLink<Device>* link_ = nullptr;
+};
+
+namespace detail {
+/// The rule shared by every decoder upsampler: its input is the paired pool's output.
+constexpr ShapeResult check_upsample_input(Dims in, SkipDims skip, int factor) {
+    if (!extents_may_match(in.h, ceil_div_extent(skip.feature.h, factor)))
+        return ShapeResult::fail(Fault::upsample_size, ceil_div_extent(skip.feature.h, factor), in.h);
+    if (!extents_may_match(in.w, ceil_div_extent(skip.feature.w, factor)))
+        return ShapeResult::fail(Fault::upsample_size, ceil_div_extent(skip.feature.w, factor), in.w);
+    return ShapeResult::ok(in);
+}
+}  // namespace detail
+
+template <int K>
+struct Unpool {
+    static_assert(K >= 2, "Unpool<K>: K must be at least 2 (and equal to its paired MaxPool's)");
+    static constexpr std::string_view name = "Unpool";
+    static constexpr int factor = K;
+    static constexpr ShapeResult infer(Dims in, SkipDims skip) {
+        if (skip.pool != K) return ShapeResult::fail(Fault::unpool_factor, skip.pool, K);
+        if (in.c != skip.feature.c) return ShapeResult::fail(Fault::unpool_channels, skip.feature.c, in.c);
+        if (auto r = detail::check_upsample_input(in, skip, K); r.fault != Fault::none) return r;
+        return ShapeResult::ok({in.c, skip.feature.h, skip.feature.w});
+    }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims, SkipDims) { return 0; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return std::make_unique<UnpoolLayer<Device>>();
+    }
+};
+
+}  // namespace segnet

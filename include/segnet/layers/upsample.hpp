@@ -1,0 +1,147 @@
+// segnet/layers/upsample.hpp: decoder upsamplers other than unpooling: fixed bilinear
+// interpolation and learned transposed convolution (FCN's "deconvolution").
+//
+//   Decoder<BilinearUpsample<2>, Block<DepthwiseConv<7>, BatchNorm>>       // Bilinear-Interpolation
+//   Decoder<TransposedConv<64, 4, 2>, Add, Block<Conv<64, 7, Bias::without>, BatchNorm>>
+//
+// Both live in a Decoder and, like Unpool, produce exactly their paired Encoder's pre-pool
+// size: a transposed convolution of a 23-row map gives 46 rows, cropped to the encoder's 45
+// (FCN's crop layer). Kernel sizes: BilinearUpsample<F> is a fixed depthwise transposed
+// convolution with FCN's bilinear kernel (size 2F - F%2, stride F, pad ceil((F-1)/2)).
+// TransposedConv<OutC, K, S>: weight [C, OutC, K, K] (PyTorch ConvTranspose2d layout), pad
+// ceil((K - S)/2), no bias; initialised bilinear (FCN: the kernel on the channel diagonal,
+// zero elsewhere) or He.
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+
+#include "segnet/backend/ops.hpp"
+#include "segnet/layers/layer.hpp"
+#include "segnet/layers/pool.hpp"
+
+namespace segnet {
+
+enum class UpsampleInit { bilinear, he };
+
+namespace detail {
+/// FCN's upsample_filt: the separable bilinear kernel of a given size.
+inline std::vector<float> bilinear_kernel(int k) {
+    const int factor = (k + 1) / 2;
+    const double center = k % 2 == 1 ? factor - 1 : factor - 0.5;
+    std::vector<float> f(std::size_t(k) * k);
+    for (int y = 0; y < k; ++y)
+        for (int x = 0; x < k; ++x)
+            f[std::size_t(y) * k + x] =
+                float((1 - std::abs(y - center) / factor) * (1 - std::abs(x - center) / factor));
+    return f;
+}
+}  // namespace detail
+
+/// A transposed convolution whose output size is its paired Encoder's pre-pool size.
+template <class Device>
+class TransposedConvLayer final : public RuntimeLayer<Device> {
+public:
+    TransposedConvLayer(int in_c, int out_c, int k, int stride, bool depthwise, bool learnable, UpsampleInit init,
+                        std::string_view kind)
+        : in_c_(in_c), out_c_(out_c), k_(k), stride_(stride), groups_(depthwise ? in_c : 1),
+          learnable_(learnable), init_(init), kind_(kind) {
+        weight_.resize({in_c, out_c / groups_, k, k});
+        if (learnable_) weight_grad_.resize(weight_.extents());
+    }
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+        if (!link_ || !link_->feature)
+            throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
+        x_ = &x;
+        const Extents& target = link_->feature->extents();
+        y_.resize({x.n(), out_c_, target.h, target.w});
+        backend::conv2d_backward_data(x, weight_, y_, geometry(x));
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        dx_.resize(x_->extents());
+        const auto g = geometry(*x_);
+        backend::conv2d_forward(dy, weight_, nullptr, dx_, g);
+        if (learnable_) backend::conv2d_backward_filter(dy, *x_, weight_grad_, nullptr, g);
+        return dx_;
+    }
+    void initialize(Rng& rng) override {
+        std::vector<float> w(std::size_t(weight_.size()), 0.f);
+        const std::size_t kk = std::size_t(k_) * k_;
+        const int per_group = out_c_ / groups_;
+        if (init_ == UpsampleInit::bilinear) {
+            const auto f = detail::bilinear_kernel(k_);
+            for (int i = 0; i < in_c_; ++i)
+                for (int o = 0; o < per_group; ++o)
+                    if (groups_ > 1 || i == o) std::copy(f.begin(), f.end(), w.begin() + (std::size_t(i) * per_group + o) * kk);
+        } else {
+            const float stddev = std::sqrt(2.f / float(in_c_ / groups_ * kk));
+            for (auto& v : w) v = rng.normal(0.f, stddev);
+        }
+        backend::upload(w, weight_);
+    }
+    void collect(std::vector<ParamRef<Device>>& out, const std::string& prefix) override {
+        if (learnable_) detail::add_param(out, prefix + "weight", weight_, &weight_grad_, {in_c_, out_c_ / groups_, k_, k_}, true);
+    }
+    void connect(SkipLink<Device>* link) override { link_ = link; }
+    std::string_view kind() const override { return kind_; }
+
+private:
+    // A transposed convolution is the backward-data of the convolution that maps its output
+    // (out_c, target size) to its input (in_c, pooled size).
+    backend::ConvGeometry geometry(const Tensor<Device>& x) const {
+        return {out_c_, y_.h(), y_.w(), in_c_, x.h(), x.w(), k_, stride_, (k_ - stride_ + 1) / 2, groups_};
+    }
+    int in_c_, out_c_, k_, stride_, groups_;
+    bool learnable_;
+    UpsampleInit init_;
+    std::string_view kind_;
+    Tensor<Device> weight_, weight_grad_, y_, dx_;
+    const Tensor<Device>* x_ = nullptr;
+    SkipLink<Device>* link_ = nullptr;
+};
+
+/// Fixed (not learned) bilinear upsampling by Factor, per channel.
+template <int Factor>
+struct BilinearUpsample {
+    static_assert(Factor >= 2, "BilinearUpsample<F>: F must be at least 2");
+    static constexpr std::string_view name = "BilinearUpsample";
+    static constexpr int factor = Factor, kernel = 2 * Factor - Factor % 2;
+    static constexpr ShapeResult infer(Dims in, SkipDims skip) {
+        if (auto r = detail::check_upsample_input(in, skip, Factor); r.fault != Fault::none) return r;
+        return ShapeResult::ok({in.c, skip.feature.h, skip.feature.w});
+    }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in, SkipDims skip) {
+        return skip.feature.spatial_static() ? 2LL * in.c * kernel * kernel / (Factor * Factor) * skip.feature.h * skip.feature.w : 0;
+    }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
+        return std::make_unique<TransposedConvLayer<Device>>(in.c, in.c, kernel, Factor, true, false,
+                                                             UpsampleInit::bilinear, name);
+    }
+};
+
+/// Learned K x K transposed convolution with stride Stride to OutC channels.
+template <int OutC, int K, int Stride, UpsampleInit Init = UpsampleInit::bilinear>
+struct TransposedConv {
+    static_assert(OutC > 0, "TransposedConv<OutC, K, Stride>: OutC must be positive");
+    static_assert(Stride >= 2 && K >= Stride, "TransposedConv<OutC, K, Stride>: need Stride >= 2 and K >= Stride");
+    static constexpr std::string_view name = "TransposedConv";
+    static constexpr int factor = Stride;
+    static constexpr ShapeResult infer(Dims in, SkipDims skip) {
+        if (auto r = detail::check_upsample_input(in, skip, Stride); r.fault != Fault::none) return r;
+        return ShapeResult::ok({OutC, skip.feature.h, skip.feature.w});
+    }
+    static constexpr std::int64_t parameter_count(Dims in) { return std::int64_t(in.c) * OutC * K * K; }
+    static constexpr std::int64_t flops(Dims in, SkipDims skip) {
+        return skip.feature.spatial_static() ? 2LL * in.c * OutC * K * K / (Stride * Stride) * skip.feature.h * skip.feature.w : 0;
+    }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
+        return std::make_unique<TransposedConvLayer<Device>>(in.c, OutC, K, Stride, false, true, Init, name);
+    }
+};
+
+}  // namespace segnet
