@@ -24,29 +24,96 @@ struct shape_check {
     static constexpr bool ok = true;
 };
 
-#define SEGNET_SHAPE_CHECK(FAULT, MESSAGE)                                    \
-    template <int Stage, int Layer, int Expected, int Actual>                 \
-    struct shape_check<Fault::FAULT, Stage, Layer, Expected, Actual> {        \
-        static_assert(Stage < 0, "segnet: " MESSAGE                           \
-                      " [shape_check<fault, stage, layer, expected, actual>]"); \
-        static constexpr bool ok = false;                                     \
-    }
+/// False for every stage: a static_assert on it fires only when its fault is instantiated, and
+/// g++ prints nothing more than the message (no "comparison reduces to" note).
+template <int Stage>
+inline constexpr bool shape_fault_at_stage = false;
 
-SEGNET_SHAPE_CHECK(too_small, "a pooling window does not fit: the map (actual) is smaller than the window (expected); use a larger input or fewer encoders");
-SEGNET_SHAPE_CHECK(groups_indivisible, "a grouped convolution's channels (actual) are not divisible by its groups (expected)");
-SEGNET_SHAPE_CHECK(depthwise_channels, "a depthwise layer cannot change the channel count (expected, actual)");
-SEGNET_SHAPE_CHECK(skip_outside_decoder, "Unpool, Add, BilinearUpsample and TransposedConv read a paired Encoder and must be inside a Decoder<...>");
-SEGNET_SHAPE_CHECK(decoder_without_encoder, "a Decoder has no Encoder to pair with: decoders pair with encoders like brackets, so each Decoder needs an unpaired Encoder before it");
-SEGNET_SHAPE_CHECK(encoder_without_decoder, "Encoders are left without a Decoder (actual = how many): a network needs as many Decoders as Encoders");
-SEGNET_SHAPE_CHECK(unpool_channels, "an Unpool receives a different channel count (actual) than its paired Encoder pooled (expected)");
-SEGNET_SHAPE_CHECK(unpool_factor, "Unpool<K> (actual) pairs with an Encoder whose pool has a different factor (expected)");
-SEGNET_SHAPE_CHECK(upsample_size, "a decoder upsampler's input size (actual) is not its paired Encoder's pooled size (expected)");
-SEGNET_SHAPE_CHECK(skip_channels, "Add: the decoder map's channels (actual) differ from the paired Encoder's feature map (expected); reduce them first (e.g. a 1x1 Conv)");
-SEGNET_SHAPE_CHECK(skip_size, "Add: the decoder map's size (actual) differs from the paired Encoder's feature map (expected); upsample before adding");
-SEGNET_SHAPE_CHECK(decoder_size, "a Decoder ends at a size (actual) other than its Encoder's input size (expected): it needs an upsampling layer (Unpool, BilinearUpsample, TransposedConv)");
-SEGNET_SHAPE_CHECK(input_channels, "the input's channel count (actual) differs from the network's Input<C, ...> (expected)");
-SEGNET_SHAPE_CHECK(input_size, "the input's height or width (actual) differs from the network's static Input<C, H, W> (expected)");
-#undef SEGNET_SHAPE_CHECK
+// One explicit specialisation per fault (no macro: g++ would add "in expansion of" notes).
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::too_small, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a pooling window does not fit: the map (actual) is smaller than the window (expected); use a larger input or fewer encoders [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::groups_indivisible, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a grouped convolution's channels (actual) are not divisible by its groups (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::depthwise_channels, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a depthwise layer cannot change the channel count (expected, actual) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::skip_outside_decoder, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: Unpool, Add, BilinearUpsample and TransposedConv read a paired Encoder and must be inside a Decoder<...> [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::decoder_without_encoder, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a Decoder has no Encoder to pair with: decoders pair with encoders like brackets, so each Decoder needs an unpaired Encoder before it [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::encoder_without_decoder, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: Encoders are left without a Decoder (actual = how many): a network needs as many Decoders as Encoders [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::unpool_channels, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: an Unpool receives a different channel count (actual) than its paired Encoder pooled (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::unpool_factor, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: Unpool<K> (actual) pairs with an Encoder whose pool has a different factor (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::upsample_size, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a decoder upsampler's input size (actual) is not its paired Encoder's pooled size (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::skip_channels, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: Add: the decoder map's channels (actual) differ from the paired Encoder's feature map (expected); reduce them first (e.g. a 1x1 Conv) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::skip_size, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: Add: the decoder map's size (actual) differs from the paired Encoder's feature map (expected); upsample before adding [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::decoder_size, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: a Decoder ends at a size (actual) other than its Encoder's input size (expected): it needs an upsampling layer (Unpool, BilinearUpsample, TransposedConv) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::input_channels, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: the input's channel count (actual) differs from the network's Input<C, ...> (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
+
+template <int Stage, int Layer, int Expected, int Actual>
+struct shape_check<Fault::input_size, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage>, "segnet: the input's height or width (actual) differs from the network's static Input<C, H, W> (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static constexpr bool ok = false;
+};
 
 inline std::string_view fault_summary(Fault f) {
     switch (f) {

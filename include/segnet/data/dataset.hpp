@@ -84,7 +84,7 @@ inline Tensor<Cpu> resize_bilinear(TensorView<Cpu, const float> in, int height, 
         float f;
     };
     auto taps = [](int out_size, int in_size, float s) {
-        std::vector<Tap> t(std::size_t(out_size));
+        std::vector<Tap> t(static_cast<std::size_t>(out_size));
         for (int o = 0; o < out_size; ++o) {
             const float src = std::max(0.f, (float(o) + 0.5f) * s - 0.5f);
             const int i0 = std::min(int(src), in_size - 1);

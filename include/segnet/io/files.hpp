@@ -115,10 +115,16 @@ void write_file_atomically(const std::filesystem::path& target, WriteContents&& 
 #else
     const long pid = 0;
 #endif
-    // Hidden, unique per process and call, so concurrent writers never share a temporary.
-    const fs::path temp = dir / ("." + target.filename().string() + ".tmp-" + std::to_string(pid) +
-                                 "-" + std::to_string(counter.fetch_add(1)));
-    std::FILE* f = std::fopen(temp.c_str(), "wbx");
+    // Hidden, unique per process and call, so concurrent writers never share a temporary; "x"
+    // (exclusive) never reuses a stale one left by a crashed process that had the same pid.
+    fs::path temp;
+    std::FILE* f = nullptr;
+    for (int attempt = 0; attempt < 100 && !f; ++attempt) {
+        temp = dir / ("." + target.filename().string() + ".tmp-" + std::to_string(pid) + "-" +
+                      std::to_string(counter.fetch_add(1)));
+        f = std::fopen(temp.c_str(), "wbx");
+        if (!f && errno != EEXIST) break;
+    }
     if (!f) throw DataError(head + "cannot create a temporary file in its folder: " +
                             io_detail::errno_text(errno));
     try {

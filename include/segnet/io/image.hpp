@@ -104,6 +104,7 @@ inline std::uint32_t be32(const unsigned char* p) {
 inline ImageInfo probe(const std::vector<unsigned char>& bytes, const std::filesystem::path& path) {
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     ImageInfo info;
+    if (bytes.size() > 0x7fffffffu) throw DataError(cannot_load(path) + "file too large for the decoder (2 GiB)");
     if (bytes.size() >= 8 && std::memcmp(bytes.data(), png_sig, 8) == 0) {
         info.format = ImageFormat::png;
         // Signature, then the IHDR chunk: length 13, "IHDR", width, height, depth, colour type.

@@ -83,7 +83,7 @@ public:
 
 private:
     [[noreturn]] void fail(const std::string& what) const {
-        throw ParseError(what + " at byte " + std::to_string(i_));
+        throw ParseError(what + " at header byte " + std::to_string(i_));
     }
     bool at_end() const { return i_ >= s_.size(); }
     char peek() const { return at_end() ? '\0' : s_[i_]; }

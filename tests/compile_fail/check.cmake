@@ -1,0 +1,33 @@
+# Runs one compile-fail case: compiles SOURCE with -fsyntax-only, either as the positive
+# control (must succeed) or with -DSEGNET_SHOULD_FAIL (must fail, print EXPECT, and stay under
+# MAX_LINES lines of diagnostics).
+#   cmake -DCXX=... -DINCLUDES="a;b" -DSOURCE=... -DMODE=control|fail -DEXPECT=regex -DMAX_LINES=20 -P check.cmake
+set(args -std=c++20 -fsyntax-only)
+foreach(dir IN LISTS INCLUDES)
+  list(APPEND args "-I${dir}")
+endforeach()
+if(MODE STREQUAL "fail")
+  list(APPEND args -DSEGNET_SHOULD_FAIL)
+endif()
+execute_process(COMMAND ${CXX} ${args} ${SOURCE}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+if(MODE STREQUAL "control")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "positive control failed to compile:\n${all}")
+  endif()
+  message(STATUS "positive control compiles")
+  return()
+endif()
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a compile error, but ${SOURCE} compiled")
+endif()
+if(NOT all MATCHES "${EXPECT}")
+  message(FATAL_ERROR "the compile error does not contain '${EXPECT}':\n${all}")
+endif()
+string(REGEX MATCHALL "\n" newlines "${all}")
+list(LENGTH newlines lines)
+if(lines GREATER_EQUAL MAX_LINES)
+  message(FATAL_ERROR "${lines} lines of diagnostics (budget ${MAX_LINES}):\n${all}")
+endif()
+message(STATUS "fails as expected with ${lines} lines of diagnostics")
