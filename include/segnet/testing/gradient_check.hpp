@@ -124,7 +124,7 @@ inline std::vector<double> to_double(const Tensor<Cpu>* t, std::int64_t size) {
 }
 
 inline std::vector<std::int64_t> pick_elements(std::int64_t size, std::int64_t max_elements, Rng& rng) {
-    std::vector<std::int64_t> idx(std::size_t(size));
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(size));
     std::iota(idx.begin(), idx.end(), std::int64_t(0));
     if (max_elements <= 0 || size <= max_elements) return idx;
     for (std::int64_t i = 0; i < max_elements; ++i)  // partial Fisher-Yates
