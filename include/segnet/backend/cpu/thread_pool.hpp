@@ -37,7 +37,9 @@ public:
         stop();
         stopping_ = false;
         started_ = true;
-        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { loop(i); });
+        // New workers must not mistake the last finished task for a new one.
+        const std::uint64_t current = generation_;
+        for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i, current] { loop(i, current); });
     }
 
     /// Runs fn(chunk_begin, chunk_end, worker) over [begin, end) split into one chunk per
@@ -84,9 +86,8 @@ private:
         std::lock_guard g(error_mutex_);
         if (!error_) error_ = std::current_exception();
     }
-    void loop(int index) {
+    void loop(int index, std::uint64_t seen) {
         in_parallel_ = true;  // a kernel called from a worker runs its nested loops serially
-        std::uint64_t seen = 0;
         for (;;) {
             std::unique_lock lock(mutex_);
             wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });

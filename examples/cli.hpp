@@ -1,0 +1,152 @@
+// examples/cli.hpp: the small command-line parser the segnet programs share.
+//
+//   segnet_cli::Args args(argc, argv, "segnet-train", usage_text);
+//   int epochs = args.integer("--epochs", 1, 1, 1000000);
+//   args.finish();   // rejects unknown options with a one-line message
+//
+// Every problem is a segnet_cli::UsageError whose message names the option; programs print it
+// as "<program>: <message>" and exit with status 2.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace segnet_cli {
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class Args {
+public:
+    Args(int argc, char** argv, std::string program, std::string usage)
+        : program_(std::move(program)), usage_(std::move(usage)) {
+        for (int i = 1; i < argc; ++i) items_.push_back({argv[i], false});
+        if (flag("--help") || flag("-h")) {
+            std::fputs(usage_.c_str(), stdout);
+            std::exit(0);
+        }
+    }
+
+    const std::string& program() const { return program_; }
+
+    bool flag(const std::string& name) {
+        bool found = false;
+        for (auto& item : items_)
+            if (!item.used && item.text == name) item.used = found = true;
+        return found;
+    }
+
+    std::optional<std::string> text(const std::string& name) {
+        std::optional<std::string> value;
+        for (std::size_t i = 0; i < items_.size(); ++i) {
+            if (items_[i].used || items_[i].text != name) continue;
+            if (i + 1 >= items_.size() || items_[i + 1].used)
+                throw UsageError(name + " needs a value (see --help)");
+            if (value) throw UsageError(name + " is given more than once");
+            items_[i].used = items_[i + 1].used = true;
+            value = items_[i + 1].text;
+        }
+        return value;
+    }
+    std::string text(const std::string& name, const std::string& fallback) { return text(name).value_or(fallback); }
+    std::string required(const std::string& name) {
+        auto v = text(name);
+        if (!v) throw UsageError(name + " is required (see --help)");
+        return *v;
+    }
+
+    std::optional<long long> integer(const std::string& name, long long lo, long long hi) {
+        const auto v = text(name);
+        if (!v) return std::nullopt;
+        char* end = nullptr;
+        errno = 0;
+        const long long x = std::strtoll(v->c_str(), &end, 10);
+        if (v->empty() || *end != '\0' || errno == ERANGE)
+            throw UsageError(name + ": expected an integer, got '" + *v + "'");
+        if (x < lo || x > hi)
+            throw UsageError(name + ": " + *v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        return x;
+    }
+    long long integer(const std::string& name, long long fallback, long long lo, long long hi) {
+        return integer(name, lo, hi).value_or(fallback);
+    }
+
+    std::optional<double> real(const std::string& name, double lo, double hi) {
+        const auto v = text(name);
+        if (!v) return std::nullopt;
+        char* end = nullptr;
+        const double x = std::strtod(v->c_str(), &end);
+        if (v->empty() || *end != '\0' || !(x == x)) throw UsageError(name + ": expected a number, got '" + *v + "'");
+        if (x < lo || x > hi)
+            throw UsageError(name + ": " + *v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        return x;
+    }
+
+    /// "HxW", e.g. "360x480".
+    std::optional<std::pair<int, int>> size(const std::string& name) {
+        const auto v = text(name);
+        if (!v) return std::nullopt;
+        const auto x = v->find('x');
+        auto parse = [&](const std::string& s) {
+            char* end = nullptr;
+            const long n = std::strtol(s.c_str(), &end, 10);
+            if (s.empty() || *end != '\0' || n < 1 || n > 16384)
+                throw UsageError(name + ": expected HxW with sizes 1..16384 (e.g. 360x480), got '" + *v + "'");
+            return int(n);
+        };
+        if (x == std::string::npos) throw UsageError(name + ": expected HxW (e.g. 360x480), got '" + *v + "'");
+        return std::pair{parse(v->substr(0, x)), parse(v->substr(x + 1))};
+    }
+
+    /// One of `choices`.
+    std::string choice(const std::string& name, const std::string& fallback, const std::vector<std::string>& choices) {
+        const std::string v = text(name, fallback);
+        for (const auto& c : choices)
+            if (c == v) return v;
+        std::string list;
+        for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+        throw UsageError(name + ": '" + v + "' is not one of " + list);
+    }
+
+    /// Rejects whatever was not consumed.
+    void finish() const {
+        for (const auto& item : items_)
+            if (!item.used)
+                throw UsageError((item.text.rfind("-", 0) == 0 ? "unknown option '" : "unexpected argument '") +
+                                 item.text + "' (see --help)");
+    }
+
+private:
+    struct Item {
+        std::string text;
+        bool used;
+    };
+    std::string program_, usage_;
+    std::vector<Item> items_;
+};
+
+/// Runs a program body with the shared error policy: usage errors exit 2, others 1, one line each.
+template <class F>
+int run_program(const char* program, F&& body) {
+    try {
+        return body();
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "%s: %s\n", program, e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        const std::string what = e.what();
+        const std::string prefix = std::string(program) + ": ";
+        std::fprintf(stderr, "%s%s\n", what.rfind(prefix, 0) == 0 ? "" : prefix.c_str(), what.c_str());
+        return 1;
+    }
+}
+
+}  // namespace segnet_cli

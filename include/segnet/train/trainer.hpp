@@ -1,0 +1,313 @@
+// segnet/train/trainer.hpp: the training loop: epochs over shuffled batches, validation with
+// the paper's metrics, a CSV log, `last` and `best` checkpoints, exact resume, clean stop.
+//
+//   segnet::TrainOptions o{.model_name = "segnet-basic", .classes = 11, .ignore_label = 11,
+//                          .epochs = 100, .batch_size = 4, .out_dir = "runs/basic"};
+//   segnet::TrainResult r = segnet::train<segnet::models::SegNetBasic<11>>(o, train_set, &val_set);
+//
+// Each step: forward (train mode), weighted cross-entropy with the ignore label, backward,
+// optimizer step; the learning rate follows the schedule per step (t = global step, total =
+// epochs x batches per epoch). After each epoch: validation (G, C, mIoU, BF), one CSV row in
+// out_dir/log.csv, out_dir/last.safetensors, and out_dir/best.safetensors when the chosen
+// metric (val G as in the paper, or mIoU) improves.
+//
+// Resume (`resume` = a checkpoint) restores weights, batch-norm statistics, optimizer state,
+// epoch and batch position; the data order and augmentation depend only on (seed, epoch,
+// position), so a resumed run continues exactly as if it had not stopped. A stop request
+// (request_training_stop(), e.g. from a SIGINT handler) is honoured at the next batch: the
+// state is saved to last.safetensors and train() returns `interrupted`. A NaN/Inf loss stops
+// the run with TrainingDiverged before anything is written: the last good checkpoint stays.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "segnet/compose/model.hpp"
+#include "segnet/data/dataset.hpp"
+#include "segnet/io/checkpoint.hpp"
+#include "segnet/train/evaluate.hpp"
+#include "segnet/train/loss.hpp"
+#include "segnet/train/optimizer.hpp"
+#include "segnet/train/schedule.hpp"
+
+namespace segnet {
+
+/// The loss became NaN or Inf; nothing was saved for the failing step.
+struct TrainingDiverged : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+inline std::atomic<bool>& training_stop_flag() {
+    static std::atomic<bool> flag{false};
+    return flag;
+}
+/// Async-signal-safe: asks a running train() to save and return at the next batch.
+inline void request_training_stop() { training_stop_flag().store(true, std::memory_order_relaxed); }
+
+enum class BestMetric { global_accuracy, mean_iou };
+enum class ProgressStyle { automatic, bar, lines, none };
+
+struct TrainOptions {
+    std::string model_name;  ///< stored in checkpoints; checked on resume
+    int classes = 11;
+    int ignore_label = 11;
+    int epochs = 1;
+    int batch_size = 4;
+    std::string optimizer = "sgd";
+    OptimizerOptions optimizer_options{};
+    std::string schedule = "constant";
+    ScheduleOptions schedule_options{};  ///< base_lr is taken from the optimizer's lr
+    std::vector<float> class_weights{};  ///< empty: natural frequency (no weighting)
+    LossNormalization loss_normalization = LossNormalization::weighted_mean;
+    Augmentation augmentation{};
+    int height = 0, width = 0;  ///< resize training and validation samples (0: own size)
+    std::filesystem::path out_dir = "segnet-run";
+    std::uint64_t seed = 0;
+    std::filesystem::path resume{};  ///< empty: start from He initialisation
+    BestMetric best = BestMetric::global_accuracy;
+    bool boundary_f1 = true;  ///< compute BF in validation (costs a few ms per image)
+    Normalization normalization{};  ///< stored in checkpoints for segment/evaluate
+    std::int64_t stop_after_steps = -1;  ///< behave as if interrupted after this many steps (tests)
+    ProgressStyle progress = ProgressStyle::automatic;
+    std::ostream* log = nullptr;  ///< progress and messages (default std::cerr)
+    int prefetch = 2;
+};
+
+struct EpochRecord {
+    int epoch = 0;  ///< 1-based
+    double lr = 0, train_loss = 0, seconds = 0, images_per_second = 0;
+    std::optional<SegmentationScores> validation;
+};
+
+enum class TrainStatus { completed, interrupted };
+
+struct TrainResult {
+    TrainStatus status = TrainStatus::completed;
+    std::vector<EpochRecord> epochs;  ///< the epochs completed in this call
+    std::optional<SegmentationScores> best;
+    std::filesystem::path last_checkpoint, best_checkpoint;
+};
+
+namespace trainer_detail {
+
+inline std::string format_duration(double seconds) {
+    if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+    const long s = long(seconds + 0.5);
+    char buf[32];
+    if (s >= 3600) std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
+    return buf;
+}
+
+inline std::string number(double v, int precision = 4) {
+    if (!std::isfinite(v)) return "";
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(precision) << v;
+    return s.str();
+}
+
+}  // namespace trainer_detail
+
+template <NetworkType Net>
+TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set = nullptr) {
+    using namespace trainer_detail;
+    using Clock = std::chrono::steady_clock;
+    std::ostream& log = o.log ? *o.log : std::cerr;
+    if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
+    if (o.classes != Net::analysis.output.c)
+        throw std::invalid_argument("segnet::train: the model has " + std::to_string(Net::analysis.output.c) +
+                                    " classes, the options say " + std::to_string(o.classes));
+    if (train_set.size() == 0) throw std::invalid_argument("segnet::train: the training set is empty");
+    std::filesystem::create_directories(o.out_dir);
+    const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
+               csv_path = o.out_dir / "log.csv";
+
+    Model<Net, Cpu> model(o.seed);
+    auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.optimizer_options);
+    ScheduleOptions so = o.schedule_options;
+    so.base_lr = optimizer->lr();
+    const Schedule schedule = make_schedule(o.schedule, so);
+    CrossEntropyLoss loss({o.class_weights, o.ignore_label, o.loss_normalization});
+
+    CheckpointInfo info;
+    info.model = o.model_name;
+    info.classes = o.classes;
+    info.ignore_label = o.ignore_label;
+    info.normalization = o.normalization;
+    info.class_weights = o.class_weights;
+    info.seed = o.seed;
+    LoaderPosition start{};
+    double epoch_loss_sum = 0, epoch_seconds = 0, best_value = -1;
+    std::int64_t epoch_loss_count = 0;
+    if (!o.resume.empty()) {
+        const CheckpointInfo saved = load_checkpoint(o.resume, model, o.model_name, optimizer.get());
+        if (saved.seed != o.seed)
+            log << "segnet-train: note: continuing with the checkpoint's seed " << saved.seed << " (not " << o.seed
+                << ") so that the data order continues exactly\n";
+        info.seed = saved.seed;
+        start = {saved.epoch, saved.batch};
+        auto extra = [&](const char* key, double fallback) {
+            const auto it = saved.extra.find(key);
+            return it == saved.extra.end() ? fallback : std::stod(it->second);
+        };
+        epoch_loss_sum = extra("epoch_loss_sum", 0);
+        epoch_loss_count = std::int64_t(extra("epoch_loss_count", 0));
+        epoch_seconds = extra("epoch_seconds", 0);
+        best_value = extra("best_value", -1);
+        log << "segnet-train: resuming '" << o.resume.string() << "' at epoch " << start.epoch + 1 << ", batch "
+            << start.batch + 1 << "\n";
+    }
+
+    LoaderOptions lo;
+    lo.batch_size = o.batch_size;
+    lo.shuffle = true;
+    lo.seed = info.seed;
+    lo.augmentation = o.augmentation;
+    lo.resize_height = o.height;
+    lo.resize_width = o.width;
+    lo.prefetch = o.prefetch;
+    BatchLoader loader(train_set, lo, start);
+    const std::int64_t per_epoch = std::int64_t(loader.batches_per_epoch());
+    const std::int64_t total_steps = per_epoch * o.epochs;
+
+    const bool bar = o.progress == ProgressStyle::bar ||
+                     (o.progress == ProgressStyle::automatic && &log == &std::cerr && isatty(STDERR_FILENO));
+    const bool lines = o.progress == ProgressStyle::lines || (o.progress == ProgressStyle::automatic && !bar);
+
+    bool csv_exists = std::filesystem::exists(csv_path);
+    std::ofstream csv(csv_path, std::ios::app);
+    if (!csv) throw std::runtime_error("segnet-train: cannot write '" + csv_path.string() + "'");
+    if (!csv_exists) csv << "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
+
+    TrainResult result;
+    result.last_checkpoint = last_path;
+    result.best_checkpoint = best_path;
+    auto save_last = [&](int epoch, std::size_t batch) {
+        info.epoch = epoch;
+        info.batch = batch;
+        info.extra["epoch_loss_sum"] = number(epoch_loss_sum, 17);
+        info.extra["epoch_loss_count"] = std::to_string(epoch_loss_count);
+        info.extra["epoch_seconds"] = number(epoch_seconds, 3);
+        info.extra["best_value"] = number(best_value, 17);
+        info.extra["best_metric"] = o.best == BestMetric::global_accuracy ? "global_accuracy" : "mean_iou";
+        save_checkpoint(last_path, model, info, optimizer.get());
+    };
+
+    Tensor<Cpu> grad;
+    std::int64_t steps_this_run = 0;
+    training_stop_flag().store(false);
+    for (int epoch = start.epoch; epoch < o.epochs; ++epoch) {
+        auto epoch_start = Clock::now();
+        std::int64_t images = 0;
+        while (auto batch = loader.next()) {
+            const bool stop = training_stop_flag().load() || (o.stop_after_steps >= 0 && steps_this_run >= o.stop_after_steps);
+            if (stop) {
+                epoch_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
+                save_last(epoch, batch->batch);
+                if (bar) log << "\n";
+                log << "segnet-train: stopped at epoch " << epoch + 1 << ", batch " << batch->batch + 1
+                    << "; state saved to '" << last_path.string() << "' (resume with --resume)\n";
+                result.status = TrainStatus::interrupted;
+                return result;
+            }
+            const std::int64_t step = std::int64_t(epoch) * per_epoch + std::int64_t(batch->batch);
+            optimizer->set_lr(schedule(step, total_steps));
+            const Tensor<Cpu>& logits = model.forward(batch->images, Mode::train);
+            grad.resize(logits.extents());
+            const double value = loss.forward_backward(logits.view(), batch->labels.view(), grad.view());
+            if (!std::isfinite(value)) {
+                if (bar) log << "\n";
+                throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
+                                       ", batch " + std::to_string(batch->batch + 1) + ": the loss is " +
+                                       (std::isnan(value) ? "NaN" : "Inf") + "; stopped without saving, the last good "
+                                       "checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
+            }
+            model.zero_grad();
+            model.backward(grad);
+            optimizer->step();
+            ++steps_this_run;
+            epoch_loss_sum += value;
+            ++epoch_loss_count;
+            images += batch->images.n();
+            const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+            const double rate = images / std::max(elapsed, 1e-9);
+            const std::int64_t done = std::int64_t(batch->batch) + 1;
+            const double eta = (per_epoch - done) * (elapsed / std::max<std::int64_t>(1, done - std::int64_t(start.epoch == epoch ? start.batch : 0)));
+            if (bar) {
+                const int width = 24, filled = int(width * done / per_epoch);
+                log << "\repoch " << epoch + 1 << "/" << o.epochs << " [" << std::string(filled, '#')
+                    << std::string(width - filled, '.') << "] " << done << "/" << per_epoch << " loss "
+                    << number(epoch_loss_sum / epoch_loss_count) << "  " << number(rate, 1) << " img/s  ETA "
+                    << format_duration(eta) << "   " << std::flush;
+            } else if (lines && (done == per_epoch || done % std::max<std::int64_t>(1, per_epoch / 4) == 0)) {
+                log << "epoch " << epoch + 1 << "/" << o.epochs << " batch " << done << "/" << per_epoch << " loss "
+                    << number(epoch_loss_sum / epoch_loss_count) << " " << number(rate, 1) << " img/s ETA "
+                    << format_duration(eta) << "\n";
+            }
+        }
+        if (bar) log << "\n";
+        EpochRecord record;
+        record.epoch = epoch + 1;
+        record.lr = optimizer->lr();
+        record.train_loss = epoch_loss_count ? epoch_loss_sum / double(epoch_loss_count) : 0;
+        const double train_seconds = epoch_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        record.images_per_second = images / std::max(1e-9, std::chrono::duration<double>(Clock::now() - epoch_start).count());
+        if (val_set && val_set->size() > 0) {
+            EvaluationOptions eo;
+            eo.batch_size = o.batch_size;
+            eo.ignore_label = o.ignore_label;
+            eo.height = o.height;
+            eo.width = o.width;
+            eo.boundary_f1 = o.boundary_f1;
+            record.validation = evaluate_model(model, *val_set, eo);
+        }
+        record.seconds = epoch_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        const auto& v = record.validation;
+        csv << record.epoch << "," << record.lr << "," << number(record.train_loss, 6) << ","
+            << (v ? number(v->global_accuracy, 3) : "") << "," << (v ? number(v->class_accuracy, 3) : "") << ","
+            << (v ? number(v->mean_iou, 3) : "") << "," << (v && o.boundary_f1 ? number(v->bf, 3) : "") << ","
+            << number(record.seconds, 1) << "\n"
+            << std::flush;
+        log << "epoch " << record.epoch << "/" << o.epochs << ": loss " << number(record.train_loss) << ", "
+            << number(record.images_per_second, 2) << " img/s, " << number(train_seconds, 1) << " s";
+        if (v)
+            log << "; val G " << number(v->global_accuracy, 2) << " C " << number(v->class_accuracy, 2) << " mIoU "
+                << number(v->mean_iou, 2) << (o.boundary_f1 ? " BF " + number(v->bf, 2) : "");
+        log << "\n";
+        // The epoch's statistics are folded into the record; the next epoch starts from zero.
+        epoch_loss_sum = 0;
+        epoch_loss_count = 0;
+        epoch_seconds = 0;
+        bool improved = false;
+        if (v) {
+            const double value = o.best == BestMetric::global_accuracy ? v->global_accuracy : v->mean_iou;
+            if (value > best_value) {
+                best_value = value;
+                improved = true;
+                result.best = v;
+            }
+        }
+        save_last(epoch + 1, 0);
+        if (improved) {
+            info.extra["best_epoch"] = std::to_string(record.epoch);
+            save_checkpoint(best_path, model, info, nullptr);
+        }
+        result.epochs.push_back(std::move(record));
+    }
+    return result;
+}
+
+}  // namespace segnet
