@@ -26,3 +26,4 @@
 #include "segnet/models/segnet_basic.hpp"
 
 #include "segnet/backend/cpu/thread_pool.hpp"
+#include "segnet/models/registry.hpp"  // skip policies (layers/skip.hpp), Table 1 variants, with_model()

@@ -1,5 +1,6 @@
 // segnet/compose/model.hpp: Model<Net, Device>, a network instantiated on a device with its
-// parameters, gradients and activation buffers.
+// parameters, gradients and activation buffers, and AnyModel<Device>, the same with the network
+// type erased (what programs, the trainer and evaluation take).
 //
 //   Model<models::SegNetBasic<11>, Cpu> model(/*seed*/ 42);
 //   const Tensor<Cpu>& logits = model.forward(x, Mode::train);   // x: {N, 3, H, W}
@@ -87,20 +88,14 @@ struct ModelBuilder {
 };
 }  // namespace detail
 
-template <NetworkType Net, class Device = Cpu>
-class Model {
+/// The run-time model behind every Model<Net, Device>, with the network type erased: programs
+/// and the trainer work on an AnyModel so that they are compiled once, not once per network.
+template <class Device>
+class AnyModel {
 public:
-    using network = Net;
-    using device = Device;
-    static constexpr std::int64_t parameter_count = parameter_count_v<Net>;
-
-    explicit Model(std::uint64_t seed = 0) {
-        detail::ModelBuilder<Device> builder{nodes_, links_, {}, false, 0};
-        Net::walk(Net::input::dims, builder);
-        initialize(seed);
-    }
-    Model(const Model&) = delete;
-    Model& operator=(const Model&) = delete;
+    virtual ~AnyModel() = default;
+    AnyModel(const AnyModel&) = delete;
+    AnyModel& operator=(const AnyModel&) = delete;
 
     /// Re-draws every parameter (He/MSRA) and resets batch-norm statistics, reproducibly.
     void initialize(std::uint64_t seed) {
@@ -151,9 +146,23 @@ public:
     const std::vector<ModelNode<Device>>& layers() const { return nodes_; }
     std::vector<ModelNode<Device>>& layers() { return nodes_; }
 
+    /// The network's name ("segnet-basic"; "custom" for an unnamed Network).
+    std::string_view name() const { return name_; }
+    /// Output channels: the number of classes.
+    int classes() const { return classes_; }
+    /// The declared input (channels; height/width or dyn).
+    Dims input() const { return input_; }
+    /// The network's shape walk for an input size (as Net::analyse).
+    virtual Analysis analyse(Dims input) const = 0;
+
+protected:
+    AnyModel(std::string_view name, Dims input, int classes) : name_(name), input_(input), classes_(classes) {}
+
+    std::vector<ModelNode<Device>> nodes_;
+    std::vector<std::unique_ptr<SkipLink<Device>>> links_;
+
 private:
     void check_input(const Extents& e) {
-        using In = typename Net::input;
         auto fail = [&](Fault f, int expected, int actual) {
             Diagnosis d{};
             d.fault = f;
@@ -163,19 +172,37 @@ private:
         };
         if (e.n < 1 || e.h < 1 || e.w < 1)
             throw std::invalid_argument("segnet::Model::forward: empty input " + to_string(e));
-        if (e.c != In::channels) fail(Fault::input_channels, In::channels, e.c);
-        if (In::height != dyn && e.h != In::height) fail(Fault::input_size, In::height, e.h);
-        if (In::width != dyn && e.w != In::width) fail(Fault::input_size, In::width, e.w);
+        if (e.c != input_.c) fail(Fault::input_channels, input_.c, e.c);
+        if (input_.h != dyn && e.h != input_.h) fail(Fault::input_size, input_.h, e.h);
+        if (input_.w != dyn && e.w != input_.w) fail(Fault::input_size, input_.w, e.w);
         if (e.image() == checked_) return;
-        const Analysis a = Net::analyse(e.image());
+        const Analysis a = analyse(e.image());
         if (!a.ok()) throw std::invalid_argument(describe(a.diag) + " for an input of " + to_string(e));
         checked_ = e.image();
     }
 
-    std::vector<ModelNode<Device>> nodes_;
-    std::vector<std::unique_ptr<SkipLink<Device>>> links_;
+    std::string_view name_;
+    Dims input_;
+    int classes_;
     const Tensor<Device>* output_ = nullptr;
     Dims checked_{};
+};
+
+/// A network type instantiated on a device: built by the walk that checked the type.
+template <NetworkType Net, class Device = Cpu>
+class Model final : public AnyModel<Device> {
+public:
+    using network = Net;
+    using device = Device;
+    static constexpr std::int64_t parameter_count = parameter_count_v<Net>;
+
+    explicit Model(std::uint64_t seed = 0) : AnyModel<Device>(Net::name, Net::input::dims, Net::analysis.output.c) {
+        detail::ModelBuilder<Device> builder{this->nodes_, this->links_, {}, false, 0};
+        Net::walk(Net::input::dims, builder);
+        this->initialize(seed);
+    }
+
+    Analysis analyse(Dims input) const override { return Net::analyse(input); }
 };
 
 }  // namespace segnet

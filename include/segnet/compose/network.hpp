@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 
@@ -91,5 +92,37 @@ inline constexpr Analysis analysis_v = detail::output_shape_impl<Net, S>::analys
 /// Forward floating-point operations of Net for one image of shape S.
 template <NetworkType Net, class S>
 inline constexpr std::int64_t flops_v = analysis_v<Net, S>.flops;
+
+/// The paper's storage multiplier (SegNet, Table 1): what the encoders keep for the decoders,
+/// in units of SegNet-Basic's pooling indices. Per decoder, what its paired layers read:
+/// pooling indices count 1 (Unpool), a kept map counts its channels (Add, Concat: the encoder's
+/// channels; AddProjected<C, F>: C, since the reduced maps are what is stored), nothing counts
+/// 0; indices kept beside full maps are not counted again (the larger wins: 2 bits per window
+/// against 32 per value). The network's multiplier is the largest over its decoders.
+/// std::nullopt (the paper's "n/a") when no decoder reads its encoder and some decoder works in
+/// fewer channels than its encoder's map (FCN-Basic-NoAddition: nothing is kept, and the unit
+/// itself, a map of the decoder's width paired with an encoder map, does not exist). A
+/// decoder that keeps nothing at the encoder's width is 0 (FCN-Basic-NoAddition-NoDimReduction,
+/// Bilinear-Interpolation). Reproduces the paper's column 0, 1, 64, 1, 11, n/a, 64, 0.
+template <NetworkType Net>
+inline constexpr std::optional<int> storage_multiplier_v =
+    Net::analysis.storage_multiplier < 0 ? std::nullopt : std::optional<int>(Net::analysis.storage_multiplier);
+
+/// Receptive field of one classifier output, in input pixels per axis (the theoretical one of
+/// an unbounded input: kernels, pooling windows, upsampling kernels; skips take the larger).
+template <NetworkType Net>
+inline constexpr int receptive_field_v = Net::analysis.receptive_field;
+
+/// Activation memory of inference, batch 1, input shape S: the largest over layers of its
+/// input + output + what encoders keep for decoders at that point (the storage above: indices
+/// as int32, maps as float32), in bytes. Parameters not included.
+template <NetworkType Net, class S>
+inline constexpr std::int64_t inference_activation_bytes_v = analysis_v<Net, S>.inference_peak_bytes;
+
+/// Activation memory of training with batch Batch, input shape S: the input, every layer's
+/// output and every pool's int32 indices, all kept for backward, in bytes (gradient buffers,
+/// parameters and optimizer state not included).
+template <NetworkType Net, class S, int Batch = 1>
+inline constexpr std::int64_t training_activation_bytes_v = Batch * analysis_v<Net, S>.training_bytes_per_image;
 
 }  // namespace segnet

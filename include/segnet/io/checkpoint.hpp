@@ -218,7 +218,7 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, M& model, std:
             }
         }
     }
-    if (opt_state) {
+    if (optimizer && opt_state) {
         try {
             optimizer->load_state(*opt_state);
         } catch (const std::invalid_argument& e) {

@@ -35,10 +35,9 @@ inline Tensor<Cpu, std::uint8_t> predict_labels(const Tensor<Cpu>& logits) {
 }
 
 /// Scores `model` on `data`. `on_batch(batch, predictions)` sees every batch's predictions.
-template <class M>
-SegmentationScores evaluate_model(M& model, const SegmentationDataset& data, const EvaluationOptions& o,
+inline SegmentationScores evaluate_model(AnyModel<Cpu>& model, const SegmentationDataset& data, const EvaluationOptions& o,
                                   const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch = {}) {
-    const int classes = M::network::analysis.output.c;
+    const int classes = model.classes();
     SegmentationEvaluator evaluator(classes, o.ignore_label, o.boundary_f1, o.mask_void_for_bf);
     LoaderOptions lo;
     lo.batch_size = o.batch_size;

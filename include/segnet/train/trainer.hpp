@@ -4,6 +4,7 @@
 //   segnet::TrainOptions o{.model_name = "segnet-basic", .classes = 11, .ignore_label = 11,
 //                          .epochs = 100, .batch_size = 4, .out_dir = "runs/basic"};
 //   segnet::TrainResult r = segnet::train<segnet::models::SegNetBasic<11>>(o, train_set, &val_set);
+//   segnet::TrainResult s = segnet::train(any_model, o, train_set, &val_set);   // AnyModel<Cpu>&
 //
 // Each step: forward (train mode), weighted cross-entropy with the ignore label, backward,
 // optimizer step; the learning rate follows the schedule per step (t = global step, total =
@@ -121,21 +122,21 @@ inline std::string number(double v, int precision = 4) {
 
 }  // namespace trainer_detail
 
-template <NetworkType Net>
-TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set = nullptr) {
+/// Trains `model` (as initialised by the caller, or as restored from o.resume).
+inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const SegmentationDataset& train_set,
+                         const SegmentationDataset* val_set = nullptr) {
     using namespace trainer_detail;
     using Clock = std::chrono::steady_clock;
     std::ostream& log = o.log ? *o.log : std::cerr;
     if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
-    if (o.classes != Net::analysis.output.c)
-        throw std::invalid_argument("segnet::train: the model has " + std::to_string(Net::analysis.output.c) +
+    if (o.classes != model.classes())
+        throw std::invalid_argument("segnet::train: the model has " + std::to_string(model.classes()) +
                                     " classes, the options say " + std::to_string(o.classes));
     if (train_set.size() == 0) throw std::invalid_argument("segnet::train: the training set is empty");
     std::filesystem::create_directories(o.out_dir);
     const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
                csv_path = o.out_dir / "log.csv";
 
-    Model<Net, Cpu> model(o.seed);
     auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.optimizer_options);
     ScheduleOptions so = o.schedule_options;
     so.base_lr = optimizer->lr();
@@ -207,6 +208,7 @@ TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, c
     };
 
     Tensor<Cpu> grad;
+    const std::vector<ParamRef<Cpu>> trainable = model.parameters();
     std::int64_t steps_this_run = 0;
     training_stop_flag().store(false);
     for (int epoch = start.epoch; epoch < o.epochs; ++epoch) {
@@ -238,6 +240,16 @@ TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, c
             model.zero_grad();
             model.backward(grad);
             optimizer->step();
+            // A finite loss can still end in an update that overflows: never save such weights.
+            for (const auto& p : trainable)
+                for (float w : p.value->span())
+                    if (!std::isfinite(w)) {
+                        if (bar) log << "\n";
+                        throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
+                                               ", batch " + std::to_string(batch->batch + 1) + ": parameter '" + p.name +
+                                               "' became NaN or Inf after the update; stopped without saving, the last "
+                                               "good checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
+                    }
             ++steps_this_run;
             epoch_loss_sum += value;
             ++epoch_loss_count;
@@ -308,6 +320,13 @@ TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, c
         result.epochs.push_back(std::move(record));
     }
     return result;
+}
+
+/// Builds Model<Net, Cpu> with o.seed and trains it.
+template <NetworkType Net>
+TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set = nullptr) {
+    Model<Net, Cpu> model(o.seed);
+    return train(model, o, train_set, val_set);
 }
 
 }  // namespace segnet

@@ -14,6 +14,28 @@
 
 namespace segnet::cpu {
 
+namespace bn_detail {
+// Channel statistics over planes of up to hundreds of thousands of values: 16 independent float
+// lanes per chunk of 4096 values (the compiler vectorises them; a single double accumulator is
+// latency-bound), chunk totals summed in double.
+inline constexpr std::int64_t chunk = 4096;
+
+template <class F>
+double lane_sum(std::int64_t count, F&& term) {
+    double total = 0;
+    for (std::int64_t c0 = 0; c0 < count; c0 += chunk) {
+        const std::int64_t c1 = c0 + chunk < count ? c0 + chunk : count;
+        float lanes[16] = {};
+        std::int64_t i = c0;
+        for (; i + 16 <= c1; i += 16)
+            for (int j = 0; j < 16; ++j) lanes[j] += term(i + j);
+        for (; i < c1; ++i) lanes[0] += term(i);
+        for (float v : lanes) total += v;
+    }
+    return total;
+}
+}  // namespace bn_detail
+
 inline void batch_norm_train(const float* x, int n, int c, std::int64_t plane, const float* gamma, const float* beta,
                              float eps, float momentum, float* running_mean, float* running_var, float* y,
                              float* saved_mean, float* saved_invstd) {
@@ -23,15 +45,17 @@ inline void batch_norm_train(const float* x, int n, int c, std::int64_t plane, c
             double sum = 0, sq = 0;
             for (int i = 0; i < n; ++i) {
                 const float* p = x + (std::int64_t(i) * c + ch) * plane;
-                for (std::int64_t j = 0; j < plane; ++j) sum += p[j];
+                sum += bn_detail::lane_sum(plane, [p](std::int64_t j) { return p[j]; });
             }
             const double mean = sum / double(m);
+            const float meanf = float(mean);
             for (int i = 0; i < n; ++i) {
                 const float* p = x + (std::int64_t(i) * c + ch) * plane;
-                for (std::int64_t j = 0; j < plane; ++j) {
-                    const double d = p[j] - mean;
-                    sq += d * d;
-                }
+                // two passes (deviations from the mean): no cancellation for large means
+                sq += bn_detail::lane_sum(plane, [p, meanf](std::int64_t j) {
+                    const float d = p[j] - meanf;
+                    return d * d;
+                });
             }
             const double var = sq / double(m);
             const float invstd = float(1.0 / std::sqrt(var + eps));
@@ -73,15 +97,14 @@ inline void batch_norm_backward(const float* x, const float* dy, int n, int c, s
     parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t ch = b; ch < e; ++ch) {
             const float mean = saved_mean[ch], invstd = saved_invstd[ch];
-            double sum_dy = 0, sum_dy_xhat = 0;
+            double sum_dy = 0, sum_dy_xc = 0;
             for (int i = 0; i < n; ++i) {
                 const float* p = x + (std::int64_t(i) * c + ch) * plane;
                 const float* d = dy + (std::int64_t(i) * c + ch) * plane;
-                for (std::int64_t j = 0; j < plane; ++j) {
-                    sum_dy += d[j];
-                    sum_dy_xhat += double(d[j]) * (p[j] - mean) * invstd;
-                }
+                sum_dy += bn_detail::lane_sum(plane, [d](std::int64_t j) { return d[j]; });
+                sum_dy_xc += bn_detail::lane_sum(plane, [p, d, mean](std::int64_t j) { return d[j] * (p[j] - mean); });
             }
+            const double sum_dy_xhat = sum_dy_xc * invstd;
             dgamma[ch] += float(sum_dy_xhat);
             dbeta[ch] += float(sum_dy);
             const float k = gamma[ch] * invstd;

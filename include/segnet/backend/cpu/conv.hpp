@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "segnet/backend/conv_geometry.hpp"
+#include "segnet/backend/cpu/conv_avx512.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::cpu {
@@ -137,8 +138,8 @@ inline TileWork plan_tiles(std::int64_t rows, std::int64_t plane) {
 
 }  // namespace detail
 
-/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten.
-inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
+/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten. The Eigen im2col path.
+inline void conv2d_forward_eigen(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g) {
     g.validate();
     using namespace detail;
@@ -175,8 +176,8 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     });
 }
 
-/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
-inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
+/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. The Eigen im2col path.
+inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
     using namespace detail;
     const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
@@ -218,8 +219,35 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     });
 }
 
+namespace detail {
+/// dbias[co] += sum of dy over the batch and the plane.
+inline void bias_gradient(const float* dy, float* dbias, int batch, const ConvGeometry& g) {
+    const std::int64_t P = g.out_plane();
+    parallel_for(0, g.out_c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t co = b; co < e; ++co) {
+            double s = 0;
+            for (int n = 0; n < batch; ++n) {
+                const float* p = dy + (std::int64_t(n) * g.out_c + co) * P;
+                // 16 independent float lanes per 4096-value chunk (vectorises), summed in double.
+                for (std::int64_t c0 = 0; c0 < P; c0 += 4096) {
+                    const std::int64_t c1 = std::min(P, c0 + 4096);
+                    float lanes[16] = {};
+                    std::int64_t i = c0;
+                    for (; i + 16 <= c1; i += 16)
+                        for (int j = 0; j < 16; ++j) lanes[j] += p[i + j];
+                    for (; i < c1; ++i) lanes[0] += p[i];
+                    for (float v : lanes) s += v;
+                }
+            }
+            dbias[co] += float(s);
+        }
+    });
+}
+}  // namespace detail
+
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
-inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
+/// The Eigen im2col path.
+inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
     using namespace detail;
@@ -259,18 +287,32 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, f
     for (auto& acc : partial)
         if (!acc.empty())
             for (std::int64_t i = 0; i < g.weight_size(); ++i) dw[i] += acc[i];
-    if (dbias) {
-        parallel_for(0, g.out_c, [&](std::int64_t b, std::int64_t e, int) {
-            for (std::int64_t co = b; co < e; ++co) {
-                double s = 0;
-                for (int n = 0; n < batch; ++n) {
-                    const float* p = dy + (std::int64_t(n) * g.out_c + co) * P;
-                    for (std::int64_t i = 0; i < P; ++i) s += p[i];
-                }
-                dbias[co] += float(s);
-            }
-        });
-    }
+    if (dbias) bias_gradient(dy, dbias, batch, g);
+}
+
+/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten. AVX-512 direct convolution
+/// where the CPU and the geometry allow it (conv_avx512.hpp), otherwise the Eigen path.
+inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
+                           const ConvGeometry& g) {
+    g.validate();
+    if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g);
+    conv2d_forward_eigen(x, w, bias, y, batch, g);
+}
+
+/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
+inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
+    g.validate();
+    if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
+    conv2d_backward_data_eigen(dy, w, dx, batch, g);
+}
+
+/// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
+inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
+                                   const ConvGeometry& g) {
+    g.validate();
+    if (!avx512::usable(g)) return conv2d_backward_filter_eigen(x, dy, dw, dbias, batch, g);
+    avx512::conv2d_backward_filter(x, dy, dw, batch, g);
+    if (dbias) detail::bias_gradient(dy, dbias, batch, g);
 }
 
 /// Plain 7-loop convolution: the reference the GEMM kernels are tested against.

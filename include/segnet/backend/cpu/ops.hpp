@@ -11,6 +11,7 @@
 #include <string>
 
 #include "segnet/backend/cpu/batch_norm.hpp"
+#include "segnet/backend/cpu/channels.hpp"
 #include "segnet/backend/cpu/conv.hpp"
 #include "segnet/backend/cpu/elementwise.hpp"
 #include "segnet/backend/cpu/lrn.hpp"
@@ -41,6 +42,17 @@ inline void relu_backward(const CpuTensor& y, const CpuTensor& dy, CpuTensor& dx
 inline void add(const CpuTensor& a, const CpuTensor& b, CpuTensor& y) { cpu::add(a.data(), b.data(), y.data(), a.size()); }
 inline void accumulate(const CpuTensor& x, CpuTensor& y) { cpu::accumulate(x.data(), y.data(), x.size()); }
 inline void copy(const CpuTensor& x, CpuTensor& y) { std::copy_n(x.data(), x.size(), y.data()); }
+/// dst[:, dst_c0 : dst_c0 + count] = (or += when accumulate) src[:, src_c0 : src_c0 + count].
+inline void copy_channels(const CpuTensor& src, int src_c0, CpuTensor& dst, int dst_c0, int count,
+                          bool accumulate = false) {
+    if (src.n() != dst.n() || src.h() != dst.h() || src.w() != dst.w() || src_c0 < 0 || dst_c0 < 0 ||
+        src_c0 + count > src.c() || dst_c0 + count > dst.c())
+        throw std::invalid_argument("segnet::backend::copy_channels: " + std::to_string(count) + " channels from " +
+                                    to_string(src.extents()) + " at " + std::to_string(src_c0) + " do not fit " +
+                                    to_string(dst.extents()) + " at " + std::to_string(dst_c0));
+    cpu::copy_channels(src.data(), src.c(), src_c0, dst.data(), dst.c(), dst_c0, count, src.n(),
+                       src.extents().plane(), accumulate);
+}
 
 inline void batch_norm_train(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta, float eps,
                              float momentum, CpuTensor& running_mean, CpuTensor& running_var, CpuTensor& y,

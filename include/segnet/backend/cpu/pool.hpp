@@ -13,20 +13,74 @@
 #include <cstdint>
 #include <limits>
 
+#include "segnet/backend/cpu/simd.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::cpu {
 
+namespace pool_detail {
+#if SEGNET_HAVE_AVX512_KERNELS
+/// The `full` complete 2x2 windows of one output row (input rows r0 and r0 + w), 16 at a time:
+/// even and odd columns are separated with a permute, and the window is scanned in row-major
+/// order keeping the first strictly greater value, exactly as the scalar loop (ties and NaNs).
+SEGNET_AVX512_TARGET inline void max_pool2_row_avx512(const float* r0, int w, int full, std::int32_t base, float* y,
+                                                      std::int32_t* idx) {
+    const float* r1 = r0 + w;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+    for (int ox = 0; ox < full; ox += 16) {
+        const int cnt = full - ox < 16 ? full - ox : 16;
+        const __mmask16 m = __mmask16(cnt == 16 ? 0xFFFFu : (1u << cnt) - 1);
+        const int in = 2 * cnt;  // input columns read
+        const __mmask16 mlo = __mmask16(in >= 16 ? 0xFFFFu : (1u << in) - 1);
+        const __mmask16 mhi = __mmask16(in >= 32 ? 0xFFFFu : in > 16 ? (1u << (in - 16)) - 1 : 0u);
+        const __m512 p0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ox), p1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ox + 16);
+        const __m512 q0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ox), q1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ox + 16);
+        const __m512 a = _mm512_permutex2var_ps(p0, even, p1), b = _mm512_permutex2var_ps(p0, odd, p1);
+        const __m512 c = _mm512_permutex2var_ps(q0, even, q1), d = _mm512_permutex2var_ps(q0, odd, q1);
+        const __m512i i0 = _mm512_add_epi32(_mm512_set1_epi32(base + 2 * ox), even);
+        __m512 best = neg_inf, val = a;
+        __m512i at = i0;
+        __mmask16 g = _mm512_cmp_ps_mask(a, best, _CMP_GT_OQ);
+        best = _mm512_mask_mov_ps(best, g, a);
+        g = _mm512_cmp_ps_mask(b, best, _CMP_GT_OQ);
+        best = _mm512_mask_mov_ps(best, g, b);
+        val = _mm512_mask_mov_ps(val, g, b);
+        at = _mm512_mask_mov_epi32(at, g, _mm512_add_epi32(i0, _mm512_set1_epi32(1)));
+        g = _mm512_cmp_ps_mask(c, best, _CMP_GT_OQ);
+        best = _mm512_mask_mov_ps(best, g, c);
+        val = _mm512_mask_mov_ps(val, g, c);
+        at = _mm512_mask_mov_epi32(at, g, _mm512_add_epi32(i0, _mm512_set1_epi32(w)));
+        g = _mm512_cmp_ps_mask(d, best, _CMP_GT_OQ);
+        val = _mm512_mask_mov_ps(val, g, d);
+        at = _mm512_mask_mov_epi32(at, g, _mm512_add_epi32(i0, _mm512_set1_epi32(w + 1)));
+        _mm512_mask_storeu_ps(y + ox, m, val);
+        _mm512_mask_storeu_epi32(idx + ox, m, at);
+    }
+}
+#else
+inline void max_pool2_row_avx512(const float*, int, int, std::int32_t, float*, std::int32_t*) {}
+#endif
+}  // namespace pool_detail
+
 inline void max_pool_forward(const float* x, int n, int c, int h, int w, int k, float* y, int oh, int ow,
                              std::int32_t* indices) {
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    const bool fast2 = k == 2 && simd::has_avx512();
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t nc = b; nc < e; ++nc) {
             const float* xp = x + nc * in_plane;
             float* yp = y + nc * out_plane;
             std::int32_t* ip = indices + nc * out_plane;
-            for (int oy = 0; oy < oh; ++oy)
-                for (int ox = 0; ox < ow; ++ox) {
+            for (int oy = 0; oy < oh; ++oy) {
+                int ox = 0;
+                if (fast2 && oy * 2 + 1 < h) {
+                    ox = w / 2;  // the full 2x2 windows of this row; an odd last column falls through
+                    pool_detail::max_pool2_row_avx512(xp + std::int64_t(oy) * 2 * w, w, ox, oy * 2 * w, yp + oy * ow,
+                                                      ip + oy * ow);
+                }
+                for (; ox < ow; ++ox) {
                     float best = -std::numeric_limits<float>::infinity();
                     std::int32_t at = (oy * k) * w + ox * k;  // a NaN-only window keeps its first cell
                     const int y1 = oy * k + k < h ? oy * k + k : h;
@@ -42,6 +96,7 @@ inline void max_pool_forward(const float* x, int n, int c, int h, int w, int k, 
                     yp[oy * ow + ox] = xp[at];
                     ip[oy * ow + ox] = at;
                 }
+            }
         }
     });
 }

@@ -1,0 +1,105 @@
+// conv-bench: the convolution kernels alone, the dispatched (fast) path against the Eigen path,
+// on the shapes SegNet-Basic and SegNet use, with the largest difference between the two.
+//
+//   conv-bench --threads 2 --iters 5                 # every shape
+//   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
+#include <segnet/backend/cpu/conv.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <time.h>
+#include <vector>
+
+using namespace segnet;
+using Clock = std::chrono::steady_clock;
+
+struct Shape {
+    int cin, cout, h, w, k, batch;
+};
+
+bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
+
+double process_cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+template <class F>
+double time_ms(int iters, F&& f) {
+    f();
+    std::vector<double> t;
+    for (int i = 0; i < iters; ++i) {
+        const auto t0 = Clock::now();
+        const double c0 = process_cpu_ms();
+        f();
+        t.push_back(cpu_time ? (process_cpu_ms() - c0) / segnet::cpu::num_threads()
+                             : std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0, scale = 1e-6;
+    for (std::size_t i = 0; i < a.size(); ++i) scale = std::max(scale, double(std::abs(b[i])));
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, double(std::abs(a[i] - b[i])));
+    return m / scale;
+}
+
+int main(int argc, char** argv) {
+    int threads = 2, iters = 5;
+    std::string only;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--cpu-time") {
+            cpu_time = true;
+            continue;
+        }
+        if (i + 1 >= argc) break;
+        if (a == "--threads") threads = std::atoi(argv[i + 1]);
+        else if (a == "--iters") iters = std::atoi(argv[i + 1]);
+        else if (a == "--shape") only = argv[i + 1];
+        ++i;
+    }
+    cpu::set_num_threads(threads);
+    std::vector<Shape> shapes = {
+        {3, 64, 360, 480, 7, 1},   {64, 64, 360, 480, 7, 1}, {64, 64, 180, 240, 7, 1}, {64, 64, 90, 120, 7, 1},
+        {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
+        {128, 128, 180, 240, 3, 1}, {256, 256, 90, 120, 3, 1}, {512, 512, 45, 60, 3, 1}, {512, 512, 23, 30, 3, 1},
+    };
+    std::printf("threads %d, fast kernels %s\n", threads, cpu::avx512::cpu_has_avx512() ? "AVX-512" : "off");
+    std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
+                "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");
+    std::mt19937 gen(1);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (const Shape& s : shapes) {
+        char name[64];
+        std::snprintf(name, sizeof name, "%dx%dx%dx%dk%d", s.cin, s.cout, s.h, s.w, s.k);
+        if (!only.empty() && only != name) continue;
+        const backend::ConvGeometry g{s.cin, s.h, s.w, s.cout, s.h, s.w, s.k, 1, s.k / 2, 1};
+        std::vector<float> x(std::size_t(s.batch) * s.cin * s.h * s.w), w(std::size_t(g.weight_size())),
+            bias(std::size_t(s.cout)), y(std::size_t(s.batch) * s.cout * s.h * s.w), y2(y.size()), dx(x.size()),
+            dx2(x.size()), dw(w.size()), dw2(w.size());
+        for (auto& v : x) v = nd(gen);
+        for (auto& v : w) v = nd(gen) * 0.05f;
+        for (auto& v : bias) v = nd(gen);
+        const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
+        const double f = time_ms(iters, [&] { cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
+        const double fe = time_ms(iters, [&] { cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const double d = time_ms(iters, [&] { cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
+        const double de = time_ms(iters, [&] { cpu::conv2d_backward_data_eigen(y.data(), w.data(), dx2.data(), s.batch, g); });
+        std::fill(dw.begin(), dw.end(), 0.f);
+        std::fill(dw2.begin(), dw2.end(), 0.f);
+        const double b = time_ms(iters, [&] { cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
+        const double be = time_ms(iters, [&] { cpu::conv2d_backward_filter_eigen(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
+                    name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
+                    max_rel(y, y2), max_rel(dx, dx2), max_rel(dw, dw2));
+    }
+}

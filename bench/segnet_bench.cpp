@@ -1,0 +1,273 @@
+// segnet-bench: times one network's inference or training step on the CPU and prints median and
+// minimum milliseconds, images/s, achieved GFLOP/s and peak resident memory (or JSON).
+//
+//   segnet-bench --model segnet-basic --size 360x480 --batch 1 --mode infer --threads 2 --iters 10
+//   segnet-bench --model segnet --mode train --batch 4 --json
+//   segnet-bench --model segnet-basic --layers        # per-layer forward (and backward) times
+//
+// Train mode times one full step: forward(Mode::train), cross-entropy loss and its gradient
+// (random labels), backward, SGD step and zero_grad. GFLOP/s counts the forward FLOPs only in
+// inference and 3x the forward FLOPs in training (forward + backward-data + backward-filter),
+// the usual convention. bench/compare_pytorch.py runs this program next to PyTorch.
+#include <segnet/io/process.hpp>
+#include <segnet/segnet.hpp>
+#include <segnet/train/loss.hpp>
+#include <segnet/train/optimizer.hpp>
+
+#if __has_include(<segnet/models/registry.hpp>)
+#include <segnet/models/registry.hpp>
+#define SEGNET_BENCH_HAS_REGISTRY 1
+#endif
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace segnet;
+
+namespace {
+
+struct Options {
+    std::string model = "segnet-basic";
+    int h = 360, w = 480, batch = 1, threads = 0, iters = 10, warmup = 2, classes = 11;
+    bool train = false, json = false, layers = false;
+};
+
+void usage() {
+    std::puts(
+        "usage: segnet-bench [--model segnet-basic|segnet] [--size HxW] [--batch B] [--mode infer|train]\n"
+        "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+        "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
+        "and prints median/min ms, images/s, GFLOP/s and peak resident memory.");
+}
+
+int parse_int(const std::string& opt, const std::string& v, int lo, int hi) {
+    char* end = nullptr;
+    const long x = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || x < lo || x > hi)
+        throw std::invalid_argument(opt + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                                    ", got '" + v + "'");
+    return int(x);
+}
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw std::invalid_argument("option " + a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--help" || a == "-h") {
+            usage();
+            std::exit(0);
+        } else if (a == "--model") o.model = value();
+        else if (a == "--size") {
+            const std::string v = value();
+            const auto x = v.find('x');
+            if (x == std::string::npos) throw std::invalid_argument("--size must be HxW, got '" + v + "'");
+            o.h = parse_int("--size H", v.substr(0, x), 1, 1 << 16);
+            o.w = parse_int("--size W", v.substr(x + 1), 1, 1 << 16);
+        } else if (a == "--batch") o.batch = parse_int(a, value(), 1, 4096);
+        else if (a == "--threads") o.threads = parse_int(a, value(), 1, 1024);
+        else if (a == "--iters") o.iters = parse_int(a, value(), 1, 1 << 20);
+        else if (a == "--warmup") o.warmup = parse_int(a, value(), 0, 1 << 20);
+        else if (a == "--classes") o.classes = parse_int(a, value(), 1, 255);
+        else if (a == "--mode") {
+            const std::string v = value();
+            if (v != "infer" && v != "train") throw std::invalid_argument("--mode must be infer or train, got '" + v + "'");
+            o.train = v == "train";
+        } else if (a == "--device") {
+            const std::string v = value();
+            if (v != "cpu") throw std::invalid_argument("--device " + v + ": only cpu is built into this program");
+        } else if (a == "--json") o.json = true;
+        else if (a == "--layers") o.layers = true;
+        else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
+    }
+    return o;
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// Per-layer accumulated times, in execution order.
+struct LayerTimes {
+    std::vector<std::string> names;
+    std::vector<double> fwd, bwd;
+};
+
+template <class Net>
+int bench(const Options& o) {
+    Model<Net, Cpu> model(42);
+    Tensor<Cpu> x({o.batch, 3, o.h, o.w});
+    std::mt19937 gen(7);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (float& v : x.span()) v = nd(gen);
+
+    const Analysis an = Net::analyse(Dims{3, o.h, o.w});
+    if (!an.ok()) throw std::invalid_argument("the network does not accept a 3x" + std::to_string(o.h) + "x" +
+                                              std::to_string(o.w) + " input");
+    const double flops_per_image = double(an.flops);
+
+    Tensor<Cpu, std::uint8_t> labels({o.batch, 1, o.h, o.w});
+    std::uniform_int_distribution<int> ud(0, o.classes - 1);
+    for (auto& v : labels.span()) v = std::uint8_t(ud(gen));
+    CrossEntropyLoss loss;
+    Tensor<Cpu> grad;
+    std::unique_ptr<Sgd> opt;
+    if (o.train) opt = std::make_unique<Sgd>(model.parameters(), SgdOptions{.lr = 0.01, .momentum = 0.9});
+
+    auto& nodes = model.layers();
+    LayerTimes lt;
+    for (auto& n : nodes) lt.names.push_back(n.prefix + std::string(n.layer->kind()));
+    lt.fwd.assign(nodes.size(), 0.0);
+    lt.bwd.assign(nodes.size(), 0.0);
+    bool record = false;
+
+    // Model::forward / backward, or the same loop over the layers with a clock per layer.
+    auto forward = [&](Mode mode) -> const Tensor<Cpu>& {
+        if (!o.layers) return model.forward(x, mode);
+        const Tensor<Cpu>* cur = &x;
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+            const auto t0 = Clock::now();
+            cur = &nodes[i].layer->forward(*cur, mode);
+            if (record) lt.fwd[i] += ms_since(t0);
+        }
+        return *cur;
+    };
+    auto backward = [&](const Tensor<Cpu>& g) {
+        if (!o.layers) {
+            model.backward(g);
+            return;
+        }
+        const Tensor<Cpu>* cur = &g;
+        for (std::size_t i = nodes.size(); i-- > 0;) {
+            const auto t0 = Clock::now();
+            cur = &nodes[i].layer->backward(*cur);
+            if (record) lt.bwd[i] += ms_since(t0);
+        }
+    };
+    double loss_ms = 0, opt_ms = 0;
+    auto step = [&] {
+        if (!o.train) {
+            forward(Mode::eval);
+            return;
+        }
+        const Tensor<Cpu>& logits = forward(Mode::train);
+        auto t0 = Clock::now();
+        grad.resize(logits.extents());
+        loss.forward_backward(logits, labels, grad);
+        if (record) loss_ms += ms_since(t0);
+        backward(grad);
+        t0 = Clock::now();
+        opt->step();
+        opt->zero_grad();
+        if (record) opt_ms += ms_since(t0);
+    };
+
+    if (o.layers) model.forward(x, o.train ? Mode::train : Mode::eval);  // checks the input size once
+    for (int i = 0; i < o.warmup; ++i) step();
+    std::vector<double> times;
+    record = true;
+    for (int i = 0; i < o.iters; ++i) {
+        const auto t0 = Clock::now();
+        step();
+        times.push_back(ms_since(t0));
+    }
+    const double med = median(times), mn = *std::min_element(times.begin(), times.end());
+    const double flops = flops_per_image * o.batch * (o.train ? 3.0 : 1.0);
+    const double gflops = flops / (med * 1e6);
+    const double ips = o.batch * 1000.0 / med;
+    const double rss = peak_rss_bytes() / 1048576.0;
+    if (o.json) {
+        std::printf(
+            "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
+            "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
+            "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f}\n",
+            o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, cpu::num_threads(), o.iters, med, mn,
+            ips, gflops, flops_per_image / 1e9, rss);
+    } else {
+        std::printf("%s %s, batch %d, 3x%dx%d, %d threads, %d iterations (%d warm-up)\n", o.model.c_str(),
+                    o.train ? "training step" : "inference", o.batch, o.h, o.w, cpu::num_threads(), o.iters,
+                    o.warmup);
+        std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB\n",
+                    med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss);
+    }
+    if (o.layers) {
+        std::FILE* out = o.json ? stderr : stdout;
+        const double n = o.iters;
+        double tf = 0, tb = 0;
+        for (std::size_t i = 0; i < nodes.size(); ++i) tf += lt.fwd[i] / n, tb += lt.bwd[i] / n;
+        std::fprintf(out, "\n  %-28s %10s %6s %10s %6s\n", "layer", "fwd ms", "%", o.train ? "bwd ms" : "", o.train ? "%" : "");
+        const double total = tf + tb + (loss_ms + opt_ms) / n;
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+            if (nodes[i].layer->kind() == "Tap") continue;
+            std::fprintf(out, "  %-28s %10.2f %6.1f", lt.names[i].c_str(), lt.fwd[i] / n, 100 * lt.fwd[i] / n / total);
+            if (o.train) std::fprintf(out, " %10.2f %6.1f", lt.bwd[i] / n, 100 * lt.bwd[i] / n / total);
+            std::fprintf(out, "\n");
+        }
+        // Totals per layer kind.
+        std::map<std::string, std::pair<double, double>> kinds;
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+            auto& k = kinds[std::string(nodes[i].layer->kind())];
+            k.first += lt.fwd[i] / n;
+            k.second += lt.bwd[i] / n;
+        }
+        std::fprintf(out, "  by kind:\n");
+        for (auto& [k, v] : kinds)
+            std::fprintf(out, "  %-28s %10.2f %6.1f %10.2f %6.1f\n", k.c_str(), v.first, 100 * v.first / total, v.second,
+                         100 * v.second / total);
+        if (o.train)
+            std::fprintf(out, "  %-28s %10.2f   loss, %.2f ms SGD step + zero_grad\n", "loss + optimizer",
+                         loss_ms / n, opt_ms / n);
+        std::fprintf(out, "  %-28s %10.2f        %10.2f   (sum %.2f ms)\n", "total", tf, tb, total);
+    }
+    return 0;
+}
+
+template <template <int> class Net>
+int bench_named(const Options& o) {
+    switch (o.classes) {
+        case 11: return bench<Net<11>>(o);
+        case 12: return bench<Net<12>>(o);
+        case 21: return bench<Net<21>>(o);
+        default: throw std::invalid_argument("--classes: this program is built for 11, 12 or 21 classes");
+    }
+}
+
+int run(const Options& o) {
+    if (o.threads > 0) cpu::set_num_threads(o.threads);
+#ifdef SEGNET_BENCH_HAS_REGISTRY
+    int rc = 0;
+    models::with_model(o.model, o.classes, [&]<class Net>() { rc = bench<Net>(o); });
+    return rc;
+#else
+    if (o.model == "segnet-basic") return bench_named<models::SegNetBasic>(o);
+    if (o.model == "segnet") return bench_named<models::SegNet>(o);
+    throw std::invalid_argument("unknown model '" + o.model + "' (segnet-basic, segnet)");
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(parse(argc, argv));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "segnet-bench: %s\n", e.what());
+        return 2;
+    }
+}

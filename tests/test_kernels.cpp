@@ -1,0 +1,232 @@
+// Convolution kernels: the dispatched (AVX-512 direct, where the CPU has it) forward,
+// backward-data and backward-filter against plain double-precision loops and against the Eigen
+// im2col path, on odd sizes, every kernel size the models use (1, 3, 7), channel counts that are
+// not multiples of the vector width, batch 1 and 2, 1 and 2 threads. No timing here.
+#include <doctest/doctest.h>
+
+#include <segnet/backend/cpu/conv.hpp>
+#include <segnet/backend/cpu/pool.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <random>
+#include <string>
+#include <vector>
+
+using segnet::backend::ConvGeometry;
+namespace cpu = segnet::cpu;
+
+namespace {
+
+struct Case {
+    int cin, cout, h, w, k, batch;
+};
+
+std::vector<float> random_vector(std::size_t n, std::mt19937& gen, float scale = 1.f) {
+    std::normal_distribution<float> nd(0.f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = nd(gen);
+    return v;
+}
+
+ConvGeometry same_geometry(const Case& c) { return {c.cin, c.h, c.w, c.cout, c.h, c.w, c.k, 1, c.k / 2, 1}; }
+
+float at(const std::vector<float>& t, int c, int h, int w, int n, int ci, int y, int x) {
+    return t[((std::size_t(n) * c + ci) * h + y) * w + x];
+}
+
+/// dx[n][ci][iy][ix] = sum over co, ky, kx of dy[n][co][oy][ox] w[co][ci][ky][kx], iy = oy*s - p + ky.
+std::vector<float> backward_data_reference(const std::vector<float>& dy, const std::vector<float>& w, int batch,
+                                           const ConvGeometry& g) {
+    std::vector<double> dx(std::size_t(batch) * g.in_c * g.in_plane(), 0.0);
+    for (int n = 0; n < batch; ++n)
+        for (int co = 0; co < g.out_c; ++co)
+            for (int oy = 0; oy < g.out_h; ++oy)
+                for (int ox = 0; ox < g.out_w; ++ox) {
+                    const double d = at(dy, g.out_c, g.out_h, g.out_w, n, co, oy, ox);
+                    for (int ci = 0; ci < g.in_c; ++ci)
+                        for (int ky = 0; ky < g.k; ++ky)
+                            for (int kx = 0; kx < g.k; ++kx) {
+                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+                                dx[((std::size_t(n) * g.in_c + ci) * g.in_h + iy) * g.in_w + ix] +=
+                                    d * w[((std::size_t(co) * g.in_c + ci) * g.k + ky) * g.k + kx];
+                            }
+                }
+    return {dx.begin(), dx.end()};
+}
+
+/// dw[co][ci][ky][kx] = sum over n, oy, ox of dy[n][co][oy][ox] x[n][ci][iy][ix].
+std::vector<float> backward_filter_reference(const std::vector<float>& x, const std::vector<float>& dy, int batch,
+                                             const ConvGeometry& g) {
+    std::vector<float> dw(std::size_t(g.weight_size()));
+    for (int co = 0; co < g.out_c; ++co)
+        for (int ci = 0; ci < g.in_c; ++ci)
+            for (int ky = 0; ky < g.k; ++ky)
+                for (int kx = 0; kx < g.k; ++kx) {
+                    double s = 0;
+                    for (int n = 0; n < batch; ++n)
+                        for (int oy = 0; oy < g.out_h; ++oy)
+                            for (int ox = 0; ox < g.out_w; ++ox) {
+                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+                                s += double(at(dy, g.out_c, g.out_h, g.out_w, n, co, oy, ox)) *
+                                     at(x, g.in_c, g.in_h, g.in_w, n, ci, iy, ix);
+                            }
+                    dw[((std::size_t(co) * g.in_c + ci) * g.k + ky) * g.k + kx] = float(s);
+                }
+    return dw;
+}
+
+/// max |a - b| / max(1, max |b|): float sums of up to 3136 products against double sums.
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+    double diff = 0, scale = 1;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, double(std::abs(a[i] - b[i])));
+        scale = std::max(scale, double(std::abs(b[i])));
+    }
+    return diff / scale;
+}
+
+void check_case(const Case& c, int threads) {
+    cpu::set_num_threads(threads);
+    const ConvGeometry g = same_geometry(c);
+    CAPTURE(c.cin);
+    CAPTURE(c.cout);
+    CAPTURE(c.h);
+    CAPTURE(c.w);
+    CAPTURE(c.k);
+    CAPTURE(c.batch);
+    CAPTURE(threads);
+    std::mt19937 gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads));
+    const auto x = random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen);
+    const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
+    const auto bias = random_vector(std::size_t(c.cout), gen);
+    const auto dy = random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen);
+    const double tol = 2e-5;
+
+    // forward (with and without bias)
+    std::vector<float> y(dy.size(), 123.f), y_ref(dy.size()), y_eigen(dy.size());
+    cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g);
+    cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), c.batch, g);
+    cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y_eigen.data(), c.batch, g);
+    CHECK(relative_error(y, y_ref) < tol);
+    CHECK(relative_error(y_eigen, y_ref) < tol);
+    cpu::conv2d_forward(x.data(), w.data(), nullptr, y.data(), c.batch, g);
+    cpu::conv2d_forward_reference(x.data(), w.data(), nullptr, y_ref.data(), c.batch, g);
+    CHECK(relative_error(y, y_ref) < tol);
+
+    // backward-data (dx overwritten: start from garbage)
+    std::vector<float> dx(x.size(), -7.f), dx_eigen(x.size(), 5.f);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), c.batch, g);
+    cpu::conv2d_backward_data_eigen(dy.data(), w.data(), dx_eigen.data(), c.batch, g);
+    const auto dx_ref = backward_data_reference(dy, w, c.batch, g);
+    CHECK(relative_error(dx, dx_ref) < tol);
+    CHECK(relative_error(dx_eigen, dx_ref) < tol);
+
+    // backward-filter accumulates into dw and dbias
+    std::vector<float> dw(w.size(), 0.5f), dbias(bias.size(), -1.f);
+    cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), dbias.data(), c.batch, g);
+    auto dw_ref = backward_filter_reference(x, dy, c.batch, g);
+    for (auto& v : dw_ref) v += 0.5f;
+    CHECK(relative_error(dw, dw_ref) < tol);
+    std::vector<float> dw_eigen(w.size(), 0.5f);
+    cpu::conv2d_backward_filter_eigen(x.data(), dy.data(), dw_eigen.data(), nullptr, c.batch, g);
+    CHECK(relative_error(dw_eigen, dw_ref) < tol);
+    for (int co = 0; co < c.cout; ++co) {
+        double s = -1;
+        for (int n = 0; n < c.batch; ++n)
+            for (int i = 0; i < c.h * c.w; ++i) s += dy[(std::size_t(n) * c.cout + co) * c.h * c.w + i];
+        CHECK(std::abs(dbias[std::size_t(co)] - s) < 1e-3 * std::max(1.0, std::abs(s)));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv kernels: which path runs") {
+    const std::string path = cpu::avx512::cpu_has_avx512() ? "in use (compared with the reference below)"
+                                                            : "not available (the Eigen path is what runs)";
+    MESSAGE("AVX-512 direct convolution kernels: " << path);
+    const ConvGeometry same{64, 13, 11, 64, 13, 11, 7, 1, 3, 1};
+    CHECK(cpu::avx512::supports(same));
+    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 7, 6, 3, 2, 1, 1}));  // stride 2
+    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 13, 11, 3, 1, 1, 4}));  // groups
+    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 15, 13, 3, 1, 2, 1}));  // not same size
+}
+
+TEST_CASE("conv kernels match the reference: SegNet-Basic shapes (7x7, 1x1)") {
+    const std::vector<Case> cases = {
+        {3, 64, 13, 11, 7, 1},  {64, 64, 13, 11, 7, 2}, {64, 11, 13, 11, 1, 2}, {3, 5, 45, 61, 7, 2},
+        {5, 17, 45, 61, 7, 1},  {17, 3, 45, 61, 7, 1},  {17, 5, 45, 61, 1, 1},  {64, 17, 9, 50, 7, 1},
+        {5, 64, 3, 2, 7, 2},    {1, 1, 1, 1, 7, 1},     {17, 64, 7, 97, 7, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_case(c, threads);
+}
+
+TEST_CASE("conv kernels match the reference: VGG shapes (3x3)") {
+    const std::vector<Case> cases = {
+        {3, 64, 13, 11, 3, 2}, {64, 64, 13, 11, 3, 1}, {17, 5, 45, 61, 3, 2}, {5, 17, 45, 61, 3, 1},
+        {130, 20, 6, 33, 3, 1}, {64, 11, 23, 30, 3, 1}, {9, 9, 2, 1, 3, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_case(c, threads);
+}
+
+TEST_CASE("conv kernels: geometries the fast path does not take still use the Eigen path") {
+    cpu::set_num_threads(2);
+    std::mt19937 gen(3);
+    const ConvGeometry g{5, 13, 11, 7, 7, 6, 3, 2, 1, 1};  // stride 2
+    const auto x = random_vector(std::size_t(2) * 5 * 13 * 11, gen);
+    const auto w = random_vector(std::size_t(g.weight_size()), gen);
+    std::vector<float> y(std::size_t(2) * 7 * 7 * 6), y_ref(y.size());
+    cpu::conv2d_forward(x.data(), w.data(), nullptr, y.data(), 2, g);
+    cpu::conv2d_forward_reference(x.data(), w.data(), nullptr, y_ref.data(), 2, g);
+    CHECK(relative_error(y, y_ref) < 2e-5);
+    const auto dy = random_vector(y.size(), gen);
+    std::vector<float> dx(x.size());
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), 2, g);
+    CHECK(relative_error(dx, backward_data_reference(dy, w, 2, g)) < 2e-5);
+    std::vector<float> dw(w.size());
+    cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), nullptr, 2, g);
+    CHECK(relative_error(dw, backward_filter_reference(x, dy, 2, g)) < 2e-5);
+}
+
+TEST_CASE("max pooling 2x2: the vectorised rows keep the scalar rule (ties, NaN, odd sizes)") {
+    std::mt19937 gen(11);
+    std::uniform_int_distribution<int> small(-2, 2);  // many ties
+    for (int threads : {1, 2}) {
+        cpu::set_num_threads(threads);
+        for (auto [h, w] : {std::pair{13, 11}, std::pair{45, 61}, std::pair{2, 2}, std::pair{1, 5}, std::pair{7, 97}}) {
+            CAPTURE(h);
+            CAPTURE(w);
+            const int n = 2, c = 3, oh = (h + 1) / 2, ow = (w + 1) / 2;
+            std::vector<float> x(std::size_t(n) * c * h * w);
+            for (auto& v : x) v = float(small(gen));
+            x[5] = std::nanf("");
+            x[std::size_t(w) + 3] = std::nanf("");
+            for (int i = 0; i < 4 && std::size_t(16 + i) < x.size(); ++i) x[std::size_t(16 + i)] = std::nanf("");
+            std::vector<float> y(std::size_t(n) * c * oh * ow);
+            std::vector<std::int32_t> idx(y.size());
+            cpu::max_pool_forward(x.data(), n, c, h, w, 2, y.data(), oh, ow, idx.data());
+            bool same = true;
+            for (int nc = 0; nc < n * c; ++nc)
+                for (int oy = 0; oy < oh; ++oy)
+                    for (int ox = 0; ox < ow; ++ox) {
+                        const float* xp = x.data() + std::size_t(nc) * h * w;
+                        float best = -INFINITY;
+                        std::int32_t at = oy * 2 * w + ox * 2;
+                        for (int iy = oy * 2; iy < std::min(h, oy * 2 + 2); ++iy)
+                            for (int ix = ox * 2; ix < std::min(w, ox * 2 + 2); ++ix)
+                                if (xp[iy * w + ix] > best) best = xp[iy * w + ix], at = iy * w + ix;
+                        const std::size_t o = (std::size_t(nc) * oh + oy) * ow + ox;
+                        const float want = xp[at];
+                        same = same && idx[o] == at &&
+                               ((std::isnan(want) && std::isnan(y[o])) || want == y[o]);
+                    }
+            CHECK(same);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+// Models and skip policies at run time: one training step (forward, cross-entropy, backward) of
+// every built-in model on a small batch, with a finite loss and a non-zero gradient in every
+// parameter tensor; finite-difference checks of the skip layers (NoSkip, AddProjected, Concat)
+// alone and inside a model; the registry's dispatch and its errors.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "segnet/segnet.hpp"
+#include "segnet/testing/gradient_check.hpp"
+#include "segnet/train/loss.hpp"
+
+using namespace segnet;
+using segnet::testing::check_gradients;
+using segnet::testing::GradientCheckOptions;
+using segnet::testing::GradientCheckResult;
+
+namespace {
+
+Tensor<Cpu> random_tensor(Extents e, Rng& rng, float lo = -1.f, float hi = 1.f) {
+    Tensor<Cpu> t(e);
+    for (auto& v : t.span()) v = lo + (hi - lo) * rng.uniform();
+    return t;
+}
+
+constexpr Dims any(int c) { return {c, dyn, dyn}; }
+
+bool all_finite(const Tensor<Cpu>& t) {
+    for (float v : t.span())
+        if (!std::isfinite(v)) return false;
+    return true;
+}
+
+double max_abs(const Tensor<Cpu>& t) {
+    double m = 0;
+    for (float v : t.span()) m = std::max(m, double(std::abs(v)));
+    return m;
+}
+
+void check_passed(const GradientCheckResult& r) {
+    INFO(r.summary());
+    CHECK(bool(r));
+}
+
+/// One SGD-free training step: forward in train mode, loss and its gradient, backward.
+template <class Net>
+void one_training_step() {
+    constexpr int classes = output_shape_t<Net, Shape<3, 48, 64>>::channels;
+    CAPTURE(Net::name);
+    Model<Net, Cpu> model(7);
+    Rng rng(11);
+    const Tensor<Cpu> x = random_tensor({2, 3, 48, 64}, rng);
+    Tensor<Cpu, std::uint8_t> labels({2, 1, 48, 64});
+    for (auto& v : labels.span()) v = std::uint8_t(rng.uniform() * classes) % classes;
+
+    const Tensor<Cpu>& logits = model.forward(x, Mode::train);
+    REQUIRE(logits.extents() == Extents{2, classes, 48, 64});
+    Tensor<Cpu> grad(logits.extents());
+    const CrossEntropyLoss loss;
+    const double value = loss.forward_backward(logits, labels, grad);
+    CHECK(std::isfinite(value));
+    CHECK(value > 0);
+    model.zero_grad();
+    const Tensor<Cpu>& dx = model.backward(grad);
+    CHECK(dx.extents() == x.extents());
+    CHECK(all_finite(dx));
+
+    auto params = model.parameters();
+    std::int64_t scalars = 0;
+    for (auto& p : params) {
+        CAPTURE(p.name);
+        scalars += p.value->size();
+        CHECK(all_finite(*p.grad));
+        CHECK(max_abs(*p.grad) > 0);
+    }
+    CHECK(scalars == parameter_count_v<Net>);
+}
+
+template <template <int> class... M>
+void every_model(models::ModelList<M...>) {
+    (one_training_step<M<11>>(), ...);
+}
+
+}  // namespace
+
+TEST_CASE("every built-in model takes a training step: finite loss, every parameter gets a gradient") {
+    every_model(models::BuiltinModels{});
+}
+
+TEST_CASE("a variant with few classes trains too (FCN decodes in K channels)") {
+    one_training_step<models::FcnBasic<3>>();
+    one_training_step<models::FcnBasicNoAddition<2>>();
+}
+
+// --- Finite-difference checks of the skip layers -------------------------------------------------
+
+TEST_CASE("gradients: NoSkip passes the map and its gradient unchanged") {
+    Rng rng(1);
+    auto layer = NoSkip::make<Cpu>(any(4));
+    const Tensor<Cpu> x = random_tensor({2, 4, 5, 6}, rng);
+    CHECK(&layer->forward(x, Mode::train) == &x);
+    check_passed(check_gradients(*layer, x, Mode::train));
+}
+
+TEST_CASE("gradients: AddProjected, for the decoder input, the 1x1 weight and the encoder feature") {
+    Rng rng(2);
+    Tensor<Cpu> feature = random_tensor({2, 5, 7, 9}, rng);
+    SkipLink<Cpu> link;
+    link.feature = &feature;
+    auto layer = AddProjected<3, 5>::make<Cpu>(any(3));
+    layer->initialize(rng);
+    layer->connect(&link);
+    GradientCheckOptions opt;
+    opt.before_forward = [&] { link.has_feature_grad = false; };
+    opt.extra_inputs.push_back({"encoder_feature", &feature, [&]() -> const Tensor<Cpu>* {
+                                    return link.has_feature_grad ? &link.feature_grad : nullptr;
+                                }});
+    const Tensor<Cpu> x = random_tensor({2, 3, 7, 9}, rng);
+    check_passed(check_gradients(*layer, x, Mode::train, opt));
+
+    // The forward is x + W * feature, computed here by loops.
+    std::vector<ParamRef<Cpu>> params;
+    layer->collect(params, "");
+    REQUIRE(params.size() == 1);
+    CHECK(params[0].shape == std::vector<int>{3, 5, 1, 1});
+    const Tensor<Cpu>& y = layer->forward(x, Mode::train);
+    const Tensor<Cpu>& w = *params[0].value;
+    for (int c = 0; c < 3; ++c) {
+        double expect = x(1, c, 4, 5);
+        for (int f = 0; f < 5; ++f) expect += double(w[c * 5 + f]) * feature(1, f, 4, 5);
+        CHECK(y(1, c, 4, 5) == doctest::Approx(expect).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("AddProjected adds to a feature gradient another skip layer already sent") {
+    Rng rng(3);
+    Tensor<Cpu> feature = random_tensor({1, 2, 3, 3}, rng);
+    SkipLink<Cpu> link;
+    link.feature = &feature;
+    link.feature_grad.resize(feature.extents());
+    link.feature_grad.fill(1.f);
+    link.has_feature_grad = true;
+    auto layer = AddProjected<2, 2>::make<Cpu>(any(2));
+    layer->initialize(rng);
+    layer->connect(&link);
+    const Tensor<Cpu> x = random_tensor({1, 2, 3, 3}, rng);
+    layer->forward(x, Mode::train);
+    Tensor<Cpu> dy({1, 2, 3, 3});  // zero: nothing is added, the 1s stay
+    layer->backward(dy);
+    for (float v : link.feature_grad.span()) CHECK(v == 1.f);
+}
+
+TEST_CASE("gradients: Concat, for the decoder input and the encoder feature; values in channel order") {
+    Rng rng(4);
+    Tensor<Cpu> feature = random_tensor({2, 3, 5, 4}, rng);
+    SkipLink<Cpu> link;
+    link.feature = &feature;
+    auto layer = Concat::make<Cpu>(any(2));
+    layer->connect(&link);
+    GradientCheckOptions opt;
+    opt.before_forward = [&] { link.has_feature_grad = false; };
+    opt.extra_inputs.push_back({"encoder_feature", &feature, [&]() -> const Tensor<Cpu>* {
+                                    return link.has_feature_grad ? &link.feature_grad : nullptr;
+                                }});
+    const Tensor<Cpu> x = random_tensor({2, 2, 5, 4}, rng);
+    check_passed(check_gradients(*layer, x, Mode::train, opt));
+
+    const Tensor<Cpu>& y = layer->forward(x, Mode::train);
+    REQUIRE(y.extents() == Extents{2, 5, 5, 4});
+    CHECK(y(1, 1, 2, 3) == x(1, 1, 2, 3));
+    CHECK(y(1, 2, 2, 3) == feature(1, 0, 2, 3));
+    CHECK(y(0, 4, 4, 0) == feature(0, 2, 4, 0));
+}
+
+TEST_CASE("skip layers reject maps that do not fit, at run time, with the sizes") {
+    Rng rng(5);
+    Tensor<Cpu> feature = random_tensor({1, 4, 6, 6}, rng);
+    SkipLink<Cpu> link;
+    link.feature = &feature;
+    const Tensor<Cpu> x = random_tensor({1, 4, 5, 6}, rng);
+    auto concat = Concat::make<Cpu>(any(4));
+    concat->connect(&link);
+    CHECK_THROWS_AS(concat->forward(x, Mode::eval), std::invalid_argument);
+    auto proj = AddProjected<4, 4>::make<Cpu>(any(4));
+    proj->connect(&link);
+    CHECK_THROWS_AS(proj->forward(x, Mode::eval), std::invalid_argument);
+    auto unconnected = Concat::make<Cpu>(any(4));
+    CHECK_THROWS_AS(unconnected->forward(x, Mode::eval), std::logic_error);
+}
+
+namespace {
+// Each policy in a one-encoder network (5x7 -> 3x4 -> 5x7: few ReLU / argmax kinks within a
+// finite-difference step, as test_layers.cpp's model check), so the encoder's Tap adds the
+// skip's gradient to the encoder's own and every parameter is checked.
+template <class Upsample, class... Skip>
+using OneSkipNet = Network<Input<3, dyn, dyn>, Encoder<Block<Conv<4, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+                           Decoder<Upsample, Skip..., Block<Conv<4, 3, Bias::without>, BatchNorm>>, Classifier<3>>;
+
+template <class Net>
+void check_model_gradients() {
+    Model<Net, Cpu> model(3);
+    Rng rng(19);
+    for (auto& p : model.parameters())  // biases and batch-norm affine off 0 / 1
+        if (p.shape.size() == 1)
+            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+    const Tensor<Cpu> x = random_tensor({2, 3, 5, 7}, rng);
+    GradientCheckOptions opt;
+    opt.step = 5e-3;
+    opt.abs_tol = 2e-3;
+    opt.rel_tol = 2e-2;
+    opt.allow_kinks = true;
+    const GradientCheckResult r = check_gradients(model, x, Mode::train, opt);
+    CHECK_MESSAGE(r.ok, r.summary());
+    CHECK_MESSAGE(r.kinks * 4 <= r.checked, r.summary());
+}
+}  // namespace
+
+TEST_CASE("model gradient: each skip policy through the encoder's tap, every parameter and the input") {
+    SUBCASE("TransposedConv + AddProjected") { check_model_gradients<OneSkipNet<TransposedConv<3, 4, 2>, AddProjected<3, 4>>>(); }
+    SUBCASE("Unpool + Concat") { check_model_gradients<OneSkipNet<Unpool<2>, Concat>>(); }
+    SUBCASE("BilinearUpsample + NoSkip + Add") { check_model_gradients<OneSkipNet<BilinearUpsample<2>, NoSkip, Add>>(); }
+    SUBCASE("Unpool + Concat + AddProjected (two skips share the feature gradient)") {
+        using Net = Network<Input<3, dyn, dyn>, Encoder<Block<Conv<4, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+                            Decoder<Unpool<2>, AddProjected<4, 4>, Concat, Block<Conv<4, 3, Bias::without>, BatchNorm>>,
+                            Classifier<3>>;
+        check_model_gradients<Net>();
+    }
+}
+
+// --- Registry ------------------------------------------------------------------------------------
+
+TEST_CASE("with_model: calls the callable with the named model's type") {
+    for (std::string_view name : models::model_names) {
+        const std::string_view got = models::with_model(name, 11, []<class Net>() { return Net::name; });
+        CHECK(got == name);
+    }
+    CHECK(models::with_model("fcn-basic", 19, []<class Net>() {
+              return output_shape_t<Net, Shape<3, 32, 32>>::channels;
+          }) == 19);
+    CHECK(models::with_model("segnet-basic", 2, []<class Net>() { return parameter_count_v<Net>; }) ==
+          parameter_count_v<models::SegNetBasic<2>>);
+    int calls = 0;
+    models::with_model("segnet", 150, [&]<class Net>() { ++calls; });  // void callables work too
+    CHECK(calls == 1);
+}
+
+TEST_CASE("with_model: unknown names list the valid ones; unsupported class counts say which are") {
+    auto f = []<class Net>() { return 0; };
+    try {
+        models::with_model("segnet-basic-bilinear", 11, f);
+        FAIL("no exception");
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        CHECK(what.find("segnet-basic-bilinear") != std::string::npos);
+        CHECK(what.find("fcn-basic-no-addition-no-dim-reduction") != std::string::npos);
+        CHECK(what.find("segnet-basic-caffe") != std::string::npos);
+    }
+    try {
+        models::with_model("segnet", 40, f);
+        FAIL("no exception");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()).find("40 classes") != std::string::npos);
+        CHECK(std::string(e.what()).find("11, 12, 19, 21") != std::string::npos);
+    }
+    CHECK_THROWS_AS(models::with_model("segnet", 0, f), std::invalid_argument);
+}
