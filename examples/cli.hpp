@@ -57,10 +57,12 @@ public:
         return value;
     }
     std::string text(const std::string& name, const std::string& fallback) { return text(name).value_or(fallback); }
+    /// A required option; when missing, finish() reports it (after unknown options, which
+    /// usually explain the missing one: a misspelt name).
     std::string required(const std::string& name) {
         auto v = text(name);
-        if (!v) throw UsageError(name + " is required (see --help)");
-        return *v;
+        if (!v) missing_.push_back(name);
+        return v.value_or("");
     }
 
     std::optional<long long> integer(const std::string& name, long long lo, long long hi) {
@@ -116,12 +118,13 @@ public:
         throw UsageError(name + ": '" + v + "' is not one of " + list);
     }
 
-    /// Rejects whatever was not consumed.
+    /// Rejects whatever was not consumed, then missing required options.
     void finish() const {
         for (const auto& item : items_)
             if (!item.used)
                 throw UsageError((item.text.rfind("-", 0) == 0 ? "unknown option '" : "unexpected argument '") +
                                  item.text + "' (see --help)");
+        if (!missing_.empty()) throw UsageError(missing_.front() + " is required (see --help)");
     }
 
 private:
@@ -131,6 +134,7 @@ private:
     };
     std::string program_, usage_;
     std::vector<Item> items_;
+    std::vector<std::string> missing_;
 };
 
 /// Runs a program body with the shared error policy: usage errors exit 2, others 1, one line each.

@@ -110,7 +110,6 @@ int run(int argc, char** argv) {
     dopt.classes = o.classes;
     dopt.ignore_label = o.ignore_label < 0 ? 255 : o.ignore_label;
     dopt.validation = Validation::up_front;
-    std::cerr << "segnet-train: checking " << train_list << "\n";
     SegmentationDataset train_set = SegmentationDataset::from_list_file(train_list, dopt, root);
     if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
     else o.normalization = Normalization::none();

@@ -1,5 +1,6 @@
 // segnet/backend/cpu/conv.hpp: 2-D convolution kernels (forward, backward-data,
-// backward-filter) for the CPU, lowered to Eigen GEMMs on tiles of pixels.
+// backward-filter) for the CPU: AVX-512 direct convolution where the CPU and the geometry allow
+// (conv_avx512.hpp), otherwise Eigen GEMMs on im2col tiles of pixels.
 //
 //   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
 //                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
@@ -8,10 +9,13 @@
 // Layout: x [N, in_c, in_h, in_w], y [N, out_c, out_h, out_w], w [out_c, in_c/groups, k, k]
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
-// conv's forward is a conv's backward-data). Never materialises a whole-image im2col buffer:
-// columns are built for one tile of pixels (about 2 MB) per worker thread. Backward-data is a
-// gather (each input pixel reads the outputs it fed), so tiles are independent and need no
-// atomic scatter. Reference implementation and portable fallback for the fast kernels.
+// conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
+// pick the AVX-512 kernels for stride-1 same-size convolutions without groups (every SegNet
+// conv) on CPUs with AVX-512 (run-time check; SEGNET_CONV=eigen forces the Eigen path). The
+// *_eigen functions are the portable path and the reference the fast kernels are tested
+// against: they never materialise a whole-image im2col buffer: columns are built for one tile
+// of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
+// the outputs it fed), so tiles are independent and need no atomic scatter.
 #pragma once
 
 #include <Eigen/Core>
