@@ -40,8 +40,9 @@ public:
         if (mode_ == Mode::train) {
             backend::batch_norm_backward(*x_, dy, gamma_, saved_mean_, saved_invstd_, dx_, gamma_grad_, beta_grad_);
         } else {
-            // Eval mode is a fixed affine map: only the input gradient is meaningful.
-            backend::batch_norm_eval_backward(dy, gamma_, running_var_, eps_, dx_);
+            // Eval mode is a fixed affine map (frozen statistics): gamma and beta still learn.
+            backend::batch_norm_eval_backward(*x_, dy, gamma_, running_mean_, running_var_, eps_, dx_, gamma_grad_,
+                                              beta_grad_);
         }
         return dx_;
     }

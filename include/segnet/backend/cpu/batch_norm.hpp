@@ -121,13 +121,27 @@ inline void batch_norm_backward(const float* x, const float* dy, int n, int c, s
 }
 
 /// Gradient of eval-mode normalisation (a fixed affine map per channel).
-inline void batch_norm_eval_backward(const float* dy, int n, int c, std::int64_t plane, const float* gamma,
-                                     const float* running_var, float eps, float* dx) {
-    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
-        for (std::int64_t nc = b; nc < e; ++nc) {
-            const std::int64_t ch = nc % c;
-            const float scale = gamma[ch] / std::sqrt(running_var[ch] + eps);
-            for (std::int64_t j = 0; j < plane; ++j) dx[nc * plane + j] = dy[nc * plane + j] * scale;
+/// Gradient of eval-mode normalisation, a fixed affine map per channel with frozen statistics
+/// (fine-tuning with frozen batch norm): dx is overwritten, dgamma and dbeta accumulated.
+inline void batch_norm_eval_backward(const float* x, const float* dy, int n, int c, std::int64_t plane,
+                                     const float* gamma, const float* running_mean, const float* running_var,
+                                     float eps, float* dx, float* dgamma, float* dbeta) {
+    parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t ch = b; ch < e; ++ch) {
+            const float invstd = 1.f / std::sqrt(running_var[ch] + eps);
+            const float scale = gamma[ch] * invstd, mean = running_mean[ch];
+            double sum_dy = 0, sum_dy_xhat = 0;
+            for (int i = 0; i < n; ++i) {
+                const std::int64_t base = (std::int64_t(i) * c + ch) * plane;
+                for (std::int64_t j = 0; j < plane; ++j) {
+                    const float d = dy[base + j];
+                    dx[base + j] = d * scale;
+                    sum_dy += d;
+                    sum_dy_xhat += double(d) * (x[base + j] - mean) * invstd;
+                }
+            }
+            dgamma[ch] += float(sum_dy_xhat);
+            dbeta[ch] += float(sum_dy);
         }
     });
 }

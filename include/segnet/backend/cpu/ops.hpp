@@ -71,10 +71,12 @@ inline void batch_norm_backward(const CpuTensor& x, const CpuTensor& dy, const C
     cpu::batch_norm_backward(x.data(), dy.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), saved_mean.data(),
                              saved_invstd.data(), dx.data(), dgamma.data(), dbeta.data());
 }
-inline void batch_norm_eval_backward(const CpuTensor& dy, const CpuTensor& gamma, const CpuTensor& running_var,
-                                     float eps, CpuTensor& dx) {
-    cpu::batch_norm_eval_backward(dy.data(), dy.n(), dy.c(), dy.extents().plane(), gamma.data(), running_var.data(),
-                                  eps, dx.data());
+inline void batch_norm_eval_backward(const CpuTensor& x, const CpuTensor& dy, const CpuTensor& gamma,
+                                     const CpuTensor& running_mean, const CpuTensor& running_var, float eps,
+                                     CpuTensor& dx, CpuTensor& dgamma, CpuTensor& dbeta) {
+    cpu::batch_norm_eval_backward(x.data(), dy.data(), dy.n(), dy.c(), dy.extents().plane(), gamma.data(),
+                                  running_mean.data(), running_var.data(), eps, dx.data(), dgamma.data(),
+                                  dbeta.data());
 }
 
 inline void max_pool_forward(const CpuTensor& x, int k, CpuTensor& y, CpuIndices& indices) {
