@@ -32,6 +32,7 @@ data
   --size HxW             resize every sample (e.g. 180x240); default: the images' own size
   --augment              random horizontal flip and scale (0.75..1.25) with a crop back to size
   --normalize MODE       meanstd (per-channel, from the training set; default) | none ([0,1])
+                         | raw (0..255, for segnet-basic-caffe, whose LRN normalises its input)
 model and loss
   --model NAME           segnet, segnet-basic, ... (see segnet-architectures); from the checkpoint with --resume
   --balance MODE         median (median-frequency balancing, default) | natural | FILE (one weight per class)
@@ -77,7 +78,7 @@ int run(int argc, char** argv) {
     if (o.schedule == "step") o.schedule_options.step_size = 1;  // per step: decay every step would be odd
     if (const auto size = args.size("--size")) std::tie(o.height, o.width) = *size;
     const bool augment = args.flag("--augment");
-    const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none"});
+    const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none", "raw"});
     o.out_dir = args.required("--out");
     o.seed = std::uint64_t(args.integer("--seed", 0, 0, (1LL << 62)));
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
@@ -112,6 +113,7 @@ int run(int argc, char** argv) {
     dopt.validation = Validation::up_front;
     SegmentationDataset train_set = SegmentationDataset::from_list_file(train_list, dopt, root);
     if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
+    else if (normalize == "raw") o.normalization = Normalization::raw();
     else o.normalization = Normalization::none();
     train_set.set_normalization(o.normalization);
     std::optional<SegmentationDataset> val_set;
