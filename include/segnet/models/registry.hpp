@@ -14,6 +14,8 @@
 #pragma once
 
 #include <array>
+#include <functional>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -134,10 +136,62 @@ decltype(auto) with_model(std::string_view name, int classes, F&& f) {
     return detail::dispatch_models(name, classes, f, BuiltinModels{});
 }
 
-/// The built-in model called `name` with `classes` classes, built on Device and initialised
-/// with `seed`, behind the type-erased AnyModel interface (what programs and the trainer take).
+/// How a program builds a model it knows by name (its own designs, next to the built-ins).
+template <class Device>
+using ModelFactory = std::function<std::unique_ptr<AnyModel<Device>>(int classes, std::uint64_t seed)>;
+
+template <class Device>
+struct RegisteredNetwork {
+    int classes = 0;
+    ModelFactory<Device> make;
+};
+
+/// The networks registered with register_network(), by name.
+template <class Device = Cpu>
+std::map<std::string, RegisteredNetwork<Device>, std::less<>>& registered_networks() {
+    static std::map<std::string, RegisteredNetwork<Device>, std::less<>> networks;
+    return networks;
+}
+
+/// Makes a network type of your own a `--model` choice of the programs (programs/*.hpp) and of
+/// make_model(), under `name` (default: Net::name). Its class count is the one in its type.
+///   struct MyNet : Network<...> { static constexpr std::string_view name = "my-net"; };
+///   segnet::models::register_network<MyNet>();
+template <NetworkType Net, class Device = Cpu>
+void register_network(std::string name = std::string(Net::name)) {
+    registered_networks<Device>()[name] = {Net::analysis.output.c, [](int, std::uint64_t seed) -> std::unique_ptr<AnyModel<Device>> {
+        return std::make_unique<Model<Net, Device>>(seed);
+    }};
+}
+
+/// Throws std::invalid_argument (naming the valid models, or the supported class counts) unless
+/// make_model(name, classes) would succeed.
+template <class Device = Cpu>
+void check_model(std::string_view name, int classes) {
+    if (const auto it = registered_networks<Device>().find(name); it != registered_networks<Device>().end()) {
+        if (classes != it->second.classes)
+            throw std::invalid_argument("segnet: model '" + std::string(name) + "' has " +
+                                        std::to_string(it->second.classes) + " classes, not " + std::to_string(classes));
+        return;
+    }
+    if (!is_model_name(name)) {
+        std::string names = detail::joined_names();
+        for (const auto& [n, f] : registered_networks<Device>()) names += ", " + n;
+        throw std::invalid_argument("segnet: unknown model '" + std::string(name) + "'; the models are: " + names);
+    }
+    if (!is_supported_classes(classes))
+        throw std::invalid_argument("segnet: " + std::to_string(classes) + " classes is not a supported class count (" +
+                                    detail::classes_text() + "; add it to segnet::models::SupportedClasses or -DSEGNET_CLASS_COUNTS)");
+}
+
+/// The model called `name` (registered with register_network(), or built in) with `classes`
+/// classes, built on Device and initialised with `seed`, behind the type-erased AnyModel
+/// interface (what programs and the trainer take).
 template <class Device = Cpu>
 std::unique_ptr<AnyModel<Device>> make_model(std::string_view name, int classes, std::uint64_t seed = 0) {
+    check_model<Device>(name, classes);
+    if (const auto it = registered_networks<Device>().find(name); it != registered_networks<Device>().end())
+        return it->second.make(classes, seed);
     return with_model(name, classes, [&]<class Net>() -> std::unique_ptr<AnyModel<Device>> {
         return std::make_unique<Model<Net, Device>>(seed);
     });

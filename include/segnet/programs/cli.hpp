@@ -1,10 +1,10 @@
-// examples/cli.hpp: the small command-line parser the segnet programs share.
+// segnet/programs/cli.hpp: the small command-line parser the segnet programs share.
 //
-//   segnet_cli::Args args(argc, argv, "segnet-train", usage_text);
+//   segnet::cli::Args args(argc, argv, "segnet-train", usage_text);
 //   int epochs = args.integer("--epochs", 1, 1, 1000000);
 //   args.finish();   // rejects unknown options with a one-line message
 //
-// Every problem is a segnet_cli::UsageError whose message names the option; programs print it
+// Every problem is a segnet::cli::UsageError whose message names the option; programs print it
 // as "<program>: <message>" and exit with status 2.
 #pragma once
 
@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-namespace segnet_cli {
+namespace segnet::cli {
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -153,4 +153,4 @@ int run_program(const char* program, F&& body) {
     }
 }
 
-}  // namespace segnet_cli
+}  // namespace segnet::cli

@@ -1,0 +1,169 @@
+// segnet/programs/evaluate.hpp: the segnet-evaluate program as a function, evaluate_main(argc, argv),
+// so that a program of your own (with your networks registered) is the same program.
+// segnet-evaluate: the paper's metrics (G, C, mIoU, BF) and a per-class table, either for
+// predicted label PNGs against ground truth, or for a checkpoint run over a list file.
+//
+//   segnet-evaluate --pred out/ --gt data/camvid/valannot
+//   segnet-evaluate --weights models/segnet-basic-camvid.safetensors --list data/camvid/val.txt --json scores.json
+#pragma once
+
+#include "segnet/io/checkpoint.hpp"
+#include "segnet/programs/cli.hpp"
+#include "segnet/models/registry.hpp"
+#include "segnet/segnet.hpp"
+#include "segnet/train/evaluate.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+
+
+namespace segnet::programs {
+
+namespace evaluate_detail {
+
+namespace fs = std::filesystem;
+
+inline constexpr const char* usage = R"(usage: segnet-evaluate --pred DIR --gt DIR [options]
+       segnet-evaluate --weights CKPT --list LIST [--root DIR] [options]
+
+Prints global accuracy G, class-average accuracy C, mIoU and boundary F1 (BF), all in %, and a
+per-class table. Void (--ignore) pixels are excluded from G, C and mIoU; BF follows the paper's
+script (void not masked) unless --mask-void-bf.
+  --pred DIR         predicted 8-bit label PNGs; each is compared with the file of the same name in --gt
+  --gt DIR           ground-truth label PNGs
+  --classes K        number of classes with --pred/--gt (default 11; with --weights: the checkpoint's)
+  --ignore V         void label (default 11, or the checkpoint's; -1: none)
+  --weights CKPT     a checkpoint written by segnet-train
+  --list LIST        "image label" list file to run the checkpoint on
+  --root DIR         folder the list paths are relative to (default: the list's folder)
+  --size HxW         run the network at this size (metrics at that size); default: image size
+  --batch B          images per forward pass (default 1)
+  --mask-void-bf     remove void pixels from the boundary maps before BF
+  --no-bf            skip BF
+  --json FILE        also write the results as JSON
+  --threads T        CPU threads (default: all)
+  --device cpu|cuda  (default cpu)
+)";
+
+inline constexpr const char* camvid_names[] = {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+                              "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"};
+
+inline std::string class_name(int c, int classes) {
+    return classes == 11 ? camvid_names[c] : "class " + std::to_string(c);
+}
+
+inline std::string json_number(double v) {
+    if (!std::isfinite(v)) return "null";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f", v);
+    return buf;
+}
+
+inline void report(const SegmentationScores& s, int classes, bool bf, const std::optional<std::string>& json) {
+    std::printf("images %lld, pixels %lld (void excluded)\n", (long long)s.images, (long long)s.pixels);
+    std::printf("G %.2f  C %.2f  mIoU %.2f", s.global_accuracy, s.class_accuracy, s.mean_iou);
+    if (bf) std::printf("  BF %.2f", s.bf);
+    std::printf("\n\n| class | accuracy | IoU |%s\n|---|---:|---:|%s\n", bf ? " BF |" : "", bf ? "---:|" : "");
+    auto cell = [](double v) { return std::isfinite(v) ? json_number(v).substr(0, json_number(v).size() - 2) : std::string("-"); };
+    for (int c = 0; c < classes; ++c)
+        std::printf("| %s | %s | %s |%s\n", class_name(c, classes).c_str(), cell(s.per_class_accuracy[c]).c_str(),
+                    cell(s.per_class_iou[c]).c_str(), bf ? (" " + cell(s.per_class_bf[c]) + " |").c_str() : "");
+    if (!json) return;
+    std::ostringstream j;
+    j << "{\n  \"global_accuracy\": " << json_number(s.global_accuracy) << ",\n  \"class_accuracy\": "
+      << json_number(s.class_accuracy) << ",\n  \"mean_iou\": " << json_number(s.mean_iou) << ",\n  \"bf\": "
+      << (bf ? json_number(s.bf) : "null") << ",\n  \"images\": " << s.images << ",\n  \"pixels\": " << s.pixels
+      << ",\n  \"per_class\": [\n";
+    for (int c = 0; c < classes; ++c)
+        j << "    {\"id\": " << c << ", \"name\": \"" << class_name(c, classes) << "\", \"accuracy\": "
+          << json_number(s.per_class_accuracy[c]) << ", \"iou\": " << json_number(s.per_class_iou[c])
+          << ", \"bf\": " << (bf ? json_number(s.per_class_bf[c]) : "null") << "}" << (c + 1 < classes ? "," : "")
+          << "\n";
+    j << "  ]\n}\n";
+    const std::string text = j.str();
+    write_file_atomically(*json, [&](FileSink& sink) { sink.write(text); });
+}
+
+inline int run(int argc, char** argv) {
+    cli::Args args(argc, argv, "segnet-evaluate", usage);
+    const auto pred = args.text("--pred"), gt = args.text("--gt");
+    const auto weights = args.text("--weights"), list = args.text("--list"), root = args.text("--root");
+    auto classes = args.integer("--classes", 1, 255);
+    auto ignore = args.integer("--ignore", -1, 255);
+    const auto size = args.size("--size");
+    const int batch = int(args.integer("--batch", 1, 1, 256));
+    const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
+    const auto json = args.text("--json");
+    if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
+    const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
+    args.finish();
+    if (device == "cuda")
+        throw std::runtime_error("--device cuda: this build has no CUDA backend (see docs/gpu.md); use --device cpu");
+
+    if (pred || gt) {
+        if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
+        if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
+        const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
+        SegmentationEvaluator eval(k, void_label, bf, mask_void);
+        std::vector<fs::path> files;
+        if (!fs::is_directory(*pred)) throw DataError("segnet: --pred '" + *pred + "' is not a folder");
+        if (!fs::is_directory(*gt)) throw DataError("segnet: --gt '" + *gt + "' is not a folder");
+        for (const auto& e : fs::directory_iterator(*pred))
+            if (e.is_regular_file() && e.path().extension() == ".png") files.push_back(e.path());
+        std::sort(files.begin(), files.end());
+        if (files.empty()) throw DataError("segnet: --pred '" + *pred + "' holds no .png label files");
+        for (const auto& p : files) {
+            const fs::path truth_file = fs::path(*gt) / p.filename();
+            if (!fs::exists(truth_file))
+                throw DataError("segnet: cannot read '" + truth_file.string() + "': no ground truth for '" + p.string() + "'");
+            const auto predicted = load_label(p), truth = load_label(truth_file);
+            if (predicted.extents() != truth.extents())
+                throw DataError("segnet: '" + p.string() + "' is " + std::to_string(predicted.w()) + "x" +
+                                std::to_string(predicted.h()) + " but '" + truth_file.string() + "' is " +
+                                std::to_string(truth.w()) + "x" + std::to_string(truth.h()));
+            try {
+                eval.add(predicted.view(), truth.view());
+            } catch (const std::invalid_argument& e) {
+                throw DataError("segnet: '" + p.string() + "' / '" + truth_file.string() + "': " + e.what());
+            }
+        }
+        report(eval.scores(), k, bf, json);
+        return 0;
+    }
+    if (!weights || !list) throw cli::UsageError("give --pred DIR --gt DIR, or --weights CKPT --list LIST (see --help)");
+    const CheckpointInfo info = read_checkpoint_info(*weights);
+    if (classes && *classes != info.classes)
+        throw cli::UsageError("--classes " + std::to_string(*classes) + " differs from the checkpoint's " +
+                                     std::to_string(info.classes));
+    const int void_label = int(ignore.value_or(info.ignore_label));
+    DatasetOptions dopt;
+    dopt.classes = info.classes;
+    dopt.ignore_label = void_label < 0 ? 255 : void_label;
+    dopt.normalization = info.normalization;
+    const SegmentationDataset data = SegmentationDataset::from_list_file(*list, dopt, root);
+    EvaluationOptions eo;
+    eo.batch_size = batch;
+    eo.ignore_label = void_label;
+    if (size) std::tie(eo.height, eo.width) = *size;
+    eo.boundary_f1 = bf;
+    eo.mask_void_for_bf = mask_void;
+    const auto model = models::make_model<Cpu>(info.model, info.classes);
+    load_checkpoint(*weights, *model, info.model);
+    const SegmentationScores s = evaluate_model(*model, data, eo);
+    std::printf("model %s (%s)\n", info.model.c_str(), weights->c_str());
+    report(s, info.classes, bf, json);
+    return 0;
+}
+
+}  // namespace evaluate_detail
+
+/// The segnet-evaluate program: parses argv, runs, returns the exit status (0 success, 1 error, 2 usage,
+/// 130 interrupted); errors are printed as one line on stderr.
+inline int evaluate_main(int argc, char** argv) {
+    return cli::run_program("segnet-evaluate", [&] { return evaluate_detail::run(argc, argv); });
+}
+
+}  // namespace segnet::programs

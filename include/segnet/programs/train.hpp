@@ -1,0 +1,177 @@
+// segnet/programs/train.hpp: the segnet-train program as a function, train_main(argc, argv),
+// so that a program of your own (with your networks registered) is the same program.
+// segnet-train: trains any model of the library on a CamVid-style dataset (list files of
+// "image label" lines), with validation, CSV log, last/best checkpoints and exact resume.
+//
+//   segnet-train --model segnet-basic --train train.txt --val val.txt --classes 11 --ignore 11
+//                --balance median --epochs 100 --batch 4 --lr 0.1 --out runs/basic
+//   segnet-train --resume runs/basic/last.safetensors --train train.txt --val val.txt --epochs 200 --out runs/basic
+#pragma once
+
+#include "segnet/models/registry.hpp"
+#include "segnet/programs/cli.hpp"
+#include "segnet/segnet.hpp"
+#include "segnet/train/class_balance.hpp"
+#include "segnet/train/trainer.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+
+
+namespace segnet::programs {
+
+namespace train_detail {
+
+namespace fs = std::filesystem;
+
+inline constexpr const char* usage = R"(usage: segnet-train --model NAME --train LIST [--val LIST] --out DIR [options]
+
+Trains a segmentation model; writes DIR/log.csv, DIR/last.safetensors, DIR/best.safetensors.
+
+data
+  --train LIST           training list file ("image label" per line)
+  --val LIST             validation list file (metrics each epoch; best checkpoint)
+  --root DIR             folder the list paths are relative to (default: the list's folder)
+  --classes K            number of classes (default 11)
+  --ignore V             label value to ignore, e.g. void (default 11; -1: none)
+  --size HxW             resize every sample (e.g. 180x240); default: the images' own size
+  --augment              random horizontal flip and scale (0.75..1.25) with a crop back to size
+  --normalize MODE       meanstd (per-channel, from the training set; default) | none ([0,1])
+                         | raw (0..255, for segnet-basic-caffe, whose LRN normalises its input)
+model and loss
+  --model NAME           segnet, segnet-basic, ... (see segnet-architectures); from the checkpoint with --resume
+  --balance MODE         median (median-frequency balancing, default) | natural | FILE (one weight per class)
+optimisation
+  --epochs N             total epochs (a resumed run continues up to N; default 1)
+  --batch B              batch size (default 4)
+  --optimizer NAME       sgd (default) | adam | adamw
+  --lr X                 learning rate (default: sgd 0.1, adam/adamw 0.001)
+  --momentum X           sgd momentum (default 0.9)
+  --weight-decay X       default: sgd 5e-4, adam 0, adamw 0.01
+  --schedule NAME        constant (default) | step | poly | cosine (per step)
+  --best METRIC          g (global accuracy, the paper's choice; default) | miou
+  --no-bf                skip the boundary F1 in validation (faster)
+run
+  --out DIR              output folder (created)
+  --resume CKPT          continue from a checkpoint written by segnet-train
+  --threads T            CPU threads (default: all)
+  --seed S               initialisation, data order and augmentation seed (default 0)
+  --device cpu|cuda      where to train (default cpu)
+Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
+)";
+
+inline void on_interrupt(int) { request_training_stop(); }
+
+inline int run(int argc, char** argv) {
+    cli::Args args(argc, argv, "segnet-train", usage);
+    TrainOptions o;
+    const auto resume = args.text("--resume");
+    const auto model_arg = args.text("--model");
+    const std::string train_list = args.required("--train");
+    const auto val_list = args.text("--val");
+    const auto root = args.text("--root");
+    o.classes = int(args.integer("--classes", 11, 1, 255));
+    o.ignore_label = int(args.integer("--ignore", 11, -1, 255));
+    const std::string balance = args.text("--balance", "median");
+    o.epochs = int(args.integer("--epochs", 1, 1, 1000000));
+    o.batch_size = int(args.integer("--batch", 4, 1, 4096));
+    o.optimizer = args.choice("--optimizer", "sgd", {"sgd", "adam", "adamw"});
+    o.optimizer_options.lr = args.real("--lr", 0, 100);
+    o.optimizer_options.momentum = args.real("--momentum", 0, 1).value_or(0.9);
+    o.optimizer_options.weight_decay = args.real("--weight-decay", 0, 10);
+    o.schedule = args.choice("--schedule", "constant", {"constant", "step", "poly", "cosine"});
+    if (o.schedule == "step") o.schedule_options.step_size = 1;  // per step: decay every step would be odd
+    if (const auto size = args.size("--size")) std::tie(o.height, o.width) = *size;
+    const bool augment = args.flag("--augment");
+    const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none", "raw"});
+    o.out_dir = args.required("--out");
+    o.seed = std::uint64_t(args.integer("--seed", 0, 0, (1LL << 62)));
+    if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
+    const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
+    o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
+    o.boundary_f1 = !args.flag("--no-bf");
+    args.finish();
+    if (device == "cuda")
+        throw std::runtime_error("--device cuda: this build has no CUDA backend (see docs/gpu.md); use --device cpu");
+
+    if (resume) {
+        const CheckpointInfo saved = read_checkpoint_info(*resume);
+        if (model_arg && *model_arg != saved.model)
+            throw cli::UsageError("--model " + *model_arg + " differs from the checkpoint's model '" + saved.model + "'");
+        o.model_name = saved.model;
+        o.classes = saved.classes;
+        o.ignore_label = saved.ignore_label;
+        o.resume = *resume;
+    } else {
+        if (!model_arg) throw cli::UsageError("--model is required (or --resume a checkpoint)");
+        o.model_name = *model_arg;
+    }
+    if (o.ignore_label >= 0 && o.ignore_label < o.classes)
+        throw cli::UsageError("--ignore " + std::to_string(o.ignore_label) + " is a class (0.." +
+                                     std::to_string(o.classes - 1) + "); use a value >= --classes or -1");
+    models::check_model<Cpu>(o.model_name, o.classes);  // a clear error before reading any data
+
+    DatasetOptions dopt;
+    dopt.classes = o.classes;
+    dopt.ignore_label = o.ignore_label < 0 ? 255 : o.ignore_label;
+    dopt.validation = Validation::up_front;
+    SegmentationDataset train_set = SegmentationDataset::from_list_file(train_list, dopt, root);
+    if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
+    else if (normalize == "raw") o.normalization = Normalization::raw();
+    else o.normalization = Normalization::none();
+    train_set.set_normalization(o.normalization);
+    std::optional<SegmentationDataset> val_set;
+    if (val_list) {
+        DatasetOptions vopt = dopt;
+        vopt.normalization = o.normalization;
+        val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
+    }
+
+    if (balance == "median") {
+        ClassFrequencyCounter counter(o.classes, {.ignore_label = o.ignore_label, .void_pixels = VoidPixels::excluded});
+        for (std::size_t i = 0; i < train_set.size(); ++i) counter.add(train_set.load_raw(i).label.view());
+        const auto w = counter.median_frequency_weights();
+        o.class_weights.assign(w.begin(), w.end());
+    } else if (balance != "natural") {
+        o.class_weights = read_class_weights(balance, o.classes);
+    }
+    if (augment) {
+        o.augmentation.horizontal_flip = true;
+        o.augmentation.min_scale = 0.75f;
+        o.augmentation.max_scale = 1.25f;
+        const auto first = train_set.load_raw(0);
+        o.augmentation.crop_height = o.height ? o.height : first.label.h();
+        o.augmentation.crop_width = o.width ? o.width : first.label.w();
+    }
+    std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
+              << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
+              << ", " << cpu::num_threads() << " threads";
+    if (!o.class_weights.empty()) {
+        std::cerr << ", class weights";
+        for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
+    }
+    std::cerr << "\n";
+
+    std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
+    const auto model = models::make_model<Cpu>(o.model_name, o.classes, o.seed);
+    const TrainResult r = train(*model, o, train_set, val_set ? &*val_set : nullptr);
+    if (r.status == TrainStatus::interrupted) return 130;
+    if (r.best)
+        std::printf("best: G %.2f C %.2f mIoU %.2f BF %.2f (%s)\n", r.best->global_accuracy, r.best->class_accuracy,
+                    r.best->mean_iou, r.best->bf, r.best_checkpoint.string().c_str());
+    std::printf("last checkpoint: %s\n", r.last_checkpoint.string().c_str());
+    return 0;
+}
+
+}  // namespace train_detail
+
+/// The segnet-train program: parses argv, runs, returns the exit status (0 success, 1 error, 2 usage,
+/// 130 interrupted); errors are printed as one line on stderr.
+inline int train_main(int argc, char** argv) {
+    return cli::run_program("segnet-train", [&] { return train_detail::run(argc, argv); });
+}
+
+}  // namespace segnet::programs
