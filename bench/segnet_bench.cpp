@@ -42,10 +42,11 @@ struct Options {
 
 void usage() {
     std::puts(
-        "usage: segnet-bench [--model segnet-basic|segnet] [--size HxW] [--batch B] [--mode infer|train]\n"
+        "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
         "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
         "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
-        "and prints median/min ms, images/s, GFLOP/s and peak resident memory.");
+        "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
+        "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.");
 }
 
 int parse_int(const std::string& opt, const std::string& v, int lo, int hi) {
@@ -251,9 +252,8 @@ int bench_named(const Options& o) {
 int run(const Options& o) {
     if (o.threads > 0) cpu::set_num_threads(o.threads);
 #ifdef SEGNET_BENCH_HAS_REGISTRY
-    int rc = 0;
-    models::with_model(o.model, o.classes, [&]<class Net>() { rc = bench<Net>(o); });
-    return rc;
+    // Every built-in model; the class counts compiled in are SEGNET_CLASS_COUNTS (bench/CMakeLists.txt).
+    return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net>(o); });
 #else
     if (o.model == "segnet-basic") return bench_named<models::SegNetBasic>(o);
     if (o.model == "segnet") return bench_named<models::SegNet>(o);

@@ -249,6 +249,8 @@ SEGNET_AVX512_TARGET void bwf_micro(const float* dy, std::int64_t plane, int w, 
     for (int r = 0; r < rows; ++r) {
         const float* dyr = dy + std::int64_t(r) * w;
         const std::int64_t xr = std::int64_t(r) * wp;
+        // Masked loads throughout (zeros beyond the row: no garbage times garbage). A separate
+        // unmasked loop for the full vectors measured 40% slower with GCC 12 (not investigated).
         for (int ox = 0; ox < w; ox += 16) {
             const int rem = w - ox;
             const __mmask16 mask = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
