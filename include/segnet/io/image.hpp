@@ -99,6 +99,29 @@ inline std::uint32_t be32(const unsigned char* p) {
            std::uint32_t(p[3]);
 }
 
+/// stb_image (Debian's 2022 snapshot) builds a JPEG Huffman table from 16 counts without
+/// checking that they add up to at most 256, and then writes past its 257-entry arrays. Every
+/// table stb can read starts at an FF C4 marker, so checking all of them (entropy-coded data
+/// cannot contain FF C4: an FF there is followed by 00 or a restart marker) refuses such
+/// files before stb sees them. Found by tests/fuzz/fuzz_image.
+inline void check_jpeg_huffman_tables(const std::vector<unsigned char>& bytes, const std::filesystem::path& path) {
+    auto at = [&](std::size_t i) -> unsigned { return i < bytes.size() ? bytes[i] : 0u; };  // stb reads 0 past the end
+    for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
+        if (bytes[i] != 0xFF || bytes[i + 1] != 0xC4) continue;
+        long remaining = long((at(i + 2) << 8) | at(i + 3)) - 2;
+        std::size_t p = i + 4;
+        while (remaining > 0 && p < bytes.size()) {
+            unsigned codes = 0;
+            for (std::size_t k = 1; k <= 16; ++k) codes += at(p + k);
+            if (codes > 256)
+                throw DataError(cannot_load(path) + "corrupt JPEG (a Huffman table declares " + std::to_string(codes) +
+                                " codes, at most 256)");
+            p += 17 + codes;
+            remaining -= long(17 + codes);
+        }
+    }
+}
+
 /// Reads the header from memory. PNG sizes come from IHDR directly, because stbi_info itself
 /// refuses very large PNGs with a vague "too large", and we want to name the size and the limit.
 inline ImageInfo probe(const std::vector<unsigned char>& bytes, const std::filesystem::path& path) {
@@ -131,6 +154,7 @@ inline ImageInfo probe(const std::vector<unsigned char>& bytes, const std::files
     }
     if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
         info.format = ImageFormat::jpeg;
+        check_jpeg_huffman_tables(bytes, path);
         int w = 0, h = 0, n = 0;
         if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &n))
             throw DataError(cannot_load(path) + "corrupt or truncated JPEG (" + stbi_failure_reason() + ")");

@@ -40,13 +40,22 @@ namespace segnet {
 
 namespace json {
 
+struct Member;
+
 struct Value {
     enum class Kind { null, boolean, number, string, array, object };
     Kind kind = Kind::null;
     bool boolean = false;
     std::string text;  ///< string contents (decoded), or the number exactly as written
     std::vector<Value> items;
-    std::vector<std::pair<std::string, Value>> members;  ///< in file order, keys unique
+    std::vector<Member> members;  ///< in file order, keys unique
+};
+
+/// An object member. Not std::pair<std::string, Value>: instantiating that while Value is
+/// incomplete is undefined, and clang with libstdc++ rejects it.
+struct Member {
+    std::string first;
+    Value second;
 };
 
 inline const char* kind_name(Value::Kind k) {
@@ -130,7 +139,7 @@ private:
                 skip_space();
                 expect(':');
                 skip_space();
-                v.members.emplace_back(std::move(key), parse_value(depth + 1));
+                v.members.push_back(Member{std::move(key), parse_value(depth + 1)});
                 skip_space();
                 if (peek() == ',') {
                     ++i_;
