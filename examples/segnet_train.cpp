@@ -1,4 +1,8 @@
 // segnet-train: the program of include/segnet/programs/train.hpp (see its --help).
 #include <segnet/programs/train.hpp>
 
-int main(int argc, char** argv) { return segnet::programs::train_main(argc, argv); }
+int main(int argc, char** argv) {
+    // --device cuda: hand the run to segnet-train-cuda (the nvcc-built twin) when it is installed next to this.
+    segnet::cli::exec_cuda_variant(argc, argv, "segnet-train-cuda");
+    return segnet::programs::train_main(argc, argv);
+}

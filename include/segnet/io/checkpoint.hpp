@@ -12,6 +12,8 @@
 // the next training step, seed, and free-form extras (best metric, image size). Loading checks
 // that the file is a checkpoint of the same model and class count, and that every tensor is
 // present with its shape; it never half-loads a model (tensors are read before any is set).
+// The model may live on any device with backend::upload/download (Model<Net, Cuda> in nvcc
+// translation units): the file is the same.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "segnet/backend/ops.hpp"
@@ -153,8 +156,17 @@ void save_checkpoint(const std::filesystem::path& path, M& model, const Checkpoi
                      const Optimizer* optimizer = nullptr) {
     using namespace checkpoint_detail;
     std::vector<SafetensorsEntry> entries;
-    for (const auto& p : model.state())
-        entries.push_back({p.name, shape_of(p.shape), p.value->data()});
+    const auto state = model.state();
+    std::vector<std::vector<float>> staged;  // host copies of device tensors (the writer reads host memory)
+    staged.reserve(state.size());
+    for (const auto& p : state) {
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*p.value)>, Tensor<Cpu>>) {
+            entries.push_back({p.name, shape_of(p.shape), p.value->data()});
+        } else {
+            staged.push_back(backend::download(*p.value));
+            entries.push_back({p.name, shape_of(p.shape), staged.back().data()});
+        }
+    }
     std::vector<std::pair<std::string, Tensor<Cpu>>> opt;
     if (optimizer) opt = to_named_tensors(optimizer->state());
     for (auto& [name, t] : opt) entries.push_back({"optimizer." + name, shape_of(t.extents()), t.data()});

@@ -6,19 +6,45 @@
 //
 // Every problem is a segnet::cli::UsageError whose message names the option; programs print it
 // as "<program>: <message>" and exit with status 2.
+//
+// --device cuda: a program compiled by nvcc (examples/segnet_*_cuda.cu, linked with segnet::cuda)
+// runs models on the GPU (SEGNET_PROGRAMS_CUDA is 1 there). A g++-built program answers it with
+// cuda_unavailable(); its main() may first hand the run to the nvcc-built twin installed next to
+// it (exec_cuda_variant), which is how `segnet-train --device cuda` reaches `segnet-train-cuda`.
 #pragma once
+
+#if defined(__CUDACC__) && !defined(SEGNET_NO_CUDA)
+#define SEGNET_PROGRAMS_CUDA 1
+#include "segnet/backend/cuda/device.cuh"
+#else
+#define SEGNET_PROGRAMS_CUDA 0
+#endif
 
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
+#include "segnet/core/device.hpp"
+
 namespace segnet::cli {
+
+/// The device `--device cuda` selects: Cuda in an nvcc-built program; Cpu (never reached:
+/// require_device() refuses cuda first) in a g++-built one, so no Cuda code is instantiated there.
+#if SEGNET_PROGRAMS_CUDA
+using CudaDevice = Cuda;
+#else
+using CudaDevice = Cpu;
+#endif
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -136,6 +162,49 @@ private:
     std::vector<Item> items_;
     std::vector<std::string> missing_;
 };
+
+/// The error of `--device cuda` in a program built without the CUDA backend.
+inline std::runtime_error cuda_unavailable(const std::string& program) {
+    return std::runtime_error("--device cuda: this build of " + program + " has no CUDA backend; use --device cpu, "
+                              "or " + program + "-cuda from a build with -DSEGNET_CUDA=ON (see docs/gpu.md)");
+}
+
+/// Checks that `device` ("cpu" or "cuda") can run here: throws cuda_unavailable() for cuda in a
+/// g++ build, and a clear error when an nvcc build finds no CUDA device.
+inline void require_device(const std::string& program, const std::string& device) {
+    if (device != "cuda") return;
+#if SEGNET_PROGRAMS_CUDA
+    if (segnet::cuda::device_count() == 0)
+        throw std::runtime_error("--device cuda: no CUDA device is visible (driver missing, no GPU, or "
+                                 "CUDA_VISIBLE_DEVICES); use --device cpu");
+#else
+    throw cuda_unavailable(program);
+#endif
+}
+
+/// For the main() of a g++-built program: when the arguments say `--device cuda` and `variant`
+/// (e.g. "segnet-train-cuda", the nvcc-built twin) is an executable next to this one, replaces
+/// this process with it, same arguments. Returns when there is nothing to do or exec fails (the
+/// program then reports cuda_unavailable()). Does nothing in an nvcc-built program.
+inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
+#if !SEGNET_PROGRAMS_CUDA
+    bool cuda = false;
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::string_view(argv[i]) == "--device" && std::string_view(argv[i + 1]) == "cuda") cuda = true;
+    if (!cuda) return;
+    std::error_code ec;
+    const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) return;
+    const std::string twin = (self.parent_path() / variant).string();
+    if (::access(twin.c_str(), X_OK) != 0) return;
+    std::vector<char*> args(argv, argv + argc);
+    args[0] = const_cast<char*>(twin.c_str());
+    args.push_back(nullptr);
+    ::execv(twin.c_str(), args.data());
+#else
+    (void)argc, (void)argv, (void)variant;
+#endif
+}
 
 /// Runs a program body with the shared error policy: usage errors exit 2, others 1, one line each.
 template <class F>

@@ -45,7 +45,7 @@ script (void not masked) unless --mask-void-bf.
   --no-bf            skip BF
   --json FILE        also write the results as JSON
   --threads T        CPU threads (default: all)
-  --device cpu|cuda  (default cpu)
+  --device cpu|cuda  where to run the network (default cpu; cuda: segnet-evaluate-cuda, -DSEGNET_CUDA=ON)
 )";
 
 inline constexpr const char* camvid_names[] = {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -87,6 +87,15 @@ inline void report(const SegmentationScores& s, int classes, bool bf, const std:
     write_file_atomically(*json, [&](FileSink& sink) { sink.write(text); });
 }
 
+/// Loads the checkpoint into a model on Device and scores it.
+template <class Device>
+SegmentationScores evaluate_on(const std::string& weights, const CheckpointInfo& info, const SegmentationDataset& data,
+                               const EvaluationOptions& eo) {
+    const auto model = models::make_model<Device>(info.model, info.classes);
+    load_checkpoint(weights, *model, info.model);
+    return evaluate_model(*model, data, eo);
+}
+
 inline int run(int argc, char** argv) {
     cli::Args args(argc, argv, "segnet-evaluate", usage);
     const auto pred = args.text("--pred"), gt = args.text("--gt");
@@ -100,8 +109,7 @@ inline int run(int argc, char** argv) {
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     args.finish();
-    if (device == "cuda")
-        throw std::runtime_error("--device cuda: this build has no CUDA backend (see docs/gpu.md); use --device cpu");
+    cli::require_device("segnet-evaluate", device);
 
     if (pred || gt) {
         if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
@@ -150,9 +158,8 @@ inline int run(int argc, char** argv) {
     if (size) std::tie(eo.height, eo.width) = *size;
     eo.boundary_f1 = bf;
     eo.mask_void_for_bf = mask_void;
-    const auto model = models::make_model<Cpu>(info.model, info.classes);
-    load_checkpoint(*weights, *model, info.model);
-    const SegmentationScores s = evaluate_model(*model, data, eo);
+    const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo)
+                                                  : evaluate_on<Cpu>(*weights, info, data, eo);
     std::printf("model %s (%s)\n", info.model.c_str(), weights->c_str());
     report(s, info.classes, bf, json);
     return 0;

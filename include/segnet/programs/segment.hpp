@@ -36,7 +36,7 @@ Writes DIR/<name>.png (8-bit labels, same file name as the input) for every inpu
   --palette FILE     "R G B" per class (default: CamVid's for 11 classes)
   --size HxW         run the network at this size and resize the labels back (default: image size)
   --threads T        CPU threads (default: all)
-  --device cpu|cuda  (default cpu)
+  --device cpu|cuda  where to run the network (default cpu; cuda: segnet-segment-cuda, -DSEGNET_CUDA=ON)
 )";
 
 inline bool is_image(const fs::path& p) {
@@ -63,6 +63,35 @@ inline std::vector<fs::path> collect_inputs(const fs::path& input) {
     return files;
 }
 
+/// Loads the checkpoint into a model on Device and writes the label PNGs (and colour/overlay) of `files`.
+template <class Device>
+void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::vector<fs::path>& files,
+                const fs::path& out, const std::optional<std::pair<int, int>>& size, const Palette& palette, bool color,
+                bool with_overlay) {
+    const auto model_ptr = models::make_model<Device>(info.model, info.classes);
+    AnyModel<Device>& model = *model_ptr;
+    load_checkpoint(weights, model, info.model);
+    typename EvalDevice<Device>::Staging staging;
+    for (const fs::path& file : files) {
+        const ImageU8 rgb = load_rgb(file);
+        Tensor<Cpu> x = to_tensor(rgb);
+        for (int c = 0; c < 3; ++c)
+            for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
+                float& v = x.data()[c * x.extents().plane() + i];
+                v = info.normalization.apply(v, c);
+            }
+        if (size) x = resize_bilinear(x.view(), size->first, size->second);
+        Tensor<Cpu, std::uint8_t> labels =
+            EvalDevice<Device>::predict_labels(model.forward(staging.images(x), Mode::eval));
+        if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
+        const fs::path stem = out / file.stem();
+        write_label_png(out / (file.stem().string() + ".png"), labels.view());
+        if (color) write_rgb_png(stem.string() + "_color.png", colorize(labels.view(), palette));
+        if (with_overlay) write_rgb_png(stem.string() + "_overlay.png", overlay(rgb, labels.view(), palette));
+        std::printf("%s -> %s\n", file.string().c_str(), (out / (file.stem().string() + ".png")).string().c_str());
+    }
+}
+
 inline int run(int argc, char** argv) {
     cli::Args args(argc, argv, "segnet-segment", usage);
     const fs::path weights = args.required("--weights");
@@ -74,8 +103,7 @@ inline int run(int argc, char** argv) {
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     args.finish();
-    if (device == "cuda")
-        throw std::runtime_error("--device cuda: this build has no CUDA backend (see docs/gpu.md); use --device cpu");
+    cli::require_device("segnet-segment", device);
 
     const CheckpointInfo info = read_checkpoint_info(weights);
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
@@ -85,29 +113,9 @@ inline int run(int argc, char** argv) {
     if (ec || !fs::is_directory(out))
         throw DataError("segnet: cannot create output folder '" + out.string() + "': " + ec.message());
 
-    {
-        const auto model_ptr = models::make_model<Cpu>(info.model, info.classes);
-        AnyModel<Cpu>& model = *model_ptr;
-        load_checkpoint(weights, model, info.model);
-        for (const fs::path& file : files) {
-            const ImageU8 rgb = load_rgb(file);
-            Tensor<Cpu> x = to_tensor(rgb);
-            for (int c = 0; c < 3; ++c)
-                for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
-                    float& v = x.data()[c * x.extents().plane() + i];
-                    v = info.normalization.apply(v, c);
-                }
-            if (size) x = resize_bilinear(x.view(), size->first, size->second);
-            Tensor<Cpu, std::uint8_t> labels = predict_labels(model.forward(x, Mode::eval));
-            if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
-            const fs::path stem = out / file.stem();
-            write_label_png(out / (file.stem().string() + ".png"), labels.view());
-            if (color) write_rgb_png(stem.string() + "_color.png", colorize(labels.view(), palette));
-            if (with_overlay) write_rgb_png(stem.string() + "_overlay.png", overlay(rgb, labels.view(), palette));
-            std::printf("%s -> %s\n", file.string().c_str(), (out / (file.stem().string() + ".png")).string().c_str());
-        }
-        return 0;
-    }
+    if (device == "cuda") segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay);
+    else segment_on<Cpu>(weights, info, files, out, size, palette, color, with_overlay);
+    return 0;
 }
 
 }  // namespace segment_detail

@@ -58,11 +58,18 @@ run
   --resume CKPT          continue from a checkpoint written by segnet-train
   --threads T            CPU threads (default: all)
   --seed S               initialisation, data order and augmentation seed (default 0)
-  --device cpu|cuda      where to train (default cpu)
+  --device cpu|cuda      where to train (default cpu; cuda: segnet-train-cuda, built with -DSEGNET_CUDA=ON)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
 )";
 
 inline void on_interrupt(int) { request_training_stop(); }
+
+/// Builds the model on Device (initialised with o.seed, or restored by train() from o.resume) and trains it.
+template <class Device>
+TrainResult train_on(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set) {
+    const auto model = models::make_model<Device>(o.model_name, o.classes, o.seed);
+    return train(*model, o, train_set, val_set);
+}
 
 inline int run(int argc, char** argv) {
     cli::Args args(argc, argv, "segnet-train", usage);
@@ -93,8 +100,7 @@ inline int run(int argc, char** argv) {
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
     args.finish();
-    if (device == "cuda")
-        throw std::runtime_error("--device cuda: this build has no CUDA backend (see docs/gpu.md); use --device cpu");
+    cli::require_device("segnet-train", device);
 
     if (resume) {
         const CheckpointInfo saved = read_checkpoint_info(*resume);
@@ -111,7 +117,9 @@ inline int run(int argc, char** argv) {
     if (o.ignore_label >= 0 && o.ignore_label < o.classes)
         throw cli::UsageError("--ignore " + std::to_string(o.ignore_label) + " is a class (0.." +
                                      std::to_string(o.classes - 1) + "); use a value >= --classes or -1");
-    models::check_model<Cpu>(o.model_name, o.classes);  // a clear error before reading any data
+    // a clear error before reading any data
+    if (device == "cuda") models::check_model<cli::CudaDevice>(o.model_name, o.classes);
+    else models::check_model<Cpu>(o.model_name, o.classes);
 
     DatasetOptions dopt;
     dopt.classes = o.classes;
@@ -147,7 +155,7 @@ inline int run(int argc, char** argv) {
     }
     std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
               << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
-              << ", " << cpu::num_threads() << " threads";
+              << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(cpu::num_threads()) + " threads");
     if (!o.class_weights.empty()) {
         std::cerr << ", class weights";
         for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
@@ -156,8 +164,8 @@ inline int run(int argc, char** argv) {
 
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
-    const auto model = models::make_model<Cpu>(o.model_name, o.classes, o.seed);
-    const TrainResult r = train(*model, o, train_set, val_set ? &*val_set : nullptr);
+    const SegmentationDataset* val = val_set ? &*val_set : nullptr;
+    const TrainResult r = device == "cuda" ? train_on<cli::CudaDevice>(o, train_set, val) : train_on<Cpu>(o, train_set, val);
     if (r.status == TrainStatus::interrupted) return 130;
     if (r.best)
         std::printf("best: G %.2f C %.2f mIoU %.2f BF %.2f (%s)\n", r.best->global_accuracy, r.best->class_accuracy,

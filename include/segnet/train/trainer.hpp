@@ -4,7 +4,13 @@
 //   segnet::TrainOptions o{.model_name = "segnet-basic", .classes = 11, .ignore_label = 11,
 //                          .epochs = 100, .batch_size = 4, .out_dir = "runs/basic"};
 //   segnet::TrainResult r = segnet::train<segnet::models::SegNetBasic<11>>(o, train_set, &val_set);
-//   segnet::TrainResult s = segnet::train(any_model, o, train_set, &val_set);   // AnyModel<Cpu>&
+//   segnet::TrainResult s = segnet::train(any_model, o, train_set, &val_set);   // AnyModel<Device>&
+//
+// The model may live on any device: train(AnyModel<Cuda>&, ...) works in an nvcc translation
+// unit. The device-specific steps (batch upload, loss, optimizer, the NaN check of the weights)
+// are TrainDevice<Device>: Cpu below, Cuda in backend/cuda/programs.cuh (included by
+// train/evaluate.hpp under nvcc). Checkpoints are
+// device-independent files (the weights are copied to the host to be written).
 //
 // Each step: forward (train mode), weighted cross-entropy with the ignore label, backward,
 // optimizer step; the learning rate follows the schedule per step (t = global step, total =
@@ -28,11 +34,13 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 #include <vector>
 
@@ -122,10 +130,34 @@ inline std::string number(double v, int precision = 4) {
 
 }  // namespace trainer_detail
 
+/// The device-specific steps of training (declared in train/evaluate.hpp with EvalDevice).
+/// Specialised for Cpu here, for Cuda in backend/cuda/programs.cuh.
+template <>
+struct TrainDevice<Cpu> {
+    using Loss = CrossEntropyLoss;
+    static std::unique_ptr<Optimizer> optimizer(std::string_view name, std::vector<ParamRef<Cpu>> params,
+                                                const OptimizerOptions& options) {
+        return make_optimizer(name, std::move(params), options);
+    }
+    static double forward_backward(const Loss& loss, const Tensor<Cpu>& logits, const Tensor<Cpu, std::uint8_t>& labels,
+                                   Tensor<Cpu>& grad) {
+        return loss.forward_backward(logits.view(), labels.view(), grad.view());
+    }
+    /// The first parameter holding NaN or Inf, or nullptr.
+    static const ParamRef<Cpu>* first_nonfinite(const std::vector<ParamRef<Cpu>>& params) {
+        for (const auto& p : params)
+            for (float w : p.value->span())
+                if (!std::isfinite(w)) return &p;
+        return nullptr;
+    }
+};
+
 /// Trains `model` (as initialised by the caller, or as restored from o.resume).
-inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const SegmentationDataset& train_set,
-                         const SegmentationDataset* val_set = nullptr) {
+template <class Device>
+TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const SegmentationDataset& train_set,
+                  const SegmentationDataset* val_set = nullptr) {
     using namespace trainer_detail;
+    using Ops = TrainDevice<Device>;
     using Clock = std::chrono::steady_clock;
     std::ostream& log = o.log ? *o.log : std::cerr;
     if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
@@ -137,11 +169,11 @@ inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const Segm
     const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
                csv_path = o.out_dir / "log.csv";
 
-    auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.optimizer_options);
+    auto optimizer = Ops::optimizer(o.optimizer, model.parameters(), o.optimizer_options);
     ScheduleOptions so = o.schedule_options;
     so.base_lr = optimizer->lr();
     const Schedule schedule = make_schedule(o.schedule, so);
-    CrossEntropyLoss loss({o.class_weights, o.ignore_label, o.loss_normalization});
+    const typename Ops::Loss loss({o.class_weights, o.ignore_label, o.loss_normalization});
 
     CheckpointInfo info;
     info.model = o.model_name;
@@ -207,8 +239,9 @@ inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const Segm
         save_checkpoint(last_path, model, info, optimizer.get());
     };
 
-    Tensor<Cpu> grad;
-    const std::vector<ParamRef<Cpu>> trainable = model.parameters();
+    Tensor<Device> grad;
+    typename EvalDevice<Device>::Staging staging;  // the batch on the device (the CPU uses it in place)
+    const std::vector<ParamRef<Device>> trainable = model.parameters();
     std::int64_t steps_this_run = 0;
     training_stop_flag().store(false);
     for (int epoch = start.epoch; epoch < o.epochs; ++epoch) {
@@ -227,9 +260,9 @@ inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const Segm
             }
             const std::int64_t step = std::int64_t(epoch) * per_epoch + std::int64_t(batch->batch);
             optimizer->set_lr(schedule(step, total_steps));
-            const Tensor<Cpu>& logits = model.forward(batch->images, Mode::train);
+            const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
             grad.resize(logits.extents());
-            const double value = loss.forward_backward(logits.view(), batch->labels.view(), grad.view());
+            const double value = Ops::forward_backward(loss, logits, staging.labels(batch->labels), grad);
             if (!std::isfinite(value)) {
                 if (bar) log << "\n";
                 throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
@@ -241,15 +274,13 @@ inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const Segm
             model.backward(grad);
             optimizer->step();
             // A finite loss can still end in an update that overflows: never save such weights.
-            for (const auto& p : trainable)
-                for (float w : p.value->span())
-                    if (!std::isfinite(w)) {
-                        if (bar) log << "\n";
-                        throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
-                                               ", batch " + std::to_string(batch->batch + 1) + ": parameter '" + p.name +
-                                               "' became NaN or Inf after the update; stopped without saving, the last "
-                                               "good checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
-                    }
+            if (const auto* p = Ops::first_nonfinite(trainable)) {
+                if (bar) log << "\n";
+                throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
+                                       ", batch " + std::to_string(batch->batch + 1) + ": parameter '" + p->name +
+                                       "' became NaN or Inf after the update; stopped without saving, the last "
+                                       "good checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
+            }
             ++steps_this_run;
             epoch_loss_sum += value;
             ++epoch_loss_count;
@@ -322,11 +353,11 @@ inline TrainResult train(AnyModel<Cpu>& model, const TrainOptions& o, const Segm
     return result;
 }
 
-/// Builds Model<Net, Cpu> with o.seed and trains it.
-template <NetworkType Net>
+/// Builds Model<Net, Device> with o.seed and trains it.
+template <NetworkType Net, class Device = Cpu>
 TrainResult train(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set = nullptr) {
-    Model<Net, Cpu> model(o.seed);
-    return train(model, o, train_set, val_set);
+    Model<Net, Device> model(o.seed);
+    return train<Device>(model, o, train_set, val_set);
 }
 
 }  // namespace segnet
