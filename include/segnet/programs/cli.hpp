@@ -36,6 +36,12 @@
 
 #include "segnet/core/device.hpp"
 
+#include <filesystem>
+#include <new>
+
+#include "segnet/io/files.hpp"
+#include "segnet/io/image.hpp"
+
 namespace segnet::cli {
 
 /// The device `--device cuda` selects: Cuda in an nvcc-built program; Cpu (never reached:
@@ -206,6 +212,32 @@ inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
 #endif
 }
 
+/// The image size limit every program applies before decoding (--max-image-pixels N, default
+/// 16 million pixels: a 4000x4000 image; SegNet-Basic needs about 1 GB per million pixels to
+/// train). A hostile file declaring a huge size is refused without allocating.
+inline constexpr long long default_max_image_pixels = 16'000'000;
+inline ImageLimits image_limits(Args& args) {
+    ImageLimits limits;
+    limits.max_pixels = args.integer("--max-image-pixels", default_max_image_pixels, 1, 1'000'000'000);
+    return limits;
+}
+
+/// Creates the output folder (and parents), or fails with one line naming it.
+inline void create_output_folder(const std::filesystem::path& folder) {
+    std::error_code ec;
+    std::filesystem::create_directories(folder, ec);
+    if (ec || !std::filesystem::is_directory(folder))
+        throw DataError("segnet: cannot create output folder '" + folder.string() + "': " +
+                        (ec ? ec.message() : std::string("a file of that name exists")));
+}
+
+/// Fails unless `file` can be created: its folder exists (checked before long work).
+inline void check_writable_file(const std::filesystem::path& file) {
+    const auto folder = file.parent_path();
+    if (!folder.empty() && !std::filesystem::is_directory(folder))
+        throw DataError("segnet: cannot write '" + file.string() + "': folder '" + folder.string() + "' does not exist");
+}
+
 /// Runs a program body with the shared error policy: usage errors exit 2, others 1, one line each.
 template <class F>
 int run_program(const char* program, F&& body) {
@@ -214,6 +246,10 @@ int run_program(const char* program, F&& body) {
     } catch (const UsageError& e) {
         std::fprintf(stderr, "%s: %s\n", program, e.what());
         return 2;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "%s: out of memory: the images are too large for this machine; use --size HxW or a "
+                     "smaller --max-image-pixels\n", program);
+        return 1;
     } catch (const std::exception& e) {
         const std::string what = e.what();
         const std::string prefix = std::string(program) + ": ";

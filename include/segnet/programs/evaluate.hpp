@@ -46,6 +46,7 @@ script (void not masked) unless --mask-void-bf.
   --json FILE        also write the results as JSON
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-evaluate-cuda, -DSEGNET_CUDA=ON)
+  --max-image-pixels N  refuse larger images before decoding them (default 16000000)
 )";
 
 inline constexpr const char* camvid_names[] = {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -106,10 +107,12 @@ inline int run(int argc, char** argv) {
     const int batch = int(args.integer("--batch", 1, 1, 256));
     const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
     const auto json = args.text("--json");
+    const ImageLimits limits = cli::image_limits(args);
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     args.finish();
     cli::require_device("segnet-evaluate", device);
+    if (json) cli::check_writable_file(*json);
 
     if (pred || gt) {
         if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
@@ -127,7 +130,7 @@ inline int run(int argc, char** argv) {
             const fs::path truth_file = fs::path(*gt) / p.filename();
             if (!fs::exists(truth_file))
                 throw DataError("segnet: cannot read '" + truth_file.string() + "': no ground truth for '" + p.string() + "'");
-            const auto predicted = load_label(p), truth = load_label(truth_file);
+            const auto predicted = load_label(p, limits), truth = load_label(truth_file, limits);
             if (predicted.extents() != truth.extents())
                 throw DataError("segnet: '" + p.string() + "' is " + std::to_string(predicted.w()) + "x" +
                                 std::to_string(predicted.h()) + " but '" + truth_file.string() + "' is " +
@@ -151,6 +154,7 @@ inline int run(int argc, char** argv) {
     dopt.classes = info.classes;
     dopt.ignore_label = void_label < 0 ? 255 : void_label;
     dopt.normalization = info.normalization;
+    dopt.limits = limits;
     const SegmentationDataset data = SegmentationDataset::from_list_file(*list, dopt, root);
     EvaluationOptions eo;
     eo.batch_size = batch;

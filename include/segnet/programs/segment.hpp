@@ -37,6 +37,7 @@ Writes DIR/<name>.png (8-bit labels, same file name as the input) for every inpu
   --size HxW         run the network at this size and resize the labels back (default: image size)
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-segment-cuda, -DSEGNET_CUDA=ON)
+  --max-image-pixels N  refuse larger images before decoding them (default 16000000)
 )";
 
 inline bool is_image(const fs::path& p) {
@@ -67,13 +68,13 @@ inline std::vector<fs::path> collect_inputs(const fs::path& input) {
 template <class Device>
 void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::vector<fs::path>& files,
                 const fs::path& out, const std::optional<std::pair<int, int>>& size, const Palette& palette, bool color,
-                bool with_overlay) {
+                bool with_overlay, const ImageLimits& limits) {
     const auto model_ptr = models::make_model<Device>(info.model, info.classes);
     AnyModel<Device>& model = *model_ptr;
     load_checkpoint(weights, model, info.model);
     typename EvalDevice<Device>::Staging staging;
     for (const fs::path& file : files) {
-        const ImageU8 rgb = load_rgb(file);
+        const ImageU8 rgb = load_rgb(file, limits);
         Tensor<Cpu> x = to_tensor(rgb);
         for (int c = 0; c < 3; ++c)
             for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
@@ -102,19 +103,17 @@ inline int run(int argc, char** argv) {
     const auto size = args.size("--size");
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
+    const ImageLimits limits = cli::image_limits(args);
     args.finish();
     cli::require_device("segnet-segment", device);
 
     const CheckpointInfo info = read_checkpoint_info(weights);
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
     const std::vector<fs::path> files = collect_inputs(input);
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    if (ec || !fs::is_directory(out))
-        throw DataError("segnet: cannot create output folder '" + out.string() + "': " + ec.message());
+    cli::create_output_folder(out);
 
-    if (device == "cuda") segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay);
-    else segment_on<Cpu>(weights, info, files, out, size, palette, color, with_overlay);
+    if (device == "cuda") segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay, limits);
+    else segment_on<Cpu>(weights, info, files, out, size, palette, color, with_overlay, limits);
     return 0;
 }
 

@@ -59,6 +59,7 @@ run
   --threads T            CPU threads (default: all)
   --seed S               initialisation, data order and augmentation seed (default 0)
   --device cpu|cuda      where to train (default cpu; cuda: segnet-train-cuda, built with -DSEGNET_CUDA=ON)
+  --max-image-pixels N  refuse larger images before decoding them (default 16000000)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
 )";
 
@@ -99,6 +100,7 @@ inline int run(int argc, char** argv) {
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
+    const ImageLimits limits = cli::image_limits(args);
     args.finish();
     cli::require_device("segnet-train", device);
 
@@ -121,10 +123,12 @@ inline int run(int argc, char** argv) {
     if (device == "cuda") models::check_model<cli::CudaDevice>(o.model_name, o.classes);
     else models::check_model<Cpu>(o.model_name, o.classes);
 
+    cli::create_output_folder(o.out_dir);
     DatasetOptions dopt;
     dopt.classes = o.classes;
     dopt.ignore_label = o.ignore_label < 0 ? 255 : o.ignore_label;
     dopt.validation = Validation::up_front;
+    dopt.limits = limits;
     SegmentationDataset train_set = SegmentationDataset::from_list_file(train_list, dopt, root);
     if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
     else if (normalize == "raw") o.normalization = Normalization::raw();

@@ -165,7 +165,13 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         throw std::invalid_argument("segnet::train: the model has " + std::to_string(model.classes()) +
                                     " classes, the options say " + std::to_string(o.classes));
     if (train_set.size() == 0) throw std::invalid_argument("segnet::train: the training set is empty");
-    std::filesystem::create_directories(o.out_dir);
+    {
+        std::error_code ec;
+        std::filesystem::create_directories(o.out_dir, ec);
+        if (ec || !std::filesystem::is_directory(o.out_dir))
+            throw DataError("segnet: cannot create output folder '" + o.out_dir.string() + "': " +
+                            (ec ? ec.message() : std::string("a file of that name exists")));
+    }
     const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
                csv_path = o.out_dir / "log.csv";
 
