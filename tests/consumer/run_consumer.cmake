@@ -28,7 +28,10 @@ foreach(f include/segnet/segnet.hpp include/segnet/version.hpp share/cmake/segne
     message(FATAL_ERROR "the install tree lacks ${f}")
   endif()
 endforeach()
+if(NOT DEFINED EXPECT_CUDA)
+  set(EXPECT_CUDA OFF)
+endif()
 step(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" -DCMAKE_BUILD_TYPE=${CONFIG}
-     "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+     "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DSEGNET_EXPECT_CUDA=${EXPECT_CUDA})
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer")
