@@ -7,8 +7,16 @@
 //   model.backward(grad_logits);   // accumulates parameter gradients; zero_grad() resets
 //
 // The model is a flat list of run-time layers built by the same walk that checks the type.
-// Layers own their outputs; an output stays valid until the next forward. The input x must
-// outlive the backward that follows its forward (layers keep a reference, not a copy).
+// In Mode::train, layers own their outputs and keep everything backward needs; an output stays
+// valid until the next forward. The input x must outlive the backward that follows its forward
+// (layers keep a reference, not a copy).
+// In Mode::eval, the model runs the layers through forward_into with buffers from its own
+// activation pool: a node's input buffer goes back to the pool as soon as no later node needs
+// it (an Encoder's pre-pool map stays until its Decoder's last reader of the values when a skip
+// layer reads them, e.g. Add; unpooling needs only its size and the pool's indices, which the
+// pool layer keeps). Buffers are picked by a fixed rule (lowest free index), so the second
+// eval forward of the same input size reuses exactly the first one's buffers and allocates
+// nothing. backward after an eval forward is an error.
 // Sizes are checked once per new input size: a static Input must match exactly, and a dyn
 // one is analysed with the real sizes (a too-small image is an error naming the stage).
 #pragma once
@@ -33,6 +41,8 @@ public:
     explicit TapLayer(SkipLink<Device>* link) : link_(link) {}
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
         link_->feature = &x;
+        link_->feature_extents = x.extents();
+        link_->feature_extents_of = &x;
         link_->has_feature_grad = false;
         return x;
     }
@@ -55,6 +65,7 @@ struct ModelNode {
     std::unique_ptr<RuntimeLayer<Device>> layer;
     std::string prefix;  // parameter name prefix, e.g. "encoder0.0."
     int stage = 0;
+    int feature_until = -1;  // a Tap: the last node that reads its map's values (-1: none)
 };
 
 namespace detail {
@@ -73,16 +84,21 @@ struct ModelBuilder {
         else if (kind == StageKind::decoder) stage_prefix = "decoder" + std::to_string(ordinal);
         else stage_prefix = "stage" + std::to_string(stage_number);
     }
+    std::vector<std::size_t> tap_nodes{};  // per link, its Tap's node
+
     template <class L>
     void layer(Dims in, int, int layer_number, int link) {
         auto l = L::template make<Device>(in);
         if (link >= 0) l->connect(links[std::size_t(link)].get());
+        if (link >= 0 && skip_storage_of<L>(in, SkipDims{}).reads_feature)
+            nodes[tap_nodes[std::size_t(link)]].feature_until = int(nodes.size());
         std::string prefix = stage_prefix + "." + std::to_string(layer_number - 1) + ".";
         if (single) prefix = L::name == std::string_view("Classifier") ? "classifier." : stage_prefix + ".";
         nodes.push_back({std::move(l), std::move(prefix), stage});
     }
     void tap(int link) {
         links.push_back(std::make_unique<SkipLink<Device>>());
+        tap_nodes.push_back(nodes.size());
         nodes.push_back({std::make_unique<TapLayer<Device>>(links[std::size_t(link)].get()), "", stage});
     }
 };
@@ -105,17 +121,36 @@ public:
     }
 
     /// Runs the network; the result is owned by the model and valid until the next forward.
+    /// Mode::eval runs on the activation pool (see the top of this file): no backward after it.
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode = Mode::eval) {
         check_input(x.extents());
+        if (mode == Mode::eval) {
+            output_ = nullptr;
+            eval_forward_ = true;
+            return forward_pooled(x);
+        }
+        eval_forward_ = false;
         const Tensor<Device>* cur = &x;
         for (auto& n : nodes_) cur = &n.layer->forward(*cur, mode);
         output_ = cur;
         return *cur;
     }
 
+    /// Elements held by the eval-mode activation pool (its buffers' capacities), for tests and
+    /// the memory figures.
+    std::int64_t activation_pool_elements() const {
+        std::int64_t total = 0;
+        for (const auto& b : pool_) total += b->capacity();
+        return total;
+    }
+    std::size_t activation_pool_buffers() const { return pool_.size(); }
+
     /// Back-propagates d loss / d logits through the last forward; accumulates parameter
     /// gradients and returns d loss / d input.
     const Tensor<Device>& backward(const Tensor<Device>& grad_output) {
+        if (eval_forward_)
+            throw std::logic_error("segnet::Model::backward: the last forward ran in Mode::eval, which frees "
+                                   "activations as it goes; run forward(x, Mode::train) before backward");
         if (!output_) throw std::logic_error("segnet::Model::backward: call forward first");
         if (grad_output.extents() != output_->extents())
             throw std::invalid_argument("segnet::Model::backward: gradient " + to_string(grad_output.extents()) +
@@ -162,6 +197,40 @@ protected:
     std::vector<std::unique_ptr<SkipLink<Device>>> links_;
 
 private:
+    /// The eval forward: node i reads `cur` (in pool buffer cur_buf, or -1: x or a layer's own
+    /// output) and writes into the lowest-index pool buffer that is free at i. A buffer is free
+    /// at node i when it does not hold the current input and busy_until_ < i.
+    const Tensor<Device>& forward_pooled(const Tensor<Device>& x) {
+        std::fill(busy_until_.begin(), busy_until_.end(), -1);
+        const Tensor<Device>* cur = &x;
+        int cur_buf = -1;  // x may be the last eval forward's output: then it is in the pool
+        for (std::size_t b = 0; b < pool_.size(); ++b)
+            if (pool_[b].get() == &x) {
+                cur_buf = int(b);
+                busy_until_[b] = int(nodes_.size());  // never overwritten during this forward
+            }
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+            const int node = int(i);
+            const int out_buf = free_buffer(node, cur_buf);
+            Tensor<Device>& out = *pool_[std::size_t(out_buf)];
+            const Tensor<Device>* y = &nodes_[i].layer->forward_into(*cur, Mode::eval, out);
+            if (cur_buf >= 0) {
+                int& until = busy_until_[std::size_t(cur_buf)];
+                until = std::max({until, node, nodes_[i].feature_until});  // a Tap pins its map
+            }
+            cur_buf = y == &out ? out_buf : y == cur ? cur_buf : -1;
+            cur = y;
+        }
+        return *cur;
+    }
+    int free_buffer(int node, int in_use) {
+        for (std::size_t b = 0; b < pool_.size(); ++b)
+            if (int(b) != in_use && busy_until_[b] < node) return int(b);
+        pool_.push_back(std::make_unique<Tensor<Device>>());
+        busy_until_.push_back(-1);
+        return int(pool_.size() - 1);
+    }
+
     void check_input(const Extents& e) {
         auto fail = [&](Fault f, int expected, int actual) {
             Diagnosis d{};
@@ -185,7 +254,10 @@ private:
     Dims input_;
     int classes_;
     const Tensor<Device>* output_ = nullptr;
+    bool eval_forward_ = false;
     Dims checked_{};
+    std::vector<std::unique_ptr<Tensor<Device>>> pool_;  // eval-mode activation buffers
+    std::vector<int> busy_until_;                        // per buffer: the last node that needs it
 };
 
 /// A network type instantiated on a device: built by the walk that checked the type.
@@ -197,7 +269,7 @@ public:
     static constexpr std::int64_t parameter_count = parameter_count_v<Net>;
 
     explicit Model(std::uint64_t seed = 0) : AnyModel<Device>(Net::name, Net::input::dims, Net::analysis.output.c) {
-        detail::ModelBuilder<Device> builder{this->nodes_, this->links_, {}, false, 0};
+        detail::ModelBuilder<Device> builder{this->nodes_, this->links_, {}, false, 0, {}};
         Net::walk(Net::input::dims, builder);
         this->initialize(seed);
     }

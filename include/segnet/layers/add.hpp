@@ -20,14 +20,15 @@ namespace segnet {
 template <class Device>
 class AddLayer final : public RuntimeLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         if (!link_ || !link_->feature) throw std::logic_error("segnet::Add: forward before its Encoder ran");
         if (x.extents() != link_->feature->extents())
             throw std::invalid_argument("segnet::Add: decoder map " + to_string(x.extents()) +
                                         " differs from the encoder map " + to_string(link_->feature->extents()));
-        y_.resize(x.extents());
-        backend::add(x, *link_->feature, y_);
-        return y_;
+        y.resize(x.extents());
+        backend::add(x, *link_->feature, y);
+        return y;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         if (link_->has_feature_grad) {

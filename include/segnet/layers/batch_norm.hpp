@@ -35,6 +35,12 @@ public:
             backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, y_);
         return y_;
     }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& out) override {
+        if (mode == Mode::train) return forward(x, mode);
+        out.resize(x.extents());
+        backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, out);
+        return out;
+    }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(dy.extents());
         if (mode_ == Mode::train) {
@@ -84,10 +90,11 @@ struct BatchNorm {
 template <class Device>
 class ReluLayer final : public RuntimeLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
-        y_.resize(x.extents());
-        backend::relu_forward(x, y_);
-        return y_;
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
+        out.resize(x.extents());
+        backend::relu_forward(x, out);
+        return out;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(dy.extents());

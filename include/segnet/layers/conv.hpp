@@ -37,9 +37,10 @@ public:
 
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
         x_ = &x;
-        y_.resize({x.n(), out_c_, x.h(), x.w()});
-        backend::conv2d_forward(x, weight_, has_bias_ ? &bias_ : nullptr, y_, geometry(x));
-        return y_;
+        return run(x, y_);
+    }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
+        return run(x, out);
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(x_->extents());
@@ -62,6 +63,11 @@ public:
     std::string_view kind() const override { return kind_; }
 
 private:
+    const Tensor<Device>& run(const Tensor<Device>& x, Tensor<Device>& y) {
+        y.resize({x.n(), out_c_, x.h(), x.w()});
+        backend::conv2d_forward(x, weight_, has_bias_ ? &bias_ : nullptr, y, geometry(x));
+        return y;
+    }
     backend::ConvGeometry geometry(const Tensor<Device>& x) const {
         return {in_c_, x.h(), x.w(), out_c_, x.h(), x.w(), k_, 1, k_ / 2, groups_};
     }

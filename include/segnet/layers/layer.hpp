@@ -36,10 +36,16 @@ namespace segnet {
 template <class Device>
 struct SkipLink {
     const Tensor<Device>* feature = nullptr;               // the encoder's pre-pool feature map
+    Extents feature_extents{};                              // its extents when the Tap published it
+    const Tensor<Device>* feature_extents_of = nullptr;    // the map feature_extents belongs to
     const Tensor<Device, std::int32_t>* indices = nullptr;  // the pool's argmax positions
     Tensor<Device> feature_grad;                            // d loss / d feature via the skip
     bool has_feature_grad = false;
     int pool = 0;
+
+    /// The encoder map's size, all an upsampler reads: as the Tap recorded it (in eval mode the
+    /// model may have reused the map's buffer since), or the map's own for a link set by hand.
+    Extents feature_size() const { return feature_extents_of == feature ? feature_extents : feature->extents(); }
 };
 
 /// The run-time interface of a layer on a device.
@@ -50,6 +56,13 @@ public:
     /// Computes the output (owned by the layer, valid until the next forward). In train mode
     /// the layer keeps what backward needs, including a reference to x.
     virtual const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) = 0;
+    /// Eval-mode forward into a buffer the model owns (AnyModel's activation pool): a layer that
+    /// overrides it resizes `out`, writes its result there and returns `out`; it must not keep
+    /// references to x or out for later. The default runs forward() (the result stays the
+    /// layer's own, or is x itself for pass-through layers).
+    virtual const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& /*out*/) {
+        return forward(x, mode);
+    }
     /// Given d loss / d output, accumulates parameter gradients and returns d loss / d input.
     virtual const Tensor<Device>& backward(const Tensor<Device>& dy) = 0;
     /// He/MSRA initialisation (or the layer's fixed initial values).

@@ -22,17 +22,19 @@ template <class Device>
 class MaxPoolLayer final : public RuntimeLayer<Device> {
 public:
     explicit MaxPoolLayer(int k) : k_(k) {}
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    /// The indices stay the layer's own (its Decoder reads them), whichever buffer gets y.
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         in_ = x.extents();
         const Extents out{x.n(), x.c(), (x.h() + k_ - 1) / k_, (x.w() + k_ - 1) / k_};
-        y_.resize(out);
+        y.resize(out);
         indices_.resize(out);
-        backend::max_pool_forward(x, k_, y_, indices_);
+        backend::max_pool_forward(x, k_, y, indices_);
         if (link_) {
             link_->indices = &indices_;
             link_->pool = k_;
         }
-        return y_;
+        return y;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(in_);
@@ -73,7 +75,8 @@ struct MaxPool {
 template <class Device>
 class UnpoolLayer final : public RuntimeLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         if (!link_ || !link_->indices || !link_->feature)
             throw std::logic_error("segnet::Unpool: forward before its Encoder ran (no pooling indices)");
         const Extents& pooled = link_->indices->extents();
@@ -81,10 +84,10 @@ public:
             throw std::invalid_argument("segnet::Unpool: input " + to_string(x.extents()) +
                                         " differs from its paired pool's output " + to_string(pooled));
         in_ = x.extents();
-        const Extents& target = link_->feature->extents();
-        y_.resize({x.n(), x.c(), target.h, target.w});
-        backend::max_unpool_forward(x, *link_->indices, y_);
-        return y_;
+        const Extents target = link_->feature_size();  // only the size: the map may be gone
+        y.resize({x.n(), x.c(), target.h, target.w});
+        backend::max_unpool_forward(x, *link_->indices, y);
+        return y;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(in_);

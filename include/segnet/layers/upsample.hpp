@@ -54,10 +54,12 @@ public:
         if (!link_ || !link_->feature)
             throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
         x_ = &x;
-        const Extents& target = link_->feature->extents();
-        y_.resize({x.n(), out_c_, target.h, target.w});
-        backend::conv2d_backward_data(x, weight_, y_, geometry(x));
-        return y_;
+        return run(x, y_);
+    }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
+        if (!link_ || !link_->feature)
+            throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
+        return run(x, out);
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         dx_.resize(x_->extents());
@@ -88,11 +90,18 @@ public:
     std::string_view kind() const override { return kind_; }
 
 private:
+    const Tensor<Device>& run(const Tensor<Device>& x, Tensor<Device>& y) {
+        const Extents target = link_->feature_size();  // only the size: the map may be gone
+        y.resize({x.n(), out_c_, target.h, target.w});
+        backend::conv2d_backward_data(x, weight_, y, geometry(x, target));
+        return y;
+    }
     // A transposed convolution is the backward-data of the convolution that maps its output
     // (out_c, target size) to its input (in_c, pooled size).
-    backend::ConvGeometry geometry(const Tensor<Device>& x) const {
-        return {out_c_, y_.h(), y_.w(), in_c_, x.h(), x.w(), k_, stride_, (k_ - stride_ + 1) / 2, groups_};
+    backend::ConvGeometry geometry(const Tensor<Device>& x, const Extents& target) const {
+        return {out_c_, target.h, target.w, in_c_, x.h(), x.w(), k_, stride_, (k_ - stride_ + 1) / 2, groups_};
     }
+    backend::ConvGeometry geometry(const Tensor<Device>& x) const { return geometry(x, y_.extents()); }
     int in_c_, out_c_, k_, stride_, groups_;
     bool learnable_;
     UpsampleInit init_;

@@ -7,22 +7,39 @@
 // One persistent pool per process; parallel_for splits [begin, end) into one contiguous chunk
 // per worker and runs the first chunk on the calling thread. Kernels get a worker index so
 // they can keep per-thread scratch (im2col tiles, gradient accumulators) without locks.
+// A call allocates nothing: the task is passed by reference (TaskRef), not as a std::function
+// (whose captures beyond two pointers would go to the heap on every kernel call).
 #pragma once
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
+#include <type_traits>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace segnet::cpu {
 
+/// A non-owning reference to a callable fn(begin, end, worker); the callable must outlive it.
+class TaskRef {
+public:
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, TaskRef>)
+    TaskRef(F& fn)  // NOLINT: implicit, like std::function_ref
+        : obj_(const_cast<void*>(static_cast<const void*>(&fn))),
+          call_([](void* o, std::int64_t b, std::int64_t e, int w) { (*static_cast<F*>(o))(b, e, w); }) {}
+    void operator()(std::int64_t b, std::int64_t e, int w) const { call_(obj_, b, e, w); }
+
+private:
+    void* obj_;
+    void (*call_)(void*, std::int64_t, std::int64_t, int);
+};
+
 class ThreadPool {
 public:
-    using Task = std::function<void(std::int64_t, std::int64_t, int)>;
+    using Task = TaskRef;
 
     explicit ThreadPool(int threads) { resize(threads); }
     ~ThreadPool() { stop(); }
@@ -144,7 +161,8 @@ inline int num_threads() { return pool().size(); }
 
 template <class F>
 void parallel_for(std::int64_t begin, std::int64_t end, F&& fn, std::int64_t min_chunk = 1) {
-    const ThreadPool::Task task = std::forward<F>(fn);
+    auto& f = fn;  // lives until the call returns: the pool blocks until every chunk is done
+    const ThreadPool::Task task(f);
     pool().parallel_for(begin, end, task, min_chunk);
 }
 
