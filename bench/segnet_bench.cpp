@@ -9,10 +9,19 @@
 // (random labels), backward, SGD step and zero_grad. GFLOP/s counts the forward FLOPs only in
 // inference and 3x the forward FLOPs in training (forward + backward-data + backward-filter),
 // the usual convention. bench/compare_pytorch.py runs this program next to PyTorch.
+//
+// --device cuda: this file is also compiled by nvcc as segnet-bench-cuda (segnet_bench_cuda.cu
+// includes it; SEGNET_PROGRAMS_CUDA is 1 there), which times Model<Net, Cuda> and synchronises
+// the device before every timer read. The g++-built segnet-bench hands `--device cuda` to that
+// twin when it sits next to it (cli::exec_cuda_variant), like segnet-train. See docs/gpu.md.
 #include <segnet/io/process.hpp>
+#include <segnet/programs/cli.hpp>  // SEGNET_PROGRAMS_CUDA, require_device, exec_cuda_variant
 #include <segnet/segnet.hpp>
 #include <segnet/train/loss.hpp>
 #include <segnet/train/optimizer.hpp>
+#if SEGNET_PROGRAMS_CUDA
+#include <segnet/backend/cuda/cuda.cuh>
+#endif
 
 #if __has_include(<segnet/models/registry.hpp>)
 #include <segnet/models/registry.hpp>
@@ -25,28 +34,52 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace segnet;
 
 namespace {
 
+#if SEGNET_PROGRAMS_CUDA
+constexpr const char* program_name = "segnet-bench-cuda";
+#else
+constexpr const char* program_name = "segnet-bench";
+#endif
+
 struct Options {
     std::string model = "segnet-basic";
     int h = 360, w = 480, batch = 1, threads = 0, iters = 10, warmup = 2, classes = 11;
     bool train = false, json = false, layers = false;
+    bool cuda = SEGNET_PROGRAMS_CUDA;  // --device cuda (the default of segnet-bench-cuda)
+};
+
+/// --device cuda cannot run here (no CUDA backend in this build, or no visible device): exit 1.
+struct DeviceUnavailable : std::runtime_error {
+    using std::runtime_error::runtime_error;
 };
 
 void usage() {
+#if SEGNET_PROGRAMS_CUDA
+    std::puts(
+        "usage: segnet-bench-cuda [--device cuda] [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
+        "                         [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+        "segnet-bench on the GPU (Model<Net, Cuda>; the device is synchronised before every timer read):\n"
+        "times inference or one training step and prints median/min ms, images/s, GFLOP/s, peak host\n"
+        "RSS and the GPU memory the caching allocator reserved. For the CPU, run segnet-bench.");
+#else
     std::puts(
         "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
         "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
         "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
         "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
-        "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.");
+        "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
+        "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.");
+#endif
 }
 
 int parse_int(const std::string& opt, const std::string& v, int lo, int hi) {
@@ -87,7 +120,8 @@ Options parse(int argc, char** argv) {
             o.train = v == "train";
         } else if (a == "--device") {
             const std::string v = value();
-            if (v != "cpu") throw std::invalid_argument("--device " + v + ": only cpu is built into this program");
+            if (v != "cpu" && v != "cuda") throw std::invalid_argument("--device must be cpu or cuda, got '" + v + "'");
+            o.cuda = v == "cuda";
         } else if (a == "--json") o.json = true;
         else if (a == "--layers") o.layers = true;
         else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
@@ -110,26 +144,74 @@ struct LayerTimes {
     std::vector<double> fwd, bwd;
 };
 
-template <class Net>
+/// What differs between the devices: staging the inputs, the loss and optimiser types, waiting
+/// for queued work before a clock is read, and the device memory report.
+template <class Device>
+struct BenchDevice;
+
+template <>
+struct BenchDevice<Cpu> {
+    using Loss = CrossEntropyLoss;
+    template <class T>
+    static Tensor<Cpu, T> stage(Tensor<Cpu, T>&& host) { return std::move(host); }
+    static std::unique_ptr<Optimizer> sgd(std::vector<ParamRef<Cpu>> params) {
+        return std::make_unique<Sgd>(std::move(params), SgdOptions{.lr = 0.01, .momentum = 0.9});
+    }
+    static void synchronize() {}
+    static double memory_mb() { return 0; }
+};
+
+#if SEGNET_PROGRAMS_CUDA
+template <>
+struct BenchDevice<Cuda> {
+    using Loss = cuda::CrossEntropyLoss;
+    template <class T>
+    static Tensor<Cuda, T> stage(Tensor<Cpu, T>&& host) { return cuda::to_device(host); }
+    static std::unique_ptr<Optimizer> sgd(std::vector<ParamRef<Cuda>> params) {
+        // The CPU's SgdOptions{.lr = 0.01, .momentum = 0.9} (weight decay 5e-4 by default).
+        return cuda::make_optimizer("sgd", std::move(params), OptimizerOptions{.lr = 0.01, .momentum = 0.9});
+    }
+    /// GPU work is asynchronous: every timer read waits for the queued kernels first.
+    static void synchronize() { cuda::synchronize(); }
+    /// Bytes the caching allocator holds from the driver (tensors, cached blocks, cuDNN workspaces).
+    static double memory_mb() { return double(cuda::allocator().stats().bytes_reserved) / 1048576.0; }
+    static std::string name() {
+        cudaDeviceProp p{};
+        if (cudaGetDeviceProperties(&p, cuda::Context::get().device()) != cudaSuccess) return "CUDA device";
+        return p.name;
+    }
+};
+#endif
+
+template <class Net, class Device>
 int bench(const Options& o) {
-    Model<Net, Cpu> model(42);
-    Tensor<Cpu> x({o.batch, 3, o.h, o.w});
+    using Dev = BenchDevice<Device>;
+    constexpr bool on_gpu = !std::is_same_v<Device, Cpu>;
+    Model<Net, Device> model(42);
+    Tensor<Cpu> x_host({o.batch, 3, o.h, o.w});
     std::mt19937 gen(7);
     std::normal_distribution<float> nd(0.f, 1.f);
-    for (float& v : x.span()) v = nd(gen);
+    for (float& v : x_host.span()) v = nd(gen);
 
     const Analysis an = Net::analyse(Dims{3, o.h, o.w});
     if (!an.ok()) throw std::invalid_argument("the network does not accept a 3x" + std::to_string(o.h) + "x" +
                                               std::to_string(o.w) + " input");
     const double flops_per_image = double(an.flops);
 
-    Tensor<Cpu, std::uint8_t> labels({o.batch, 1, o.h, o.w});
+    Tensor<Cpu, std::uint8_t> labels_host({o.batch, 1, o.h, o.w});
     std::uniform_int_distribution<int> ud(0, o.classes - 1);
-    for (auto& v : labels.span()) v = std::uint8_t(ud(gen));
-    CrossEntropyLoss loss;
-    Tensor<Cpu> grad;
-    std::unique_ptr<Sgd> opt;
-    if (o.train) opt = std::make_unique<Sgd>(model.parameters(), SgdOptions{.lr = 0.01, .momentum = 0.9});
+    for (auto& v : labels_host.span()) v = std::uint8_t(ud(gen));
+    const Tensor<Device> x = Dev::stage(std::move(x_host));
+    const Tensor<Device, std::uint8_t> labels = Dev::stage(std::move(labels_host));
+    typename Dev::Loss loss;
+    Tensor<Device> grad;
+    std::unique_ptr<Optimizer> opt;
+    if (o.train) opt = Dev::sgd(model.parameters());
+    // Reads a clock started at t0 once the device has finished the work queued since.
+    auto elapsed = [](Clock::time_point t0) {
+        Dev::synchronize();
+        return ms_since(t0);
+    };
 
     auto& nodes = model.layers();
     LayerTimes lt;
@@ -139,26 +221,26 @@ int bench(const Options& o) {
     bool record = false;
 
     // Model::forward / backward, or the same loop over the layers with a clock per layer.
-    auto forward = [&](Mode mode) -> const Tensor<Cpu>& {
+    auto forward = [&](Mode mode) -> const Tensor<Device>& {
         if (!o.layers) return model.forward(x, mode);
-        const Tensor<Cpu>* cur = &x;
+        const Tensor<Device>* cur = &x;
         for (std::size_t i = 0; i < nodes.size(); ++i) {
             const auto t0 = Clock::now();
             cur = &nodes[i].layer->forward(*cur, mode);
-            if (record) lt.fwd[i] += ms_since(t0);
+            if (record) lt.fwd[i] += elapsed(t0);
         }
         return *cur;
     };
-    auto backward = [&](const Tensor<Cpu>& g) {
+    auto backward = [&](const Tensor<Device>& g) {
         if (!o.layers) {
             model.backward(g);
             return;
         }
-        const Tensor<Cpu>* cur = &g;
+        const Tensor<Device>* cur = &g;
         for (std::size_t i = nodes.size(); i-- > 0;) {
             const auto t0 = Clock::now();
             cur = &nodes[i].layer->backward(*cur);
-            if (record) lt.bwd[i] += ms_since(t0);
+            if (record) lt.bwd[i] += elapsed(t0);
         }
     };
     double loss_ms = 0, opt_ms = 0;
@@ -167,33 +249,57 @@ int bench(const Options& o) {
             forward(Mode::eval);
             return;
         }
-        const Tensor<Cpu>& logits = forward(Mode::train);
-        auto t0 = Clock::now();
+        const Tensor<Device>& logits = forward(Mode::train);
+        auto t0 = Clock::now();  // (in --layers mode the forward has been waited for)
         grad.resize(logits.extents());
         loss.forward_backward(logits, labels, grad);
-        if (record) loss_ms += ms_since(t0);
+        if (record) loss_ms += elapsed(t0);
         backward(grad);
         t0 = Clock::now();
         opt->step();
         opt->zero_grad();
-        if (record) opt_ms += ms_since(t0);
+        if (record) opt_ms += elapsed(t0);
     };
 
     if (o.layers) model.forward(x, o.train ? Mode::train : Mode::eval);  // checks the input size once
     for (int i = 0; i < o.warmup; ++i) step();
+    Dev::synchronize();
     std::vector<double> times;
+    double device_mb = Dev::memory_mb();
     record = true;
     for (int i = 0; i < o.iters; ++i) {
         const auto t0 = Clock::now();
         step();
-        times.push_back(ms_since(t0));
+        times.push_back(elapsed(t0));
+        device_mb = std::max(device_mb, Dev::memory_mb());
     }
     const double med = median(times), mn = *std::min_element(times.begin(), times.end());
     const double flops = flops_per_image * o.batch * (o.train ? 3.0 : 1.0);
     const double gflops = flops / (med * 1e6);
     const double ips = o.batch * 1000.0 / med;
     const double rss = peak_rss_bytes() / 1048576.0;
-    if (o.json) {
+    if constexpr (on_gpu) {
+#if SEGNET_PROGRAMS_CUDA
+        // Same keys as the CPU's (peak_rss_mb is the host process), plus the device and the GPU
+        // memory the caching allocator reserved (its peak: it frees nothing while the sizes repeat).
+        const std::string gpu = Dev::name();
+        if (o.json) {
+            std::printf(
+                "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
+                "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
+                "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"cuda\", \"gpu\": \"%s\", "
+                "\"gpu_peak_mb\": %.1f}\n",
+                o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, cpu::num_threads(), o.iters, med, mn,
+                ips, gflops, flops_per_image / 1e9, rss, gpu.c_str(), device_mb);
+        } else {
+            std::printf("%s %s, batch %d, 3x%dx%d, on %s (cuda), %d iterations (%d warm-up)\n", o.model.c_str(),
+                        o.train ? "training step" : "inference", o.batch, o.h, o.w, gpu.c_str(), o.iters, o.warmup);
+            std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
+                        "GPU memory %.0f MB (caching allocator)\n",
+                        med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss, device_mb);
+        }
+#endif
+    } else if (o.json) {
         std::printf(
             "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
             "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
@@ -239,35 +345,65 @@ int bench(const Options& o) {
     return 0;
 }
 
-template <template <int> class Net>
+template <template <int> class Net, class Device>
 int bench_named(const Options& o) {
     switch (o.classes) {
-        case 11: return bench<Net<11>>(o);
-        case 12: return bench<Net<12>>(o);
-        case 21: return bench<Net<21>>(o);
+        case 11: return bench<Net<11>, Device>(o);
+        case 12: return bench<Net<12>, Device>(o);
+        case 21: return bench<Net<21>, Device>(o);
         default: throw std::invalid_argument("--classes: this program is built for 11, 12 or 21 classes");
     }
 }
 
-int run(const Options& o) {
-    if (o.threads > 0) cpu::set_num_threads(o.threads);
+template <class Device>
+int run_on(const Options& o) {
 #ifdef SEGNET_BENCH_HAS_REGISTRY
     // Every built-in model; the class counts compiled in are SEGNET_CLASS_COUNTS (bench/CMakeLists.txt).
-    return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net>(o); });
+    return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net, Device>(o); });
 #else
-    if (o.model == "segnet-basic") return bench_named<models::SegNetBasic>(o);
-    if (o.model == "segnet") return bench_named<models::SegNet>(o);
+    if (o.model == "segnet-basic") return bench_named<models::SegNetBasic, Device>(o);
+    if (o.model == "segnet") return bench_named<models::SegNet, Device>(o);
     throw std::invalid_argument("unknown model '" + o.model + "' (segnet-basic, segnet)");
+#endif
+}
+
+int run(const Options& o) {
+    if (o.threads > 0) cpu::set_num_threads(o.threads);
+    // Only one device is compiled into each build, so each model is instantiated once: Cpu in
+    // segnet-bench (g++, the program flags), Cuda in segnet-bench-cuda (nvcc).
+#if SEGNET_PROGRAMS_CUDA
+    if (!o.cuda)
+        throw std::invalid_argument("--device cpu: segnet-bench-cuda times the GPU only; run segnet-bench "
+                                    "(same options) for the CPU");
+    try {
+        cli::require_device("segnet-bench", "cuda");  // "no CUDA device is visible" before any work
+    } catch (const std::runtime_error& e) {
+        throw DeviceUnavailable(e.what());
+    }
+    return run_on<Cuda>(o);
+#else
+    if (o.cuda) throw DeviceUnavailable(cli::cuda_unavailable("segnet-bench").what());
+    return run_on<Cpu>(o);
 #endif
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // --device cuda: run segnet-bench-cuda (the nvcc-built twin) when it is installed next to this.
+    cli::exec_cuda_variant(argc, argv, "segnet-bench-cuda");
     try {
         return run(parse(argc, argv));
+    } catch (const DeviceUnavailable& e) {
+        std::fprintf(stderr, "%s: %s\n", program_name, e.what());
+        return 1;
+#if SEGNET_PROGRAMS_CUDA
+    } catch (const cuda::CudaError& e) {  // a failing CUDA/cuDNN call, named in the message
+        std::fprintf(stderr, "%s: %s\n", program_name, e.what());
+        return 1;
+#endif
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "segnet-bench: %s\n", e.what());
+        std::fprintf(stderr, "%s: %s\n", program_name, e.what());
         return 2;
     }
 }

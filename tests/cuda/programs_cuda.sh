@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # GPU twin of tests/programs/programs_test.sh: segnet-train-cuda / -evaluate-cuda / -segment-cuda
 # with --device cuda on the committed shapes set, the checkpoint read back on the CPU, and
-# `segnet-train --device cuda` handed to segnet-train-cuda. Without a CUDA device it checks the
-# one-line error of --device cuda, then exits 77 (CTest: Skipped).
-#   programs_cuda.sh BIN_DIR DATA_DIR PROBE
+# `segnet-train --device cuda` handed to segnet-train-cuda; with BENCH_DIR, segnet-bench-cuda and
+# `segnet-bench --device cuda` (inference and training step, JSON). Without a CUDA device it checks
+# the one-line error of --device cuda, then exits 77 (CTest: Skipped).
+#   programs_cuda.sh BIN_DIR DATA_DIR PROBE [BENCH_DIR]
 set -uo pipefail
 bin="$1"
 data="$2"
 probe="$3"
+bench="${4:-}"
+if [[ -n "$bench" && ! -x "$bench/segnet-bench-cuda" ]]; then
+  echo "note: $bench/segnet-bench-cuda is not built: the segnet-bench checks are left out"
+  bench=""
+fi
+bench_args=(--model segnet-basic --size 90x120 --iters 2 --warmup 1 --json)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -37,6 +44,12 @@ if ! "$probe"; then
     --device cuda --epochs 1 --out "$work/none"
   check "no device: segnet-train hands --device cuda to segnet-train-cuda" 1 "no CUDA device is visible" -- \
     "$bin/segnet-train" "${train[@]}" --device cuda --epochs 1 --out "$work/none"
+  if [[ -n "$bench" ]]; then
+    check "no device: segnet-bench-cuda one-line error" 1 "^segnet-bench-cuda: --device cuda: no CUDA device is visible" -- \
+      "$bench/segnet-bench-cuda" --device cuda "${bench_args[@]}"
+    check "no device: segnet-bench hands --device cuda to segnet-bench-cuda" 1 "no CUDA device is visible" -- \
+      "$bench/segnet-bench" --device cuda "${bench_args[@]}"
+  fi
   [[ $failures -eq 0 ]] || exit 1
   exit 77
 fi
@@ -66,6 +79,16 @@ check "CPU-trained checkpoint resumes on the GPU" 0 "resuming" -- bash -c "\"$bi
   --out \"$work/cpu_run\" --resume \"$work/cpu_run/last.safetensors\""
 check "segnet-train --device cuda runs segnet-train-cuda" 0 "on the GPU" -- "$bin/segnet-train" "${train[@]}" \
   --device cuda --epochs 1 --out "$work/handed"
+
+if [[ -n "$bench" ]]; then
+  json_keys='"median_ms": [0-9.]+, "min_ms": [0-9.]+, .*"peak_rss_mb": [0-9.]+, "device": "cuda", .*"gpu_peak_mb": [0-9.]+'
+  check "segnet-bench-cuda inference" 0 "\"mode\": \"infer\".*$json_keys" -- "$bench/segnet-bench-cuda" --device cuda \
+    "${bench_args[@]}"
+  check "segnet-bench --device cuda training step (handed to segnet-bench-cuda)" 0 "\"mode\": \"train\".*$json_keys" -- \
+    "$bench/segnet-bench" --device cuda --mode train --batch 2 "${bench_args[@]}"
+  check "segnet-bench-cuda --layers" 0 "loss \+ optimizer" -- "$bench/segnet-bench-cuda" --mode train \
+    --model segnet-basic --size 90x120 --iters 1 --warmup 1 --layers
+fi
 
 echo "$passes passed, $failures failed"
 [[ $failures -eq 0 ]]
