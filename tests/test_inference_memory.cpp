@@ -1,7 +1,12 @@
-// Eval-mode inference on AnyModel's activation pool (compose/model.hpp): the same logits as the
+// The model's buffer pool (compose/model.hpp). Eval-mode inference: the same logits as the
 // layers run one by one on their own buffers, fewer and smaller buffers, an error for backward
 // after an eval forward, and, counted by the allocator below, no heap allocation at all in a
 // steady-state forward of SegNet-Basic (the 3rd forward of an input size, with 2 threads).
+// Train mode (forward and backward planned as one pass, gradients in freed activation buffers,
+// ReLU in place): the same logits, d loss / d input and parameter gradients, bit for bit, as the
+// layers run on their own buffers (SegNet-Basic, SegNet, the Caffe form with LRN, Add,
+// TransposedConv + AddProjected, a U-Net-style Concat network); a pool smaller than the layers'
+// outputs alone; no new buffer in the second step of an input size.
 //
 // What the count covers: every operator new / new[] (all forms) and every malloc, calloc,
 // realloc, aligned_alloc (Tensor storage), posix_memalign and memalign made by any thread of
@@ -226,5 +231,142 @@ TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
                                                       << std::string(SEGNET_TEST_COUNT_MALLOC ? "malloc and new" : "new only")
                                                       << " counted): " << during);
         if (fast_path) CHECK(during == 0);
+    }
+}
+
+// --- train mode ----------------------------------------------------------------------------------
+
+namespace {
+
+/// A U-Net-style network: both decoders concatenate their encoder's map (Concat) after a learned
+/// upsampling, and end with ReLU.
+using ConcatNet =
+    Network<Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+            Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+            Decoder<TransposedConv<16, 4, 2>, Concat, Block<Conv<16, 3>, BatchNorm, ReLU>>,
+            Decoder<TransposedConv<8, 4, 2>, Concat, Block<Conv<8, 3>, BatchNorm, ReLU>>, Classifier<5>>;
+
+struct TrainStep {
+    Tensor<Cpu> logits, dx;
+    std::vector<Tensor<Cpu>> grads;
+};
+
+TrainStep collect(AnyModel<Cpu>& model, const Tensor<Cpu>& logits, const Tensor<Cpu>& dx) {
+    TrainStep s{logits, dx, {}};
+    for (auto& p : model.parameters()) s.grads.push_back(*p.grad);
+    return s;
+}
+
+/// The train step as the model ran it before the pool: every layer on its own buffers.
+TrainStep layer_by_layer_step(AnyModel<Cpu>& model, const Tensor<Cpu>& x, const Tensor<Cpu>& g) {
+    model.zero_grad();
+    const Tensor<Cpu>* cur = &x;
+    for (auto& n : model.layers()) cur = &n.layer->forward(*cur, Mode::train);
+    const Tensor<Cpu> logits = *cur;
+    const Tensor<Cpu>* d = &g;
+    for (auto it = model.layers().rbegin(); it != model.layers().rend(); ++it) d = &it->layer->backward(*d);
+    return collect(model, logits, *d);
+}
+
+TrainStep pooled_step(AnyModel<Cpu>& model, const Tensor<Cpu>& x, const Tensor<Cpu>& g) {
+    model.zero_grad();
+    const Tensor<Cpu> logits = model.forward(x, Mode::train);
+    const Tensor<Cpu>& dx = model.backward(g);
+    return collect(model, logits, dx);
+}
+
+void check_same(const TrainStep& a, const TrainStep& b) {
+    CHECK(max_abs_diff(a.logits, b.logits) == 0.0);
+    CHECK(max_abs_diff(a.dx, b.dx) == 0.0);
+    REQUIRE(a.grads.size() == b.grads.size());
+    for (std::size_t i = 0; i < a.grads.size(); ++i) {
+        CAPTURE(i);
+        CHECK(max_abs_diff(a.grads[i], b.grads[i]) == 0.0);
+    }
+}
+
+template <class Net>
+void check_train_pool_matches_layers(Extents e) {
+    Model<Net, Cpu> reference(13), pooled(13);
+    const Tensor<Cpu> x = random_input(e, 6);
+    const Tensor<Cpu> g = random_input({e.n, Net::analysis.output.c, e.h, e.w}, 8);
+    const TrainStep want = layer_by_layer_step(reference, x, g);
+    check_same(pooled_step(pooled, x, g), want);
+    // The second step of the size reuses the first one's buffers, and gives the same values.
+    const std::size_t buffers = pooled.activation_pool_buffers();
+    const std::int64_t elements = pooled.activation_pool_elements();
+    check_same(pooled_step(pooled, x, g), layer_by_layer_step(reference, x, g));
+    CHECK(pooled.activation_pool_buffers() == buffers);
+    CHECK(pooled.activation_pool_elements() == elements);
+}
+
+}  // namespace
+
+TEST_CASE("train step on the buffer pool: the same logits and gradients as the layers on their own buffers") {
+    cpu::set_num_threads(2);
+    SUBCASE("SegNet-Basic") { check_train_pool_matches_layers<models::SegNetBasic<11>>({2, 3, 45, 60}); }
+    SUBCASE("SegNet (VGG16: ReLU before every pool and unpool)") {
+        check_train_pool_matches_layers<models::SegNet<11>>({2, 3, 32, 48});
+    }
+    SUBCASE("SegNet-Basic-Caffe (LRN reads its input and output)") {
+        check_train_pool_matches_layers<models::SegNetBasicCaffe<11>>({1, 3, 37, 51});
+    }
+    SUBCASE("EncoderAddition (Add: encoder maps kept for the decoders, gradients back through the Tap)") {
+        check_train_pool_matches_layers<models::SegNetBasicEncoderAddition<11>>({2, 3, 45, 60});
+    }
+    SUBCASE("FCN-Basic (TransposedConv + AddProjected reads the encoder map in backward)") {
+        check_train_pool_matches_layers<models::FcnBasic<11>>({2, 3, 45, 60});
+    }
+    SUBCASE("U-Net-style Concat") { check_train_pool_matches_layers<ConcatNet>({2, 3, 20, 28}); }
+}
+
+TEST_CASE("train step: the output stays valid after backward; backward runs once per train forward") {
+    cpu::set_num_threads(2);
+    Model<models::SegNetBasic<11>, Cpu> model(4);
+    const Tensor<Cpu> x = random_input({1, 3, 24, 32}, 3);
+    const Tensor<Cpu> g = random_input({1, 11, 24, 32}, 5);
+    const Tensor<Cpu>& y = model.forward(x, Mode::train);
+    const Tensor<Cpu> copy = y;
+    const Tensor<Cpu>& dx = model.backward(g);
+    CHECK(dx.extents() == x.extents());
+    CHECK(max_abs_diff(y, copy) == 0.0);  // backward reused the activations, not the output
+    CHECK_THROWS_WITH_AS(model.backward(g), doctest::Contains("already back-propagated"), std::logic_error);
+    model.forward(x, Mode::train);
+    CHECK_NOTHROW(model.backward(g));
+}
+
+TEST_CASE("train step: the pool holds less than the layers' outputs alone; the second step allocates no buffer") {
+    for (int threads : {1, 2}) {
+        CAPTURE(threads);
+        cpu::set_num_threads(threads);
+        Model<models::SegNetBasic<11>, Cpu> model(1);
+        const Extents e{2, 3, 90, 120};
+        const Tensor<Cpu> x = random_input(e, 2);
+        const Tensor<Cpu> g = random_input({2, 11, 90, 120}, 3);
+        model.forward(x, Mode::train);
+        model.backward(g);
+        const std::size_t buffers = model.activation_pool_buffers();
+        const std::int64_t pooled = model.activation_pool_elements();
+        // Before the pool: every layer's output and every layer's input gradient, all kept.
+        const Analysis a = models::SegNetBasic<11>::analyse(e.image());
+        const std::int64_t outputs = a.activation_elements * e.n;
+        const std::int64_t full_map = std::int64_t(e.n) * 64 * e.h * e.w;
+        MESSAGE("SegNet-Basic 2x3x90x120 train step: " << buffers << " pool buffers, " << pooled
+                                                       << " floats; every layer's output: " << outputs
+                                                       << " floats, plus as many for the gradients");
+        CHECK(pooled < outputs);
+        // Five full-resolution 64-channel maps backward reads (the first encoder's convolution
+        // and batch norm with its ReLU in place; the last decoder's unpooling, convolution and
+        // batch norm), the gradients and the smaller maps: 7.8 such maps. Without the ReLU in
+        // place the pool holds 8.8, more than the outputs alone.
+        CHECK(pooled < 8 * full_map);
+
+        const long before = g_allocations.load();
+        model.forward(x, Mode::train);
+        model.backward(g);
+        const long during = g_allocations.load() - before;
+        CHECK(model.activation_pool_buffers() == buffers);
+        CHECK(model.activation_pool_elements() == pooled);
+        MESSAGE("allocations in the 2nd train step (" << threads << " threads): " << during);
     }
 }

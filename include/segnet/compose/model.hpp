@@ -7,22 +7,35 @@
 //   model.backward(grad_logits);   // accumulates parameter gradients; zero_grad() resets
 //
 // The model is a flat list of run-time layers built by the same walk that checks the type.
-// In Mode::train, layers own their outputs and keep everything backward needs; an output stays
-// valid until the next forward. The input x must outlive the backward that follows its forward
-// (layers keep a reference, not a copy).
-// In Mode::eval, the model runs the layers through forward_into with buffers from its own
-// activation pool: a node's input buffer goes back to the pool as soon as no later node needs
-// it (an Encoder's pre-pool map stays until its Decoder's last reader of the values when a skip
+// Both modes run the layers on one pool of buffers the model owns (RuntimeLayer::forward_into
+// and backward_into; a layer that does not override them keeps its own buffers).
+// In Mode::eval, a node's input buffer goes back to the pool as soon as no later node needs it
+// (an Encoder's pre-pool map stays until its Decoder's last reader of the values when a skip
 // layer reads them, e.g. Add; unpooling needs only its size and the pool's indices, which the
 // pool layer keeps). Buffers are picked by a fixed rule (lowest free index), so the second
 // eval forward of the same input size reuses exactly the first one's buffers and allocates
 // nothing. backward after an eval forward is an error.
+// In Mode::train, forward and the backward that follows are planned as one pass: a buffer is
+// busy until the last step that reads its value, as each layer's train_buffer_use() states:
+// a convolution's or batch norm's input until its backward, a ReLU's output until its backward,
+// a batch norm's output only until the ReLU after it has run, which may therefore overwrite it
+// in place; an Encoder's map until its Decoder's skip layers have read it (AddProjected: until
+// its backward). Gradients take buffers as they are freed (activations the backward no longer
+// reads, gradients already consumed) instead of one buffer per layer. A
+// skip's gradient to its Encoder (SkipLink::feature_grad) is the link's own and lives until the
+// Tap has added it. The last forward's output stays valid until the next forward; the input x
+// must outlive the backward that follows its forward (layers keep a reference, not a copy);
+// backward runs once per train forward (it overwrites the activations), and what it returns,
+// d loss / d input, stays valid until the next forward. The second pass of an input size makes
+// the same buffer choices as the first (best fit by the sizes the shape walk gives), so it
+// allocates no buffer.
 // Sizes are checked once per new input size: a static Input must match exactly, and a dyn
 // one is analysed with the real sizes (a too-small image is an error naming the stage).
 #pragma once
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -46,12 +59,18 @@ public:
         link_->has_feature_grad = false;
         return x;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, sum_); }
+    /// dy plus the gradient the Decoder's skip layers sent, when they sent one; else dy itself.
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& out) override {
         if (!link_->has_feature_grad) return dy;
-        sum_.resize(dy.extents());
-        backend::add(dy, link_->feature_grad, sum_);
+        out.resize(dy.extents());
+        backend::add(dy, link_->feature_grad, out);  // elementwise: out may be dy
         link_->has_feature_grad = false;
-        return sum_;
+        return out;
+    }
+    /// Passes x through; what its skip readers need of the map the model pins (ModelNode).
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false, .in_place = true};
     }
     std::string_view kind() const override { return "Tap"; }
 
@@ -65,7 +84,8 @@ struct ModelNode {
     std::unique_ptr<RuntimeLayer<Device>> layer;
     std::string prefix;  // parameter name prefix, e.g. "encoder0.0."
     int stage = 0;
-    int feature_until = -1;  // a Tap: the last node that reads its map's values (-1: none)
+    int feature_until = -1;     // a Tap: the last node whose forward reads its map's values (-1: none)
+    int feature_backward = -1;  // a Tap: the first node whose backward reads them (-1: none)
 };
 
 namespace detail {
@@ -92,6 +112,10 @@ struct ModelBuilder {
         if (link >= 0) l->connect(links[std::size_t(link)].get());
         if (link >= 0 && skip_storage_of<L>(in, SkipDims{}).reads_feature)
             nodes[tap_nodes[std::size_t(link)]].feature_until = int(nodes.size());
+        if (link >= 0 && l->train_buffer_use().reads_feature) {
+            int& first = nodes[tap_nodes[std::size_t(link)]].feature_backward;
+            if (first < 0) first = int(nodes.size());  // backward runs in reverse: the first reader is the last to run
+        }
         std::string prefix = stage_prefix + "." + std::to_string(layer_number - 1) + ".";
         if (single) prefix = L::name == std::string_view("Classifier") ? "classifier." : stage_prefix + ".";
         nodes.push_back({std::move(l), std::move(prefix), stage});
@@ -101,6 +125,18 @@ struct ModelBuilder {
         tap_nodes.push_back(nodes.size());
         nodes.push_back({std::make_unique<TapLayer<Device>>(links[std::size_t(link)].get()), "", stage});
     }
+};
+
+/// Collects every node's input size, in the order ModelBuilder adds the nodes (a Tap: 0, its
+/// input being the next layer's).
+struct NodeInputs {
+    std::vector<std::int64_t>& elements;  // per image
+    template <class L>
+    void layer(Dims in, int, int, int) {
+        elements.push_back(in.elements());
+    }
+    void tap(int) { elements.push_back(0); }
+    void begin_stage(StageKind, int, int, bool) {}
 };
 }  // namespace detail
 
@@ -121,23 +157,24 @@ public:
     }
 
     /// Runs the network; the result is owned by the model and valid until the next forward.
-    /// Mode::eval runs on the activation pool (see the top of this file): no backward after it.
+    /// Both modes run on the model's buffer pool (see the top of this file); no backward after
+    /// an eval forward.
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode = Mode::eval) {
         check_input(x.extents());
+        output_ = nullptr;
+        backward_ready_ = false;
         if (mode == Mode::eval) {
-            output_ = nullptr;
             eval_forward_ = true;
             return forward_pooled(x);
         }
         eval_forward_ = false;
-        const Tensor<Device>* cur = &x;
-        for (auto& n : nodes_) cur = &n.layer->forward(*cur, mode);
-        output_ = cur;
-        return *cur;
+        output_ = &forward_train(x);
+        backward_ready_ = true;
+        return *output_;
     }
 
-    /// Elements held by the eval-mode activation pool (its buffers' capacities), for tests and
-    /// the memory figures.
+    /// Elements held by the buffer pool (its buffers' capacities): eval activations, train
+    /// activations and gradients; for tests and the memory figures.
     std::int64_t activation_pool_elements() const {
         std::int64_t total = 0;
         for (const auto& b : pool_) total += b->capacity();
@@ -145,19 +182,22 @@ public:
     }
     std::size_t activation_pool_buffers() const { return pool_.size(); }
 
-    /// Back-propagates d loss / d logits through the last forward; accumulates parameter
-    /// gradients and returns d loss / d input.
+    /// Back-propagates d loss / d logits through the last forward (Mode::train); accumulates
+    /// parameter gradients and returns d loss / d input, valid until the next forward. Once per
+    /// forward: backward reuses the forward's activation buffers for gradients as it goes.
     const Tensor<Device>& backward(const Tensor<Device>& grad_output) {
         if (eval_forward_)
             throw std::logic_error("segnet::Model::backward: the last forward ran in Mode::eval, which frees "
                                    "activations as it goes; run forward(x, Mode::train) before backward");
         if (!output_) throw std::logic_error("segnet::Model::backward: call forward first");
+        if (!backward_ready_)
+            throw std::logic_error("segnet::Model::backward: the last forward was already back-propagated (backward "
+                                   "reuses its activations for gradients); run forward(x, Mode::train) again");
         if (grad_output.extents() != output_->extents())
             throw std::invalid_argument("segnet::Model::backward: gradient " + to_string(grad_output.extents()) +
                                         " differs from the last output " + to_string(output_->extents()));
-        const Tensor<Device>* g = &grad_output;
-        for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) g = &it->layer->backward(*g);
-        return *g;
+        backward_ready_ = false;
+        return backward_pooled(grad_output);
     }
 
     /// Trainable parameters with PyTorch-style names ("encoder0.0.weight", "classifier.bias").
@@ -189,6 +229,8 @@ public:
     Dims input() const { return input_; }
     /// The network's shape walk for an input size (as Net::analyse).
     virtual Analysis analyse(Dims input) const = 0;
+    /// Every node's input size per image (a Tap: 0), in the order of layers().
+    virtual std::vector<std::int64_t> node_inputs(Dims input) const = 0;
 
 protected:
     AnyModel(std::string_view name, Dims input, int classes) : name_(name), input_(input), classes_(classes) {}
@@ -226,9 +268,139 @@ private:
     int free_buffer(int node, int in_use) {
         for (std::size_t b = 0; b < pool_.size(); ++b)
             if (int(b) != in_use && busy_until_[b] < node) return int(b);
+        add_buffer();
+        return int(pool_.size() - 1);
+    }
+    void add_buffer() {
         pool_.push_back(std::make_unique<Tensor<Device>>());
         busy_until_.push_back(-1);
-        return int(pool_.size() - 1);
+        planned_.push_back(0);
+    }
+    /// The pool buffer that holds t, or -1.
+    int buffer_of(const Tensor<Device>* t) const {
+        for (std::size_t b = 0; b < pool_.size(); ++b)
+            if (pool_[b].get() == t) return int(b);
+        return -1;
+    }
+
+    // --- train mode: forward and backward on one pool -------------------------------------------
+    // Time runs over the forward (node i at step i) and then the backward (node i at step
+    // back_step(i) = 2n - 1 - i). busy_until_[b] is the last step that reads buffer b's value: a
+    // node's output is busy until its last reader ran (the next node; the node's own backward
+    // when it reads its output; the next node's backward when it reads its input; a Tap's skip
+    // readers, forward or backward); a gradient until the node before it ran its backward.
+    // Buffers are chosen best fit by size (every node's output size is known from the shape walk)
+    // over planned_, the sizes this pass has given each buffer so far, and used in index order:
+    // the choice depends only on the sizes and the steps, so every pass of the same input size
+    // makes the same choices, and the second one allocates nothing.
+    int back_step(std::size_t node) const { return int(2 * nodes_.size() - 1 - node); }
+
+    /// A buffer free at `step` other than `in_use`, for `need` elements: the smallest planned
+    /// one that holds them, else the largest free one (it grows), else the next unused one.
+    int fit_buffer(int step, std::int64_t need, int in_use) {
+        int best = -1, largest = -1;
+        for (int b = 0; b < used_; ++b) {
+            if (b == in_use || busy_until_[std::size_t(b)] >= step) continue;
+            const std::int64_t p = planned_[std::size_t(b)];
+            if (p >= need) {
+                if (best < 0 || p < planned_[std::size_t(best)]) best = b;
+            } else if (largest < 0 || p > planned_[std::size_t(largest)]) {
+                largest = b;
+            }
+        }
+        if (best >= 0) return best;
+        if (largest >= 0) return largest;
+        while (std::size_t(used_) < pool_.size() && busy_until_[std::size_t(used_)] >= step) ++used_;  // pinned
+        if (std::size_t(used_) == pool_.size()) add_buffer();
+        return used_;
+    }
+    /// Records that buffer b (from fit_buffer) now holds a value read until `until`.
+    void take_buffer(int b, int until) {
+        if (b == used_) ++used_;
+        planned_[std::size_t(b)] = std::max(planned_[std::size_t(b)], pool_[std::size_t(b)]->size());
+        busy_until_[std::size_t(b)] = until;
+    }
+
+    const Tensor<Device>& forward_train(const Tensor<Device>& x) {
+        constexpr int forever = std::numeric_limits<int>::max();
+        std::fill(busy_until_.begin(), busy_until_.end(), -1);
+        std::fill(planned_.begin(), planned_.end(), 0);
+        used_ = 0;
+        const Tensor<Device>* cur = &x;
+        int cur_buf = buffer_of(&x);  // x may be the model's last output: never overwritten
+        if (cur_buf >= 0) busy_until_[std::size_t(cur_buf)] = forever;
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+            const int step = int(i);
+            const ModelNode<Device>& node = nodes_[i];
+            const TrainBufferUse use = node.layer->train_buffer_use();
+            const std::int64_t need = std::int64_t(x.n()) * out_elements_[i];
+            const Tensor<Device>* y;
+            int out_buf = -1;
+            if (!use.pooled) {
+                y = &node.layer->forward(*cur, Mode::train);
+            } else {
+                // In place when the input's value has no reader after this node (e.g. a ReLU
+                // after a BatchNorm, whose backward reads its input, not its output).
+                const bool in_place = use.in_place && !use.reads_input && cur_buf >= 0 &&
+                                      busy_until_[std::size_t(cur_buf)] < step;
+                out_buf = in_place ? cur_buf : fit_buffer(step, need, cur_buf);
+                y = &node.layer->forward_into(*cur, Mode::train, *pool_[std::size_t(out_buf)]);
+            }
+            if (cur_buf >= 0) {  // this node read its input; later readers of the same value:
+                int& until = busy_until_[std::size_t(cur_buf)];
+                until = std::max(until, step);
+                if (use.reads_input || !use.pooled) until = std::max(until, back_step(i));
+                until = std::max(until, node.feature_until);  // a Tap: the skip layers' forward
+                if (node.feature_backward >= 0) until = std::max(until, back_step(std::size_t(node.feature_backward)));
+            }
+            if (out_buf >= 0 && y == pool_[std::size_t(out_buf)].get()) {
+                const int until = use.reads_output ? back_step(i) : step;
+                if (out_buf == cur_buf) busy_until_[std::size_t(out_buf)] = std::max(busy_until_[std::size_t(out_buf)], until);
+                else take_buffer(out_buf, until);
+                cur_buf = out_buf;
+            } else if (y != cur) {
+                cur_buf = -1;  // the layer's own buffer
+            }
+            cur = y;
+        }
+        if (cur_buf >= 0) busy_until_[std::size_t(cur_buf)] = forever;  // the output: until the next forward
+        return *cur;
+    }
+
+    const Tensor<Device>& backward_pooled(const Tensor<Device>& grad_output) {
+        constexpr int forever = std::numeric_limits<int>::max();
+        const Tensor<Device>* g = &grad_output;
+        int g_buf = buffer_of(g);
+        if (g_buf >= 0) busy_until_[std::size_t(g_buf)] = forever;  // the caller's: never overwritten
+        const int n = grad_output.n();
+        for (std::size_t i = nodes_.size(); i-- > 0;) {
+            const int step = back_step(i);
+            RuntimeLayer<Device>& layer = *nodes_[i].layer;
+            const TrainBufferUse use = layer.train_buffer_use();
+            const std::int64_t need = std::int64_t(n) * in_elements(i);  // d loss / d input: the input's size
+            const Tensor<Device>* dx;
+            int dx_buf = -1;
+            if (!use.pooled) {
+                dx = &layer.backward(*g);
+            } else {
+                const bool in_place = use.in_place && g_buf >= 0 && busy_until_[std::size_t(g_buf)] < step;
+                dx_buf = in_place ? g_buf : fit_buffer(step, need, g_buf);
+                dx = &layer.backward_into(*g, *pool_[std::size_t(dx_buf)]);
+            }
+            if (g_buf >= 0) busy_until_[std::size_t(g_buf)] = std::max(busy_until_[std::size_t(g_buf)], step);
+            if (dx_buf >= 0 && dx == pool_[std::size_t(dx_buf)].get()) {
+                if (dx_buf != g_buf) take_buffer(dx_buf, step);
+                g_buf = dx_buf;
+            } else if (dx != g) {
+                g_buf = -1;
+            }
+            g = dx;
+        }
+        return *g;
+    }
+    /// Elements per image of node i's input.
+    std::int64_t in_elements(std::size_t i) const {
+        return i == 0 ? checked_.elements() : out_elements_[i - 1];
     }
 
     void check_input(const Extents& e) {
@@ -247,6 +419,15 @@ private:
         if (e.image() == checked_) return;
         const Analysis a = analyse(e.image());
         if (!a.ok()) throw std::invalid_argument(describe(a.diag) + " for an input of " + to_string(e));
+        // Every node's output size per image, for the train-mode buffer choice: node i's output
+        // is node i + 1's input (a Tap passes its input through), the last one the network's.
+        std::vector<std::int64_t> in = node_inputs(e.image());
+        if (in.size() != nodes_.size()) throw std::logic_error("segnet::Model: the shape walk and the layers differ");
+        for (std::size_t i = in.size(); i-- > 1;)
+            if (in[i - 1] == 0) in[i - 1] = in[i];
+        out_elements_.assign(nodes_.size(), 0);
+        for (std::size_t i = 0; i + 1 < nodes_.size(); ++i) out_elements_[i] = in[i + 1];
+        if (!nodes_.empty()) out_elements_.back() = a.output.elements();
         checked_ = e.image();
     }
 
@@ -256,8 +437,12 @@ private:
     const Tensor<Device>* output_ = nullptr;
     bool eval_forward_ = false;
     Dims checked_{};
-    std::vector<std::unique_ptr<Tensor<Device>>> pool_;  // eval-mode activation buffers
-    std::vector<int> busy_until_;                        // per buffer: the last node that needs it
+    bool backward_ready_ = false;  // a train forward that no backward has consumed yet
+    std::vector<std::int64_t> out_elements_;             // per node: output elements per image
+    std::vector<std::unique_ptr<Tensor<Device>>> pool_;  // activation and gradient buffers
+    std::vector<int> busy_until_;                        // per buffer: the last step that reads it
+    std::vector<std::int64_t> planned_;                  // train: per buffer, this pass's largest use
+    int used_ = 0;                                       // train: buffers this pass has used (a prefix)
 };
 
 /// A network type instantiated on a device: built by the walk that checked the type.
@@ -275,6 +460,12 @@ public:
     }
 
     Analysis analyse(Dims input) const override { return Net::analyse(input); }
+    std::vector<std::int64_t> node_inputs(Dims input) const override {
+        std::vector<std::int64_t> elements;
+        detail::NodeInputs visitor{elements};
+        Net::walk(input, visitor);
+        return elements;
+    }
 };
 
 }  // namespace segnet

@@ -40,6 +40,10 @@ public:
         }
         return dy;
     }
+    /// Backward reads nothing of the forward pass (d loss / d input is dy itself).
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
+    }
     void connect(SkipLink<Device>* link) override { link_ = link; }
     std::string_view kind() const override { return "Add"; }
 

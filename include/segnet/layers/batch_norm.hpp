@@ -6,7 +6,9 @@
 //
 // BatchNorm follows PyTorch's BatchNorm2d (eps 1e-5, momentum 0.1, unbiased running_var):
 // parameters "weight" (gamma, 1) and "bias" (beta, 0); buffers "running_mean" (0) and
-// "running_var" (1). Shape rule: identity.
+// "running_var" (1). Shape rule: identity. ReLU: y = max(x, 0), identity shape. BatchNorm's
+// backward reads its input and the saved batch statistics, never its output, and ReLU's only
+// the sign of its output, so in a model's train pass a ReLU after a BatchNorm runs in place.
 #pragma once
 
 #include <memory>
@@ -24,34 +26,33 @@ public:
                         &saved_invstd_})
             t->resize(detail::vector_extents(channels));
     }
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& out) override {
         x_ = &x;
         mode_ = mode;
-        y_.resize(x.extents());
+        out.resize(x.extents());
         if (mode == Mode::train)
-            backend::batch_norm_train(x, gamma_, beta_, eps_, momentum_, running_mean_, running_var_, y_, saved_mean_,
+            backend::batch_norm_train(x, gamma_, beta_, eps_, momentum_, running_mean_, running_var_, out, saved_mean_,
                                       saved_invstd_);
         else
-            backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, y_);
-        return y_;
-    }
-    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& out) override {
-        if (mode == Mode::train) return forward(x, mode);
-        out.resize(x.extents());
-        backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, out);
+            backend::batch_norm_eval(x, gamma_, beta_, running_mean_, running_var_, eps_, out);
         return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(dy.extents());
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(dy.extents());
         if (mode_ == Mode::train) {
-            backend::batch_norm_backward(*x_, dy, gamma_, saved_mean_, saved_invstd_, dx_, gamma_grad_, beta_grad_);
+            backend::batch_norm_backward(*x_, dy, gamma_, saved_mean_, saved_invstd_, dx, gamma_grad_, beta_grad_);
         } else {
             // Eval mode is a fixed affine map (frozen statistics): gamma and beta still learn.
-            backend::batch_norm_eval_backward(*x_, dy, gamma_, running_mean_, running_var_, eps_, dx_, gamma_grad_,
+            backend::batch_norm_eval_backward(*x_, dy, gamma_, running_mean_, running_var_, eps_, dx, gamma_grad_,
                                               beta_grad_);
         }
-        return dx_;
+        return dx;
     }
+    /// Backward reads x and the saved batch statistics, never its output: a ReLU after it may
+    /// overwrite the output in place.
+    TrainBufferUse train_buffer_use() const override { return {.pooled = true, .reads_output = false, .reads_feature = false}; }
     void initialize(Rng&) override {
         backend::upload(std::vector<float>(std::size_t(c_), 1.f), gamma_);
         beta_.zero();
@@ -87,24 +88,32 @@ struct BatchNorm {
     }
 };
 
+/// ReLU. Its backward needs only the sign of the output, so the model may run it in place
+/// (the output overwrites the input, the input gradient overwrites d loss / d output).
 template <class Device>
 class ReluLayer final : public RuntimeLayer<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         out.resize(x.extents());
-        backend::relu_forward(x, out);
+        backend::relu_forward(x, out);  // elementwise: out may be x
+        y_ref_ = &out;
         return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(dy.extents());
-        backend::relu_backward(y_, dy, dx_);
-        return dx_;
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(dy.extents());
+        backend::relu_backward(*y_ref_, dy, dx);  // elementwise: dx may be dy
+        return dx;
+    }
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = true, .reads_feature = false, .in_place = true};
     }
     std::string_view kind() const override { return "ReLU"; }
 
 private:
     Tensor<Device> y_, dx_;
+    const Tensor<Device>* y_ref_ = &y_;  // the last forward's output (y_ or the model's buffer)
 };
 
 struct ReLU {

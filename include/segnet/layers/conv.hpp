@@ -35,20 +35,23 @@ public:
         }
     }
 
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
-        x_ = &x;
-        return run(x, y_);
-    }
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
-        return run(x, out);
+        x_ = &x;
+        out.resize({x.n(), out_c_, x.h(), x.w()});
+        backend::conv2d_forward(x, weight_, has_bias_ ? &bias_ : nullptr, out, geometry(x));
+        return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(x_->extents());
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(x_->extents());
         const auto g = geometry(*x_);
-        backend::conv2d_backward_data(dy, weight_, dx_, g);
+        backend::conv2d_backward_data(dy, weight_, dx, g);
         backend::conv2d_backward_filter(*x_, dy, weight_grad_, has_bias_ ? &bias_grad_ : nullptr, g);
-        return dx_;
+        return dx;
     }
+    /// Backward reads x (for the weight gradient), not the output.
+    TrainBufferUse train_buffer_use() const override { return {.pooled = true, .reads_output = false, .reads_feature = false}; }
     void initialize(Rng& rng) override {
         const float stddev = std::sqrt(2.f / float(in_c_ / groups_ * k_ * k_));
         std::vector<float> w(std::size_t(weight_.size()));
@@ -63,11 +66,6 @@ public:
     std::string_view kind() const override { return kind_; }
 
 private:
-    const Tensor<Device>& run(const Tensor<Device>& x, Tensor<Device>& y) {
-        y.resize({x.n(), out_c_, x.h(), x.w()});
-        backend::conv2d_forward(x, weight_, has_bias_ ? &bias_ : nullptr, y, geometry(x));
-        return y;
-    }
     backend::ConvGeometry geometry(const Tensor<Device>& x) const {
         return {in_c_, x.h(), x.w(), out_c_, x.h(), x.w(), k_, 1, k_ / 2, groups_};
     }

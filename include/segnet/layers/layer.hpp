@@ -13,7 +13,9 @@
 //   L::make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>
 // The run-time object takes sizes at run time (one kernel instantiation serves every shape);
 // only the checking lives in types. Paired layers (Unpool, Add, ...) read their Decoder's
-// Encoder through a SkipLink the network connects when it is built.
+// Encoder through a SkipLink the network connects when it is built. A run-time layer may also
+// write into buffers the model hands it (forward_into, backward_into) and state what its
+// backward reads (train_buffer_use()): the model's buffer pool plans from that.
 #pragma once
 
 #include <concepts>
@@ -48,6 +50,18 @@ struct SkipLink {
     Extents feature_size() const { return feature_extents_of == feature ? feature_extents : feature->extents(); }
 };
 
+/// How a layer's train-mode forward and backward use buffers, for the model's buffer pool
+/// (AnyModel: which buffer may be reused when). The defaults describe a layer that knows nothing
+/// of the pool: the model calls forward() and backward() in train mode, keeps the layer's input
+/// until its backward, and never hands it an aliased buffer.
+struct TrainBufferUse {
+    bool pooled = false;        // forward_into / backward_into also serve Mode::train (see below)
+    bool reads_input = true;    // backward reads forward's x (its values, or its size through x)
+    bool reads_output = true;   // backward reads the values of forward's result
+    bool reads_feature = true;  // backward reads the values of its SkipLink's feature map
+    bool in_place = false;      // forward_into accepts &out == &x, backward_into &dx == &dy
+};
+
 /// The run-time interface of a layer on a device.
 template <class Device>
 class RuntimeLayer {
@@ -56,15 +70,26 @@ public:
     /// Computes the output (owned by the layer, valid until the next forward). In train mode
     /// the layer keeps what backward needs, including a reference to x.
     virtual const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) = 0;
-    /// Eval-mode forward into a buffer the model owns (AnyModel's activation pool): a layer that
-    /// overrides it resizes `out`, writes its result there and returns `out`; it must not keep
-    /// references to x or out for later. The default runs forward() (the result stays the
-    /// layer's own, or is x itself for pass-through layers).
+    /// Forward into a buffer the model owns (AnyModel's buffer pool): a layer that overrides it
+    /// resizes `out`, writes its result there and returns `out`. In Mode::eval the model reuses
+    /// x and out as soon as the next layers have read them: nothing of them may be read later.
+    /// In Mode::train (only when train_buffer_use().pooled) the layer may keep references to x
+    /// and out for its backward; the model keeps their values as train_buffer_use() says
+    /// (reads_input, reads_output) and no longer. The default runs forward() (the result stays
+    /// the layer's own, or is x itself for pass-through layers).
     virtual const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& /*out*/) {
         return forward(x, mode);
     }
     /// Given d loss / d output, accumulates parameter gradients and returns d loss / d input.
     virtual const Tensor<Device>& backward(const Tensor<Device>& dy) = 0;
+    /// backward() with d loss / d input written into a buffer the model owns: a layer that
+    /// overrides it resizes `dx`, writes there and returns `dx` (or returns dy itself when the
+    /// gradient passes through unchanged). The default runs backward() (the layer's own buffer).
+    virtual const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& /*dx*/) {
+        return backward(dy);
+    }
+    /// What the train-mode passes read and accept (see TrainBufferUse).
+    virtual TrainBufferUse train_buffer_use() const { return {}; }
     /// He/MSRA initialisation (or the layer's fixed initial values).
     virtual void initialize(Rng&) {}
     /// Appends the layer's tensors, named prefix + "weight" etc.

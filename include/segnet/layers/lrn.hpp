@@ -18,18 +18,23 @@ template <class Device>
 class LrnLayer final : public RuntimeLayer<Device> {
 public:
     LrnLayer(int size, float alpha, float beta, float k) : size_(size), alpha_(alpha), beta_(beta), k_(k) {}
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         x_ = &x;
-        y_.resize(x.extents());
+        y_ref_ = &out;
+        out.resize(x.extents());
         scale_.resize(x.extents());
-        backend::lrn_forward(x, size_, alpha_, beta_, k_, y_, scale_);
-        return y_;
+        backend::lrn_forward(x, size_, alpha_, beta_, k_, out, scale_);
+        return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(dy.extents());
-        backend::lrn_backward(*x_, y_, scale_, dy, size_, alpha_, beta_, dx_);
-        return dx_;
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(dy.extents());
+        backend::lrn_backward(*x_, *y_ref_, scale_, dy, size_, alpha_, beta_, dx);
+        return dx;
     }
+    /// Backward reads x, its output and the saved scale (its own).
+    TrainBufferUse train_buffer_use() const override { return {.pooled = true, .reads_feature = false}; }
     std::string_view kind() const override { return "LRN"; }
 
 private:
@@ -37,6 +42,7 @@ private:
     float alpha_, beta_, k_;
     Tensor<Device> y_, scale_, dx_;
     const Tensor<Device>* x_ = nullptr;
+    const Tensor<Device>* y_ref_ = &y_;  // the last forward's output (y_ or the model's buffer)
 };
 
 /// Alpha and Beta are given in millionths / hundredths (1e-4 = 100, 0.75 = 75) so that the

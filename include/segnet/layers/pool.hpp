@@ -36,10 +36,15 @@ public:
         }
         return y;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(in_);
-        backend::max_pool_backward(dy, indices_, dx_);
-        return dx_;
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(in_);
+        backend::max_pool_backward(dy, indices_, dx);
+        return dx;
+    }
+    /// Backward reads only the indices and the input's size.
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
     }
     /// An Encoder's pool publishes its indices to the link its Decoder reads.
     void connect(SkipLink<Device>* link) override { link_ = link; }
@@ -89,10 +94,15 @@ public:
         backend::max_unpool_forward(x, *link_->indices, y);
         return y;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(in_);
-        backend::max_unpool_backward(dy, *link_->indices, dx_);
-        return dx_;
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(in_);
+        backend::max_unpool_backward(dy, *link_->indices, dx);
+        return dx;
+    }
+    /// Backward reads only its pool's indices and the input's size.
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
     }
     void connect(SkipLink<Device>* link) override { link_ = link; }
     std::string_view kind() const override { return "Unpool"; }

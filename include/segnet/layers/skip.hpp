@@ -42,18 +42,6 @@ constexpr ShapeResult check_skip_size(Dims in, SkipDims skip) {
     return ShapeResult::ok(in);
 }
 
-/// Sends g to the encoder's map through the link, adding to what another skip layer sent.
-template <class Device>
-void send_feature_grad(SkipLink<Device>& link, const Tensor<Device>& g) {
-    if (link.has_feature_grad) {
-        backend::accumulate(g, link.feature_grad);
-    } else {
-        link.feature_grad.resize(g.extents());
-        backend::copy(g, link.feature_grad);
-        link.has_feature_grad = true;
-    }
-}
-
 template <class Device>
 const Tensor<Device>& require_feature(SkipLink<Device>* link, std::string_view kind) {
     if (!link || !link->feature)
@@ -69,6 +57,9 @@ class NoSkipLayer final : public RuntimeLayer<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override { return x; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return dy; }
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
+    }
     std::string_view kind() const override { return "NoSkip"; }
 };
 
@@ -95,27 +86,38 @@ public:
         weight_.resize({c_, f_, 1, 1});
         weight_grad_.resize(weight_.extents());
     }
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         const Tensor<Device>& feature = detail::require_feature(link_, kind());
         const Extents& fe = feature.extents();
         if (x.c() != c_ || fe.c != f_ || x.n() != fe.n || x.h() != fe.h || x.w() != fe.w)
             throw std::invalid_argument("segnet::AddProjected: decoder map " + to_string(x.extents()) +
                                         " and encoder map " + to_string(fe) + " do not fit a projection " +
                                         std::to_string(f_) + " -> " + std::to_string(c_) + " channels");
-        proj_.resize(x.extents());
-        backend::conv2d_forward(feature, weight_, nullptr, proj_, geometry(x));
-        y_.resize(x.extents());
-        backend::add(x, proj_, y_);
-        return y_;
+        out.resize(x.extents());
+        backend::conv2d_forward(feature, weight_, nullptr, out, geometry(x));  // the projection...
+        backend::add(x, out, out);                                            // ...plus x, in place
+        return out;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
         const Tensor<Device>& feature = *link_->feature;
         const auto g = geometry(dy);
         backend::conv2d_backward_filter(feature, dy, weight_grad_, nullptr, g);
-        feature_grad_.resize(feature.extents());
-        backend::conv2d_backward_data(dy, weight_, feature_grad_, g);
-        detail::send_feature_grad(*link_, feature_grad_);
+        if (link_->has_feature_grad) {  // another skip layer sent one already: add to it
+            feature_grad_.resize(feature.extents());
+            backend::conv2d_backward_data(dy, weight_, feature_grad_, g);
+            backend::accumulate(feature_grad_, link_->feature_grad);
+        } else {
+            link_->feature_grad.resize(feature.extents());
+            backend::conv2d_backward_data(dy, weight_, link_->feature_grad, g);
+            link_->has_feature_grad = true;
+        }
         return dy;
+    }
+    /// Backward reads the encoder's map (the projection's weight gradient), not x or the output;
+    /// d loss / d input is dy itself.
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = true};
     }
     void initialize(Rng& rng) override {
         const float stddev = std::sqrt(2.f / float(f_));
@@ -134,7 +136,7 @@ private:
         return {f_, x.h(), x.w(), c_, x.h(), x.w(), 1, 1, 0, 1};
     }
     int c_, f_;
-    Tensor<Device> weight_, weight_grad_, proj_, y_, feature_grad_;
+    Tensor<Device> weight_, weight_grad_, y_, feature_grad_;
     SkipLink<Device>* link_ = nullptr;
 };
 
@@ -168,22 +170,24 @@ struct AddProjected {
 template <class Device>
 class ConcatLayer final : public RuntimeLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         const Tensor<Device>& feature = detail::require_feature(link_, kind());
         const Extents& fe = feature.extents();
         if (x.n() != fe.n || x.h() != fe.h || x.w() != fe.w)
             throw std::invalid_argument("segnet::Concat: decoder map " + to_string(x.extents()) +
                                         " and encoder map " + to_string(fe) + " differ in size");
         in_ = x.extents();
-        y_.resize({x.n(), x.c() + fe.c, x.h(), x.w()});
-        backend::copy_channels(x, 0, y_, 0, x.c());
-        backend::copy_channels(feature, 0, y_, x.c(), fe.c);
-        return y_;
+        out.resize({x.n(), x.c() + fe.c, x.h(), x.w()});
+        backend::copy_channels(x, 0, out, 0, x.c());
+        backend::copy_channels(feature, 0, out, x.c(), fe.c);
+        return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(in_);
-        backend::copy_channels(dy, 0, dx_, 0, in_.c);
-        const Extents& fe = link_->feature->extents();
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(in_);
+        backend::copy_channels(dy, 0, dx, 0, in_.c);
+        const Extents fe = link_->feature_size();  // only the size: the map's buffer may be reused
         if (link_->has_feature_grad) {
             backend::copy_channels(dy, in_.c, link_->feature_grad, 0, fe.c, true);
         } else {
@@ -191,7 +195,11 @@ public:
             backend::copy_channels(dy, in_.c, link_->feature_grad, 0, fe.c);
             link_->has_feature_grad = true;
         }
-        return dx_;
+        return dx;
+    }
+    /// Backward only splits dy: it reads the sizes it recorded, no values of the forward pass.
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
     }
     void connect(SkipLink<Device>* link) override { link_ = link; }
     std::string_view kind() const override { return "Concat"; }

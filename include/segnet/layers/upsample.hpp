@@ -50,23 +50,29 @@ public:
         weight_.resize({in_c, out_c / groups_, k, k});
         if (learnable_) weight_grad_.resize(weight_.extents());
     }
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override {
-        if (!link_ || !link_->feature)
-            throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
-        x_ = &x;
-        return run(x, y_);
-    }
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         if (!link_ || !link_->feature)
             throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
-        return run(x, out);
+        x_ = &x;
+        in_size_ = x.extents();
+        const Extents target = link_->feature_size();  // only the size: the map may be gone
+        out.resize({x.n(), out_c_, target.h, target.w});
+        out_size_ = out.extents();
+        backend::conv2d_backward_data(x, weight_, out, geometry());
+        return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        dx_.resize(x_->extents());
-        const auto g = geometry(*x_);
-        backend::conv2d_forward(dy, weight_, nullptr, dx_, g);
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(in_size_);
+        const auto g = geometry();
+        backend::conv2d_forward(dy, weight_, nullptr, dx, g);
         if (learnable_) backend::conv2d_backward_filter(dy, *x_, weight_grad_, nullptr, g);
-        return dx_;
+        return dx;
+    }
+    /// Backward reads x for the weight gradient (learned kernels only), never the output.
+    TrainBufferUse train_buffer_use() const override {
+        return {.pooled = true, .reads_input = learnable_, .reads_output = false, .reads_feature = false};
     }
     void initialize(Rng& rng) override {
         std::vector<float> w(std::size_t(weight_.size()), 0.f);
@@ -90,23 +96,19 @@ public:
     std::string_view kind() const override { return kind_; }
 
 private:
-    const Tensor<Device>& run(const Tensor<Device>& x, Tensor<Device>& y) {
-        const Extents target = link_->feature_size();  // only the size: the map may be gone
-        y.resize({x.n(), out_c_, target.h, target.w});
-        backend::conv2d_backward_data(x, weight_, y, geometry(x, target));
-        return y;
-    }
     // A transposed convolution is the backward-data of the convolution that maps its output
-    // (out_c, target size) to its input (in_c, pooled size).
-    backend::ConvGeometry geometry(const Tensor<Device>& x, const Extents& target) const {
-        return {out_c_, target.h, target.w, in_c_, x.h(), x.w(), k_, stride_, (k_ - stride_ + 1) / 2, groups_};
+    // (out_c, the encoder's pre-pool size) to its input (in_c, pooled size).
+    // Sizes from the last forward.
+    backend::ConvGeometry geometry() const {
+        return {out_c_, out_size_.h, out_size_.w, in_c_, in_size_.h, in_size_.w, k_, stride_, (k_ - stride_ + 1) / 2,
+                groups_};
     }
-    backend::ConvGeometry geometry(const Tensor<Device>& x) const { return geometry(x, y_.extents()); }
     int in_c_, out_c_, k_, stride_, groups_;
     bool learnable_;
     UpsampleInit init_;
     std::string_view kind_;
     Tensor<Device> weight_, weight_grad_, y_, dx_;
+    Extents in_size_{}, out_size_{};  // the last forward's
     const Tensor<Device>* x_ = nullptr;
     SkipLink<Device>* link_ = nullptr;
 };

@@ -1,8 +1,8 @@
 // segnet/backend/cpu/elementwise.hpp: ReLU and addition kernels.
 //
-//   segnet::cpu::relu_forward(x, y, size);
-//   segnet::cpu::relu_backward(y, dy, dx, size);     // uses the output: dx = dy where y > 0
-//   segnet::cpu::add(a, b, y, size);                 // y = a + b (y may alias a)
+//   segnet::cpu::relu_forward(x, y, size);           // y may alias x (ReLU in place)
+//   segnet::cpu::relu_backward(y, dy, dx, size);     // uses the output: dx = dy where y > 0 (dx may alias dy)
+//   segnet::cpu::add(a, b, y, size);                 // y = a + b (y may alias a or b)
 #pragma once
 
 #include <cstdint>
