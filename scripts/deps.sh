@@ -2,9 +2,17 @@
 # Installs what segnet needs to build and test, from Debian's archive, when it is missing.
 #   scripts/deps.sh            # C++ toolchain, CMake, Eigen 3.4, stb, doctest
 #   scripts/deps.sh --bench    # also Debian's PyTorch and NumPy for bench/compare_pytorch.py
+#   scripts/deps.sh --plots    # also Debian's matplotlib for scripts/plot_training_log.py
+# (flags combine: scripts/deps.sh --bench --plots)
 set -euo pipefail
 packages=(g++ cmake make libeigen3-dev libstb-dev doctest-dev)
-if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch python3-numpy); fi
+for flag in "$@"; do
+  case "$flag" in
+    --bench) packages+=(python3-torch python3-numpy) ;;
+    --plots) packages+=(python3-matplotlib) ;;
+    *) echo "scripts/deps.sh: unknown flag '$flag' (expected --bench or --plots)" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
