@@ -4,11 +4,15 @@
 //   segnet-bench --model segnet-basic --size 360x480 --batch 1 --mode infer --threads 2 --iters 10
 //   segnet-bench --model segnet --mode train --batch 4 --json
 //   segnet-bench --model segnet-basic --layers        # per-layer forward (and backward) times
+//   segnet-bench --model segnet --mode infer --no-fusion   # eval without conv+BN+ReLU fusion
 //
 // Train mode times one full step: forward(Mode::train), cross-entropy loss and its gradient
 // (random labels), backward, SGD step and zero_grad. GFLOP/s counts the forward FLOPs only in
 // inference and 3x the forward FLOPs in training (forward + backward-data + backward-filter),
-// the usual convention. bench/compare_pytorch.py runs this program next to PyTorch.
+// the usual convention. bench/compare_pytorch.py runs this program next to PyTorch. cpu_ms is
+// the median process CPU time per iteration divided by the threads (all workers; the pool's
+// workers sleep when idle), less disturbed by a busy machine than wall time. --no-fusion turns
+// off eval-mode conv + batch norm + ReLU fusion (Model::set_eval_fusion(false)).
 //
 // --device cuda: this file is also compiled by nvcc as segnet-bench-cuda (segnet_bench_cuda.cu
 // includes it; SEGNET_PROGRAMS_CUDA is 1 there), which times Model<Net, Cuda> and synchronises
@@ -30,6 +34,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -54,7 +59,7 @@ constexpr const char* program_name = "segnet-bench";
 struct Options {
     std::string model = "segnet-basic";
     int h = 360, w = 480, batch = 1, threads = 0, iters = 10, warmup = 2, classes = 11;
-    bool train = false, json = false, layers = false;
+    bool train = false, json = false, layers = false, fusion = true;
     bool cuda = SEGNET_PROGRAMS_CUDA;  // --device cuda (the default of segnet-bench-cuda)
 };
 
@@ -75,9 +80,11 @@ void usage() {
     std::puts(
         "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
         "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+        "                    [--no-fusion]\n"
         "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
         "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
         "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
+        "--no-fusion: inference without the eval-mode conv + batch norm + ReLU fusion.\n"
         "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.");
 #endif
 }
@@ -124,6 +131,7 @@ Options parse(int argc, char** argv) {
             o.cuda = v == "cuda";
         } else if (a == "--json") o.json = true;
         else if (a == "--layers") o.layers = true;
+        else if (a == "--no-fusion") o.fusion = false;
         else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
     }
     return o;
@@ -131,6 +139,11 @@ Options parse(int argc, char** argv) {
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double process_cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+}
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -188,6 +201,7 @@ int bench(const Options& o) {
     using Dev = BenchDevice<Device>;
     constexpr bool on_gpu = !std::is_same_v<Device, Cpu>;
     Model<Net, Device> model(42);
+    model.set_eval_fusion(o.fusion);
     Tensor<Cpu> x_host({o.batch, 3, o.h, o.w});
     std::mt19937 gen(7);
     std::normal_distribution<float> nd(0.f, 1.f);
@@ -264,16 +278,19 @@ int bench(const Options& o) {
     if (o.layers) model.forward(x, o.train ? Mode::train : Mode::eval);  // checks the input size once
     for (int i = 0; i < o.warmup; ++i) step();
     Dev::synchronize();
-    std::vector<double> times;
+    std::vector<double> times, cpu_times;
     double device_mb = Dev::memory_mb();
     record = true;
     for (int i = 0; i < o.iters; ++i) {
         const auto t0 = Clock::now();
+        const double c0 = process_cpu_ms();
         step();
         times.push_back(elapsed(t0));
+        cpu_times.push_back((process_cpu_ms() - c0) / cpu::num_threads());
         device_mb = std::max(device_mb, Dev::memory_mb());
     }
     const double med = median(times), mn = *std::min_element(times.begin(), times.end());
+    const double cpu_med = median(cpu_times);
     const double flops = flops_per_image * o.batch * (o.train ? 3.0 : 1.0);
     const double gflops = flops / (med * 1e6);
     const double ips = o.batch * 1000.0 / med;
@@ -303,15 +320,17 @@ int bench(const Options& o) {
         std::printf(
             "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
             "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
-            "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f}\n",
+            "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"cpu_ms\": %.3f, \"fusion\": %s}\n",
             o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, cpu::num_threads(), o.iters, med, mn,
-            ips, gflops, flops_per_image / 1e9, rss);
+            ips, gflops, flops_per_image / 1e9, rss, cpu_med, o.fusion ? "true" : "false");
     } else {
         std::printf("%s %s, batch %d, 3x%dx%d, %d threads, %d iterations (%d warm-up)\n", o.model.c_str(),
                     o.train ? "training step" : "inference", o.batch, o.h, o.w, cpu::num_threads(), o.iters,
                     o.warmup);
-        std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB\n",
-                    med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss);
+        std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
+                    "CPU time %.2f ms per thread%s\n",
+                    med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss, cpu_med,
+                    o.train || o.fusion ? "" : " (no fusion)");
     }
     if (o.layers) {
         std::FILE* out = o.json ? stderr : stdout;

@@ -7,6 +7,10 @@
 // layers run on their own buffers (SegNet-Basic, SegNet, the Caffe form with LRN, Add,
 // TransposedConv + AddProjected, a U-Net-style Concat network); a pool smaller than the layers'
 // outputs alone; no new buffer in the second step of an input size.
+// Eval-mode fusion (convolution + batch norm (+ ReLU) as one kernel pass, on by default): the
+// same logits as the unfused eval forward to float rounding (SegNet-Basic, SegNet, networks
+// with a convolution not followed by a batch norm, or followed by a ReLU only), recomputed
+// after the parameters change; the steady-state allocation count is 0 with fusion on and off.
 //
 // What the count covers: every operator new / new[] (all forms) and every malloc, calloc,
 // realloc, aligned_alloc (Tensor storage), posix_memalign and memalign made by any thread of
@@ -154,6 +158,7 @@ double max_abs_diff(const Tensor<Cpu>& a, const Tensor<Cpu>& b) {
 template <class Net>
 void check_pooled_matches_layers(Extents e) {
     Model<Net, Cpu> model(11);
+    model.set_eval_fusion(false);  // bit for bit: the fused path rounds differently (tested below)
     const Tensor<Cpu> x = random_input(e, 5);
     settle_statistics(model, x);
     const Tensor<Cpu> reference = layer_by_layer(model, x);
@@ -212,25 +217,120 @@ TEST_CASE("the pool holds a few buffers, far less than one per layer") {
 
 TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
     for (int threads : {1, 2}) {
-        CAPTURE(threads);
-        cpu::set_num_threads(threads);
-        Model<models::SegNetBasic<11>, Cpu> model(7);
-        const Tensor<Cpu> x = random_input({1, 3, 45, 60}, 4);
-        const long at_start = g_allocations.load();
-        model.forward(x, Mode::eval);
-        CHECK(g_allocations.load() > at_start);  // the counter sees the first forward's buffers
-        model.forward(x, Mode::eval);
-        const long before = g_allocations.load();
-        const Tensor<Cpu>& y = model.forward(x, Mode::eval);
-        const long during = g_allocations.load() - before;
-        CHECK(y.extents() == Extents{1, 11, 45, 60});
-        const backend::ConvGeometry g{64, 45, 60, 64, 45, 60, 7, 1, 3, 1};
-        const bool fast_path = cpu::avx512::usable(g) && !std::getenv("SEGNET_CONV");
-        MESSAGE("allocations in the 3rd eval forward (" << threads << " threads, "
-                                                      << std::string(fast_path ? "AVX-512" : "Eigen") << " convolutions, "
-                                                      << std::string(SEGNET_TEST_COUNT_MALLOC ? "malloc and new" : "new only")
-                                                      << " counted): " << during);
-        if (fast_path) CHECK(during == 0);
+        for (bool fusion : {true, false}) {
+            CAPTURE(threads);
+            CAPTURE(fusion);
+            cpu::set_num_threads(threads);
+            Model<models::SegNetBasic<11>, Cpu> model(7);
+            model.set_eval_fusion(fusion);
+            const Tensor<Cpu> x = random_input({1, 3, 45, 60}, 4);
+            const long at_start = g_allocations.load();
+            model.forward(x, Mode::eval);
+            CHECK(g_allocations.load() > at_start);  // the counter sees the first forward's buffers
+            model.forward(x, Mode::eval);
+            const long before = g_allocations.load();
+            const Tensor<Cpu>& y = model.forward(x, Mode::eval);
+            const long during = g_allocations.load() - before;
+            CHECK(y.extents() == Extents{1, 11, 45, 60});
+            const backend::ConvGeometry g{64, 45, 60, 64, 45, 60, 7, 1, 3, 1};
+            const bool fast_path = cpu::avx512::usable(g) && !std::getenv("SEGNET_CONV");
+            MESSAGE("allocations in the 3rd eval forward (" << threads << " threads, fusion "
+                                                          << std::string(fusion ? "on, " : "off, ")
+                                                          << std::string(fast_path ? "AVX-512" : "Eigen") << " convolutions, "
+                                                          << std::string(SEGNET_TEST_COUNT_MALLOC ? "malloc and new" : "new only")
+                                                          << " counted): " << during);
+            if (fast_path) CHECK(during == 0);
+        }
+    }
+}
+
+// --- eval-mode fusion ----------------------------------------------------------------------------
+
+namespace {
+
+/// Perturbs every batch norm's running statistics and gamma / beta (after settle_statistics: a
+/// realistic scale), so that folding them is not close to the identity.
+void randomise_batch_norms(AnyModel<Cpu>& model, std::uint64_t seed) {
+    Rng rng(seed);
+    for (auto& n : model.layers()) {
+        if (n.layer->kind() != "BatchNorm") continue;
+        std::vector<ParamRef<Cpu>> params;
+        n.layer->collect(params, "");
+        for (auto& p : params)
+            for (auto& v : p.value->span()) {
+                if (p.name == "weight") v = rng.uniform(0.5f, 1.5f);
+                else if (p.name == "bias") v = rng.uniform(-0.5f, 0.5f);
+                else if (p.name == "running_mean") v += rng.uniform(-0.3f, 0.3f);
+                else if (p.name == "running_var") v *= rng.uniform(0.5f, 2.f);
+            }
+    }
+}
+
+/// max |a - b| / max |b|.
+double relative_diff(const Tensor<Cpu>& a, const Tensor<Cpu>& b) {
+    REQUIRE(a.extents() == b.extents());
+    double diff = 0, scale = 0;
+    for (std::int64_t i = 0; i < a.size(); ++i) {
+        diff = std::max(diff, double(std::abs(a[i] - b[i])));
+        scale = std::max(scale, double(std::abs(b[i])));
+    }
+    return diff / std::max(scale, 1e-30);
+}
+
+/// Fused and unfused eval forwards agree to float rounding, and the fold follows parameter
+/// changes made between forwards. expect_fused: nodes folded into a convolution's step.
+template <class Net>
+void check_fused_matches_unfused(Extents e, int expect_fused) {
+    Model<Net, Cpu> model(21);
+    const Tensor<Cpu> x = random_input(e, 12);
+    settle_statistics(model, x);
+    randomise_batch_norms(model, 5);
+    REQUIRE(model.eval_fusion());  // the default
+    CHECK(model.eval_fused_nodes() == expect_fused);
+    const Tensor<Cpu> fused = model.forward(x, Mode::eval);
+    model.set_eval_fusion(false);
+    CHECK(model.eval_fused_nodes() == 0);
+    const Tensor<Cpu> unfused = model.forward(x, Mode::eval);
+    const double d = relative_diff(fused, unfused);
+    MESSAGE("fused vs unfused eval logits: max |difference| / max |logit| = " << d);
+    CHECK(d < 1e-4);
+    CHECK(d > 0.0);  // a different rounding: the fused path did run
+    // New statistics and affine parameters: the next fused forward folds them again.
+    randomise_batch_norms(model, 6);
+    const Tensor<Cpu> unfused2 = model.forward(x, Mode::eval);
+    model.set_eval_fusion(true);
+    const Tensor<Cpu> fused2 = model.forward(x, Mode::eval);
+    CHECK(relative_diff(fused2, unfused2) < 1e-4);
+    CHECK(relative_diff(unfused2, unfused) > 1e-2);  // the change mattered
+    // The train mode that follows is the layers' own (no fusion there).
+    Model<Net, Cpu> twin(21);
+    for (std::size_t i = 0; i < model.state().size(); ++i) *twin.state()[i].value = *model.state()[i].value;
+    CHECK(max_abs_diff(model.forward(x, Mode::train), twin.forward(x, Mode::train)) == 0.0);
+}
+
+/// A convolution followed by a ReLU only, one followed by a batch norm only, one followed by
+/// nothing fusable (another convolution), and the classifier.
+using ConvReluNet = Network<Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, ReLU>, MaxPool<2>>,
+                            Decoder<Unpool<2>, Block<Conv<8, 3, Bias::without>, BatchNorm>>, Conv<6, 3>, Classifier<5>>;
+
+}  // namespace
+
+TEST_CASE("eval fusion: conv + batch norm (+ ReLU) in one step equals the layers one by one") {
+    cpu::set_num_threads(2);
+    SUBCASE("SegNet-Basic (encoders conv + BN + ReLU, decoders conv + BN, classifier alone)") {
+        check_fused_matches_unfused<models::SegNetBasic<11>>({2, 3, 45, 60}, 4 * 2 + 4 * 1);
+    }
+    SUBCASE("SegNet (VGG16: 25 x conv + BN + ReLU, 3x3 classifier alone)") {
+        check_fused_matches_unfused<models::SegNet<11>>({1, 3, 45, 60}, 25 * 2);
+    }
+    SUBCASE("FCN-Basic (TransposedConv and AddProjected between the fused steps)") {
+        check_fused_matches_unfused<models::FcnBasic<11>>({1, 3, 45, 60}, 4 * 2 + 4 * 1);
+    }
+    SUBCASE("Bilinear-Interpolation (depthwise conv + BN: the grouped, Eigen path)") {
+        check_fused_matches_unfused<models::BilinearInterpolation<11>>({1, 3, 37, 51}, 4 * 2 + 4 * 1);
+    }
+    SUBCASE("conv + ReLU without BN, conv + BN without ReLU, conv followed by conv") {
+        check_fused_matches_unfused<ConvReluNet>({2, 3, 21, 30}, 1 + 1);
     }
 }
 

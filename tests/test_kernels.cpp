@@ -1,7 +1,9 @@
 // Convolution kernels: the dispatched (AVX-512 direct, where the CPU has it) forward,
 // backward-data and backward-filter against plain double-precision loops and against the Eigen
 // im2col path, on odd sizes, every kernel size the models use (1, 3, 7), channel counts that are
-// not multiples of the vector width, batch 1 and 2, 1 and 2 threads. No timing here.
+// not multiples of the vector width, batch 1 and 2, 1 and 2 threads. No timing here. Also the
+// forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on both
+// paths against the reference with pre-scaled weights and a separate ReLU.
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
@@ -173,6 +175,73 @@ TEST_CASE("conv kernels match the reference: VGG shapes (3x3)") {
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_case(c, threads);
+}
+
+namespace {
+
+/// The forward with weight_scale and relu (eval fusion) against the reference on w * scale
+/// followed by max(., 0), on the dispatched and the Eigen path; relu alone is bit for bit the
+/// plain forward clamped at 0 (the same accumulators, clamped before the store).
+void check_epilogue(const ConvGeometry& g, int batch, int threads) {
+    cpu::set_num_threads(threads);
+    CAPTURE(g.in_c);
+    CAPTURE(g.out_c);
+    CAPTURE(g.in_h);
+    CAPTURE(g.in_w);
+    CAPTURE(g.k);
+    CAPTURE(g.groups);
+    CAPTURE(batch);
+    CAPTURE(threads);
+    std::mt19937 gen(unsigned(g.in_c * 31 + g.out_c * 7 + g.in_h + g.k * 3 + batch * 100 + threads));
+    const auto x = random_vector(std::size_t(batch) * g.in_c * g.in_plane(), gen);
+    const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
+    const auto bias = random_vector(std::size_t(g.out_c), gen);
+    std::uniform_real_distribution<float> ud(0.3f, 2.f);
+    std::vector<float> scale(std::size_t(g.out_c));
+    for (auto& v : scale) v = ud(gen) * (gen() % 4 == 0 ? -1.f : 1.f);  // a batch norm's gamma may be negative
+    std::vector<float> w_scaled(w.size());
+    const std::size_t per = w.size() / std::size_t(g.out_c);
+    for (std::size_t i = 0; i < w.size(); ++i) w_scaled[i] = w[i] * scale[i / per];
+    const std::size_t out = std::size_t(batch) * g.out_c * g.out_plane();
+    auto relu = [](std::vector<float> v) {
+        for (auto& e : v) e = std::max(e, 0.f);
+        return v;
+    };
+    std::vector<float> ref(out), ref_scaled(out);
+    cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), ref.data(), batch, g);
+    cpu::conv2d_forward_reference(x.data(), w_scaled.data(), bias.data(), ref_scaled.data(), batch, g);
+    REQUIRE(std::count_if(ref.begin(), ref.end(), [](float v) { return v < 0; }) > 0);  // the ReLU matters
+    using Forward = void (*)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*,
+                             bool);
+    const std::pair<const char*, Forward> paths[] = {{"dispatched", &cpu::conv2d_forward},
+                                                     {"eigen", &cpu::conv2d_forward_eigen}};
+    for (const auto& [name, forward] : paths) {
+        CAPTURE(std::string(name));
+        std::vector<float> plain(out, 9.f), y(out, 9.f);
+        forward(x.data(), w.data(), bias.data(), plain.data(), batch, g, nullptr, false);
+        forward(x.data(), w.data(), bias.data(), y.data(), batch, g, nullptr, true);
+        CHECK(y == relu(plain));
+        forward(x.data(), w.data(), bias.data(), y.data(), batch, g, scale.data(), true);
+        CHECK(relative_error(y, relu(ref_scaled)) < 2e-5);
+        forward(x.data(), w.data(), nullptr, y.data(), batch, g, scale.data(), false);
+        std::vector<float> ref_nobias(out);
+        cpu::conv2d_forward_reference(x.data(), w_scaled.data(), nullptr, ref_nobias.data(), batch, g);
+        CHECK(relative_error(y, ref_nobias) < 2e-5);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("conv kernels: the eval-fusion epilogue (per-channel weight scale, ReLU at the store)") {
+    const std::vector<Case> cases = {
+        {5, 17, 45, 61, 7, 1}, {17, 5, 13, 11, 3, 2}, {3, 64, 13, 11, 7, 1}, {64, 11, 23, 30, 3, 1},
+        {130, 20, 6, 33, 3, 1}, {17, 5, 45, 61, 1, 2}, {9, 9, 2, 1, 3, 1}, {64, 64, 7, 97, 7, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_epilogue(same_geometry(c), c.batch, threads);
+    // Depthwise (groups) and stride 2: the Eigen path only.
+    check_epilogue({8, 13, 11, 8, 13, 11, 3, 1, 1, 8}, 2, 2);
+    check_epilogue({5, 13, 11, 7, 7, 6, 3, 2, 1, 1}, 2, 2);
 }
 
 TEST_CASE("conv kernels: geometries the fast path does not take still use the Eigen path") {

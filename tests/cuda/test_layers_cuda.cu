@@ -233,6 +233,7 @@ TEST_CASE("cuda twins: a whole model (Unpool + Add skips) forward and backward f
         const Tensor<Cpu>& yc = mc.forward(x, mode);
         const Tensor<Cuda>& yg = mg.forward(xg, mode);
         check_close(yg, yc, "model logits");
+        if (mode == Mode::eval) continue;  // no backward after an eval forward (it is an error)
         const Tensor<Cpu> dy = random_tensor(yc.extents(), rng);
         const Tensor<Cuda> dyg = cuda::to_device(dy);
         check_close(mg.backward(dyg), mc.backward(dy), "model input gradient");
@@ -243,6 +244,25 @@ TEST_CASE("cuda twins: a whole model (Unpool + Add skips) forward and backward f
             check_close(*sg[i].value, *sc[i].value, sc[i].name);
             if (sc[i].grad) check_close(*sg[i].grad, *sc[i].grad, "grad " + sc[i].name);
         }
+    }
+}
+
+TEST_CASE("cuda twins: eval fusion (conv + BN folded, ReLU after the cuDNN conv) against the CPU's unfused layers") {
+    Rng rng(23);
+    Model<TinyAddNet, Cpu> mc(7);
+    Model<TinyAddNet, Cuda> mg(0);
+    for (auto& n : mc.layers())
+        if (n.layer->kind() == "BatchNorm") init_cpu(*n.layer, rng);  // non-trivial statistics, gamma, beta
+    cuda::copy_state(mc, mg);
+    const Tensor<Cpu> x = random_tensor({2, 3, 13, 11}, rng);
+    const Tensor<Cuda> xg = cuda::to_device(x);
+    mc.set_eval_fusion(false);
+    const Tensor<Cpu> reference = mc.forward(x, Mode::eval);
+    CHECK(mg.eval_fused_nodes() == 2 + 2 + 2 + 1);
+    for (bool fusion : {true, false}) {
+        CAPTURE(fusion);
+        mg.set_eval_fusion(fusion);
+        check_close(mg.forward(xg, Mode::eval), reference, fusion ? "fused eval logits" : "unfused eval logits");
     }
 }
 

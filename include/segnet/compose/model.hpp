@@ -15,6 +15,13 @@
 // pool layer keeps). Buffers are picked by a fixed rule (lowest free index), so the second
 // eval forward of the same input size reuses exactly the first one's buffers and allocates
 // nothing. backward after an eval forward is an error.
+// Eval-mode fusion (on by default; set_eval_fusion(false) turns it off): a convolution followed
+// by a batch norm, by a ReLU, or by both (nodes whose fusion_role() is convolution,
+// channel_affine, relu, in that order) runs as one step, the convolution's forward_fused_into:
+// the batch norm folded into its weights and bias from the current running statistics, the
+// ReLU in the kernel's store. The pattern is matched on every eval forward (a few virtual calls
+// per node, no allocation), so replaced layers and changed parameters are always honoured.
+// Train mode never fuses.
 // In Mode::train, forward and the backward that follows are planned as one pass: a buffer is
 // busy until the last step that reads its value, as each layer's train_buffer_use() states:
 // a convolution's or batch norm's input until its backward, a ReLU's output until its backward,
@@ -182,6 +189,23 @@ public:
     }
     std::size_t activation_pool_buffers() const { return pool_.size(); }
 
+    /// Eval-mode fusion of convolution + batch norm (+ ReLU) into one kernel pass (see the top of
+    /// this file); on by default. Off: every layer runs on its own, as in train mode. The two
+    /// agree to float rounding (the folded weights round differently), not bit for bit.
+    void set_eval_fusion(bool on) { eval_fusion_ = on; }
+    bool eval_fusion() const { return eval_fusion_; }
+    /// How many nodes the eval forward would run as fused steps: for each fused step, the number
+    /// of nodes it replaces beyond the first (a conv + batch norm + ReLU step counts 2).
+    int eval_fused_nodes() const {
+        int fused = 0;
+        for (std::size_t i = 0; i < nodes_.size();) {
+            const std::size_t last = fused_until(i);
+            fused += int(last - i);
+            i = last + 1;
+        }
+        return fused;
+    }
+
     /// Back-propagates d loss / d logits through the last forward (Mode::train); accumulates
     /// parameter gradients and returns d loss / d input, valid until the next forward. Once per
     /// forward: backward reuses the forward's activation buffers for gradients as it goes.
@@ -251,19 +275,41 @@ private:
                 cur_buf = int(b);
                 busy_until_[b] = int(nodes_.size());  // never overwritten during this forward
             }
-        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        for (std::size_t i = 0; i < nodes_.size();) {
             const int node = int(i);
             const int out_buf = free_buffer(node, cur_buf);
             Tensor<Device>& out = *pool_[std::size_t(out_buf)];
-            const Tensor<Device>* y = &nodes_[i].layer->forward_into(*cur, Mode::eval, out);
+            // A fused step runs nodes i .. last; its input is read by node i only (no Tap inside).
+            const std::size_t last = fused_until(i);
+            const Tensor<Device>* y;
+            if (last == i) {
+                y = &nodes_[i].layer->forward_into(*cur, Mode::eval, out);
+            } else {
+                std::size_t next = i + 1;
+                ChannelAffine<Device> affine{};
+                if (nodes_[next].layer->fusion_role() == FusionRole::channel_affine)
+                    affine = nodes_[next++].layer->eval_affine();
+                const bool relu = next <= last;  // the remaining fused node is a ReLU
+                y = &nodes_[i].layer->forward_fused_into(*cur, affine, relu, out);
+            }
             if (cur_buf >= 0) {
                 int& until = busy_until_[std::size_t(cur_buf)];
-                until = std::max({until, node, nodes_[i].feature_until});  // a Tap pins its map
+                until = std::max({until, int(last), nodes_[i].feature_until});  // a Tap pins its map
             }
             cur_buf = y == &out ? out_buf : y == cur ? cur_buf : -1;
             cur = y;
+            i = last + 1;
         }
         return *cur;
+    }
+    /// The last node of the eval step that starts at node i: i itself, or with fusion on, the end
+    /// of a convolution, channel_affine, relu run (at least two of them, the convolution first).
+    std::size_t fused_until(std::size_t i) const {
+        if (!eval_fusion_ || nodes_[i].layer->fusion_role() != FusionRole::convolution) return i;
+        std::size_t last = i;
+        if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::channel_affine) ++last;
+        if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::relu) ++last;
+        return last;
     }
     int free_buffer(int node, int in_use) {
         for (std::size_t b = 0; b < pool_.size(); ++b)
@@ -436,6 +482,7 @@ private:
     int classes_;
     const Tensor<Device>* output_ = nullptr;
     bool eval_forward_ = false;
+    bool eval_fusion_ = true;
     Dims checked_{};
     bool backward_ready_ = false;  // a train forward that no backward has consumed yet
     std::vector<std::int64_t> out_elements_;             // per node: output elements per image

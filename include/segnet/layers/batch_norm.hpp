@@ -9,6 +9,8 @@
 // "running_var" (1). Shape rule: identity. ReLU: y = max(x, 0), identity shape. BatchNorm's
 // backward reads its input and the saved batch statistics, never its output, and ReLU's only
 // the sign of its output, so in a model's train pass a ReLU after a BatchNorm runs in place.
+// In a model's eval pass a BatchNorm (and a ReLU) after a convolution is folded into it
+// (eval_affine(), compose/model.hpp's set_eval_fusion).
 #pragma once
 
 #include <memory>
@@ -25,6 +27,8 @@ public:
         for (auto* t : {&gamma_, &beta_, &gamma_grad_, &beta_grad_, &running_mean_, &running_var_, &saved_mean_,
                         &saved_invstd_})
             t->resize(detail::vector_extents(channels));
+        eval_scale_.resize(detail::vector_extents(channels));
+        eval_shift_.resize(detail::vector_extents(channels));
     }
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode mode, Tensor<Device>& out) override {
@@ -53,6 +57,14 @@ public:
     /// Backward reads x and the saved batch statistics, never its output: a ReLU after it may
     /// overwrite the output in place.
     TrainBufferUse train_buffer_use() const override { return {.pooled = true, .reads_output = false, .reads_feature = false}; }
+    /// Eval mode is y = x * scale + shift per channel, from the running statistics: a model folds
+    /// it into the convolution before (computed on every call: parameters and statistics may
+    /// have changed since the last one).
+    FusionRole fusion_role() const override { return FusionRole::channel_affine; }
+    ChannelAffine<Device> eval_affine() override {
+        backend::batch_norm_eval_affine(gamma_, beta_, running_mean_, running_var_, eps_, eval_scale_, eval_shift_);
+        return {&eval_scale_, &eval_shift_};
+    }
     void initialize(Rng&) override {
         backend::upload(std::vector<float>(std::size_t(c_), 1.f), gamma_);
         beta_.zero();
@@ -72,7 +84,7 @@ private:
     float eps_, momentum_;
     Mode mode_ = Mode::train;
     Tensor<Device> gamma_, beta_, gamma_grad_, beta_grad_, running_mean_, running_var_, saved_mean_, saved_invstd_, y_,
-        dx_;
+        dx_, eval_scale_, eval_shift_;
     const Tensor<Device>* x_ = nullptr;
 };
 
@@ -109,6 +121,7 @@ public:
     TrainBufferUse train_buffer_use() const override {
         return {.pooled = true, .reads_input = false, .reads_output = true, .reads_feature = false, .in_place = true};
     }
+    FusionRole fusion_role() const override { return FusionRole::relu; }
     std::string_view kind() const override { return "ReLU"; }
 
 private:

@@ -8,6 +8,11 @@
 // Shape rule: {C, H, W} -> {OutC, H, W}. He/MSRA initialisation N(0, 2 / fan_in), fan_in =
 // C / groups * K * K (Caffe's "msra" filler, PyTorch's kaiming_normal_), bias 0. Parameters:
 // "weight" [OutC, C/groups, K, K] and "bias" [OutC].
+//
+// In Mode::eval a model runs a convolution followed by a BatchNorm (and a ReLU) as one step
+// (forward_fused_into, AnyModel::set_eval_fusion): the batch norm's map is folded into the
+// weights (scaled per output channel as the kernel reads them) and the bias, recomputed on every
+// eval forward from the current parameters, and the ReLU is applied as the kernel stores.
 #pragma once
 
 #include <cmath>
@@ -33,15 +38,29 @@ public:
             bias_.resize(detail::vector_extents(out_c));
             bias_grad_.resize(bias_.extents());
         }
+        folded_bias_.resize(detail::vector_extents(out_c));  // eval fusion: here, not in a forward
     }
 
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
+        return forward_fused_into(x, {}, false, out);
+    }
+    /// conv(x) followed by `affine` and ReLU in one kernel pass: the weights are scaled by
+    /// affine.scale as the kernel reads them and the bias becomes bias * scale + shift (folded
+    /// now, from the affine map's current values), then max(., 0) when relu.
+    const Tensor<Device>& forward_fused_into(const Tensor<Device>& x, const ChannelAffine<Device>& affine, bool relu,
+                                             Tensor<Device>& out) override {
         x_ = &x;
         out.resize({x.n(), out_c_, x.h(), x.w()});
-        backend::conv2d_forward(x, weight_, has_bias_ ? &bias_ : nullptr, out, geometry(x));
+        const Tensor<Device>* bias = has_bias_ ? &bias_ : nullptr;
+        if (affine.scale) {
+            backend::fold_conv_bias(bias, *affine.scale, *affine.shift, folded_bias_);
+            bias = &folded_bias_;
+        }
+        backend::conv2d_forward(x, weight_, bias, out, geometry(x), affine.scale, relu);
         return out;
     }
+    FusionRole fusion_role() const override { return FusionRole::convolution; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(x_->extents());
@@ -72,7 +91,7 @@ private:
     int in_c_, out_c_, k_, groups_;
     bool has_bias_;
     std::string_view kind_;
-    Tensor<Device> weight_, weight_grad_, bias_, bias_grad_, y_, dx_;
+    Tensor<Device> weight_, weight_grad_, bias_, bias_grad_, folded_bias_, y_, dx_;
     const Tensor<Device>* x_ = nullptr;
 };
 

@@ -15,12 +15,15 @@
 // only the checking lives in types. Paired layers (Unpool, Add, ...) read their Decoder's
 // Encoder through a SkipLink the network connects when it is built. A run-time layer may also
 // write into buffers the model hands it (forward_into, backward_into) and state what its
-// backward reads (train_buffer_use()): the model's buffer pool plans from that.
+// backward reads (train_buffer_use()): the model's buffer pool plans from that. For eval-mode
+// fusion a layer states its fusion_role(): a convolution runs a following batch norm's affine
+// map (eval_affine()) and ReLU inside its own kernel (forward_fused_into).
 #pragma once
 
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +65,19 @@ struct TrainBufferUse {
     bool in_place = false;      // forward_into accepts &out == &x, backward_into &dx == &dy
 };
 
+/// What a layer can be in an eval-mode fusion (AnyModel::set_eval_fusion): a convolution that runs
+/// the layers after it in its own kernel, a per-channel affine map (an eval-mode batch norm), a
+/// ReLU. The model fuses "convolution, then affine, then ReLU" (or a prefix with at least two).
+enum class FusionRole { none, convolution, channel_affine, relu };
+
+/// A per-channel affine map y = x * scale[c] + shift[c] ({1, C, 1, 1} tensors; null scale:
+/// identity), what a convolution folds into its weights and bias.
+template <class Device>
+struct ChannelAffine {
+    const Tensor<Device>* scale = nullptr;
+    const Tensor<Device>* shift = nullptr;
+};
+
 /// The run-time interface of a layer on a device.
 template <class Device>
 class RuntimeLayer {
@@ -90,6 +106,19 @@ public:
     }
     /// What the train-mode passes read and accept (see TrainBufferUse).
     virtual TrainBufferUse train_buffer_use() const { return {}; }
+    /// Eval-mode fusion (see FusionRole): none unless the layer overrides it.
+    virtual FusionRole fusion_role() const { return FusionRole::none; }
+    /// channel_affine: the layer's Mode::eval map from its current parameters, computed now (the
+    /// tensors are the layer's own, valid until the next call or parameter change).
+    virtual ChannelAffine<Device> eval_affine() {
+        throw std::logic_error("segnet: eval_affine() on a layer whose fusion_role() is not channel_affine");
+    }
+    /// convolution: forward(x, Mode::eval) followed by `affine` (when its scale is set) and ReLU
+    /// (when relu), written into `out` as forward_into does, in one pass over the output.
+    virtual const Tensor<Device>& forward_fused_into(const Tensor<Device>& /*x*/, const ChannelAffine<Device>& /*affine*/,
+                                                     bool /*relu*/, Tensor<Device>& /*out*/) {
+        throw std::logic_error("segnet: forward_fused_into() on a layer whose fusion_role() is not convolution");
+    }
     /// He/MSRA initialisation (or the layer's fixed initial values).
     virtual void initialize(Rng&) {}
     /// Appends the layer's tensors, named prefix + "weight" etc.

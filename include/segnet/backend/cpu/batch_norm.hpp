@@ -74,18 +74,42 @@ inline void batch_norm_train(const float* x, int n, int c, std::int64_t plane, c
     });
 }
 
+/// Eval-mode batch norm of one channel as the affine map y = x * scale + shift (running
+/// statistics): scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale.
+/// batch_norm_eval and the convolution folding below both use it.
+inline void batch_norm_eval_channel(float gamma, float beta, float running_mean, float running_var, float eps,
+                                    float& scale, float& shift) {
+    scale = gamma / std::sqrt(running_var + eps);
+    shift = beta - running_mean * scale;
+}
+
 inline void batch_norm_eval(const float* x, int n, int c, std::int64_t plane, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, float* y) {
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t nc = b; nc < e; ++nc) {
             const std::int64_t ch = nc % c;
-            const float scale = gamma[ch] / std::sqrt(running_var[ch] + eps);
-            const float shift = beta[ch] - running_mean[ch] * scale;
+            float scale, shift;
+            batch_norm_eval_channel(gamma[ch], beta[ch], running_mean[ch], running_var[ch], eps, scale, shift);
             const float* p = x + nc * plane;
             float* q = y + nc * plane;
             for (std::int64_t j = 0; j < plane; ++j) q[j] = p[j] * scale + shift;
         }
     });
+}
+
+/// The eval-mode map of every channel: scale[c], shift[c] (batch_norm_eval_channel), for folding
+/// the batch norm into the convolution before it.
+inline void batch_norm_eval_affine(int c, const float* gamma, const float* beta, const float* running_mean,
+                                   const float* running_var, float eps, float* scale, float* shift) {
+    for (int ch = 0; ch < c; ++ch)
+        batch_norm_eval_channel(gamma[ch], beta[ch], running_mean[ch], running_var[ch], eps, scale[ch], shift[ch]);
+}
+
+/// The bias of a convolution with a batch norm folded in: conv(x, w * scale) + folded equals
+/// batch_norm(conv(x, w) + bias), folded[c] = bias[c] * scale[c] + shift[c] (bias may be null:
+/// none), i.e. (bias - running_mean) * scale + beta.
+inline void fold_conv_bias(int c, const float* bias, const float* scale, const float* shift, float* folded) {
+    for (int ch = 0; ch < c; ++ch) folded[ch] = (bias ? bias[ch] * scale[ch] : 0.f) + shift[ch];
 }
 
 /// dx is overwritten; dgamma and dbeta are accumulated. Uses the batch statistics saved by

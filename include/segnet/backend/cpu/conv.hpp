@@ -5,6 +5,8 @@
 //   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
 //                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
 //   segnet::cpu::conv2d_forward(x, w, bias, y, batch, g);   // y = conv(x, w) + bias
+//   segnet::cpu::conv2d_forward(x, w, folded_bias, y, batch, g, bn_scale, /*relu*/ true);
+//       // eval fusion: y = max(conv(x, w * bn_scale) + folded_bias, 0), one pass
 //
 // Layout: x [N, in_c, in_h, in_w], y [N, out_c, out_h, out_w], w [out_c, in_c/groups, k, k]
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
@@ -16,6 +18,12 @@
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
 // the outputs it fed), so tiles are independent and need no atomic scatter.
+// The forward's two optional arguments serve eval-mode fusion (compose/model.hpp): weight_scale
+// multiplies each output channel's weights (a batch norm folded in, batch_norm.hpp's
+// fold_conv_bias gives the matching bias) and relu applies max(., 0) before the result is
+// stored. Both paths apply them inside the kernel: the AVX-512 one while packing the weights
+// and in the micro-kernel's store, the Eigen one on a scaled copy of the weights and on the
+// tile the GEMM just wrote.
 #pragma once
 
 #include <Eigen/Core>
@@ -142,13 +150,22 @@ inline TileWork plan_tiles(std::int64_t rows, std::int64_t plane) {
 
 }  // namespace detail
 
-/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten. The Eigen im2col path.
+/// y = conv(x, w * weight_scale) (+ bias when bias != nullptr), max(., 0) when relu; y is
+/// overwritten. weight_scale: per output channel, or null (1). The Eigen im2col path.
 inline void conv2d_forward_eigen(const float* x, const float* w, const float* bias, float* y, int batch,
-                           const ConvGeometry& g) {
+                                 const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
     using namespace detail;
     const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
     const std::int64_t rows = std::int64_t(cig) * g.k * g.k;
+    if (weight_scale) {
+        static thread_local std::vector<float> scaled;  // grows only: no allocation in a steady state
+        if (scaled.size() < std::size_t(g.weight_size())) scaled.resize(std::size_t(g.weight_size()));
+        for (int co = 0; co < g.out_c; ++co)
+            for (std::int64_t r = 0; r < rows; ++r)
+                scaled[std::size_t(co * rows + r)] = w[co * rows + r] * weight_scale[co];
+        w = scaled.data();
+    }
     const std::int64_t P = g.out_plane();
     const TileWork tw = plan_tiles(rows, P);
     const bool pointwise = g.is_pointwise();
@@ -175,6 +192,7 @@ inline void conv2d_forward_eigen(const float* x, const float* w, const float* bi
                 }
                 if (bias)
                     for (int co = 0; co < cog; ++co) yt.row(co).array() += bias[gi * cog + co];
+                if (relu) yt = yt.cwiseMax(0.f);
             }
         }
     });
@@ -294,13 +312,14 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
     if (dbias) bias_gradient(dy, dbias, batch, g);
 }
 
-/// y = conv(x, w) (+ bias when bias != nullptr); y is overwritten. AVX-512 direct convolution
-/// where the CPU and the geometry allow it (conv_avx512.hpp), otherwise the Eigen path.
+/// y = conv(x, w * weight_scale) (+ bias when bias != nullptr), max(., 0) when relu; y is
+/// overwritten (weight_scale: per output channel, null: none). AVX-512 direct convolution where
+/// the CPU and the geometry allow it (conv_avx512.hpp), otherwise the Eigen path.
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
-                           const ConvGeometry& g) {
+                           const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
-    if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g);
-    conv2d_forward_eigen(x, w, bias, y, batch, g);
+    if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
+    conv2d_forward_eigen(x, w, bias, y, batch, g, weight_scale, relu);
 }
 
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.

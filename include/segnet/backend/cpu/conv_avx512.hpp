@@ -3,6 +3,7 @@
 // backward-filter), chosen at run time when the CPU has AVX-512.
 //
 //   if (segnet::cpu::avx512::usable(g)) segnet::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
+//   segnet::cpu::avx512::conv2d_forward(x, w, bias, y, n, g, bn_scale, /*relu*/ true);   // eval fusion
 //   segnet::cpu::avx512::conv2d_backward_data(dy, w, dx, n, g);
 //   segnet::cpu::avx512::conv2d_backward_filter(x, dy, dw, n, g);      // dw += ...
 //
@@ -13,9 +14,12 @@
 // broadcasts 8 weights (packed per block of 8 output channels). Backward-data is the same
 // kernel on dy with the weights transposed and flipped (stride 1, same padding). Backward-filter
 // keeps 4 output channels x 6 filter taps of 16-lane partial sums over a band of pixels and
-// reduces them once per band. Functions carry __attribute__((target)) so a binary built without
-// -mavx512f still contains them; conv.hpp calls them only when the CPU reports AVX-512, and
-// keeps the Eigen im2col kernels as the fallback and the reference the tests compare with.
+// reduces them once per band. The forward optionally multiplies each output channel's weights
+// by a scale while packing them (a batch norm folded in: no extra pass, no extra buffer) and
+// applies ReLU to the accumulators before they are stored (the epilogue). Functions carry
+// __attribute__((target)) so a binary built without -mavx512f still contains them; conv.hpp
+// calls them only when the CPU reports AVX-512, and keeps the Eigen im2col kernels as the
+// fallback and the reference the tests compare with.
 #pragma once
 
 #include <algorithm>
@@ -109,12 +113,12 @@ void pack_weights(int out_c, int in_c, int k, Get get, float* dst) {
     });
 }
 
-/// y[m][0 .. 16 NV) (+)= sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx + ...] for MR
-/// output channels; the last vector is stored under `last`.
+/// y[m][0 .. 16 NV) = bias[m] + sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx + ...]
+/// for MR output channels, max(., 0) when relu; the last vector is stored under `last`.
 template <int MR, int NV, int KS = 0>
 SEGNET_AVX512_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, int cin, int k_runtime,
                                     const float* wpk, float* y, std::int64_t yplane, __mmask16 last,
-                                    const float* bias) {
+                                    const float* bias, bool relu) {
     const int k = KS ? KS : k_runtime;  // KS: the kernel size fixed at compile time (unrolled taps)
     __m512 acc[MR][NV];
 #pragma GCC unroll 8
@@ -147,6 +151,13 @@ SEGNET_AVX512_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int w
             }
         }
     }
+    if (relu) {  // the epilogue of a fused conv + (batch norm +) ReLU: no separate pass over y
+        const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[m][v] = _mm512_max_ps(acc[m][v], zero);
+    }
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
 #pragma GCC unroll 4
@@ -156,7 +167,7 @@ SEGNET_AVX512_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int w
 }
 
 using FwdFn = void (*)(const float*, std::int64_t, int, int, int, const float*, float*, std::int64_t, __mmask16,
-                       const float*);
+                       const float*, bool);
 template <std::size_t... I>
 constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
     return {&fwd_micro<int(I / fwd_nv) + 1, int(I % fwd_nv) + 1>...};
@@ -165,7 +176,7 @@ inline constexpr auto fwd_kernels = fwd_table(std::make_index_sequence<fwd_mr * 
 
 /// Output rows [y0, y0 + rows) of one image from the band buffer (row 0 = input row y0 - pad).
 inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cout, int k, const float* packed,
-                     const float* bias, float* y, int h, int w, int y0, int rows) {
+                     const float* bias, bool relu, float* y, int h, int w, int y0, int rows) {
     const std::int64_t plane = std::int64_t(h) * w, cstride = std::int64_t(rows_in_buf) * wp;
     const std::int64_t wsz = std::int64_t(cin) * k * k;
     // Weights are streamed once per register block of output channels and stay in L2 while
@@ -189,7 +200,7 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
                 if (mr == fwd_mr && nv == fwd_nv)
                     fn = k == 3 ? &fwd_micro<fwd_mr, fwd_nv, 3> : k == 7 ? &fwd_micro<fwd_mr, fwd_nv, 7> : fn;
                 fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * plane + ox0, plane, last,
-                   bias ? bias + o0 : nullptr);
+                   bias ? bias + o0 : nullptr, relu);
             }
         }
     }
@@ -212,9 +223,10 @@ inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows) {
 inline thread_local std::vector<float> band_buffer;
 inline thread_local std::vector<float> packed_buffer;
 
-/// y = conv(x, packed weights) (+ bias): the driver shared by forward and backward-data.
-inline void direct_conv(const float* x, const float* packed, const float* bias, float* y, int batch, int cin,
-                        int cout, int h, int w, int k) {
+/// y = conv(x, packed weights) (+ bias), max(., 0) when relu: the driver shared by forward and
+/// backward-data.
+inline void direct_conv(const float* x, const float* packed, const float* bias, bool relu, float* y, int batch,
+                        int cin, int cout, int h, int w, int k) {
     const int pad = k / 2;
     const int wp = int(round_up(round_up(w, 16) + k - 1, 16));
     const Band b = plan_bands(batch, h, cin, k, wp, 1);
@@ -227,8 +239,8 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
             float* buf = scratch(band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
             const float* xn = x + std::int64_t(n) * cin * h * w;
             fill_band(xn, cin, h, w, pad, y0, rows_in_buf, wp, buf);
-            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, y + std::int64_t(n) * cout * h * w, h, w, y0,
-                     rows);
+            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, y + std::int64_t(n) * cout * h * w, h, w,
+                     y0, rows);
         }
     });
 }
@@ -283,16 +295,25 @@ inline thread_local std::vector<float> partial_buffer;
 
 }  // namespace detail
 
-/// y = conv(x, w) (+ bias); y is overwritten. Requires usable(g).
+/// y = conv(x, w * weight_scale) (+ bias), max(., 0) when relu; y is overwritten. weight_scale
+/// (per output channel, or null: 1) multiplies the weights as they are packed: a batch norm folded
+/// into the convolution (conv.hpp). Requires usable(g).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
-                           const ConvGeometry& g) {
+                           const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
     const std::int64_t kk = std::int64_t(k) * k;
     float* packed = scratch(packed_buffer, g.weight_size());
-    pack_weights(cout, cin, k, [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; },
-                 packed);
-    direct_conv(x, packed, bias, y, batch, cin, cout, g.in_h, g.in_w, k);
+    if (weight_scale)
+        pack_weights(cout, cin, k,
+                     [&](int o, int i, int ky, int kx) {
+                         return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
+                     },
+                     packed);
+    else
+        pack_weights(cout, cin, k, [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; },
+                     packed);
+    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k);
 }
 
 /// dx = the gradient of sum(dy * conv(x, w)) with respect to x; dx is overwritten. A stride-1
@@ -306,7 +327,7 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     pack_weights(cin, cout, k,
                  [&](int o, int i, int ky, int kx) { return w[(i * cin + o) * kk + (k - 1 - ky) * k + (k - 1 - kx)]; },
                  packed);
-    direct_conv(dy, packed, nullptr, dx, batch, cout, cin, g.in_h, g.in_w, k);
+    direct_conv(dy, packed, nullptr, false, dx, batch, cout, cin, g.in_h, g.in_w, k);
 }
 
 /// dw += the gradient of sum(dy * conv(x, w)) with respect to w (the bias gradient is left to
@@ -369,7 +390,8 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
 
 #pragma GCC diagnostic pop
 #else   // no x86 AVX-512 kernels in this build: usable() is false, these are never called.
-inline void conv2d_forward(const float*, const float*, const float*, float*, int, const ConvGeometry&) {}
+inline void conv2d_forward(const float*, const float*, const float*, float*, int, const ConvGeometry&,
+                           const float* = nullptr, bool = false) {}
 inline void conv2d_backward_data(const float*, const float*, float*, int, const ConvGeometry&) {}
 inline void conv2d_backward_filter(const float*, const float*, float*, int, const ConvGeometry&) {}
 #endif

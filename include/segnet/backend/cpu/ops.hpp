@@ -23,9 +23,14 @@ namespace segnet::backend {
 using CpuTensor = Tensor<Cpu>;
 using CpuIndices = Tensor<Cpu, std::int32_t>;
 
+/// y = conv(x, w) + bias. The eval-mode fusion (compose/model.hpp) passes weight_scale, per output
+/// channel ({1, out_c, 1, 1}: the weights are multiplied by it as the kernel reads them, a batch norm
+/// folded in; the bias is then fold_conv_bias's) and relu (max(., 0) in the kernel's store).
 inline void conv2d_forward(const CpuTensor& x, const CpuTensor& w, const CpuTensor* bias, CpuTensor& y,
-                           const backend::ConvGeometry& g) {
-    cpu::conv2d_forward(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), x.n(), g);
+                           const backend::ConvGeometry& g, const CpuTensor* weight_scale = nullptr,
+                           bool relu = false) {
+    cpu::conv2d_forward(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), x.n(), g,
+                        weight_scale ? weight_scale->data() : nullptr, relu);
 }
 inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
@@ -64,6 +69,21 @@ inline void batch_norm_eval(const CpuTensor& x, const CpuTensor& gamma, const Cp
                             const CpuTensor& running_mean, const CpuTensor& running_var, float eps, CpuTensor& y) {
     cpu::batch_norm_eval(x.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), beta.data(), running_mean.data(),
                          running_var.data(), eps, y.data());
+}
+/// Eval-mode batch norm as a per-channel affine map: y = x * scale + shift ({1, C, 1, 1} each).
+inline void batch_norm_eval_affine(const CpuTensor& gamma, const CpuTensor& beta, const CpuTensor& running_mean,
+                                   const CpuTensor& running_var, float eps, CpuTensor& scale, CpuTensor& shift) {
+    cpu::batch_norm_eval_affine(int(gamma.size()), gamma.data(), beta.data(), running_mean.data(), running_var.data(),
+                                eps, scale.data(), shift.data());
+}
+/// The bias of a convolution with a following per-channel affine map folded in: bias * scale +
+/// shift (bias null: shift), so conv(x, w * scale) + folded = conv(x, w) * scale + bias * scale + shift.
+inline void fold_conv_bias(const CpuTensor* bias, const CpuTensor& scale, const CpuTensor& shift, CpuTensor& folded) {
+    if (scale.size() != folded.size() || shift.size() != folded.size() || (bias && bias->size() != folded.size()))
+        throw std::invalid_argument("segnet::backend::fold_conv_bias: a per-channel map of " +
+                                    std::to_string(scale.size()) + " channels for a convolution with " +
+                                    std::to_string(folded.size()) + " outputs");
+    cpu::fold_conv_bias(int(scale.size()), bias ? bias->data() : nullptr, scale.data(), shift.data(), folded.data());
 }
 inline void batch_norm_backward(const CpuTensor& x, const CpuTensor& dy, const CpuTensor& gamma,
                                 const CpuTensor& saved_mean, const CpuTensor& saved_invstd, CpuTensor& dx,

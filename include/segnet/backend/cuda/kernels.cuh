@@ -123,6 +123,25 @@ SEGNET_KERNEL void lrn_backward(const float* x, const float* y, const float* sca
     }
 }
 
+/// Eval-mode batch norm as a per-channel affine map (backend/cpu/batch_norm.hpp's
+/// batch_norm_eval_channel): scale = gamma / sqrt(var + eps), shift = beta - mean * scale.
+SEGNET_KERNEL void batch_norm_eval_affine(int c, const float* gamma, const float* beta, const float* running_mean,
+                                          const float* running_var, float eps, float* scale, float* shift) {
+    SEGNET_GRID_STRIDE(ch, c) {
+        const float s = gamma[ch] / sqrtf(running_var[ch] + eps);
+        scale[ch] = s;
+        shift[ch] = beta[ch] - running_mean[ch] * s;
+    }
+}
+/// A convolution's bias with a per-channel affine map folded in: bias * scale + shift (bias null: shift).
+SEGNET_KERNEL void fold_conv_bias(int c, const float* bias, const float* scale, const float* shift, float* folded) {
+    SEGNET_GRID_STRIDE(ch, c) folded[ch] = (bias ? bias[ch] * scale[ch] : 0.f) + shift[ch];
+}
+/// out[r][j] = w[r][j] * scale[r] for rows of `row` values (a convolution's weights per output channel).
+SEGNET_KERNEL void scale_rows(const float* w, const float* scale, std::int64_t row, float* out, std::int64_t total) {
+    SEGNET_GRID_STRIDE(i, total) out[i] = w[i] * scale[i / row];
+}
+
 /// Gradient of eval-mode batch norm (a fixed affine map per channel): dx = dy * gamma * invstd,
 /// dgamma += sum dy * (x - mean) * invstd, dbeta += sum dy. One block per channel; sums in double.
 SEGNET_KERNEL void batch_norm_eval_backward(const float* x, const float* dy, int n, int c, std::int64_t plane,
@@ -260,6 +279,19 @@ inline void batch_norm_eval_backward(const float* x, const float* dy, int n, int
     if (c)
         SEGNET_CUDA_LAUNCH(kernels::batch_norm_eval_backward<<<c, 256, 0, stream()>>>(
             x, dy, n, c, plane, gamma, running_mean, running_var, eps, dx, dgamma, dbeta));
+}
+inline void batch_norm_eval_affine(int c, const float* gamma, const float* beta, const float* running_mean,
+                                   const float* running_var, float eps, float* scale, float* shift) {
+    if (c)
+        SEGNET_CUDA_LAUNCH(kernels::batch_norm_eval_affine<<<grid_for(c), threads, 0, stream()>>>(
+            c, gamma, beta, running_mean, running_var, eps, scale, shift));
+}
+inline void fold_conv_bias(int c, const float* bias, const float* scale, const float* shift, float* folded) {
+    if (c) SEGNET_CUDA_LAUNCH(kernels::fold_conv_bias<<<grid_for(c), threads, 0, stream()>>>(c, bias, scale, shift, folded));
+}
+inline void scale_rows(const float* w, const float* scale, std::int64_t rows, std::int64_t row, float* out) {
+    const std::int64_t total = rows * row;
+    if (total) SEGNET_CUDA_LAUNCH(kernels::scale_rows<<<grid_for(total), threads, 0, stream()>>>(w, scale, row, out, total));
 }
 inline void batch_norm_running_update(const float* saved_mean, const float* saved_invstd, int c, std::int64_t m,
                                       float eps, float momentum, float* running_mean, float* running_var) {

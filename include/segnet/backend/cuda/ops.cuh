@@ -34,9 +34,20 @@ inline void same_size(const char* op, const CudaTensor& a, const CudaTensor& b) 
 }
 }  // namespace cuda_detail
 
+/// y = conv(x, w * weight_scale) + bias, max(., 0) when relu (the CPU overload's eval fusion).
+/// Here the scaled weights are a scratch copy from the caching allocator (no cudaMalloc in a
+/// steady state) fed to cuDNN, and the ReLU is a separate in-place pass over y.
 inline void conv2d_forward(const CudaTensor& x, const CudaTensor& w, const CudaTensor* bias, CudaTensor& y,
-                           const ConvGeometry& g) {
-    cuda::cudnn::conv_forward(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), x.n(), g);
+                           const ConvGeometry& g, const CudaTensor* weight_scale = nullptr, bool relu = false) {
+    cuda::DeviceBuffer scaled;
+    const float* weights = w.data();
+    if (weight_scale) {
+        scaled = cuda::DeviceBuffer(w.bytes());
+        cuda::launch::scale_rows(w.data(), weight_scale->data(), g.out_c, w.size() / g.out_c, scaled.as<float>());
+        weights = scaled.as<float>();
+    }
+    cuda::cudnn::conv_forward(x.data(), weights, bias ? bias->data() : nullptr, y.data(), x.n(), g);
+    if (relu) cuda::launch::relu_forward(y.data(), y.data(), y.size());
 }
 inline void conv2d_backward_data(const CudaTensor& dy, const CudaTensor& w, CudaTensor& dx, const ConvGeometry& g) {
     cuda::cudnn::conv_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
@@ -86,6 +97,16 @@ inline void batch_norm_eval(const CudaTensor& x, const CudaTensor& gamma, const 
                             const CudaTensor& running_mean, const CudaTensor& running_var, float eps, CudaTensor& y) {
     cuda::cudnn::batch_norm_eval(x.data(), x.n(), x.c(), x.h(), x.w(), gamma.data(), beta.data(), running_mean.data(),
                                  running_var.data(), eps, y.data());
+}
+inline void batch_norm_eval_affine(const CudaTensor& gamma, const CudaTensor& beta, const CudaTensor& running_mean,
+                                   const CudaTensor& running_var, float eps, CudaTensor& scale, CudaTensor& shift) {
+    cuda::launch::batch_norm_eval_affine(int(gamma.size()), gamma.data(), beta.data(), running_mean.data(),
+                                         running_var.data(), eps, scale.data(), shift.data());
+}
+inline void fold_conv_bias(const CudaTensor* bias, const CudaTensor& scale, const CudaTensor& shift,
+                           CudaTensor& folded) {
+    cuda::launch::fold_conv_bias(int(scale.size()), bias ? bias->data() : nullptr, scale.data(), shift.data(),
+                                 folded.data());
 }
 /// The CPU signature carries no epsilon: cuDNN reads it only when no saved statistics are
 /// given, and here they always are; BatchNorm's 1e-5 is passed for form.
