@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job: segment the five bundled CamVid val images with the shipped SegNet-Basic
 # (trained by segnet-train on CamVid, docs/results.md), print their metrics and write label PNGs,
-# colour masks and overlays. Seconds, no download.
+# colour masks and overlays. Well under a minute, no download.
 #   examples/quickstart.sh [BUILD_DIR]        (default: build)
 #   examples/quickstart.sh [BUILD_DIR] --train-demo   also train a SegNet-Basic from scratch on the
 #                                                     five images for 12 epochs (about a minute)
