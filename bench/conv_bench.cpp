@@ -73,7 +73,10 @@ int main(int argc, char** argv) {
         {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
         {128, 128, 180, 240, 3, 1}, {256, 256, 90, 120, 3, 1}, {512, 512, 45, 60, 3, 1}, {512, 512, 23, 30, 3, 1},
     };
-    std::printf("threads %d, fast kernels %s\n", threads, cpu::avx512::cpu_has_avx512() ? "AVX-512" : "off");
+    {
+        const char* isa = cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
+        std::printf("threads %d, fast kernels %s\n", threads, *isa ? isa : "off");
+    }
     std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
                 "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");
     std::mt19937 gen(1);

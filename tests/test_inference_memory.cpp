@@ -15,9 +15,9 @@
 // What the count covers: every operator new / new[] (all forms) and every malloc, calloc,
 // realloc, aligned_alloc (Tensor storage), posix_memalign and memalign made by any thread of
 // the process (the kernels' worker threads included) between the start and the end of the
-// forward. It holds on the AVX-512 convolution path; the Eigen fallback (CPUs without
-// AVX-512, or SEGNET_CONV=eigen) allocates im2col tiles and GEMM blocks per call, so there the
-// count is reported, not asserted. Under AddressSanitizer / ThreadSanitizer, which own malloc,
+// forward. It holds on the direct convolution paths (AVX-512 and AVX2); the Eigen fallback
+// (CPUs without AVX2 + FMA, or SEGNET_CONV=eigen) allocates im2col tiles and GEMM blocks per
+// call, so there the count is reported, not asserted. Under AddressSanitizer / ThreadSanitizer, which own malloc,
 // only operator new is counted.
 #include <doctest/doctest.h>
 
@@ -233,10 +233,11 @@ TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
             const long during = g_allocations.load() - before;
             CHECK(y.extents() == Extents{1, 11, 45, 60});
             const backend::ConvGeometry g{64, 45, 60, 64, 45, 60, 7, 1, 3, 1};
-            const bool fast_path = cpu::avx512::usable(g) && !std::getenv("SEGNET_CONV");
+            const std::string isa = cpu::direct_conv_isa(g);  // AVX-512 or AVX2 direct convolution, or ""
+            const bool fast_path = !isa.empty();
             MESSAGE("allocations in the 3rd eval forward (" << threads << " threads, fusion "
                                                           << std::string(fusion ? "on, " : "off, ")
-                                                          << std::string(fast_path ? "AVX-512" : "Eigen") << " convolutions, "
+                                                          << (fast_path ? isa : std::string("Eigen")) << " convolutions, "
                                                           << std::string(SEGNET_TEST_COUNT_MALLOC ? "malloc and new" : "new only")
                                                           << " counted): " << during);
             if (fast_path) CHECK(during == 0);
@@ -277,6 +278,16 @@ double relative_diff(const Tensor<Cpu>& a, const Tensor<Cpu>& b) {
     return diff / std::max(scale, 1e-30);
 }
 
+/// The share of elements with |a - b| > tol * max |b|.
+double share_beyond(const Tensor<Cpu>& a, const Tensor<Cpu>& b, double tol) {
+    REQUIRE(a.extents() == b.extents());
+    double scale = 0;
+    for (std::int64_t i = 0; i < b.size(); ++i) scale = std::max(scale, double(std::abs(b[i])));
+    std::int64_t n = 0;
+    for (std::int64_t i = 0; i < a.size(); ++i) n += double(std::abs(a[i] - b[i])) > tol * scale;
+    return double(n) / double(std::max<std::int64_t>(1, a.size()));
+}
+
 /// Fused and unfused eval forwards agree to float rounding, and the fold follows parameter
 /// changes made between forwards. expect_fused: nodes folded into a convolution's step.
 template <class Net>
@@ -300,8 +311,21 @@ void check_fused_matches_unfused(Extents e, int expect_fused) {
     const Tensor<Cpu> unfused2 = model.forward(x, Mode::eval);
     model.set_eval_fusion(true);
     const Tensor<Cpu> fused2 = model.forward(x, Mode::eval);
-    CHECK(relative_diff(fused2, unfused2) < 1e-4);
+    // A different rounding can flip a 2x2 max pool's argmax where two values nearly tie; the
+    // unpooling then puts that value elsewhere and the logits around it differ by O(1), not by
+    // rounding. Seen with the AVX2 kernels for SegNet-Basic in this state (max difference 6e-3
+    // of the largest logit, 4% of the logits beyond 1e-4, 1.5% beyond 1e-3; five further
+    // batch-norm states agreed to 1.6e-6): so here the logits must agree to 1e-2 and at most 10%
+    // of them may differ beyond rounding (the check above, on the first state, stays strict).
+    const double d2 = relative_diff(fused2, unfused2);
+    MESSAGE("after new statistics: max |difference| / max |logit| = " << d2 << ", share beyond 1e-4: "
+                                                                      << share_beyond(fused2, unfused2, 1e-4));
+    CHECK(d2 < 1e-2);
+    CHECK(share_beyond(fused2, unfused2, 1e-4) < 0.1);
     CHECK(relative_diff(unfused2, unfused) > 1e-2);  // the change mattered
+    // The fold followed the change: the new fused logits are far nearer the new unfused ones
+    // than the old fused ones are (a stale fold would leave fused2 == fused).
+    CHECK(d2 < 0.1 * relative_diff(fused2, fused));
     // The train mode that follows is the layers' own (no fusion there).
     Model<Net, Cpu> twin(21);
     for (std::size_t i = 0; i < model.state().size(); ++i) *twin.state()[i].value = *model.state()[i].value;

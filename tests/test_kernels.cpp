@@ -1,9 +1,13 @@
-// Convolution kernels: the dispatched (AVX-512 direct, where the CPU has it) forward,
+// Convolution kernels: the dispatched (AVX-512 or AVX2 direct, where the CPU has it) forward,
 // backward-data and backward-filter against plain double-precision loops and against the Eigen
-// im2col path, on odd sizes, every kernel size the models use (1, 3, 7), channel counts that are
-// not multiples of the vector width, batch 1 and 2, 1 and 2 threads. No timing here. Also the
-// forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on both
-// paths against the reference with pre-scaled weights and a separate ReLU.
+// im2col path, on odd sizes, every kernel size the models use (1, 3, 7, and 5), channel counts
+// that are not multiples of the vector widths (8, 16) or of the register blocks (forward 4, 8
+// output channels; backward-filter 2, 4 output channels x 5, 6 taps), batch 1 and 2, 1 and 2
+// threads. Every direct
+// kernel set this CPU runs (AVX-512 and AVX2 on an AVX-512 CPU, AVX2 on an AVX2 one) is also
+// called by name, so both are checked wherever AVX-512 is available. No timing here. Also the
+// forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on every
+// path against the reference with pre-scaled weights and a separate ReLU.
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
@@ -82,6 +86,21 @@ std::vector<float> backward_filter_reference(const std::vector<float>& x, const 
     return dw;
 }
 
+/// One set of direct-convolution kernels (conv_direct.hpp), called by name.
+struct DirectPath {
+    const char* name;
+    bool (*usable)(const ConvGeometry&);
+    void (*forward)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*, bool);
+    void (*backward_data)(const float*, const float*, float*, int, const ConvGeometry&);
+    void (*backward_filter)(const float*, const float*, float*, int, const ConvGeometry&);
+};
+const DirectPath direct_paths[] = {
+    {"AVX-512", &cpu::avx512::usable, &cpu::avx512::conv2d_forward, &cpu::avx512::conv2d_backward_data,
+     &cpu::avx512::conv2d_backward_filter},
+    {"AVX2", &cpu::avx2::usable, &cpu::avx2::conv2d_forward, &cpu::avx2::conv2d_backward_data,
+     &cpu::avx2::conv2d_backward_filter},
+};
+
 /// max |a - b| / max(1, max |b|): float sums of up to 3136 products against double sums.
 double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
     double diff = 0, scale = 1;
@@ -143,19 +162,47 @@ void check_case(const Case& c, int threads) {
             for (int i = 0; i < c.h * c.w; ++i) s += dy[(std::size_t(n) * c.cout + co) * c.h * c.w + i];
         CHECK(std::abs(dbias[std::size_t(co)] - s) < 1e-3 * std::max(1.0, std::abs(s)));
     }
+
+    // every direct kernel set the CPU runs, by name (the dispatched one above is one of them)
+    for (const DirectPath& p : direct_paths) {
+        if (!p.usable(g)) continue;
+        CAPTURE(std::string(p.name));
+        std::vector<float> yd(dy.size(), 123.f);
+        p.forward(x.data(), w.data(), bias.data(), yd.data(), c.batch, g, nullptr, false);
+        cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), c.batch, g);
+        CHECK(relative_error(yd, y_ref) < tol);
+        std::vector<float> dxd(x.size(), -7.f);
+        p.backward_data(dy.data(), w.data(), dxd.data(), c.batch, g);
+        CHECK(relative_error(dxd, dx_ref) < tol);
+        std::vector<float> dwd(w.size(), 0.5f);
+        p.backward_filter(x.data(), dy.data(), dwd.data(), c.batch, g);
+        CHECK(relative_error(dwd, dw_ref) < tol);
+    }
 }
 
 }  // namespace
 
 TEST_CASE("conv kernels: which path runs") {
-    const std::string path = cpu::avx512::cpu_has_avx512() ? "in use (compared with the reference below)"
-                                                            : "not available (the Eigen path is what runs)";
-    MESSAGE("AVX-512 direct convolution kernels: " << path);
     const ConvGeometry same{64, 13, 11, 64, 13, 11, 7, 1, 3, 1};
+    const std::string isa = cpu::direct_conv_isa(same);
+    MESSAGE("direct convolution kernels in use: "
+            << (isa.empty() ? std::string("none (the Eigen path is what runs)") : isa + " (compared with the reference below)"));
+    for (const DirectPath& p : direct_paths)
+        MESSAGE(std::string(p.name) << " direct kernels "
+                                    << std::string(p.usable(same) ? "run here (tested by name)" : "not available"));
     CHECK(cpu::avx512::supports(same));
-    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 7, 6, 3, 2, 1, 1}));  // stride 2
-    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 13, 11, 3, 1, 1, 4}));  // groups
-    CHECK_FALSE(cpu::avx512::supports({64, 13, 11, 64, 15, 13, 3, 1, 2, 1}));  // not same size
+    CHECK(cpu::avx2::supports(same));
+    for (const ConvGeometry& g : {ConvGeometry{64, 13, 11, 64, 7, 6, 3, 2, 1, 1},     // stride 2
+                                  ConvGeometry{64, 13, 11, 64, 13, 11, 3, 1, 1, 4},   // groups
+                                  ConvGeometry{64, 13, 11, 64, 15, 13, 3, 1, 2, 1}}) {  // not same size
+        CHECK_FALSE(cpu::avx512::supports(g));
+        CHECK_FALSE(cpu::avx2::supports(g));
+        CHECK_FALSE(cpu::avx2::usable(g));
+        CHECK(std::string(cpu::direct_conv_isa(g)).empty());
+    }
+    // SEGNET_CONV=eigen switches every direct kernel off, =avx2 AVX-512 only.
+    if (cpu::simd::conv_env_is("eigen")) CHECK(isa.empty());
+    if (cpu::simd::conv_env_is("avx2") && !isa.empty()) CHECK(isa == "AVX2");
 }
 
 TEST_CASE("conv kernels match the reference: SegNet-Basic shapes (7x7, 1x1)") {
@@ -213,8 +260,10 @@ void check_epilogue(const ConvGeometry& g, int batch, int threads) {
     REQUIRE(std::count_if(ref.begin(), ref.end(), [](float v) { return v < 0; }) > 0);  // the ReLU matters
     using Forward = void (*)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*,
                              bool);
-    const std::pair<const char*, Forward> paths[] = {{"dispatched", &cpu::conv2d_forward},
-                                                     {"eigen", &cpu::conv2d_forward_eigen}};
+    std::vector<std::pair<const char*, Forward>> paths = {{"dispatched", &cpu::conv2d_forward},
+                                                          {"eigen", &cpu::conv2d_forward_eigen}};
+    for (const DirectPath& p : direct_paths)
+        if (p.usable(g)) paths.emplace_back(p.name, p.forward);
     for (const auto& [name, forward] : paths) {
         CAPTURE(std::string(name));
         std::vector<float> plain(out, 9.f), y(out, 9.f);
@@ -231,6 +280,19 @@ void check_epilogue(const ConvGeometry& g, int batch, int threads) {
 }
 
 }  // namespace
+
+TEST_CASE("conv kernels match the reference: register-block and row tails (k 1, 3, 5, 7)") {
+    // Output channel counts around the register blocks (AVX2: 4 forward, 2 backward-filter;
+    // AVX-512: 8, 4), widths around the vector widths and the 3-vector row tiles (AVX2: 8 and 24
+    // pixels, AVX-512: 16 and 48), tap counts (in_c k k) around the 5 and 6 tap blocks.
+    const std::vector<Case> cases = {
+        {1, 1, 5, 1, 3, 1},   {2, 3, 4, 7, 3, 1},   {3, 5, 3, 8, 5, 2},   {4, 7, 5, 9, 1, 1},   {5, 9, 2, 23, 3, 1},
+        {6, 13, 3, 24, 5, 1}, {7, 4, 4, 25, 7, 2},  {3, 12, 2, 47, 3, 1}, {2, 8, 3, 49, 5, 1},  {9, 6, 6, 17, 5, 1},
+        {11, 2, 5, 33, 7, 1}, {1, 16, 7, 40, 5, 1}, {8, 3, 1, 72, 3, 2},  {13, 1, 9, 15, 1, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_case(c, threads);
+}
 
 TEST_CASE("conv kernels: the eval-fusion epilogue (per-channel weight scale, ReLU at the store)") {
     const std::vector<Case> cases = {

@@ -1,6 +1,6 @@
 // segnet/backend/cpu/conv.hpp: 2-D convolution kernels (forward, backward-data,
-// backward-filter) for the CPU: AVX-512 direct convolution where the CPU and the geometry allow
-// (conv_avx512.hpp), otherwise Eigen GEMMs on im2col tiles of pixels.
+// backward-filter) for the CPU: AVX-512 or AVX2 + FMA direct convolution where the CPU and the
+// geometry allow (conv_direct.hpp), otherwise Eigen GEMMs on im2col tiles of pixels.
 //
 //   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
 //                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
@@ -12,8 +12,9 @@
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
-// pick the AVX-512 kernels for stride-1 same-size convolutions without groups (every SegNet
-// conv) on CPUs with AVX-512 (run-time check; SEGNET_CONV=eigen forces the Eigen path). The
+// pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
+// conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
+// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=eigen forces the Eigen path). The
 // *_eigen functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
@@ -21,7 +22,7 @@
 // The forward's two optional arguments serve eval-mode fusion (compose/model.hpp): weight_scale
 // multiplies each output channel's weights (a batch norm folded in, batch_norm.hpp's
 // fold_conv_bias gives the matching bias) and relu applies max(., 0) before the result is
-// stored. Both paths apply them inside the kernel: the AVX-512 one while packing the weights
+// stored. Both paths apply them inside the kernel: the direct one while packing the weights
 // and in the micro-kernel's store, the Eigen one on a scaled copy of the weights and on the
 // tile the GEMM just wrote.
 #pragma once
@@ -34,7 +35,7 @@
 #include <vector>
 
 #include "segnet/backend/conv_geometry.hpp"
-#include "segnet/backend/cpu/conv_avx512.hpp"
+#include "segnet/backend/cpu/conv_direct.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::cpu {
@@ -313,12 +314,13 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
 }
 
 /// y = conv(x, w * weight_scale) (+ bias when bias != nullptr), max(., 0) when relu; y is
-/// overwritten (weight_scale: per output channel, null: none). AVX-512 direct convolution where
-/// the CPU and the geometry allow it (conv_avx512.hpp), otherwise the Eigen path.
+/// overwritten (weight_scale: per output channel, null: none). AVX-512 or AVX2 direct
+/// convolution where the CPU and the geometry allow it (conv_direct.hpp), otherwise the Eigen path.
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
+    if (avx2::usable(g)) return avx2::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     conv2d_forward_eigen(x, w, bias, y, batch, g, weight_scale, relu);
 }
 
@@ -326,15 +328,26 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
+    if (avx2::usable(g)) return avx2::conv2d_backward_data(dy, w, dx, batch, g);
     conv2d_backward_data_eigen(dy, w, dx, batch, g);
+}
+
+/// The direct-convolution kernels conv2d_forward and its gradients use for g on this CPU:
+/// "AVX-512", "AVX2" or "" (the Eigen path).
+inline const char* direct_conv_isa(const ConvGeometry& g) {
+    return avx512::usable(g) ? "AVX-512" : avx2::usable(g) ? "AVX2" : "";
 }
 
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
-    if (!avx512::usable(g)) return conv2d_backward_filter_eigen(x, dy, dw, dbias, batch, g);
-    avx512::conv2d_backward_filter(x, dy, dw, batch, g);
+    if (avx512::usable(g))
+        avx512::conv2d_backward_filter(x, dy, dw, batch, g);
+    else if (avx2::usable(g))
+        avx2::conv2d_backward_filter(x, dy, dw, batch, g);
+    else
+        return conv2d_backward_filter_eigen(x, dy, dw, dbias, batch, g);
     if (dbias) detail::bias_gradient(dy, dbias, batch, g);
 }
 

@@ -2,10 +2,14 @@
 //
 //   SEGNET_AVX512_TARGET void kernel(...);               // compiled for AVX-512 in any build
 //   if (segnet::cpu::simd::has_avx512()) kernel(...);     // called only where the CPU has it
+//   SEGNET_AVX2_TARGET void kernel2(...);                // compiled for AVX2 + FMA in any build
+//   if (segnet::cpu::simd::has_avx2_fma()) kernel2(...);
 //
-// Kernels marked SEGNET_AVX512_TARGET are compiled for AVX-512 whatever -march says, so one
-// binary runs everywhere and uses AVX-512 where present. SEGNET_CONV=eigen in the environment
-// switches them off (the portable path), for timing the fallback in the same binary.
+// Kernels marked SEGNET_AVX512_TARGET / SEGNET_AVX2_TARGET are compiled for that ISA whatever
+// -march says, so one binary runs everywhere and uses the widest vectors the CPU has.
+// SEGNET_CONV in the environment overrides the choice for timing and testing in one binary:
+// SEGNET_CONV=eigen switches all of them off (the portable path), SEGNET_CONV=avx2 switches
+// AVX-512 off (an AVX-512 machine then runs as an AVX2-only one would).
 #pragma once
 
 #include <cstdlib>
@@ -13,23 +17,45 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define SEGNET_HAVE_AVX512_KERNELS 1
+#define SEGNET_HAVE_AVX2_KERNELS 1
 #include <immintrin.h>
 #define SEGNET_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")))
+#define SEGNET_AVX2_TARGET __attribute__((target("avx2,fma")))
 #else
 #define SEGNET_HAVE_AVX512_KERNELS 0
+#define SEGNET_HAVE_AVX2_KERNELS 0
 #endif
 
 namespace segnet::cpu::simd {
 
-/// True when the CPU runs AVX-512F/BW/VL/DQ and SEGNET_CONV is not "eigen".
+/// True when the environment variable SEGNET_CONV equals `value`.
+inline bool conv_env_is(const char* value) {
+    const char* env = std::getenv("SEGNET_CONV");
+    return env && std::strcmp(env, value) == 0;
+}
+
+/// True when the CPU runs AVX-512F/BW/VL/DQ and SEGNET_CONV is neither "eigen" nor "avx2".
 inline bool has_avx512() {
 #if SEGNET_HAVE_AVX512_KERNELS
     static const bool ok = [] {
         __builtin_cpu_init();
-        const char* env = std::getenv("SEGNET_CONV");
-        if (env && std::strcmp(env, "eigen") == 0) return false;
+        if (conv_env_is("eigen") || conv_env_is("avx2")) return false;
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
+/// True when the CPU runs AVX2 and FMA and SEGNET_CONV is not "eigen".
+inline bool has_avx2_fma() {
+#if SEGNET_HAVE_AVX2_KERNELS
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        if (conv_env_is("eigen")) return false;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }();
     return ok;
 #else

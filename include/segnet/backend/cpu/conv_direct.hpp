@@ -1,0 +1,234 @@
+// segnet/backend/cpu/conv_direct.hpp: register-blocked direct convolution for the stride-1,
+// same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
+// AVX-512 and AVX2 + FMA, chosen at run time from the CPU's features.
+//
+//   if (segnet::cpu::avx512::usable(g)) segnet::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
+//   else if (segnet::cpu::avx2::usable(g)) segnet::cpu::avx2::conv2d_forward(x, w, bias, y, n, g);
+//   segnet::cpu::avx2::conv2d_forward(x, w, bias, y, n, g, bn_scale, /*relu*/ true);   // eval fusion
+//   segnet::cpu::avx2::conv2d_backward_data(dy, w, dx, n, g);
+//   segnet::cpu::avx2::conv2d_backward_filter(x, dy, dw, n, g);      // dw += ...
+//
+// Works on the NCHW tensors as they are, without im2col: a band of input rows is copied, with
+// its zero border, into a per-thread buffer whose rows are padded to a multiple of the vector
+// width; a micro-kernel then keeps MR output channels x NV vectors of output pixels in
+// registers and, for every (input channel, ky, kx), loads NV vectors of shifted input pixels and
+// broadcasts MR weights (packed per block of MR output channels). Backward-data is the same
+// kernel on dy with the weights transposed and flipped (stride 1, same padding). Backward-filter
+// keeps MR output channels x NR filter taps of vector partial sums over a band of pixels and
+// reduces them once per band. The forward optionally multiplies each output channel's weights
+// by a scale while packing them (a batch norm folded in: no extra pass, no extra buffer) and
+// applies ReLU to the accumulators before they are stored (the epilogue).
+//
+// One source, two ISAs: the ISA-independent parts (band copy, weight packing, band planning)
+// are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp, written
+// against an ISA traits struct (vector type, lanes, loads / stores / masked tails, FMA, max,
+// broadcast, horizontal sum, and the register blocking) and included twice: once as namespace
+// avx512 with direct::Avx512 and __attribute__((target("avx512f,..."))), once as namespace avx2
+// with direct::Avx2 and target("avx2,fma") (GCC's target attribute cannot differ between
+// instantiations of one template, hence the inclusion rather than a template parameter). A
+// binary built without -march=native (SEGNET_NATIVE=OFF) contains both; conv.hpp calls AVX-512
+// where the CPU reports it, else AVX2 + FMA, else the Eigen im2col kernels, which are also the
+// reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU,
+// SEGNET_CONV=eigen the Eigen path (simd.hpp).
+//
+// Register blocking (accumulators + operands must fit the register file, or the kernel spills):
+//   AVX-512 (32 zmm, 16 lanes): forward 8 channels x 3 vectors (24 accumulators, 48 pixels),
+//                               backward-filter 4 channels x 6 taps (24 accumulators).
+//   AVX2    (16 ymm,  8 lanes): forward 4 channels x 3 vectors (12 accumulators + 3 inputs
+//                               + 1 broadcast, 24 pixels), backward-filter 2 channels x 5 taps
+//                               (10 accumulators + 2 dy + 1 input + the tail mask, which is a
+//                               ymm register in AVX2; 3 x 4 spilled one accumulator with GCC 12).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "segnet/backend/conv_geometry.hpp"
+#include "segnet/backend/cpu/simd.hpp"
+#include "segnet/backend/cpu/thread_pool.hpp"
+
+namespace segnet::cpu::direct {
+
+using backend::ConvGeometry;
+
+/// The geometries these kernels handle: stride 1, no groups, output the size of the input,
+/// same padding (pad = (k - 1) / 2, k odd).
+inline bool supports(const ConvGeometry& g) {
+    return g.groups == 1 && g.stride == 1 && g.in_h == g.out_h && g.in_w == g.out_w && g.k % 2 == 1 &&
+           2 * g.pad == g.k - 1;
+}
+
+inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
+
+/// Per-thread scratch that only grows (the band buffers and partial gradients are reused from
+/// call to call, so steady-state runs neither allocate nor fault in fresh pages).
+inline float* scratch(std::vector<float>& v, std::int64_t n) {
+    if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
+    return v.data();
+}
+
+inline thread_local std::vector<float> band_buffer;
+inline thread_local std::vector<float> packed_buffer;
+inline thread_local std::vector<float> partial_buffer;
+
+/// Floats between the rows of a band buffer: w plus the border, a multiple of the vector width
+/// (every row tile starts and is loaded in whole vectors).
+inline int band_row_stride(int w, int k, int lanes) { return int(round_up(round_up(w, lanes) + k - 1, lanes)); }
+
+/// The padded copy of `rows` input rows starting at y0 - pad: buf[ci][r][j] = x[ci][y0 - pad + r]
+/// [j - pad], zero outside the image; rows are wp floats apart (wp >= w + k - 1 + lanes - 1).
+inline void fill_band(const float* x, int c, int h, int w, int pad, int y0, int rows, int wp, float* buf) {
+    const std::int64_t plane = std::int64_t(h) * w;
+    for (int ci = 0; ci < c; ++ci)
+        for (int r = 0; r < rows; ++r) {
+            float* d = buf + (std::int64_t(ci) * rows + r) * wp;
+            const int iy = y0 - pad + r;
+            if (iy < 0 || iy >= h) {
+                std::memset(d, 0, sizeof(float) * std::size_t(wp));
+                continue;
+            }
+            std::memset(d, 0, sizeof(float) * std::size_t(pad));
+            std::memcpy(d + pad, x + ci * plane + std::int64_t(iy) * w, sizeof(float) * std::size_t(w));
+            std::memset(d + pad + w, 0, sizeof(float) * std::size_t(wp - pad - w));
+        }
+}
+
+/// w packed for the forward micro-kernel: for each block of up to mr output channels starting
+/// at o0, [ci][ky][kx][m] at offset o0 * in_c * k * k. get(o, i, ky, kx) reads the logical
+/// weight. In parallel: 512 x 512 x 3 x 3 weights, read transposed for backward-data, take
+/// milliseconds on one thread, as long as a whole 23 x 30 convolution.
+template <class Get>
+void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, float* dst) {
+    parallel_for(0, (out_c + mr_max - 1) / mr_max, [&](std::int64_t b, std::int64_t e, int) {
+        for (int o0 = int(b) * mr_max; o0 < std::min<std::int64_t>(out_c, e * mr_max); o0 += mr_max) {
+            const int mr = std::min(mr_max, out_c - o0);
+            float* d = dst + std::int64_t(o0) * in_c * k * k;
+            for (int i = 0; i < in_c; ++i)
+                for (int ky = 0; ky < k; ++ky)
+                    for (int kx = 0; kx < k; ++kx)
+                        for (int m = 0; m < mr; ++m) *d++ = get(o0 + m, i, ky, kx);
+        }
+    });
+}
+
+struct Band {
+    int rows;   // output rows per task
+    int bands;  // tasks per image
+};
+/// Output rows per task: enough tasks to balance the threads, a band buffer of at most ~768 KB.
+inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows) {
+    const int threads = num_threads();
+    const int want_tasks_per_image = std::max(1, (4 * threads + batch - 1) / batch);
+    int rows = std::max(min_rows, (h + want_tasks_per_image - 1) / want_tasks_per_image);
+    rows = std::min(rows, h);
+    while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(768) << 10)) rows = (rows + 1) / 2;
+    return {rows, (h + rows - 1) / rows};
+}
+
+#if SEGNET_HAVE_AVX512_KERNELS
+// GCC 12 reports its own _mm512_reduce_add_ps (an _mm256_undefined_pd operand) as uninitialised.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+/// AVX-512F: 16 lanes, 32 registers, mask registers for the row tails.
+struct Avx512 {
+    using vec = __m512;
+    using mask = __mmask16;
+    static constexpr int lanes = 16;
+    static constexpr int fwd_mr = 8, fwd_nv = 3;  // forward: output channels x vectors of pixels
+    static constexpr int bwf_mr = 4, bwf_nr = 6;  // backward-filter: output channels x taps
+    static constexpr bool pin_inputs = false;     // keep loaded input vectors in registers (no folding)
+    static constexpr bool mask_every_vector = true;  // backward-filter: masked loads for every vector
+    static bool available() { return simd::has_avx512(); }
+    SEGNET_AVX512_TARGET static vec zero() { return _mm512_setzero_ps(); }
+    SEGNET_AVX512_TARGET static vec set1(float v) { return _mm512_set1_ps(v); }
+    SEGNET_AVX512_TARGET static vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+    SEGNET_AVX512_TARGET static void storeu(float* p, vec v) { _mm512_storeu_ps(p, v); }
+    SEGNET_AVX512_TARGET static vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+    SEGNET_AVX512_TARGET static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+    /// The first n lanes (n >= lanes: all).
+    SEGNET_AVX512_TARGET static mask tail_mask(int n) { return n >= 16 ? mask(0xFFFF) : mask((1u << n) - 1); }
+    SEGNET_AVX512_TARGET static vec maskz_loadu(mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+    SEGNET_AVX512_TARGET static void mask_storeu(float* p, mask m, vec v) { _mm512_mask_storeu_ps(p, m, v); }
+    SEGNET_AVX512_TARGET static float reduce_add(vec v) { return _mm512_reduce_add_ps(v); }
+};
+#pragma GCC diagnostic pop
+#endif
+
+#if SEGNET_HAVE_AVX2_KERNELS
+/// AVX2 + FMA: 8 lanes, 16 registers, vmaskmov for the row tails (masked-off lanes read as 0
+/// and are not written).
+struct Avx2 {
+    using vec = __m256;
+    using mask = __m256i;
+    static constexpr int lanes = 8;
+    static constexpr int fwd_mr = 4, fwd_nv = 3;
+    static constexpr int bwf_mr = 2, bwf_nr = 5;  // 3 x 4 spills (the mask takes a register)
+    static constexpr bool pin_inputs = true;
+    static constexpr bool mask_every_vector = false;
+    static bool available() { return simd::has_avx2_fma(); }
+    SEGNET_AVX2_TARGET static vec zero() { return _mm256_setzero_ps(); }
+    SEGNET_AVX2_TARGET static vec set1(float v) { return _mm256_set1_ps(v); }
+    SEGNET_AVX2_TARGET static vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+    SEGNET_AVX2_TARGET static void storeu(float* p, vec v) { _mm256_storeu_ps(p, v); }
+    SEGNET_AVX2_TARGET static vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+    SEGNET_AVX2_TARGET static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+    SEGNET_AVX2_TARGET static mask tail_mask(int n) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    SEGNET_AVX2_TARGET static vec maskz_loadu(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+    SEGNET_AVX2_TARGET static void mask_storeu(float* p, mask m, vec v) { _mm256_maskstore_ps(p, m, v); }
+    SEGNET_AVX2_TARGET static float reduce_add(vec v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+};
+#endif
+
+}  // namespace segnet::cpu::direct
+
+// The kernels, once per ISA.
+#if SEGNET_HAVE_AVX512_KERNELS
+#define SEGNET_DC_NS avx512
+#define SEGNET_DC_ISA Avx512
+#define SEGNET_DC_TARGET SEGNET_AVX512_TARGET
+#include "segnet/backend/cpu/conv_direct_kernels.hpp"
+#undef SEGNET_DC_NS
+#undef SEGNET_DC_ISA
+#undef SEGNET_DC_TARGET
+#endif
+#if SEGNET_HAVE_AVX2_KERNELS
+#define SEGNET_DC_NS avx2
+#define SEGNET_DC_ISA Avx2
+#define SEGNET_DC_TARGET SEGNET_AVX2_TARGET
+#include "segnet/backend/cpu/conv_direct_kernels.hpp"
+#undef SEGNET_DC_NS
+#undef SEGNET_DC_ISA
+#undef SEGNET_DC_TARGET
+#endif
+
+#if !SEGNET_HAVE_AVX512_KERNELS || !SEGNET_HAVE_AVX2_KERNELS
+// No x86 kernels in this build: usable() is false, the entry points are never called.
+#define SEGNET_DC_STUB(NS)                                                                                       \
+    namespace segnet::cpu::NS {                                                                                 \
+    inline bool usable(const backend::ConvGeometry&) { return false; }                                          \
+    inline void conv2d_forward(const float*, const float*, const float*, float*, int, const backend::ConvGeometry&, \
+                               const float* = nullptr, bool = false) {}                                         \
+    inline void conv2d_backward_data(const float*, const float*, float*, int, const backend::ConvGeometry&) {}  \
+    inline void conv2d_backward_filter(const float*, const float*, float*, int, const backend::ConvGeometry&) {} \
+    }
+#if !SEGNET_HAVE_AVX512_KERNELS
+SEGNET_DC_STUB(avx512)
+#endif
+#if !SEGNET_HAVE_AVX2_KERNELS
+SEGNET_DC_STUB(avx2)
+#endif
+#undef SEGNET_DC_STUB
+#endif

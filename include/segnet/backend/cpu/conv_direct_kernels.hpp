@@ -1,0 +1,319 @@
+// segnet/backend/cpu/conv_direct_kernels.hpp: the ISA-generic body of the direct convolution,
+// included by conv_direct.hpp once per instruction set (no include guard, on purpose).
+//
+// conv_direct.hpp defines, for each inclusion,
+//   SEGNET_DC_NS      the namespace under segnet::cpu (avx512, avx2),
+//   SEGNET_DC_ISA     the traits struct in segnet::cpu::direct (Avx512, Avx2),
+//   SEGNET_DC_TARGET  the __attribute__((target(...))) of the micro-kernels.
+// Everything ISA-specific comes from the traits: the vector operations and the register
+// blocking (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr). See conv_direct.hpp.
+#if !defined(SEGNET_DC_NS) || !defined(SEGNET_DC_ISA) || !defined(SEGNET_DC_TARGET)
+#error "conv_direct_kernels.hpp is included by conv_direct.hpp only"
+#endif
+
+namespace segnet::cpu::SEGNET_DC_NS {
+
+using backend::ConvGeometry;
+
+/// The ISA's traits (direct::Avx512 or direct::Avx2).
+using Isa = direct::SEGNET_DC_ISA;
+
+/// The geometries these kernels handle (direct::supports) on a CPU that runs them.
+inline bool supports(const ConvGeometry& g) { return direct::supports(g); }
+inline bool usable(const ConvGeometry& g) { return direct::supports(g) && Isa::available(); }
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace detail {
+
+using direct::round_up;
+using direct::scratch;
+using vec = Isa::vec;
+inline constexpr int L = Isa::lanes;
+
+/// y[m][0 .. L NV) = bias[m] + sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx + ...]
+/// for MR output channels, max(., 0) when relu; of the last vector only the first `last_n`
+/// lanes are stored.
+template <int MR, int NV, int KS = 0>
+SEGNET_DC_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, int cin, int k_runtime,
+                                const float* wpk, float* y, std::int64_t yplane, int last_n, const float* bias,
+                                bool relu) {
+    const int k = KS ? KS : k_runtime;  // KS: the kernel size fixed at compile time (unrolled taps)
+    vec acc[MR][NV];
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[m][v] = bias ? Isa::set1(bias[m]) : Isa::zero();
+    for (int ci = 0; ci < cin; ++ci) {
+        const float* xc = xb + ci * cstride;
+        {
+            // The next channel's rows are a long stride away: ask for them early (a cache line
+            // per 16 floats).
+            const float* nx = xc + 2 * cstride;
+            for (int ky = 0; ky < k; ++ky)
+#pragma GCC unroll 4
+                for (int v = 0; v * 16 <= NV * L; ++v)
+                    _mm_prefetch(reinterpret_cast<const char*>(nx + ky * wp + 16 * v), _MM_HINT_T0);
+        }
+        for (int ky = 0; ky < k; ++ky) {
+            const float* xr = xc + std::int64_t(ky) * wp;
+#pragma GCC unroll 7
+            for (int kx = 0; kx < k; ++kx) {
+                vec xv[NV];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) {
+                    xv[v] = Isa::loadu(xr + kx + L * v);
+                    // Load once, use MR times: without this GCC folds the load into each of the
+                    // MR FMAs (AVX2: 16 loads per 12 FMAs, more than the load ports take).
+                    if constexpr (Isa::pin_inputs) __asm__("" : "+v"(xv[v]));
+                }
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; ++m) {
+                    const vec wv = Isa::set1(wpk[m]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(wv, xv[v], acc[m][v]);
+                }
+                wpk += MR;
+            }
+        }
+    }
+    if (relu) {  // the epilogue of a fused conv + (batch norm +) ReLU: no separate pass over y
+        const vec zero = Isa::zero();
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[m][v] = Isa::max(acc[m][v], zero);
+    }
+    const auto last = Isa::tail_mask(last_n);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+#pragma GCC unroll 4
+        for (int v = 0; v + 1 < NV; ++v) Isa::storeu(y + m * yplane + L * v, acc[m][v]);
+        Isa::mask_storeu(y + m * yplane + L * (NV - 1), last, acc[m][NV - 1]);
+    }
+}
+
+using FwdFn = void (*)(const float*, std::int64_t, int, int, int, const float*, float*, std::int64_t, int,
+                       const float*, bool);
+template <std::size_t... I>
+constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
+    return {&fwd_micro<int(I / Isa::fwd_nv) + 1, int(I % Isa::fwd_nv) + 1>...};
+}
+inline constexpr auto fwd_kernels = fwd_table(std::make_index_sequence<Isa::fwd_mr * Isa::fwd_nv>{});
+
+/// Output rows [y0, y0 + rows) of one image from the band buffer (row 0 = input row y0 - pad).
+inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cout, int k, const float* packed,
+                     const float* bias, bool relu, float* y, int h, int w, int y0, int rows) {
+    constexpr int MR = Isa::fwd_mr, NV = Isa::fwd_nv;
+    const std::int64_t plane = std::int64_t(h) * w, cstride = std::int64_t(rows_in_buf) * wp;
+    const std::int64_t wsz = std::int64_t(cin) * k * k;
+    // Weights are streamed once per register block of output channels and stay in L2 while
+    // the block sweeps the band (512 x 512 x 3 x 3 weights are 9.4 MB: cycling all of them per
+    // pixel tile would stream them from L3).
+    // Row tiles of equal vector counts (AVX-512: 60 = 32 + 28, not 48 + 12 whose 1-vector tile
+    // would be bound by its MR broadcasts per MR FMAs).
+    const int tiles = (w + L * NV - 1) / (L * NV);
+    const int tile = ((w + tiles - 1) / tiles + L - 1) / L * L;
+    for (int o0 = 0; o0 < cout; o0 += MR) {
+        const int mr = std::min(MR, cout - o0);
+        for (int r = 0; r < rows; ++r) {
+            const float* xrow = buf + std::int64_t(r) * wp;
+            float* yrow = y + std::int64_t(y0 + r) * w;
+            for (int ox0 = 0; ox0 < w; ox0 += tile) {
+                const int rem = std::min(tile, w - ox0);
+                const int nv = (rem + L - 1) / L;
+                const int last_n = rem - (nv - 1) * L;
+                // The full register block for the kernel sizes the models use has its taps unrolled.
+                FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
+                if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
+                fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * plane + ox0, plane, last_n,
+                   bias ? bias + o0 : nullptr, relu);
+            }
+        }
+    }
+}
+
+/// y = conv(x, packed weights) (+ bias), max(., 0) when relu: the driver shared by forward and
+/// backward-data.
+inline void direct_conv(const float* x, const float* packed, const float* bias, bool relu, float* y, int batch,
+                        int cin, int cout, int h, int w, int k) {
+    const int pad = k / 2;
+    const int wp = direct::band_row_stride(w, k, L);
+    const direct::Band b = direct::plan_bands(batch, h, cin, k, wp, 1);
+    parallel_for(0, std::int64_t(batch) * b.bands, [&](std::int64_t first, std::int64_t end, int) {
+        for (std::int64_t item = first; item < end; ++item) {
+            const int n = int(item / b.bands);
+            const int y0 = int(item % b.bands) * b.rows;
+            const int rows = std::min(b.rows, h - y0);
+            const int rows_in_buf = rows + k - 1;
+            float* buf = scratch(direct::band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
+            const float* xn = x + std::int64_t(n) * cin * h * w;
+            direct::fill_band(xn, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, y + std::int64_t(n) * cout * h * w, h, w,
+                     y0, rows);
+        }
+    });
+}
+
+/// dw[m][j] += sum over the band's pixels of dy[m][p] * x[tap j][p] for MR output channels and
+/// NR filter taps at offsets off[j] in the band buffer.
+template <int MR, int NR>
+SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t plane, int w, int rows, const float* buf,
+                                const std::int64_t* off, int wp, float* dw, std::int64_t dwstride) {
+    vec acc[MR][NR];
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 6
+        for (int j = 0; j < NR; ++j) acc[m][j] = Isa::zero();
+    const float* xo[NR];
+#pragma GCC unroll 6
+    for (int j = 0; j < NR; ++j) xo[j] = buf + off[j];
+    for (int r = 0; r < rows; ++r) {
+        const float* dyr = dy + std::int64_t(r) * w;
+        const std::int64_t xr = std::int64_t(r) * wp;
+        // Zeros beyond the row from masked loads: no garbage times garbage. AVX-512 masks every
+        // vector (a separate unmasked loop for the full vectors measured 40% slower with GCC 12,
+        // not investigated); AVX2 masks only the tail (vmaskmovps is a slower load, and its
+        // mask takes a register).
+        int ox = 0;
+        if constexpr (!Isa::mask_every_vector)
+            for (; ox + L <= w; ox += L) {
+                vec dv[MR];
+#pragma GCC unroll 4
+                for (int m = 0; m < MR; ++m) dv[m] = Isa::loadu(dyr + m * plane + ox);
+#pragma GCC unroll 6
+                for (int j = 0; j < NR; ++j) {
+                    vec xv = Isa::loadu(xo[j] + xr + ox);
+                    if constexpr (Isa::pin_inputs) __asm__("" : "+v"(xv));  // one load, MR uses
+#pragma GCC unroll 4
+                    for (int m = 0; m < MR; ++m) acc[m][j] = Isa::fmadd(dv[m], xv, acc[m][j]);
+                }
+            }
+        for (; ox < w; ox += L) {
+            const auto mask = Isa::tail_mask(w - ox);
+            vec dv[MR];
+#pragma GCC unroll 4
+            for (int m = 0; m < MR; ++m) dv[m] = Isa::maskz_loadu(mask, dyr + m * plane + ox);
+#pragma GCC unroll 6
+            for (int j = 0; j < NR; ++j) {
+                const vec xv = Isa::maskz_loadu(mask, xo[j] + xr + ox);
+#pragma GCC unroll 4
+                for (int m = 0; m < MR; ++m) acc[m][j] = Isa::fmadd(dv[m], xv, acc[m][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 6
+        for (int j = 0; j < NR; ++j) dw[m * dwstride + j] += Isa::reduce_add(acc[m][j]);
+}
+
+using BwfFn = void (*)(const float*, std::int64_t, int, int, const float*, const std::int64_t*, int, float*,
+                       std::int64_t);
+template <std::size_t... I>
+constexpr std::array<BwfFn, sizeof...(I)> bwf_table(std::index_sequence<I...>) {
+    return {&bwf_micro<int(I / Isa::bwf_nr) + 1, int(I % Isa::bwf_nr) + 1>...};
+}
+inline constexpr auto bwf_kernels = bwf_table(std::make_index_sequence<Isa::bwf_mr * Isa::bwf_nr>{});
+
+}  // namespace detail
+
+/// y = conv(x, w * weight_scale) (+ bias), max(., 0) when relu; y is overwritten. weight_scale
+/// (per output channel, or null: 1) multiplies the weights as they are packed: a batch norm folded
+/// into the convolution (conv.hpp). Requires usable(g).
+inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
+                           const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
+    using namespace detail;
+    const int k = g.k, cin = g.in_c, cout = g.out_c;
+    const std::int64_t kk = std::int64_t(k) * k;
+    float* packed = scratch(direct::packed_buffer, g.weight_size());
+    if (weight_scale)
+        direct::pack_weights(Isa::fwd_mr, cout, cin, k,
+                             [&](int o, int i, int ky, int kx) {
+                                 return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
+                             },
+                             packed);
+    else
+        direct::pack_weights(Isa::fwd_mr, cout, cin, k,
+                             [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
+    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k);
+}
+
+/// dx = the gradient of sum(dy * conv(x, w)) with respect to x; dx is overwritten. A stride-1
+/// same-padded convolution's transpose is the convolution of dy with w transposed (in <-> out)
+/// and flipped.
+inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
+    using namespace detail;
+    const int k = g.k, cin = g.in_c, cout = g.out_c;
+    const std::int64_t kk = std::int64_t(k) * k;
+    float* packed = scratch(direct::packed_buffer, g.weight_size());
+    direct::pack_weights(
+        Isa::fwd_mr, cin, cout, k,
+        [&](int o, int i, int ky, int kx) { return w[(i * cin + o) * kk + (k - 1 - ky) * k + (k - 1 - kx)]; }, packed);
+    direct_conv(dy, packed, nullptr, false, dx, batch, cout, cin, g.in_h, g.in_w, k);
+}
+
+/// dw += the gradient of sum(dy * conv(x, w)) with respect to w (the bias gradient is left to
+/// the caller).
+inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, int batch, const ConvGeometry& g) {
+    using namespace detail;
+    constexpr int MR = Isa::bwf_mr, NR = Isa::bwf_nr;
+    const int k = g.k, cin = g.in_c, cout = g.out_c, h = g.in_h, w = g.in_w, pad = g.pad;
+    const std::int64_t taps = std::int64_t(cin) * k * k, plane = std::int64_t(h) * w;
+    const int wp = direct::band_row_stride(w, k, L);
+    // Long pixel runs per band (the vector partial sums are reduced once per band), enough bands
+    // to share between threads.
+    const int threads = num_threads();
+    int rows = std::min(h, std::max(1, (2048 + w - 1) / w));
+    while (rows > 1 && std::int64_t(batch) * ((h + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
+    while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20)) rows = (rows + 1) / 2;
+    const int bands = (h + rows - 1) / rows;
+    std::vector<float*> partials(std::size_t(threads), nullptr);
+    parallel_for(0, std::int64_t(batch) * bands, [&](std::int64_t first, std::int64_t end, int worker) {
+        float* acc = scratch(direct::partial_buffer, g.weight_size());
+        std::fill_n(acc, g.weight_size(), 0.f);
+        partials[std::size_t(worker)] = acc;
+        std::vector<std::int64_t> off(static_cast<std::size_t>(taps));
+        for (std::int64_t item = first; item < end; ++item) {
+            const int n = int(item / bands);
+            const int y0 = int(item % bands) * rows;
+            const int nrows = std::min(rows, h - y0);
+            const int rows_in_buf = nrows + k - 1;
+            float* buf = scratch(direct::band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
+            direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            for (std::int64_t t = 0; t < taps; ++t) {
+                const std::int64_t ci = t / (k * k), ky = t / k % k, kx = t % k;
+                off[std::size_t(t)] = (ci * rows_in_buf + ky) * wp + kx;
+            }
+            const float* dyn = dy + std::int64_t(n) * cout * plane + std::int64_t(y0) * w;
+            // Blocks of output channels and of taps small enough that their dy rows and input
+            // rows (about 256 KB each) stay in L2 while the register blocks sweep them.
+            const std::int64_t px = std::int64_t(nrows) * w;
+            const int co_chunk =
+                int(std::clamp<std::int64_t>((std::int64_t(64) << 10) / px / MR * MR, MR, round_up(cout, MR)));
+            const std::int64_t ci_chunk =
+                std::max<std::int64_t>(1, (std::int64_t(64) << 10) / (std::int64_t(rows_in_buf) * wp));
+            const std::int64_t tap_chunk = round_up(ci_chunk * k * k, NR);
+            for (int c0 = 0; c0 < cout; c0 += co_chunk)
+                for (std::int64_t tc = 0; tc < taps; tc += tap_chunk)
+                    for (int o0 = c0; o0 < std::min(cout, c0 + co_chunk); o0 += MR) {
+                        const int mr = std::min(MR, cout - o0);
+                        for (std::int64_t t0 = tc; t0 < std::min(taps, tc + tap_chunk); t0 += NR) {
+                            const int nr = int(std::min<std::int64_t>(NR, taps - t0));
+                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](
+                                dyn + o0 * plane, plane, w, nrows, buf, off.data() + t0, wp, acc + o0 * taps + t0, taps);
+                        }
+                    }
+        }
+    });
+    for (float* p : partials)
+        if (p)
+            parallel_for(0, g.weight_size(), [&](std::int64_t b, std::int64_t e, int) {
+                for (std::int64_t i = b; i < e; ++i) dw[i] += p[i];
+            }, 1 << 14);
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace segnet::cpu::SEGNET_DC_NS
