@@ -7,7 +7,8 @@
 // kernel set this CPU runs (AVX-512 and AVX2 on an AVX-512 CPU, AVX2 on an AVX2 one) is also
 // called by name, so both are checked wherever AVX-512 is available. No timing here. Also the
 // forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on every
-// path against the reference with pre-scaled weights and a separate ReLU.
+// path against the reference with pre-scaled weights and a separate ReLU, and the forward on an
+// unpooling read from pooled values and indices (bit for bit the materialised one).
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <utility>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -93,13 +95,21 @@ struct DirectPath {
     void (*forward)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*, bool);
     void (*backward_data)(const float*, const float*, float*, int, const ConvGeometry&);
     void (*backward_filter)(const float*, const float*, float*, int, const ConvGeometry&);
+    /// The forward on an unpooled input that is never materialised (eval fusion of Unpool + conv).
+    void (*forward_unpooled)(const cpu::direct::Unpooled&, const float*, const float*, float*, int,
+                             const ConvGeometry&, const float*, bool);
 };
-const DirectPath direct_paths[] = {
-    {"AVX-512", &cpu::avx512::usable, &cpu::avx512::conv2d_forward, &cpu::avx512::conv2d_backward_data,
-     &cpu::avx512::conv2d_backward_filter},
-    {"AVX2", &cpu::avx2::usable, &cpu::avx2::conv2d_forward, &cpu::avx2::conv2d_backward_data,
-     &cpu::avx2::conv2d_backward_filter},
-};
+#define SEGNET_TEST_DIRECT_PATH(NAME, NS)                                                                        \
+    DirectPath {                                                                                                \
+        NAME, &cpu::NS::usable,                                                                                 \
+            [](const float* x, const float* w, const float* b, float* y, int n, const ConvGeometry& g,          \
+               const float* s, bool r) { cpu::NS::conv2d_forward(x, w, b, y, n, g, s, r); },                    \
+            &cpu::NS::conv2d_backward_data, &cpu::NS::conv2d_backward_filter,                                   \
+            [](const cpu::direct::Unpooled& u, const float* w, const float* b, float* y, int n,                 \
+               const ConvGeometry& g, const float* s, bool r) { cpu::NS::conv2d_forward(nullptr, w, b, y, n, g, s, r, &u); } \
+    }
+const DirectPath direct_paths[] = {SEGNET_TEST_DIRECT_PATH("AVX-512", avx512), SEGNET_TEST_DIRECT_PATH("AVX2", avx2)};
+#undef SEGNET_TEST_DIRECT_PATH
 
 /// max |a - b| / max(1, max |b|): float sums of up to 3136 products against double sums.
 double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
@@ -222,6 +232,85 @@ TEST_CASE("conv kernels match the reference: VGG shapes (3x3)") {
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_case(c, threads);
+}
+
+TEST_CASE("conv kernels match the reference: bands wider than half the L2 (column groups)") {
+    // Many input channels on long rows: the forward sweeps such a band in column groups (each
+    // within half the L2, at least one row tile), here several groups and a short last one for
+    // any L2 up to 2 MB (200 x 7 rows x 24 pixels x 4 bytes = 134 KB per tile).
+    MESSAGE("L2: " << cpu::direct::l2_bytes() / 1024 << " KB; row tiles per column group: 7x7, 200 channels: "
+                   << cpu::direct::column_group_tiles(200, 7, 24, 7, 17)
+                   << ", 3x3, 300 channels: " << cpu::direct::column_group_tiles(300, 3, 24, 3, 14));
+    CHECK(cpu::direct::column_group_tiles(200, 7, 24, 7, 17) < 17);
+    CHECK(cpu::direct::column_group_tiles(1, 1, 24, 1, 3) == 3);      // all tiles when they fit
+    CHECK(cpu::direct::column_group_tiles(4096, 9, 24, 7, 3) == 1);  // at least one
+    const std::vector<Case> cases = {{200, 5, 3, 401, 7, 1}, {300, 6, 4, 333, 3, 2}};
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_case(c, threads);
+}
+
+TEST_CASE("conv kernels: an unpooled input read from the pooled values and indices (eval fusion)") {
+    // Every direct path on (values, indices) of a real max pooling gives bit for bit what it gives
+    // on the materialised unpooling (the same band values, the same arithmetic), with and
+    // without the fusion epilogue; the dispatcher declines where no direct kernel runs.
+    struct UnpoolCase {
+        int c, cout, h, w, k, pool, batch;
+    };
+    for (const UnpoolCase& t : {UnpoolCase{5, 9, 13, 11, 7, 2, 2}, UnpoolCase{17, 6, 45, 61, 3, 2, 1},
+                                UnpoolCase{3, 4, 10, 17, 5, 3, 1}, UnpoolCase{64, 8, 9, 50, 7, 2, 1},
+                                UnpoolCase{130, 5, 3, 401, 7, 2, 1}}) {
+        for (int threads : {1, 2}) {
+            cpu::set_num_threads(threads);
+            CAPTURE(t.c);
+            CAPTURE(t.h);
+            CAPTURE(t.w);
+            CAPTURE(t.k);
+            CAPTURE(t.pool);
+            CAPTURE(threads);
+            std::mt19937 gen(unsigned(t.c * 13 + t.h + t.k + t.pool * 100 + threads));
+            const int ph = (t.h + t.pool - 1) / t.pool, pw = (t.w + t.pool - 1) / t.pool;
+            const auto pre = random_vector(std::size_t(t.batch) * t.c * t.h * t.w, gen);
+            std::vector<float> values(std::size_t(t.batch) * t.c * ph * pw);
+            std::vector<std::int32_t> indices(values.size());
+            cpu::max_pool_forward(pre.data(), t.batch, t.c, t.h, t.w, t.pool, values.data(), ph, pw, indices.data());
+            std::vector<float> unpooled(pre.size(), 5.f);
+            cpu::max_unpool_forward(values.data(), indices.data(), t.batch, t.c, ph, pw, unpooled.data(), t.h, t.w);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
+            const auto bias = random_vector(std::size_t(t.cout), gen);
+            const auto scale = random_vector(std::size_t(t.cout), gen);
+            const cpu::direct::Unpooled u{values.data(), indices.data(), ph, pw, t.pool};
+            const std::size_t out = std::size_t(t.batch) * t.cout * t.h * t.w;
+            std::vector<float> ref(out);
+            cpu::conv2d_forward_reference(unpooled.data(), w.data(), bias.data(), ref.data(), t.batch, g);
+            for (const DirectPath& p : direct_paths) {
+                if (!p.usable(g)) continue;
+                CAPTURE(std::string(p.name));
+                for (const bool epilogue : {false, true}) {
+                    const float* s = epilogue ? scale.data() : nullptr;
+                    std::vector<float> materialised(out, 1.f), fused(out, 2.f);
+                    p.forward(unpooled.data(), w.data(), bias.data(), materialised.data(), t.batch, g, s, epilogue);
+                    p.forward_unpooled(u, w.data(), bias.data(), fused.data(), t.batch, g, s, epilogue);
+                    CHECK(fused == materialised);
+                }
+                std::vector<float> fused(out, 2.f);
+                p.forward_unpooled(u, w.data(), bias.data(), fused.data(), t.batch, g, nullptr, false);
+                CHECK(relative_error(fused, ref) < 2e-5);
+            }
+            std::vector<float> y(out, 3.f);
+            const bool ran = cpu::conv2d_forward_unpooled(u, w.data(), bias.data(), y.data(), t.batch, g);
+            CHECK(ran == !std::string(cpu::direct_conv_isa(g)).empty());
+            if (ran) CHECK(relative_error(y, ref) < 2e-5);
+            else CHECK(y == std::vector<float>(out, 3.f));  // declined: nothing written
+        }
+    }
+    // The pooled size must be the pooling of the convolution's input size.
+    const ConvGeometry g{2, 9, 8, 3, 9, 8, 3, 1, 1, 1};
+    std::vector<float> values(2 * 4 * 4), w(std::size_t(g.weight_size())), y(3 * 9 * 8);
+    std::vector<std::int32_t> indices(values.size());
+    CHECK_THROWS_AS(cpu::conv2d_forward_unpooled({values.data(), indices.data(), 4, 4, 2}, w.data(), nullptr, y.data(),
+                                                 1, g),
+                    std::invalid_argument);
 }
 
 namespace {

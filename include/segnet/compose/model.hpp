@@ -19,9 +19,11 @@
 // by a batch norm, by a ReLU, or by both (nodes whose fusion_role() is convolution,
 // channel_affine, relu, in that order) runs as one step, the convolution's forward_fused_into:
 // the batch norm folded into its weights and bias from the current running statistics, the
-// ReLU in the kernel's store. The pattern is matched on every eval forward (a few virtual calls
-// per node, no allocation), so replaced layers and changed parameters are always honoured.
-// Train mode never fuses.
+// ReLU in the kernel's store. An Unpool right before such a convolution joins the step where the
+// backend can read the unpooling from the pooled values and indices (the CPU's direct kernels:
+// the unpooled map is never written); elsewhere the Unpool runs on its own. The pattern is
+// matched on every eval forward (a few virtual calls per node, no allocation), so replaced layers
+// and changed parameters are always honoured. Train mode never fuses.
 // In Mode::train, forward and the backward that follows are planned as one pass: a buffer is
 // busy until the last step that reads its value, as each layer's train_buffer_use() states:
 // a convolution's or batch norm's input until its backward, a ReLU's output until its backward,
@@ -195,7 +197,9 @@ public:
     void set_eval_fusion(bool on) { eval_fusion_ = on; }
     bool eval_fusion() const { return eval_fusion_; }
     /// How many nodes the eval forward would run as fused steps: for each fused step, the number
-    /// of nodes it replaces beyond the first (a conv + batch norm + ReLU step counts 2).
+    /// of nodes it replaces beyond the first (a conv + batch norm + ReLU step counts 2, an
+    /// unpool + conv + batch norm step 2; an unpooling the kernels decline at run time, on a CPU
+    /// without AVX2, still counts).
     int eval_fused_nodes() const {
         int fused = 0;
         for (std::size_t i = 0; i < nodes_.size();) {
@@ -280,17 +284,11 @@ private:
             const int out_buf = free_buffer(node, cur_buf);
             Tensor<Device>& out = *pool_[std::size_t(out_buf)];
             // A fused step runs nodes i .. last; its input is read by node i only (no Tap inside).
-            const std::size_t last = fused_until(i);
-            const Tensor<Device>* y;
-            if (last == i) {
+            std::size_t last = fused_until(i);
+            const Tensor<Device>* y = last == i ? nullptr : forward_fused_step(i, last, *cur, out);
+            if (!y) {  // not fused, or the backend declined an unpooling's fusion: node i alone
+                last = i;
                 y = &nodes_[i].layer->forward_into(*cur, Mode::eval, out);
-            } else {
-                std::size_t next = i + 1;
-                ChannelAffine<Device> affine{};
-                if (nodes_[next].layer->fusion_role() == FusionRole::channel_affine)
-                    affine = nodes_[next++].layer->eval_affine();
-                const bool relu = next <= last;  // the remaining fused node is a ReLU
-                y = &nodes_[i].layer->forward_fused_into(*cur, affine, relu, out);
             }
             if (cur_buf >= 0) {
                 int& until = busy_until_[std::size_t(cur_buf)];
@@ -302,10 +300,33 @@ private:
         }
         return *cur;
     }
+    /// Runs nodes i .. last (fused_until(i) > i) as one step into out: [unpool,] convolution
+    /// [, channel_affine] [, relu]. nullptr when the convolution declines the unpooled input.
+    const Tensor<Device>* forward_fused_step(std::size_t i, std::size_t last, const Tensor<Device>& x,
+                                             Tensor<Device>& out) {
+        const bool unpool = nodes_[i].layer->fusion_role() == FusionRole::unpool;
+        const std::size_t conv = unpool ? i + 1 : i;
+        std::size_t next = conv + 1;
+        ChannelAffine<Device> affine{};
+        if (next <= last && nodes_[next].layer->fusion_role() == FusionRole::channel_affine)
+            affine = nodes_[next++].layer->eval_affine();
+        const bool relu = next <= last;  // the remaining fused node is a ReLU
+        if (unpool)
+            return nodes_[conv].layer->forward_unpooled_fused_into(nodes_[i].layer->eval_unpooled(x), affine, relu, out);
+        return &nodes_[conv].layer->forward_fused_into(x, affine, relu, out);
+    }
     /// The last node of the eval step that starts at node i: i itself, or with fusion on, the end
-    /// of a convolution, channel_affine, relu run (at least two of them, the convolution first).
+    /// of a convolution, channel_affine, relu run (at least two of them, the convolution first),
+    /// or of an unpool followed by a convolution that takes it unpooled and that run.
     std::size_t fused_until(std::size_t i) const {
-        if (!eval_fusion_ || nodes_[i].layer->fusion_role() != FusionRole::convolution) return i;
+        if (!eval_fusion_) return i;
+        if (nodes_[i].layer->fusion_role() == FusionRole::unpool) {
+            if (i + 1 < nodes_.size() && nodes_[i + 1].layer->fusion_role() == FusionRole::convolution &&
+                nodes_[i + 1].layer->fuses_unpooled_input())
+                return std::max(i + 1, fused_until(i + 1));
+            return i;
+        }
+        if (nodes_[i].layer->fusion_role() != FusionRole::convolution) return i;
         std::size_t last = i;
         if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::channel_affine) ++last;
         if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::relu) ++last;

@@ -12,7 +12,9 @@
 // In Mode::eval a model runs a convolution followed by a BatchNorm (and a ReLU) as one step
 // (forward_fused_into, AnyModel::set_eval_fusion): the batch norm's map is folded into the
 // weights (scaled per output channel as the kernel reads them) and the bias, recomputed on every
-// eval forward from the current parameters, and the ReLU is applied as the kernel stores.
+// eval forward from the current parameters, and the ReLU is applied as the kernel stores. After
+// an Unpool, the CPU's direct kernels also read the unpooling from the pooled values and indices
+// (forward_unpooled_fused_into): the 3/4-zero unpooled map is never written.
 #pragma once
 
 #include <cmath>
@@ -60,6 +62,25 @@ public:
         backend::conv2d_forward(x, weight_, bias, out, geometry(x), affine.scale, relu);
         return out;
     }
+    /// forward_fused_into on an unpooling that is never written: the kernel builds its input
+    /// from the pooled values and indices (CPU direct kernels; elsewhere nullptr, see layer.hpp).
+    const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& in,
+                                                      const ChannelAffine<Device>& affine, bool relu,
+                                                      Tensor<Device>& out) override {
+        const Extents& e = in.extents;
+        const backend::ConvGeometry g{in_c_, e.h, e.w, out_c_, e.h, e.w, k_, 1, k_ / 2, groups_};
+        out.resize({e.n, out_c_, e.h, e.w});
+        const Tensor<Device>* bias = has_bias_ ? &bias_ : nullptr;
+        if (affine.scale) {
+            backend::fold_conv_bias(bias, *affine.scale, *affine.shift, folded_bias_);
+            bias = &folded_bias_;
+        }
+        if (!backend::conv2d_forward_unpooled(*in.values, *in.indices, in.k, weight_, bias, out, g, affine.scale, relu))
+            return nullptr;
+        x_ = nullptr;  // no backward after an eval forward
+        return &out;
+    }
+    bool fuses_unpooled_input() const override { return backend::fuses_unpooled_input(static_cast<const Tensor<Device>*>(nullptr)); }
     FusionRole fusion_role() const override { return FusionRole::convolution; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {

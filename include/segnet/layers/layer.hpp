@@ -67,8 +67,20 @@ struct TrainBufferUse {
 
 /// What a layer can be in an eval-mode fusion (AnyModel::set_eval_fusion): a convolution that runs
 /// the layers after it in its own kernel, a per-channel affine map (an eval-mode batch norm), a
-/// ReLU. The model fuses "convolution, then affine, then ReLU" (or a prefix with at least two).
-enum class FusionRole { none, convolution, channel_affine, relu };
+/// ReLU, a max-unpooling the convolution after it can read without it being written. The model
+/// fuses "convolution, then affine, then ReLU" (or a prefix with at least two), preceded by an
+/// unpooling where the convolution takes one (fuses_unpooled_input()).
+enum class FusionRole { none, convolution, channel_affine, relu, unpool };
+
+/// A max-unpooling not materialised: the map of `extents` that is values[i] at the flat
+/// position indices[i] of its plane and zero elsewhere (values and indices: the pooled size).
+template <class Device>
+struct UnpooledInput {
+    const Tensor<Device>* values = nullptr;
+    const Tensor<Device, std::int32_t>* indices = nullptr;
+    int k = 0;           // the pooling window and stride
+    Extents extents{};   // the unpooled map's
+};
 
 /// A per-channel affine map y = x * scale[c] + shift[c] ({1, C, 1, 1} tensors; null scale:
 /// identity), what a convolution folds into its weights and bias.
@@ -118,6 +130,20 @@ public:
     virtual const Tensor<Device>& forward_fused_into(const Tensor<Device>& /*x*/, const ChannelAffine<Device>& /*affine*/,
                                                      bool /*relu*/, Tensor<Device>& /*out*/) {
         throw std::logic_error("segnet: forward_fused_into() on a layer whose fusion_role() is not convolution");
+    }
+    /// unpool: what forward(x, Mode::eval) would produce, as a description (checked as forward
+    /// checks x), for a convolution's forward_unpooled_fused_into.
+    virtual UnpooledInput<Device> eval_unpooled(const Tensor<Device>& /*x*/) {
+        throw std::logic_error("segnet: eval_unpooled() on a layer whose fusion_role() is not unpool");
+    }
+    /// convolution: whether forward_unpooled_fused_into can run on this device at all.
+    virtual bool fuses_unpooled_input() const { return false; }
+    /// convolution: forward_fused_into on the unpooling `in` describes, without the unpooled map
+    /// being written; nullptr (nothing written) where the backend declines the geometry.
+    virtual const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& /*in*/,
+                                                              const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
+                                                              Tensor<Device>& /*out*/) {
+        return nullptr;
     }
     /// He/MSRA initialisation (or the layer's fixed initial values).
     virtual void initialize(Rng&) {}

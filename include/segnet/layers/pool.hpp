@@ -82,18 +82,24 @@ class UnpoolLayer final : public RuntimeLayer<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
+        const UnpooledInput<Device> u = eval_unpooled(x);
+        in_ = x.extents();
+        y.resize(u.extents);
+        backend::max_unpool_forward(x, *link_->indices, y);
+        return y;
+    }
+    /// The unpooling of x, described: the paired pool's indices, its factor and the size.
+    UnpooledInput<Device> eval_unpooled(const Tensor<Device>& x) override {
         if (!link_ || !link_->indices || !link_->feature)
             throw std::logic_error("segnet::Unpool: forward before its Encoder ran (no pooling indices)");
         const Extents& pooled = link_->indices->extents();
         if (x.extents() != pooled)
             throw std::invalid_argument("segnet::Unpool: input " + to_string(x.extents()) +
                                         " differs from its paired pool's output " + to_string(pooled));
-        in_ = x.extents();
         const Extents target = link_->feature_size();  // only the size: the map may be gone
-        y.resize({x.n(), x.c(), target.h, target.w});
-        backend::max_unpool_forward(x, *link_->indices, y);
-        return y;
+        return {&x, link_->indices, link_->pool, {x.n(), x.c(), target.h, target.w}};
     }
+    FusionRole fusion_role() const override { return FusionRole::unpool; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_);

@@ -199,6 +199,23 @@ inline void conv2d_forward_eigen(const float* x, const float* w, const float* bi
     });
 }
 
+/// conv2d_forward on the max-unpooling `u` describes (the eval-mode fusion of an Unpool and the
+/// convolution after it): the direct kernels build their input bands from the pooled values and
+/// indices, so the unpooled map is never written or read. Only where the direct kernels run g on
+/// this CPU: returns false, and writes nothing, otherwise (the caller then unpools first).
+inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, const float* bias, float* y, int batch,
+                                    const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
+    g.validate();
+    if (u.k < 1 || (g.in_h + u.k - 1) / u.k != u.ph || (g.in_w + u.k - 1) / u.k != u.pw)
+        throw std::invalid_argument("segnet::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
+                                    std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
+                                    std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
+    if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    else if (avx2::usable(g)) avx2::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    else return false;
+    return true;
+}
+
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. The Eigen im2col path.
 inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();

@@ -115,29 +115,36 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
     // would be bound by its MR broadcasts per MR FMAs).
     const int tiles = (w + L * NV - 1) / (L * NV);
     const int tile = ((w + tiles - 1) / tiles + L - 1) / L * L;
-    for (int o0 = 0; o0 < cout; o0 += MR) {
-        const int mr = std::min(MR, cout - o0);
-        for (int r = 0; r < rows; ++r) {
-            const float* xrow = buf + std::int64_t(r) * wp;
-            float* yrow = y + std::int64_t(y0 + r) * w;
-            for (int ox0 = 0; ox0 < w; ox0 += tile) {
-                const int rem = std::min(tile, w - ox0);
-                const int nv = (rem + L - 1) / L;
-                const int last_n = rem - (nv - 1) * L;
-                // The full register block for the kernel sizes the models use has its taps unrolled.
-                FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
-                if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
-                fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * plane + ox0, plane, last_n,
-                   bias ? bias + o0 : nullptr, relu);
+    // Column groups: the part of the band one group's tiles read (all input channels and rows,
+    // the group's columns plus the border) should stay in L2 while every block of output
+    // channels sweeps it; a 64-channel band for a 7x7 kernel at width 480 is 875 KB, more than
+    // the 512 KB L2 of a Zen 3 core, and was read from L3 once per block of channels.
+    const int group_tiles = direct::column_group_tiles(cin, rows_in_buf, tile, k, (w + tile - 1) / tile);
+    for (int g0 = 0; g0 < w; g0 += group_tiles * tile) {
+        for (int o0 = 0; o0 < cout; o0 += MR) {
+            const int mr = std::min(MR, cout - o0);
+            for (int r = 0; r < rows; ++r) {
+                const float* xrow = buf + std::int64_t(r) * wp;
+                float* yrow = y + std::int64_t(y0 + r) * w;
+                for (int ox0 = g0; ox0 < std::min(w, g0 + group_tiles * tile); ox0 += tile) {
+                    const int rem = std::min(tile, w - ox0);
+                    const int nv = (rem + L - 1) / L;
+                    const int last_n = rem - (nv - 1) * L;
+                    // The full register block for the kernel sizes the models use has its taps unrolled.
+                    FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
+                    if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
+                    fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * plane + ox0, plane, last_n,
+                       bias ? bias + o0 : nullptr, relu);
+                }
             }
         }
     }
 }
 
 /// y = conv(x, packed weights) (+ bias), max(., 0) when relu: the driver shared by forward and
-/// backward-data.
+/// backward-data. With `unpooled`, x is unused and the input is that unpooling (never stored).
 inline void direct_conv(const float* x, const float* packed, const float* bias, bool relu, float* y, int batch,
-                        int cin, int cout, int h, int w, int k) {
+                        int cin, int cout, int h, int w, int k, const direct::Unpooled* unpooled = nullptr) {
     const int pad = k / 2;
     const int wp = direct::band_row_stride(w, k, L);
     const direct::Band b = direct::plan_bands(batch, h, cin, k, wp, 1);
@@ -148,8 +155,10 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
             const int rows = std::min(b.rows, h - y0);
             const int rows_in_buf = rows + k - 1;
             float* buf = scratch(direct::band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
-            const float* xn = x + std::int64_t(n) * cin * h * w;
-            direct::fill_band(xn, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            if (unpooled)
+                direct::fill_band_unpooled(*unpooled, n, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            else
+                direct::fill_band(x + std::int64_t(n) * cin * h * w, cin, h, w, pad, y0, rows_in_buf, wp, buf);
             fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, y + std::int64_t(n) * cout * h * w, h, w,
                      y0, rows);
         }
@@ -222,8 +231,11 @@ inline constexpr auto bwf_kernels = bwf_table(std::make_index_sequence<Isa::bwf_
 /// y = conv(x, w * weight_scale) (+ bias), max(., 0) when relu; y is overwritten. weight_scale
 /// (per output channel, or null: 1) multiplies the weights as they are packed: a batch norm folded
 /// into the convolution (conv.hpp). Requires usable(g).
+/// With `unpooled` (x unused), the input is the max-unpooling it describes (eval-mode fusion of
+/// an Unpool and this convolution: the unpooled map is never written).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
-                           const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
+                           const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false,
+                           const direct::Unpooled* unpooled = nullptr) {
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
     const std::int64_t kk = std::int64_t(k) * k;
@@ -237,7 +249,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     else
         direct::pack_weights(Isa::fwd_mr, cout, cin, k,
                              [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
-    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k);
+    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled);
 }
 
 /// dx = the gradient of sum(dy * conv(x, w)) with respect to x; dx is overwritten. A stride-1

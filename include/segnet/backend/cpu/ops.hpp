@@ -32,6 +32,23 @@ inline void conv2d_forward(const CpuTensor& x, const CpuTensor& w, const CpuTens
     cpu::conv2d_forward(x.data(), w.data(), bias ? bias->data() : nullptr, y.data(), x.n(), g,
                         weight_scale ? weight_scale->data() : nullptr, relu);
 }
+/// conv2d_forward on the max-unpooling of (values, indices) by k to y's size, without writing
+/// that map (the eval-mode fusion of an Unpool and the convolution after it; g describes the
+/// convolution of the unpooled map). Returns false, and writes nothing, where this CPU has no
+/// direct kernel for g: the caller then unpools and convolves separately.
+inline bool conv2d_forward_unpooled(const CpuTensor& values, const CpuIndices& indices, int k, const CpuTensor& w,
+                                    const CpuTensor* bias, CpuTensor& y, const backend::ConvGeometry& g,
+                                    const CpuTensor* weight_scale = nullptr, bool relu = false) {
+    if (values.extents() != indices.extents() || values.c() != g.in_c || y.n() != values.n())
+        throw std::invalid_argument("segnet::backend::conv2d_forward_unpooled: values " + to_string(values.extents()) +
+                                    ", indices " + to_string(indices.extents()) + " and output " +
+                                    to_string(y.extents()) + " do not match");
+    const cpu::direct::Unpooled u{values.data(), indices.data(), values.h(), values.w(), k};
+    return cpu::conv2d_forward_unpooled(u, w.data(), bias ? bias->data() : nullptr, y.data(), values.n(), g,
+                                        weight_scale ? weight_scale->data() : nullptr, relu);
+}
+/// Whether conv2d_forward_unpooled exists for the device's tensors (it may still decline a geometry).
+inline constexpr bool fuses_unpooled_input(const CpuTensor*) { return true; }
 inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
 }

@@ -8,7 +8,8 @@
 // a 45-row map pools to 23 rows, the last window holding one row. Indices are flat positions
 // in the input plane (y * w + x), as PyTorch's return_indices. Ties go to the first maximum in
 // row-major window order, as Caffe (a strictly greater value replaces the current maximum).
-// Full 2x2 windows run 16 at a time with AVX-512 where the CPU has it (the same rule).
+// Full 2x2 windows run 16 at a time with AVX-512 where the CPU has it, 8 at a time with AVX2
+// (the same rule; SEGNET_CONV=eigen turns both off, as for the convolutions).
 #pragma once
 
 #include <cstdint>
@@ -63,12 +64,61 @@ SEGNET_AVX512_TARGET inline void max_pool2_row_avx512(const float* r0, int w, in
 #else
 inline void max_pool2_row_avx512(const float*, int, int, std::int32_t, float*, std::int32_t*) {}
 #endif
+
+#if SEGNET_HAVE_AVX2_KERNELS
+/// The same for AVX2, 8 windows at a time; returns how many of the `full` windows it did (a
+/// multiple of 8: the rest go to the scalar loop). Even and odd columns are separated by a
+/// shuffle within 128-bit lanes and a cross-lane permute.
+SEGNET_AVX2_TARGET inline int max_pool2_row_avx2(const float* r0, int w, int full, std::int32_t base, float* y,
+                                                 std::int32_t* idx) {
+    const float* r1 = r0 + w;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+    // [p0 evens | p1 evens] from two vectors of 8 columns each.
+    auto evens = [](__m256 p0, __m256 p1) {
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xD8));
+    };
+    auto odds = [](__m256 p0, __m256 p1) {
+        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xDD)), 0xD8));
+    };
+    auto select = [](__m256i a, __m256i b, __m256 m) {
+        return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
+    };
+    int ox = 0;
+    for (; ox + 8 <= full; ox += 8) {
+        const __m256 p0 = _mm256_loadu_ps(r0 + 2 * ox), p1 = _mm256_loadu_ps(r0 + 2 * ox + 8);
+        const __m256 q0 = _mm256_loadu_ps(r1 + 2 * ox), q1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
+        const __m256 a = evens(p0, p1), b = odds(p0, p1), c = evens(q0, q1), d = odds(q0, q1);
+        const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(base + 2 * ox), even);
+        __m256 g = _mm256_cmp_ps(a, neg_inf, _CMP_GT_OQ);
+        __m256 best = _mm256_blendv_ps(neg_inf, a, g), val = a;
+        __m256i at = i0;
+        g = _mm256_cmp_ps(b, best, _CMP_GT_OQ);
+        best = _mm256_blendv_ps(best, b, g);
+        val = _mm256_blendv_ps(val, b, g);
+        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(1)), g);
+        g = _mm256_cmp_ps(c, best, _CMP_GT_OQ);
+        best = _mm256_blendv_ps(best, c, g);
+        val = _mm256_blendv_ps(val, c, g);
+        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w)), g);
+        g = _mm256_cmp_ps(d, best, _CMP_GT_OQ);
+        val = _mm256_blendv_ps(val, d, g);
+        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w + 1)), g);
+        _mm256_storeu_ps(y + ox, val);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ox), at);
+    }
+    return ox;
+}
+#else
+inline int max_pool2_row_avx2(const float*, int, int, std::int32_t, float*, std::int32_t*) { return 0; }
+#endif
 }  // namespace pool_detail
 
 inline void max_pool_forward(const float* x, int n, int c, int h, int w, int k, float* y, int oh, int ow,
                              std::int32_t* indices) {
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
     const bool fast2 = k == 2 && simd::has_avx512();
+    const bool fast2_avx2 = k == 2 && !fast2 && simd::has_avx2_fma();
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t nc = b; nc < e; ++nc) {
             const float* xp = x + nc * in_plane;
@@ -80,6 +130,9 @@ inline void max_pool_forward(const float* x, int n, int c, int h, int w, int k, 
                     ox = w / 2;  // the full 2x2 windows of this row; an odd last column falls through
                     pool_detail::max_pool2_row_avx512(xp + std::int64_t(oy) * 2 * w, w, ox, oy * 2 * w, yp + oy * ow,
                                                       ip + oy * ow);
+                } else if (fast2_avx2 && oy * 2 + 1 < h) {
+                    ox = pool_detail::max_pool2_row_avx2(xp + std::int64_t(oy) * 2 * w, w, w / 2, oy * 2 * w,
+                                                         yp + oy * ow, ip + oy * ow);
                 }
                 for (; ox < ow; ++ox) {
                     float best = -std::numeric_limits<float>::infinity();

@@ -103,6 +103,13 @@ inline void batch_norm_eval_affine(const CudaTensor& gamma, const CudaTensor& be
     cuda::launch::batch_norm_eval_affine(int(gamma.size()), gamma.data(), beta.data(), running_mean.data(),
                                          running_var.data(), eps, scale.data(), shift.data());
 }
+/// The CUDA backend has no unpooling fused into the convolution's input: it declines, and the
+/// model runs the Unpool and the convolution separately (cpu/ops.hpp has the fused one).
+inline bool conv2d_forward_unpooled(const CudaTensor&, const CudaIndices&, int, const CudaTensor&, const CudaTensor*,
+                                    CudaTensor&, const ConvGeometry&, const CudaTensor* = nullptr, bool = false) {
+    return false;
+}
+inline constexpr bool fuses_unpooled_input(const CudaTensor*) { return false; }
 inline void fold_conv_bias(const CudaTensor* bias, const CudaTensor& scale, const CudaTensor& shift,
                            CudaTensor& folded) {
     cuda::launch::fold_conv_bias(int(scale.size()), bias ? bias->data() : nullptr, scale.data(), shift.data(),
