@@ -17,7 +17,10 @@
 // write into buffers the model hands it (forward_into, backward_into) and state what its
 // backward reads (train_buffer_use()): the model's buffer pool plans from that. For eval-mode
 // fusion a layer states its fusion_role(): a convolution runs a following batch norm's affine
-// map (eval_affine()) and ReLU inside its own kernel (forward_fused_into).
+// map (eval_affine()) and ReLU inside its own kernel (forward_fused_into), and, where the
+// backend can, reads a preceding Unpool's output from the pooled values and indices without it
+// being written (eval_unpooled(), forward_unpooled_fused_into). A layer of your own takes part
+// only if it overrides these (the defaults: FusionRole::none).
 #pragma once
 
 #include <concepts>

@@ -69,26 +69,30 @@ inline void max_pool2_row_avx512(const float*, int, int, std::int32_t, float*, s
 /// The same for AVX2, 8 windows at a time; returns how many of the `full` windows it did (a
 /// multiple of 8: the rest go to the scalar loop). Even and odd columns are separated by a
 /// shuffle within 128-bit lanes and a cross-lane permute.
+// (Helpers, not lambdas: a lambda does not inherit its enclosing function's target attribute.)
+/// The even columns of two vectors of 8 consecutive columns, in order.
+SEGNET_AVX2_TARGET inline __m256 even_columns_avx2(__m256 p0, __m256 p1) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xD8));
+}
+/// The odd columns, likewise.
+SEGNET_AVX2_TARGET inline __m256 odd_columns_avx2(__m256 p0, __m256 p1) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xDD)), 0xD8));
+}
+/// b where m is set, else a (integer lanes).
+SEGNET_AVX2_TARGET inline __m256i select_avx2(__m256i a, __m256i b, __m256 m) {
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
+}
 SEGNET_AVX2_TARGET inline int max_pool2_row_avx2(const float* r0, int w, int full, std::int32_t base, float* y,
                                                  std::int32_t* idx) {
     const float* r1 = r0 + w;
     const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    // [p0 evens | p1 evens] from two vectors of 8 columns each.
-    auto evens = [](__m256 p0, __m256 p1) {
-        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0x88)), 0xD8));
-    };
-    auto odds = [](__m256 p0, __m256 p1) {
-        return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(p0, p1, 0xDD)), 0xD8));
-    };
-    auto select = [](__m256i a, __m256i b, __m256 m) {
-        return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
-    };
     int ox = 0;
     for (; ox + 8 <= full; ox += 8) {
         const __m256 p0 = _mm256_loadu_ps(r0 + 2 * ox), p1 = _mm256_loadu_ps(r0 + 2 * ox + 8);
         const __m256 q0 = _mm256_loadu_ps(r1 + 2 * ox), q1 = _mm256_loadu_ps(r1 + 2 * ox + 8);
-        const __m256 a = evens(p0, p1), b = odds(p0, p1), c = evens(q0, q1), d = odds(q0, q1);
+        const __m256 a = even_columns_avx2(p0, p1), b = odd_columns_avx2(p0, p1);
+        const __m256 c = even_columns_avx2(q0, q1), d = odd_columns_avx2(q0, q1);
         const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(base + 2 * ox), even);
         __m256 g = _mm256_cmp_ps(a, neg_inf, _CMP_GT_OQ);
         __m256 best = _mm256_blendv_ps(neg_inf, a, g), val = a;
@@ -96,14 +100,14 @@ SEGNET_AVX2_TARGET inline int max_pool2_row_avx2(const float* r0, int w, int ful
         g = _mm256_cmp_ps(b, best, _CMP_GT_OQ);
         best = _mm256_blendv_ps(best, b, g);
         val = _mm256_blendv_ps(val, b, g);
-        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(1)), g);
+        at = select_avx2(at, _mm256_add_epi32(i0, _mm256_set1_epi32(1)), g);
         g = _mm256_cmp_ps(c, best, _CMP_GT_OQ);
         best = _mm256_blendv_ps(best, c, g);
         val = _mm256_blendv_ps(val, c, g);
-        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w)), g);
+        at = select_avx2(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w)), g);
         g = _mm256_cmp_ps(d, best, _CMP_GT_OQ);
         val = _mm256_blendv_ps(val, d, g);
-        at = select(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w + 1)), g);
+        at = select_avx2(at, _mm256_add_epi32(i0, _mm256_set1_epi32(w + 1)), g);
         _mm256_storeu_ps(y + ox, val);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + ox), at);
     }
