@@ -54,11 +54,7 @@ public:
                                              Tensor<Device>& out) override {
         x_ = &x;
         out.resize({x.n(), out_c_, x.h(), x.w()});
-        const Tensor<Device>* bias = has_bias_ ? &bias_ : nullptr;
-        if (affine.scale) {
-            backend::fold_conv_bias(bias, *affine.scale, *affine.shift, folded_bias_);
-            bias = &folded_bias_;
-        }
+        const Tensor<Device>* bias = eval_bias(affine);
         backend::conv2d_forward(x, weight_, bias, out, geometry(x), affine.scale, relu);
         return out;
     }
@@ -70,17 +66,13 @@ public:
         const Extents& e = in.extents;
         const backend::ConvGeometry g{in_c_, e.h, e.w, out_c_, e.h, e.w, k_, 1, k_ / 2, groups_};
         out.resize({e.n, out_c_, e.h, e.w});
-        const Tensor<Device>* bias = has_bias_ ? &bias_ : nullptr;
-        if (affine.scale) {
-            backend::fold_conv_bias(bias, *affine.scale, *affine.shift, folded_bias_);
-            bias = &folded_bias_;
-        }
+        const Tensor<Device>* bias = eval_bias(affine);
         if (!backend::conv2d_forward_unpooled(*in.values, *in.indices, in.k, weight_, bias, out, g, affine.scale, relu))
             return nullptr;
         x_ = nullptr;  // no backward after an eval forward
         return &out;
     }
-    bool fuses_unpooled_input() const override { return backend::fuses_unpooled_input(static_cast<const Tensor<Device>*>(nullptr)); }
+    bool fuses_unpooled_input() const override { return backend::fuses_unpooled_input(weight_); }
     FusionRole fusion_role() const override { return FusionRole::convolution; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
@@ -106,6 +98,14 @@ public:
     std::string_view kind() const override { return kind_; }
 
 private:
+    /// The bias of a fused eval step: the layer's own (or none), with `affine` folded in when set
+    /// (bias * scale + shift, into folded_bias_, from the affine map's current values).
+    const Tensor<Device>* eval_bias(const ChannelAffine<Device>& affine) {
+        const Tensor<Device>* bias = has_bias_ ? &bias_ : nullptr;
+        if (!affine.scale) return bias;
+        backend::fold_conv_bias(bias, *affine.scale, *affine.shift, folded_bias_);
+        return &folded_bias_;
+    }
     backend::ConvGeometry geometry(const Tensor<Device>& x) const {
         return {in_c_, x.h(), x.w(), out_c_, x.h(), x.w(), k_, 1, k_ / 2, groups_};
     }

@@ -85,7 +85,7 @@ public:
         const UnpooledInput<Device> u = eval_unpooled(x);
         in_ = x.extents();
         y.resize(u.extents);
-        backend::max_unpool_forward(x, *link_->indices, y);
+        backend::max_unpool_forward(x, *u.indices, y);
         return y;
     }
     /// The unpooling of x, described: the paired pool's indices, its factor and the size.

@@ -47,8 +47,9 @@ inline bool conv2d_forward_unpooled(const CpuTensor& values, const CpuIndices& i
     return cpu::conv2d_forward_unpooled(u, w.data(), bias ? bias->data() : nullptr, y.data(), values.n(), g,
                                         weight_scale ? weight_scale->data() : nullptr, relu);
 }
-/// Whether conv2d_forward_unpooled exists for the device's tensors (it may still decline a geometry).
-inline constexpr bool fuses_unpooled_input(const CpuTensor*) { return true; }
+/// Whether conv2d_forward_unpooled exists for this device's tensors (it may still decline a
+/// geometry); the tensor only selects the device.
+inline constexpr bool fuses_unpooled_input(const CpuTensor&) { return true; }
 inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
 }

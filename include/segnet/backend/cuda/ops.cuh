@@ -109,7 +109,7 @@ inline bool conv2d_forward_unpooled(const CudaTensor&, const CudaIndices&, int, 
                                     CudaTensor&, const ConvGeometry&, const CudaTensor* = nullptr, bool = false) {
     return false;
 }
-inline constexpr bool fuses_unpooled_input(const CudaTensor*) { return false; }
+inline constexpr bool fuses_unpooled_input(const CudaTensor&) { return false; }
 inline void fold_conv_bias(const CudaTensor* bias, const CudaTensor& scale, const CudaTensor& shift,
                            CudaTensor& folded) {
     cuda::launch::fold_conv_bias(int(scale.size()), bias ? bias->data() : nullptr, scale.data(), shift.data(),
