@@ -4,7 +4,7 @@
 //   segnet-bench --model segnet-basic --size 360x480 --batch 1 --mode infer --threads 2 --iters 10
 //   segnet-bench --model segnet --mode train --batch 4 --json
 //   segnet-bench --model segnet-basic --layers        # per-layer forward (and backward) times
-//   segnet-bench --model segnet --mode infer --no-fusion   # eval without the [unpool+]conv+BN+ReLU fusions
+//   segnet-bench --model segnet --mode infer --no-fusion   # eval without the [unpool+]conv+BN+ReLU[+pool] fusions
 //
 // Train mode times one full step: forward(Mode::train), cross-entropy loss and its gradient
 // (random labels), backward, SGD step and zero_grad. GFLOP/s counts the forward FLOPs only in
@@ -12,7 +12,7 @@
 // the usual convention. bench/compare_pytorch.py runs this program next to PyTorch. cpu_ms is
 // the median process CPU time per iteration divided by the threads (all workers; the pool's
 // workers sleep when idle), less disturbed by a busy machine than wall time. --no-fusion turns
-// off the eval-mode fusions, [unpool +] conv + batch norm + ReLU (Model::set_eval_fusion(false)).
+// off the eval-mode fusions, [unpool +] conv + batch norm + ReLU [+ max pool] (set_eval_fusion(false)).
 //
 // --device cuda: this file is also compiled by nvcc as segnet-bench-cuda (segnet_bench_cuda.cu
 // includes it; SEGNET_PROGRAMS_CUDA is 1 there), which times Model<Net, Cuda> and synchronises
@@ -84,7 +84,7 @@ void usage() {
         "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
         "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
         "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
-        "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU).\n"
+        "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU [+ max pool]).\n"
         "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.");
 #endif
 }

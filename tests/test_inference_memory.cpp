@@ -339,23 +339,25 @@ using ConvReluNet = Network<Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, ReLU>,
 
 }  // namespace
 
-TEST_CASE("eval fusion: [unpool +] conv + batch norm (+ ReLU) in one step equals the layers one by one") {
+TEST_CASE("eval fusion: [unpool +] conv + batch norm (+ ReLU) [+ max pool] in one step equals the layers one by one") {
     cpu::set_num_threads(2);
-    // On the CPU an Unpool joins the convolution after it (counted: 1 node per decoder).
-    SUBCASE("SegNet-Basic (encoders conv + BN + ReLU, decoders unpool + conv + BN, classifier alone)") {
-        check_fused_matches_unfused<models::SegNetBasic<11>>({2, 3, 45, 60}, 4 * 2 + 4 * 2);
+    // On the CPU an Unpool joins the convolution after it (counted: 1 node per decoder), and an
+    // Encoder's Tap and MaxPool join its last convolution (2 nodes per encoder) unless a skip
+    // layer reads the Encoder's map (FCN-Basic's AddProjected).
+    SUBCASE("SegNet-Basic (encoders conv + BN + ReLU + pool, decoders unpool + conv + BN, classifier alone)") {
+        check_fused_matches_unfused<models::SegNetBasic<11>>({2, 3, 45, 60}, 4 * 2 + 4 * 2 + 4 * 2);
     }
-    SUBCASE("SegNet (VGG16: 25 x conv + BN + ReLU, 5 unpools, 3x3 classifier alone)") {
-        check_fused_matches_unfused<models::SegNet<11>>({1, 3, 45, 60}, 25 * 2 + 5);
+    SUBCASE("SegNet (VGG16: 25 x conv + BN + ReLU, 5 pools, 5 unpools, 3x3 classifier alone)") {
+        check_fused_matches_unfused<models::SegNet<11>>({1, 3, 45, 60}, 25 * 2 + 5 * 2 + 5);
     }
-    SUBCASE("FCN-Basic (TransposedConv and AddProjected between the fused steps)") {
+    SUBCASE("FCN-Basic (TransposedConv and AddProjected between the fused steps; the pools stay apart)") {
         check_fused_matches_unfused<models::FcnBasic<11>>({1, 3, 45, 60}, 4 * 2 + 4 * 1);
     }
-    SUBCASE("Bilinear-Interpolation (depthwise conv + BN: the grouped, Eigen path)") {
-        check_fused_matches_unfused<models::BilinearInterpolation<11>>({1, 3, 37, 51}, 4 * 2 + 4 * 1);
+    SUBCASE("Bilinear-Interpolation (depthwise conv + BN: the grouped, Eigen path; pools fused)") {
+        check_fused_matches_unfused<models::BilinearInterpolation<11>>({1, 3, 37, 51}, 4 * 2 + 4 * 2 + 4 * 1);
     }
-    SUBCASE("conv + ReLU without BN, unpool + conv + BN without ReLU, conv followed by conv") {
-        check_fused_matches_unfused<ConvReluNet>({2, 3, 21, 30}, 1 + 2);
+    SUBCASE("conv + ReLU + pool without BN, unpool + conv + BN without ReLU, conv followed by conv") {
+        check_fused_matches_unfused<ConvReluNet>({2, 3, 21, 30}, 1 + 2 + 2);
     }
 }
 

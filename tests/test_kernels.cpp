@@ -98,6 +98,10 @@ struct DirectPath {
     /// The forward on an unpooled input that is never materialised (eval fusion of Unpool + conv).
     void (*forward_unpooled)(const cpu::direct::Unpooled&, const float*, const float*, float*, int,
                              const ConvGeometry&, const float*, bool);
+    /// The forward max-pooled band by band, the full-size output never written (eval fusion of
+    /// conv + MaxPool).
+    void (*forward_pooled)(const float*, const float*, const float*, const cpu::direct::Pooled&, int,
+                           const ConvGeometry&, const float*, bool);
 };
 #define SEGNET_TEST_DIRECT_PATH(NAME, NS)                                                                        \
     DirectPath {                                                                                                \
@@ -106,7 +110,11 @@ struct DirectPath {
                const float* s, bool r) { cpu::NS::conv2d_forward(x, w, b, y, n, g, s, r); },                    \
             &cpu::NS::conv2d_backward_data, &cpu::NS::conv2d_backward_filter,                                   \
             [](const cpu::direct::Unpooled& u, const float* w, const float* b, float* y, int n,                 \
-               const ConvGeometry& g, const float* s, bool r) { cpu::NS::conv2d_forward(nullptr, w, b, y, n, g, s, r, &u); } \
+               const ConvGeometry& g, const float* s, bool r) { cpu::NS::conv2d_forward(nullptr, w, b, y, n, g, s, r, &u); }, \
+            [](const float* x, const float* w, const float* b, const cpu::direct::Pooled& p, int n,             \
+               const ConvGeometry& g, const float* s, bool r) {                                                 \
+                cpu::NS::conv2d_forward(x, w, b, nullptr, n, g, s, r, nullptr, &p);                             \
+            }                                                                                                   \
     }
 const DirectPath direct_paths[] = {SEGNET_TEST_DIRECT_PATH("AVX-512", avx512), SEGNET_TEST_DIRECT_PATH("AVX2", avx2)};
 #undef SEGNET_TEST_DIRECT_PATH
@@ -311,6 +319,82 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
     CHECK_THROWS_AS(cpu::conv2d_forward_unpooled({values.data(), indices.data(), 4, 4, 2}, w.data(), nullptr, y.data(),
                                                  1, g),
                     std::invalid_argument);
+}
+
+TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv + MaxPool)") {
+    // Every direct path pooling its own bands gives bit for bit the values and indices of
+    // max_pool_forward on the map the same path writes (the same accumulators; the same pooling
+    // rule on rows that now come from a per-thread band), with and without the fusion epilogue:
+    // odd sizes (ceil windows of one row or column), pool 2 and 3, bands that must hold whole
+    // windows (130 channels x 401 columns: bands of a few rows), batch 2. The dispatcher declines
+    // where no direct kernel runs.
+    struct PoolCase {
+        int c, cout, h, w, k, pool, batch;
+    };
+    for (const PoolCase& t : {PoolCase{5, 9, 13, 11, 7, 2, 2}, PoolCase{17, 6, 45, 61, 3, 2, 1},
+                              PoolCase{3, 4, 10, 17, 5, 3, 1}, PoolCase{64, 19, 9, 50, 7, 2, 1},
+                              PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2}}) {
+        for (int threads : {1, 2}) {
+            cpu::set_num_threads(threads);
+            CAPTURE(t.c);
+            CAPTURE(t.cout);
+            CAPTURE(t.h);
+            CAPTURE(t.w);
+            CAPTURE(t.k);
+            CAPTURE(t.pool);
+            CAPTURE(threads);
+            std::mt19937 gen(unsigned(t.c * 29 + t.h + t.k + t.pool * 100 + threads));
+            const auto x = random_vector(std::size_t(t.batch) * t.c * t.h * t.w, gen);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
+            const auto bias = random_vector(std::size_t(t.cout), gen);
+            const auto scale = random_vector(std::size_t(t.cout), gen);
+            const int ph = (t.h + t.pool - 1) / t.pool, pw = (t.w + t.pool - 1) / t.pool;
+            const std::size_t full = std::size_t(t.batch) * t.cout * t.h * t.w;
+            const std::size_t pooled = std::size_t(t.batch) * t.cout * ph * pw;
+            for (const DirectPath& p : direct_paths) {
+                if (!p.usable(g)) continue;
+                CAPTURE(std::string(p.name));
+                for (const bool epilogue : {false, true}) {
+                    const float* s = epilogue ? scale.data() : nullptr;
+                    std::vector<float> y(full), values_ref(pooled, 1.f), values(pooled, 2.f);
+                    std::vector<std::int32_t> indices_ref(pooled, -1), indices(pooled, -2);
+                    p.forward(x.data(), w.data(), bias.data(), y.data(), t.batch, g, s, epilogue);
+                    cpu::max_pool_forward(y.data(), t.batch, t.cout, t.h, t.w, t.pool, values_ref.data(), ph, pw,
+                                          indices_ref.data());
+                    p.forward_pooled(x.data(), w.data(), bias.data(), {values.data(), indices.data(), t.pool}, t.batch,
+                                     g, s, epilogue);
+                    CHECK(values == values_ref);
+                    CHECK(indices == indices_ref);
+                }
+            }
+            // The dispatcher: against the reference convolution, pooled by the plain loop.
+            std::vector<float> y_ref(full), values_ref(pooled), values(pooled, 3.f);
+            std::vector<std::int32_t> indices_ref(pooled), indices(pooled, -3);
+            cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), t.batch, g);
+            cpu::max_pool_forward(y_ref.data(), t.batch, t.cout, t.h, t.w, t.pool, values_ref.data(), ph, pw,
+                                  indices_ref.data());
+            const bool ran = cpu::conv2d_forward_pooled(x.data(), w.data(), bias.data(), t.batch, g, t.pool,
+                                                        values.data(), indices.data());
+            CHECK(ran == !std::string(cpu::direct_conv_isa(g)).empty());
+            if (ran) {
+                CHECK(relative_error(values, values_ref) < 2e-5);
+                // An argmax may differ from the reference's only where two values of the window
+                // are within rounding of each other (in the reference's map).
+                int differing = 0;
+                for (std::size_t i = 0; i < pooled; ++i) {
+                    if (indices[i] == indices_ref[i]) continue;
+                    ++differing;
+                    const std::size_t plane = i / std::size_t(ph * pw) * std::size_t(t.h * t.w);
+                    CHECK(std::abs(y_ref[plane + std::size_t(indices[i])] - y_ref[plane + std::size_t(indices_ref[i])]) <
+                          1e-4f);
+                }
+                CHECK(differing * 1000 <= int(pooled));
+            } else {
+                CHECK(values == std::vector<float>(pooled, 3.f));  // declined: nothing written
+            }
+        }
+    }
 }
 
 namespace {

@@ -21,7 +21,11 @@
 // the batch norm folded into its weights and bias from the current running statistics, the
 // ReLU in the kernel's store. An Unpool right before such a convolution joins the step where the
 // backend can read the unpooling from the pooled values and indices (the CPU's direct kernels:
-// the unpooled map is never written); elsewhere the Unpool runs on its own. The pattern is
+// the unpooled map is never written); elsewhere the Unpool runs on its own. Likewise an
+// Encoder's Tap and MaxPool right after such a step join it where no skip layer reads the
+// Encoder's map (SegNet's Unpool reads only its size and the indices) and the backend can pool
+// as it computes (the CPU's direct kernels pool each band of output rows in cache: the
+// full-size map is never written, the Tap publishes only its size). The pattern is
 // matched on every eval forward (a few virtual calls per node, no allocation), so replaced layers
 // and changed parameters are always honoured. Train mode never fuses.
 // In Mode::train, forward and the backward that follows are planned as one pass: a buffer is
@@ -65,8 +69,18 @@ public:
         link_->feature = &x;
         link_->feature_extents = x.extents();
         link_->feature_extents_of = &x;
+        link_->size_only = false;
         link_->has_feature_grad = false;
         return x;
+    }
+    /// An eval step that pools the map as it computes it (the map never exists): publishes only
+    /// its size, all an Unpool or other size-reading upsampler takes from the link.
+    void publish_size_only(const Extents& map) {
+        link_->feature = nullptr;
+        link_->feature_extents = map;
+        link_->feature_extents_of = nullptr;
+        link_->size_only = true;
+        link_->has_feature_grad = false;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, sum_); }
     /// dy plus the gradient the Decoder's skip layers sent, when they sent one; else dy itself.
@@ -95,6 +109,7 @@ struct ModelNode {
     int stage = 0;
     int feature_until = -1;     // a Tap: the last node whose forward reads its map's values (-1: none)
     int feature_backward = -1;  // a Tap: the first node whose backward reads them (-1: none)
+    TapLayer<Device>* tap = nullptr;  // the layer, when this node is a Tap
 };
 
 namespace detail {
@@ -132,7 +147,10 @@ struct ModelBuilder {
     void tap(int link) {
         links.push_back(std::make_unique<SkipLink<Device>>());
         tap_nodes.push_back(nodes.size());
-        nodes.push_back({std::make_unique<TapLayer<Device>>(links[std::size_t(link)].get()), "", stage});
+        auto tap_layer = std::make_unique<TapLayer<Device>>(links[std::size_t(link)].get());
+        TapLayer<Device>* tap_ptr = tap_layer.get();
+        nodes.push_back({std::move(tap_layer), "", stage});
+        nodes.back().tap = tap_ptr;
     }
 };
 
@@ -283,7 +301,8 @@ private:
             const int node = int(i);
             const int out_buf = free_buffer(node, cur_buf);
             Tensor<Device>& out = *pool_[std::size_t(out_buf)];
-            // A fused step runs nodes i .. last; its input is read by node i only (no Tap inside).
+            // A fused step runs nodes i .. last; its input is read by node i only (a Tap inside
+            // publishes only its map's size: the step pools that map as it computes it).
             std::size_t last = fused_until(i);
             const Tensor<Device>* y = last == i ? nullptr : forward_fused_step(i, last, *cur, out);
             if (!y) {  // not fused, or the backend declined an unpooling's fusion: node i alone
@@ -301,8 +320,10 @@ private:
         return *cur;
     }
     /// Runs nodes i .. last (fused_until(i) > i) as one step into out: [unpool,] convolution
-    /// [, channel_affine] [, relu]. nullptr when the convolution declines the unpooled input.
-    const Tensor<Device>* forward_fused_step(std::size_t i, std::size_t last, const Tensor<Device>& x,
+    /// [, channel_affine] [, relu] [, Tap, max_pool]. nullptr when the convolution declines the
+    /// unpooled input; where it declines the pooling, the step ends before the Tap (last is
+    /// moved back there).
+    const Tensor<Device>* forward_fused_step(std::size_t i, std::size_t& last, const Tensor<Device>& x,
                                              Tensor<Device>& out) {
         const bool unpool = nodes_[i].layer->fusion_role() == FusionRole::unpool;
         const std::size_t conv = unpool ? i + 1 : i;
@@ -310,23 +331,44 @@ private:
         ChannelAffine<Device> affine{};
         if (next <= last && nodes_[next].layer->fusion_role() == FusionRole::channel_affine)
             affine = nodes_[next++].layer->eval_affine();
-        const bool relu = next <= last;  // the remaining fused node is a ReLU
+        const bool relu = next <= last && nodes_[next].layer->fusion_role() == FusionRole::relu;
+        if (relu) ++next;
         if (unpool)
             return nodes_[conv].layer->forward_unpooled_fused_into(nodes_[i].layer->eval_unpooled(x), affine, relu, out);
+        if (next <= last) {  // a Tap and the pool follow
+            const Tensor<Device>* y =
+                nodes_[conv].layer->forward_pooled_fused_into(x, affine, relu, *nodes_[next + 1].layer, out);
+            if (y) {
+                nodes_[next].tap->publish_size_only({y->n(), y->c(), x.h(), x.w()});
+                return y;
+            }
+            last = next - 1;
+            if (last == conv) return nullptr;
+        }
         return &nodes_[conv].layer->forward_fused_into(x, affine, relu, out);
     }
     /// The last node of the eval step that starts at node i: i itself, or with fusion on, the end
     /// of a convolution, channel_affine, relu run (at least two of them, the convolution first),
-    /// or of an unpool followed by a convolution that takes it unpooled and that run.
+    /// of an unpool followed by a convolution that takes it unpooled and that run, or of such a
+    /// run (no unpool) followed by an Encoder's Tap whose map no skip layer reads and its max
+    /// pool, where the convolution can pool its output.
     std::size_t fused_until(std::size_t i) const {
         if (!eval_fusion_) return i;
         if (nodes_[i].layer->fusion_role() == FusionRole::unpool) {
             if (i + 1 < nodes_.size() && nodes_[i + 1].layer->fusion_role() == FusionRole::convolution &&
                 nodes_[i + 1].layer->fuses_unpooled_input())
-                return std::max(i + 1, fused_until(i + 1));
+                return std::max(i + 1, conv_run_end(i + 1));
             return i;
         }
         if (nodes_[i].layer->fusion_role() != FusionRole::convolution) return i;
+        const std::size_t last = conv_run_end(i);
+        if (last + 2 < nodes_.size() && nodes_[last + 1].tap && nodes_[last + 1].feature_until < 0 &&
+            nodes_[last + 2].layer->fusion_role() == FusionRole::max_pool && nodes_[i].layer->fuses_pooled_output())
+            return last + 2;
+        return last;
+    }
+    /// The end of the convolution [, channel_affine] [, relu] run that starts at node i.
+    std::size_t conv_run_end(std::size_t i) const {
         std::size_t last = i;
         if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::channel_affine) ++last;
         if (last + 1 < nodes_.size() && nodes_[last + 1].layer->fusion_role() == FusionRole::relu) ++last;

@@ -14,7 +14,9 @@
 // weights (scaled per output channel as the kernel reads them) and the bias, recomputed on every
 // eval forward from the current parameters, and the ReLU is applied as the kernel stores. After
 // an Unpool, the CPU's direct kernels also read the unpooling from the pooled values and indices
-// (forward_unpooled_fused_into): the 3/4-zero unpooled map is never written.
+// (forward_unpooled_fused_into): the 3/4-zero unpooled map is never written; and an Encoder's
+// last convolution max-pools its output band by band as it computes it
+// (forward_pooled_fused_into): the full-size map is never written.
 #pragma once
 
 #include <cmath>
@@ -72,7 +74,22 @@ public:
         x_ = nullptr;  // no backward after an eval forward
         return &out;
     }
-    bool fuses_unpooled_input() const override { return backend::fuses_unpooled_input(weight_); }
+    bool fuses_unpooled_input() const override { return backend::fuses_unpooled_input(weight_, groups_); }
+    /// forward_fused_into whose output is max-pooled as the kernel computes it: only the pooled
+    /// values (into out) and indices are written (CPU direct kernels; elsewhere nullptr).
+    const Tensor<Device>* forward_pooled_fused_into(const Tensor<Device>& x, const ChannelAffine<Device>& affine,
+                                                    bool relu, RuntimeLayer<Device>& pool_layer,
+                                                    Tensor<Device>& out) override {
+        const PoolingOutput<Device> pool = pool_layer.eval_pooling({x.n(), out_c_, x.h(), x.w()});
+        const int k = pool.k;
+        out.resize(pool.indices->extents());
+        const Tensor<Device>* bias = eval_bias(affine);
+        if (!backend::conv2d_forward_pooled(x, weight_, bias, out, *pool.indices, k, geometry(x), affine.scale, relu))
+            return nullptr;
+        x_ = nullptr;  // no backward after an eval forward
+        return &out;
+    }
+    bool fuses_pooled_output() const override { return backend::fuses_pooled_output(weight_, groups_); }
     FusionRole fusion_role() const override { return FusionRole::convolution; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {

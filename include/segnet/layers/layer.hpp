@@ -19,8 +19,10 @@
 // fusion a layer states its fusion_role(): a convolution runs a following batch norm's affine
 // map (eval_affine()) and ReLU inside its own kernel (forward_fused_into), and, where the
 // backend can, reads a preceding Unpool's output from the pooled values and indices without it
-// being written (eval_unpooled(), forward_unpooled_fused_into). A layer of your own takes part
-// only if it overrides these (the defaults: FusionRole::none).
+// being written (eval_unpooled(), forward_unpooled_fused_into), and an Encoder's MaxPool after
+// it by pooling each band of output rows as it is computed, without the full-size map being
+// written (eval_pooling(), forward_pooled_fused_into). A layer of your own takes part only if
+// it overrides these (the defaults: FusionRole::none).
 #pragma once
 
 #include <concepts>
@@ -50,10 +52,16 @@ struct SkipLink {
     Tensor<Device> feature_grad;                            // d loss / d feature via the skip
     bool has_feature_grad = false;
     int pool = 0;
+    bool size_only = false;  // the last eval forward pooled the map as it computed it: no map, its size
 
+    /// Whether the Encoder has run: its Tap published the map, or only its size.
+    bool published() const { return feature != nullptr || size_only; }
     /// The encoder map's size, all an upsampler reads: as the Tap recorded it (in eval mode the
-    /// model may have reused the map's buffer since), or the map's own for a link set by hand.
-    Extents feature_size() const { return feature_extents_of == feature ? feature_extents : feature->extents(); }
+    /// model may have reused the map's buffer since, or never written it), or the map's own for a
+    /// link set by hand.
+    Extents feature_size() const {
+        return size_only || feature_extents_of == feature ? feature_extents : feature->extents();
+    }
 };
 
 /// How a layer's train-mode forward and backward use buffers, for the model's buffer pool
@@ -70,10 +78,13 @@ struct TrainBufferUse {
 
 /// What a layer can be in an eval-mode fusion (AnyModel::set_eval_fusion): a convolution that runs
 /// the layers after it in its own kernel, a per-channel affine map (an eval-mode batch norm), a
-/// ReLU, a max-unpooling the convolution after it can read without it being written. The model
-/// fuses "convolution, then affine, then ReLU" (or a prefix with at least two), preceded by an
-/// unpooling where the convolution takes one (fuses_unpooled_input()).
-enum class FusionRole { none, convolution, channel_affine, relu, unpool };
+/// ReLU, a max-unpooling the convolution after it can read without it being written, a max
+/// pooling the convolution before it can apply to its output as it stores it. The model fuses
+/// "convolution, then affine, then ReLU" (or a prefix with at least two), preceded by an
+/// unpooling where the convolution takes one (fuses_unpooled_input()), or followed by an
+/// Encoder's pool where the convolution can pool (fuses_pooled_output()) and no skip layer reads
+/// the Encoder's full-size map.
+enum class FusionRole { none, convolution, channel_affine, relu, unpool, max_pool };
 
 /// A max-unpooling not materialised: the map of `extents` that is values[i] at the flat
 /// position indices[i] of its plane and zero elsewhere (values and indices: the pooled size).
@@ -83,6 +94,15 @@ struct UnpooledInput {
     const Tensor<Device, std::int32_t>* indices = nullptr;
     int k = 0;           // the pooling window and stride
     Extents extents{};   // the unpooled map's
+};
+
+/// A max pooling a convolution applies to its own output (window = stride = k, ceil rounding):
+/// the values go to the step's output buffer, the argmax positions to `indices` (the pool layer's
+/// own tensor, which its Decoder reads).
+template <class Device>
+struct PoolingOutput {
+    Tensor<Device, std::int32_t>* indices = nullptr;
+    int k = 0;
 };
 
 /// A per-channel affine map y = x * scale[c] + shift[c] ({1, C, 1, 1} tensors; null scale:
@@ -146,6 +166,23 @@ public:
     virtual const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& /*in*/,
                                                               const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
                                                               Tensor<Device>& /*out*/) {
+        return nullptr;
+    }
+    /// max_pool: forward_into(x, Mode::eval, ...) for an x of extents `in` that a convolution will
+    /// pool itself: records what forward records (the input size, the link's indices) and says
+    /// where the indices go.
+    virtual PoolingOutput<Device> eval_pooling(const Extents& /*in*/) {
+        throw std::logic_error("segnet: eval_pooling() on a layer whose fusion_role() is not max_pool");
+    }
+    /// convolution: whether forward_pooled_fused_into can run on this device for this layer.
+    virtual bool fuses_pooled_output() const { return false; }
+    /// convolution: forward_fused_into followed by `pool` (a max_pool layer; the convolution
+    /// calls its eval_pooling with the full-size map's extents), the pooled values written into
+    /// `out` and the indices where eval_pooling says, without the full-size map being written;
+    /// nullptr (nothing written to out) where the backend declines the geometry.
+    virtual const Tensor<Device>* forward_pooled_fused_into(const Tensor<Device>& /*x*/,
+                                                            const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
+                                                            RuntimeLayer& /*pool*/, Tensor<Device>& /*out*/) {
         return nullptr;
     }
     /// He/MSRA initialisation (or the layer's fixed initial values).

@@ -25,17 +25,23 @@ public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     /// The indices stay the layer's own (its Decoder reads them), whichever buffer gets y.
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
-        in_ = x.extents();
-        const Extents out{x.n(), x.c(), (x.h() + k_ - 1) / k_, (x.w() + k_ - 1) / k_};
-        y.resize(out);
-        indices_.resize(out);
+        eval_pooling(x.extents());
+        y.resize(indices_.extents());
         backend::max_pool_forward(x, k_, y, indices_);
+        return y;
+    }
+    /// What forward records for an input of extents `in` (its size; the indices, sized, published
+    /// to the link) without pooling: a convolution fused with this pool writes the indices.
+    PoolingOutput<Device> eval_pooling(const Extents& in) override {
+        in_ = in;
+        indices_.resize({in.n, in.c, (in.h + k_ - 1) / k_, (in.w + k_ - 1) / k_});
         if (link_) {
             link_->indices = &indices_;
             link_->pool = k_;
         }
-        return y;
+        return {&indices_, k_};
     }
+    FusionRole fusion_role() const override { return FusionRole::max_pool; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_);
@@ -90,7 +96,7 @@ public:
     }
     /// The unpooling of x, described: the paired pool's indices, its factor and the size.
     UnpooledInput<Device> eval_unpooled(const Tensor<Device>& x) override {
-        if (!link_ || !link_->indices || !link_->feature)
+        if (!link_ || !link_->indices || !link_->published())
             throw std::logic_error("segnet::Unpool: forward before its Encoder ran (no pooling indices)");
         const Extents& pooled = link_->indices->extents();
         if (x.extents() != pooled)

@@ -52,7 +52,7 @@ public:
     }
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
-        if (!link_ || !link_->feature)
+        if (!link_ || !link_->published())
             throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
         x_ = &x;
         in_size_ = x.extents();

@@ -216,6 +216,24 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
     return true;
 }
 
+/// conv2d_forward followed by a max pooling of window = stride = k (ceil rounding, ties and
+/// indices as cpu::max_pool_forward) into `values` and `indices` ({batch, out_c, ceil(h / k),
+/// ceil(w / k)}): the eval-mode fusion of an Encoder's last convolution and its MaxPool. The
+/// direct kernels pool each band of output rows while it is in cache, so the full-size map is
+/// never written. Only where the direct kernels run g on this CPU: returns false, and writes
+/// nothing, otherwise (the caller then convolves and pools separately).
+inline bool conv2d_forward_pooled(const float* x, const float* w, const float* bias, int batch, const ConvGeometry& g,
+                                  int k, float* values, std::int32_t* indices, const float* weight_scale = nullptr,
+                                  bool relu = false) {
+    g.validate();
+    if (k < 1) throw std::invalid_argument("segnet::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
+    const direct::Pooled p{values, indices, k};
+    if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    else if (avx2::usable(g)) avx2::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    else return false;
+    return true;
+}
+
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. The Eigen im2col path.
 inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();

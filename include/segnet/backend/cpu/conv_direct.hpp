@@ -53,6 +53,7 @@
 #endif
 
 #include "segnet/backend/conv_geometry.hpp"
+#include "segnet/backend/cpu/pool.hpp"
 #include "segnet/backend/cpu/simd.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
@@ -79,6 +80,7 @@ inline float* scratch(std::vector<float>& v, std::int64_t n) {
 inline thread_local std::vector<float> band_buffer;
 inline thread_local std::vector<float> packed_buffer;
 inline thread_local std::vector<float> partial_buffer;
+inline thread_local std::vector<float> output_band_buffer;  // a band's output before a fused pooling
 
 /// Floats between the rows of a band buffer: w plus the border, a multiple of the vector width
 /// (every row tile starts and is loaded in whole vectors).
@@ -136,6 +138,15 @@ inline void fill_band_unpooled(const Unpooled& u, std::int64_t image, int c, int
         }
 }
 
+/// A convolution's output handed to a max pooling (window = stride = k, ceil rounding, as
+/// cpu::max_pool_forward) band by band as it is computed: only the pooled values and indices
+/// ({n, c, ceil(h / k), ceil(w / k)}) are written, the full-size map never is.
+struct Pooled {
+    float* values = nullptr;
+    std::int32_t* indices = nullptr;
+    int k = 0;
+};
+
 /// w packed for the forward micro-kernel: for each block of up to mr output channels starting
 /// at o0, [ci][ky][kx][m] at offset o0 * in_c * k * k. get(o, i, ky, kx) reads the logical
 /// weight. In parallel: 512 x 512 x 3 x 3 weights, read transposed for backward-data, take
@@ -181,17 +192,19 @@ struct Band {
     int rows;   // output rows per task
     int bands;  // tasks per image
 };
-/// Output rows per task: enough tasks to balance the threads, a band buffer of at most 4 MB.
+/// Output rows per task: enough tasks to balance the threads, a band buffer of at most 4 MB,
+/// a multiple of `row_multiple` (a fused pooling's window: each band pools whole windows).
 /// The forward sweeps a band in column groups that fit in L2 (column_group_tiles), so a tall
 /// band costs no cache misses, and each group's weights are read once for all its rows: on a
 /// Zen 3 core (512 KB L2) 4 MB bands with column groups ran SegNet-Basic's inference 10% faster
 /// than the earlier 768 KB bands swept whole (docs/performance.md, section 4a).
-inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows) {
+inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows, int row_multiple = 1) {
     const int threads = num_threads();
     const int want_tasks_per_image = std::max(1, (4 * threads + batch - 1) / batch);
     int rows = std::max(min_rows, (h + want_tasks_per_image - 1) / want_tasks_per_image);
-    rows = std::min(rows, h);
-    while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20)) rows = (rows + 1) / 2;
+    rows = std::min(int(round_up(rows, row_multiple)), h);
+    while (rows > row_multiple && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20))
+        rows = int(round_up((rows + 1) / 2, row_multiple));
     return {rows, (h + rows - 1) / rows};
 }
 
@@ -285,7 +298,8 @@ struct Avx2 {
     namespace segnet::cpu::NS {                                                                                 \
     inline bool usable(const backend::ConvGeometry&) { return false; }                                          \
     inline void conv2d_forward(const float*, const float*, const float*, float*, int, const backend::ConvGeometry&, \
-                               const float* = nullptr, bool = false, const direct::Unpooled* = nullptr) {}      \
+                               const float* = nullptr, bool = false, const direct::Unpooled* = nullptr,        \
+                               const direct::Pooled* = nullptr) {}                                              \
     inline void conv2d_backward_data(const float*, const float*, float*, int, const backend::ConvGeometry&) {}  \
     inline void conv2d_backward_filter(const float*, const float*, float*, int, const backend::ConvGeometry&) {} \
     }

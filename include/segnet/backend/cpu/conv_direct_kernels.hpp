@@ -102,11 +102,12 @@ constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
 }
 inline constexpr auto fwd_kernels = fwd_table(std::make_index_sequence<Isa::fwd_mr * Isa::fwd_nv>{});
 
-/// Output rows [y0, y0 + rows) of one image from the band buffer (row 0 = input row y0 - pad).
+/// `rows` output rows of one image from the band buffer (row 0 = input row y0 - pad), written
+/// to y (the first of those rows of output channel 0; channels yplane floats apart).
 inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cout, int k, const float* packed,
-                     const float* bias, bool relu, float* y, int h, int w, int y0, int rows) {
+                     const float* bias, bool relu, float* y, std::int64_t yplane, int w, int rows) {
     constexpr int MR = Isa::fwd_mr, NV = Isa::fwd_nv;
-    const std::int64_t plane = std::int64_t(h) * w, cstride = std::int64_t(rows_in_buf) * wp;
+    const std::int64_t cstride = std::int64_t(rows_in_buf) * wp;
     const std::int64_t wsz = std::int64_t(cin) * k * k;
     // Weights are streamed once per register block of output channels and stay in L2 while
     // the block sweeps the band (512 x 512 x 3 x 3 weights are 9.4 MB: cycling all of them per
@@ -125,7 +126,7 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
             const int mr = std::min(MR, cout - o0);
             for (int r = 0; r < rows; ++r) {
                 const float* xrow = buf + std::int64_t(r) * wp;
-                float* yrow = y + std::int64_t(y0 + r) * w;
+                float* yrow = y + std::int64_t(r) * w;
                 for (int ox0 = g0; ox0 < std::min(w, g0 + group_tiles * tile); ox0 += tile) {
                     const int rem = std::min(tile, w - ox0);
                     const int nv = (rem + L - 1) / L;
@@ -133,7 +134,7 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
                     // The full register block for the kernel sizes the models use has its taps unrolled.
                     FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
                     if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
-                    fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * plane + ox0, plane, last_n,
+                    fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * yplane + ox0, yplane, last_n,
                        bias ? bias + o0 : nullptr, relu);
                 }
             }
@@ -143,11 +144,15 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
 
 /// y = conv(x, packed weights) (+ bias), max(., 0) when relu: the driver shared by forward and
 /// backward-data. With `unpooled`, x is unused and the input is that unpooling (never stored).
+/// With `pooled`, y is unused: each band is computed into a per-thread buffer and max-pooled
+/// from there into pooled->values and indices while it is still in cache (the bands hold whole
+/// pooling windows).
 inline void direct_conv(const float* x, const float* packed, const float* bias, bool relu, float* y, int batch,
-                        int cin, int cout, int h, int w, int k, const direct::Unpooled* unpooled = nullptr) {
+                        int cin, int cout, int h, int w, int k, const direct::Unpooled* unpooled = nullptr,
+                        const direct::Pooled* pooled = nullptr) {
     const int pad = k / 2;
     const int wp = direct::band_row_stride(w, k, L);
-    const direct::Band b = direct::plan_bands(batch, h, cin, k, wp, 1);
+    const direct::Band b = direct::plan_bands(batch, h, cin, k, wp, 1, pooled ? pooled->k : 1);
     parallel_for(0, std::int64_t(batch) * b.bands, [&](std::int64_t first, std::int64_t end, int) {
         for (std::int64_t item = first; item < end; ++item) {
             const int n = int(item / b.bands);
@@ -159,8 +164,21 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
                 direct::fill_band_unpooled(*unpooled, n, cin, h, w, pad, y0, rows_in_buf, wp, buf);
             else
                 direct::fill_band(x + std::int64_t(n) * cin * h * w, cin, h, w, pad, y0, rows_in_buf, wp, buf);
-            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, y + std::int64_t(n) * cout * h * w, h, w,
-                     y0, rows);
+            if (!pooled) {
+                fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu,
+                         y + std::int64_t(n) * cout * h * w + std::int64_t(y0) * w, std::int64_t(h) * w, w, rows);
+                continue;
+            }
+            const std::int64_t yplane = std::int64_t(rows) * w;
+            float* yband = scratch(direct::output_band_buffer, std::int64_t(cout) * b.rows * w);
+            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, yband, yplane, w, rows);
+            const int pk = pooled->k, ph = (h + pk - 1) / pk, pw = (w + pk - 1) / pk;
+            const std::int64_t pplane = std::int64_t(ph) * pw;
+            const int oy0 = y0 / pk, oy1 = std::min(ph, (y0 + rows + pk - 1) / pk);
+            for (int co = 0; co < cout; ++co) {
+                const std::int64_t at = (std::int64_t(n) * cout + co) * pplane;
+                max_pool_rows(yband + co * yplane, h, w, pk, oy0, oy1, pooled->values + at, pooled->indices + at, pw);
+            }
         }
     });
 }
@@ -232,10 +250,12 @@ inline constexpr auto bwf_kernels = bwf_table(std::make_index_sequence<Isa::bwf_
 /// (per output channel, or null: 1) multiplies the weights as they are packed: a batch norm folded
 /// into the convolution (conv.hpp). Requires usable(g).
 /// With `unpooled` (x unused), the input is the max-unpooling it describes (eval-mode fusion of
-/// an Unpool and this convolution: the unpooled map is never written).
+/// an Unpool and this convolution: the unpooled map is never written). With `pooled` (y unused),
+/// the output is max-pooled as it is computed (eval-mode fusion of this convolution and the
+/// Encoder's MaxPool after it: the full-size map is never written).
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false,
-                           const direct::Unpooled* unpooled = nullptr) {
+                           const direct::Unpooled* unpooled = nullptr, const direct::Pooled* pooled = nullptr) {
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
     const std::int64_t kk = std::int64_t(k) * k;
@@ -249,7 +269,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     else
         direct::pack_weights(Isa::fwd_mr, cout, cin, k,
                              [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
-    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled);
+    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled, pooled);
 }
 
 /// dx = the gradient of sum(dy * conv(x, w)) with respect to x; dx is overwritten. A stride-1

@@ -7,6 +7,7 @@
 // Tensor<Cuda>. This file only adapts tensors to the raw kernels and checks sizes.
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -47,9 +48,29 @@ inline bool conv2d_forward_unpooled(const CpuTensor& values, const CpuIndices& i
     return cpu::conv2d_forward_unpooled(u, w.data(), bias ? bias->data() : nullptr, y.data(), values.n(), g,
                                         weight_scale ? weight_scale->data() : nullptr, relu);
 }
-/// Whether conv2d_forward_unpooled exists for this device's tensors (it may still decline a
-/// geometry); the tensor only selects the device.
-inline constexpr bool fuses_unpooled_input(const CpuTensor&) { return true; }
+/// conv2d_forward followed by a max pooling by k (window = stride, ceil rounding) into values
+/// and indices, without writing the full-size map (the eval-mode fusion of an Encoder's last
+/// convolution and its MaxPool; g describes the convolution). Returns false, and writes nothing,
+/// where this CPU has no direct kernel for g: the caller then convolves and pools separately.
+inline bool conv2d_forward_pooled(const CpuTensor& x, const CpuTensor& w, const CpuTensor* bias, CpuTensor& values,
+                                  CpuIndices& indices, int k, const backend::ConvGeometry& g,
+                                  const CpuTensor* weight_scale = nullptr, bool relu = false) {
+    const Extents pooled{x.n(), g.out_c, (g.out_h + k - 1) / std::max(k, 1), (g.out_w + k - 1) / std::max(k, 1)};
+    if (values.extents() != pooled || indices.extents() != pooled || x.c() != g.in_c || x.h() != g.in_h ||
+        x.w() != g.in_w)
+        throw std::invalid_argument("segnet::backend::conv2d_forward_pooled: input " + to_string(x.extents()) +
+                                    ", values " + to_string(values.extents()) + " and indices " +
+                                    to_string(indices.extents()) + " are not the " + std::to_string(k) +
+                                    "x pooling of this convolution's output");
+    return cpu::conv2d_forward_pooled(x.data(), w.data(), bias ? bias->data() : nullptr, x.n(), g, k, values.data(),
+                                      indices.data(), weight_scale ? weight_scale->data() : nullptr, relu);
+}
+/// Whether conv2d_forward_unpooled / conv2d_forward_pooled exist on this device for a
+/// convolution with these weights ({out_c, in_c / groups, k, k}) and groups: the direct kernels
+/// take ungrouped convolutions with an odd kernel (same padding). They may still decline at run
+/// time, on a CPU without AVX2 + FMA.
+inline bool fuses_unpooled_input(const CpuTensor& w, int groups) { return groups == 1 && w.h() % 2 == 1; }
+inline bool fuses_pooled_output(const CpuTensor& w, int groups) { return groups == 1 && w.h() % 2 == 1; }
 inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
 }

@@ -12,6 +12,7 @@
 // (the same rule; SEGNET_CONV=eigen turns both off, as for the convolutions).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -118,44 +119,53 @@ inline int max_pool2_row_avx2(const float*, int, int, std::int32_t, float*, std:
 #endif
 }  // namespace pool_detail
 
+/// Pooled rows [oy0, oy1) of one plane: `rows` points at input row oy0 * k of an h x w plane
+/// (the rows up to min(h, oy1 * k) follow it, w floats apart), y and indices at the pooled plane
+/// (ow wide, row oy at oy * ow). Indices are positions in the whole plane. max_pool_forward runs
+/// it on whole planes, the convolution with a fused pooling (conv_direct.hpp) on the rows of a
+/// band it has just computed.
+inline void max_pool_rows(const float* rows, int h, int w, int k, int oy0, int oy1, float* y, std::int32_t* indices,
+                          int ow) {
+    const bool fast2 = k == 2 && simd::has_avx512();
+    const bool fast2_avx2 = k == 2 && !fast2 && simd::has_avx2_fma();
+    for (int oy = oy0; oy < oy1; ++oy) {
+        const float* r0 = rows + std::int64_t(oy - oy0) * k * w;  // input row oy * k
+        float* yr = y + std::int64_t(oy) * ow;
+        std::int32_t* ir = indices + std::int64_t(oy) * ow;
+        int ox = 0;
+        if (fast2 && oy * 2 + 1 < h) {
+            ox = w / 2;  // the full 2x2 windows of this row; an odd last column falls through
+            pool_detail::max_pool2_row_avx512(r0, w, ox, oy * 2 * w, yr, ir);
+        } else if (fast2_avx2 && oy * 2 + 1 < h) {
+            ox = pool_detail::max_pool2_row_avx2(r0, w, w / 2, oy * 2 * w, yr, ir);
+        }
+        const int rows_here = std::min(k, h - oy * k);
+        for (; ox < ow; ++ox) {
+            const int x0 = ox * k, cols = std::min(k, w - x0);
+            float best = -std::numeric_limits<float>::infinity();
+            float value = r0[x0];  // a NaN-only window keeps its first cell
+            std::int32_t at = (oy * k) * w + x0;
+            for (int dy = 0; dy < rows_here; ++dy)
+                for (int dx = 0; dx < cols; ++dx) {
+                    const float v = r0[std::int64_t(dy) * w + x0 + dx];
+                    if (v > best) {
+                        best = v;
+                        value = v;
+                        at = (oy * k + dy) * w + x0 + dx;
+                    }
+                }
+            yr[ox] = value;
+            ir[ox] = at;
+        }
+    }
+}
+
 inline void max_pool_forward(const float* x, int n, int c, int h, int w, int k, float* y, int oh, int ow,
                              std::int32_t* indices) {
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
-    const bool fast2 = k == 2 && simd::has_avx512();
-    const bool fast2_avx2 = k == 2 && !fast2 && simd::has_avx2_fma();
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
-        for (std::int64_t nc = b; nc < e; ++nc) {
-            const float* xp = x + nc * in_plane;
-            float* yp = y + nc * out_plane;
-            std::int32_t* ip = indices + nc * out_plane;
-            for (int oy = 0; oy < oh; ++oy) {
-                int ox = 0;
-                if (fast2 && oy * 2 + 1 < h) {
-                    ox = w / 2;  // the full 2x2 windows of this row; an odd last column falls through
-                    pool_detail::max_pool2_row_avx512(xp + std::int64_t(oy) * 2 * w, w, ox, oy * 2 * w, yp + oy * ow,
-                                                      ip + oy * ow);
-                } else if (fast2_avx2 && oy * 2 + 1 < h) {
-                    ox = pool_detail::max_pool2_row_avx2(xp + std::int64_t(oy) * 2 * w, w, w / 2, oy * 2 * w,
-                                                         yp + oy * ow, ip + oy * ow);
-                }
-                for (; ox < ow; ++ox) {
-                    float best = -std::numeric_limits<float>::infinity();
-                    std::int32_t at = (oy * k) * w + ox * k;  // a NaN-only window keeps its first cell
-                    const int y1 = oy * k + k < h ? oy * k + k : h;
-                    const int x1 = ox * k + k < w ? ox * k + k : w;
-                    for (int iy = oy * k; iy < y1; ++iy)
-                        for (int ix = ox * k; ix < x1; ++ix) {
-                            const float v = xp[std::int64_t(iy) * w + ix];
-                            if (v > best) {
-                                best = v;
-                                at = iy * w + ix;
-                            }
-                        }
-                    yp[oy * ow + ox] = xp[at];
-                    ip[oy * ow + ox] = at;
-                }
-            }
-        }
+        for (std::int64_t nc = b; nc < e; ++nc)
+            max_pool_rows(x + nc * in_plane, h, w, k, 0, oh, y + nc * out_plane, indices + nc * out_plane, ow);
     });
 }
 

@@ -109,7 +109,13 @@ inline bool conv2d_forward_unpooled(const CudaTensor&, const CudaIndices&, int, 
                                     CudaTensor&, const ConvGeometry&, const CudaTensor* = nullptr, bool = false) {
     return false;
 }
-inline constexpr bool fuses_unpooled_input(const CudaTensor&) { return false; }
+inline constexpr bool fuses_unpooled_input(const CudaTensor&, int) { return false; }
+/// Nor a max pooling fused into the convolution's output (the model pools separately).
+inline bool conv2d_forward_pooled(const CudaTensor&, const CudaTensor&, const CudaTensor*, CudaTensor&, CudaIndices&,
+                                  int, const ConvGeometry&, const CudaTensor* = nullptr, bool = false) {
+    return false;
+}
+inline constexpr bool fuses_pooled_output(const CudaTensor&, int) { return false; }
 inline void fold_conv_bias(const CudaTensor* bias, const CudaTensor& scale, const CudaTensor& shift,
                            CudaTensor& folded) {
     cuda::launch::fold_conv_bias(int(scale.size()), bias ? bias->data() : nullptr, scale.data(), shift.data(),
