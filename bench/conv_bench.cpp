@@ -3,6 +3,7 @@
 //
 //   conv-bench --threads 2 --iters 5                 # every shape
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
+//   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
 #include <segnet/backend/cpu/conv.hpp>
 
 #include <algorithm>
@@ -53,7 +54,7 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 int main(int argc, char** argv) {
-    int threads = 2, iters = 5;
+    int threads = 2, iters = 5, batch = 1;
     std::string only;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
         if (a == "--threads") threads = std::atoi(argv[i + 1]);
         else if (a == "--iters") iters = std::atoi(argv[i + 1]);
         else if (a == "--shape") only = argv[i + 1];
+        else if (a == "--batch") batch = std::atoi(argv[i + 1]);
         ++i;
     }
     cpu::set_num_threads(threads);
@@ -73,9 +75,11 @@ int main(int argc, char** argv) {
         {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
         {128, 128, 180, 240, 3, 1}, {256, 256, 90, 120, 3, 1}, {512, 512, 45, 60, 3, 1}, {512, 512, 23, 30, 3, 1},
     };
+    if (batch < 1) batch = 1;
+    for (Shape& s : shapes) s.batch = batch;
     {
         const char* isa = cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
-        std::printf("threads %d, fast kernels %s\n", threads, *isa ? isa : "off");
+        std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
     }
     std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
                 "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");

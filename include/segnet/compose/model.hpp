@@ -305,7 +305,7 @@ private:
             // publishes only its map's size: the step pools that map as it computes it).
             std::size_t last = fused_until(i);
             const Tensor<Device>* y = last == i ? nullptr : forward_fused_step(i, last, *cur, out);
-            if (!y) {  // not fused, or the backend declined an unpooling's fusion: node i alone
+            if (!y) {  // not fused, or the backend declined an unpooling's or lone pool's fusion: node i alone
                 last = i;
                 y = &nodes_[i].layer->forward_into(*cur, Mode::eval, out);
             }
