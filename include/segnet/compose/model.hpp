@@ -216,8 +216,8 @@ public:
     bool eval_fusion() const { return eval_fusion_; }
     /// How many nodes the eval forward would run as fused steps: for each fused step, the number
     /// of nodes it replaces beyond the first (a conv + batch norm + ReLU step counts 2, an
-    /// unpool + conv + batch norm step 2; an unpooling the kernels decline at run time, on a CPU
-    /// without AVX2, still counts).
+    /// unpool + conv + batch norm step 2, a conv + batch norm + ReLU + Tap + max pool step 4; an
+    /// unpooling or pooling the kernels decline at run time, on a CPU without AVX2, still counts).
     int eval_fused_nodes() const {
         int fused = 0;
         for (std::size_t i = 0; i < nodes_.size();) {
