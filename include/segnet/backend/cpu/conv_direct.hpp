@@ -21,7 +21,7 @@
 //
 // One source, two ISAs: the ISA-independent parts (band copy, weight packing, band planning)
 // are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp, written
-// against an ISA traits struct (vector type, lanes, loads / stores / masked tails, FMA, max,
+// against an ISA traits struct (vector type, lanes, loads / stores / masked tail stores, FMA, max,
 // broadcast, horizontal sum, and the register blocking) and included twice: once as namespace
 // avx512 with direct::Avx512 and __attribute__((target("avx512f,..."))), once as namespace avx2
 // with direct::Avx2 and target("avx2,fma") (GCC's target attribute cannot differ between
@@ -36,8 +36,8 @@
 //                               backward-filter 4 channels x 6 taps (24 accumulators).
 //   AVX2    (16 ymm,  8 lanes): forward 4 channels x 3 vectors (12 accumulators + 3 inputs
 //                               + 1 broadcast, 24 pixels), backward-filter 2 channels x 5 taps
-//                               (10 accumulators + 2 dy + 1 input + the tail mask, which is a
-//                               ymm register in AVX2; 3 x 4 spilled one accumulator with GCC 12).
+//                               (10 accumulators + 2 dy + 1 input; 3 x 4, 16 registers exactly,
+//                               spills with GCC 12 and took twice the time, also without masks).
 #pragma once
 
 #include <algorithm>
@@ -81,6 +81,7 @@ inline thread_local std::vector<float> band_buffer;
 inline thread_local std::vector<float> packed_buffer;
 inline thread_local std::vector<float> partial_buffer;
 inline thread_local std::vector<float> output_band_buffer;  // a band's output before a fused pooling
+inline thread_local std::vector<float> dy_stream_buffer;    // backward-filter: a band of dy as streams
 
 /// Floats between the rows of a band buffer: w plus the border, a multiple of the vector width
 /// (every row tile starts and is loaded in whole vectors).
@@ -221,7 +222,6 @@ struct Avx512 {
     static constexpr int fwd_mr = 8, fwd_nv = 3;  // forward: output channels x vectors of pixels
     static constexpr int bwf_mr = 4, bwf_nr = 6;  // backward-filter: output channels x taps
     static constexpr bool pin_inputs = false;     // keep loaded input vectors in registers (no folding)
-    static constexpr bool mask_every_vector = true;  // backward-filter: masked loads for every vector
     static bool available() { return simd::has_avx512(); }
     SEGNET_AVX512_TARGET static vec zero() { return _mm512_setzero_ps(); }
     SEGNET_AVX512_TARGET static vec set1(float v) { return _mm512_set1_ps(v); }
@@ -231,7 +231,6 @@ struct Avx512 {
     SEGNET_AVX512_TARGET static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
     /// The first n lanes (n >= lanes: all).
     SEGNET_AVX512_TARGET static mask tail_mask(int n) { return n >= 16 ? mask(0xFFFF) : mask((1u << n) - 1); }
-    SEGNET_AVX512_TARGET static vec maskz_loadu(mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
     SEGNET_AVX512_TARGET static void mask_storeu(float* p, mask m, vec v) { _mm512_mask_storeu_ps(p, m, v); }
     SEGNET_AVX512_TARGET static float reduce_add(vec v) { return _mm512_reduce_add_ps(v); }
 };
@@ -239,16 +238,15 @@ struct Avx512 {
 #endif
 
 #if SEGNET_HAVE_AVX2_KERNELS
-/// AVX2 + FMA: 8 lanes, 16 registers, vmaskmov for the row tails (masked-off lanes read as 0
-/// and are not written).
+/// AVX2 + FMA: 8 lanes, 16 registers, vmaskmov for the forward's row tails (masked-off lanes
+/// are not written).
 struct Avx2 {
     using vec = __m256;
     using mask = __m256i;
     static constexpr int lanes = 8;
     static constexpr int fwd_mr = 4, fwd_nv = 3;
-    static constexpr int bwf_mr = 2, bwf_nr = 5;  // 3 x 4 spills (the mask takes a register)
+    static constexpr int bwf_mr = 2, bwf_nr = 5;  // 3 x 4 spills with GCC 12: twice the time
     static constexpr bool pin_inputs = true;
-    static constexpr bool mask_every_vector = false;
     static bool available() { return simd::has_avx2_fma(); }
     SEGNET_AVX2_TARGET static vec zero() { return _mm256_setzero_ps(); }
     SEGNET_AVX2_TARGET static vec set1(float v) { return _mm256_set1_ps(v); }
@@ -259,7 +257,6 @@ struct Avx2 {
     SEGNET_AVX2_TARGET static mask tail_mask(int n) {
         return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     }
-    SEGNET_AVX2_TARGET static vec maskz_loadu(mask m, const float* p) { return _mm256_maskload_ps(p, m); }
     SEGNET_AVX2_TARGET static void mask_storeu(float* p, mask m, vec v) { _mm256_maskstore_ps(p, m, v); }
     SEGNET_AVX2_TARGET static float reduce_add(vec v) {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -183,11 +183,12 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
     });
 }
 
-/// dw[m][j] += sum over the band's pixels of dy[m][p] * x[tap j][p] for MR output channels and
-/// NR filter taps at offsets off[j] in the band buffer.
+/// dw[m][j] += sum over a band's stream of dy[m][p] * x[tap j][p] for MR output channels and NR
+/// filter taps at offsets off[j] in the band buffer, p over nvec whole vectors (the streams of
+/// conv2d_backward_filter: no row structure, no masks).
 template <int MR, int NR>
-SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t plane, int w, int rows, const float* buf,
-                                const std::int64_t* off, int wp, float* dw, std::int64_t dwstride) {
+SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t dplane, std::int64_t nvec, const float* buf,
+                                const std::int64_t* off, float* dw, std::int64_t dwstride) {
     vec acc[MR][NR];
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m)
@@ -196,38 +197,18 @@ SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t plane, int w, int 
     const float* xo[NR];
 #pragma GCC unroll 6
     for (int j = 0; j < NR; ++j) xo[j] = buf + off[j];
-    for (int r = 0; r < rows; ++r) {
-        const float* dyr = dy + std::int64_t(r) * w;
-        const std::int64_t xr = std::int64_t(r) * wp;
-        // Zeros beyond the row from masked loads: no garbage times garbage. AVX-512 masks every
-        // vector (a separate unmasked loop for the full vectors measured 40% slower with GCC 12,
-        // not investigated); AVX2 masks only the tail (vmaskmovps is a slower load, and its
-        // mask takes a register).
-        int ox = 0;
-        if constexpr (!Isa::mask_every_vector)
-            for (; ox + L <= w; ox += L) {
-                vec dv[MR];
+    for (std::int64_t p = 0; p < nvec * L; p += L) {
+        vec dv[MR];
 #pragma GCC unroll 4
-                for (int m = 0; m < MR; ++m) dv[m] = Isa::loadu(dyr + m * plane + ox);
+        for (int m = 0; m < MR; ++m) dv[m] = Isa::loadu(dy + m * dplane + p);
 #pragma GCC unroll 6
-                for (int j = 0; j < NR; ++j) {
-                    vec xv = Isa::loadu(xo[j] + xr + ox);
-                    if constexpr (Isa::pin_inputs) __asm__("" : "+v"(xv));  // one load, MR uses
+        for (int j = 0; j < NR; ++j) {
+            vec xv = Isa::loadu(xo[j] + p);
+            // One load, MR uses, on both ISAs: unmasked, GCC would fold the load into each of
+            // the MR FMAs (28 loads per 24 FMAs, half the speed with AVX-512).
+            __asm__("" : "+v"(xv));
 #pragma GCC unroll 4
-                    for (int m = 0; m < MR; ++m) acc[m][j] = Isa::fmadd(dv[m], xv, acc[m][j]);
-                }
-            }
-        for (; ox < w; ox += L) {
-            const auto mask = Isa::tail_mask(w - ox);
-            vec dv[MR];
-#pragma GCC unroll 4
-            for (int m = 0; m < MR; ++m) dv[m] = Isa::maskz_loadu(mask, dyr + m * plane + ox);
-#pragma GCC unroll 6
-            for (int j = 0; j < NR; ++j) {
-                const vec xv = Isa::maskz_loadu(mask, xo[j] + xr + ox);
-#pragma GCC unroll 4
-                for (int m = 0; m < MR; ++m) acc[m][j] = Isa::fmadd(dv[m], xv, acc[m][j]);
-            }
+            for (int m = 0; m < MR; ++m) acc[m][j] = Isa::fmadd(dv[m], xv, acc[m][j]);
         }
     }
 #pragma GCC unroll 4
@@ -236,7 +217,7 @@ SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t plane, int w, int 
         for (int j = 0; j < NR; ++j) dw[m * dwstride + j] += Isa::reduce_add(acc[m][j]);
 }
 
-using BwfFn = void (*)(const float*, std::int64_t, int, int, const float*, const std::int64_t*, int, float*,
+using BwfFn = void (*)(const float*, std::int64_t, std::int64_t, const float*, const std::int64_t*, float*,
                        std::int64_t);
 template <std::size_t... I>
 constexpr std::array<BwfFn, sizeof...(I)> bwf_table(std::index_sequence<I...>) {
@@ -288,18 +269,27 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
 
 /// dw += the gradient of sum(dy * conv(x, w)) with respect to w (the bias gradient is left to
 /// the caller).
+///
+/// Each band is turned into streams: the input rows go to the band buffer w + k - 1 floats apart
+/// (just the zero border, no rounding to the vector width) and dy's rows are copied with the
+/// same stride, zeros in the k - 1 gap columns and up to the last whole vector. Output pixel
+/// (r, ox) is then stream position p = r * (w + k - 1) + ox for dy and for every tap (ci, ky, kx)
+/// at offset (ci * rows_in_buf + ky) * (w + k - 1) + kx in the band buffer, so the micro-kernel
+/// runs one unmasked loop over the whole band; a gap position adds dy 0 x a finite input. The
+/// row-by-row loop it replaces ran 4 vectors per row at width 60 (2 at 30) with a masked tail:
+/// 45-61% of the FMA peak for SegNet's deep layers (docs/performance.md, section 6).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, int batch, const ConvGeometry& g) {
     using namespace detail;
     constexpr int MR = Isa::bwf_mr, NR = Isa::bwf_nr;
     const int k = g.k, cin = g.in_c, cout = g.out_c, h = g.in_h, w = g.in_w, pad = g.pad;
     const std::int64_t taps = std::int64_t(cin) * k * k, plane = std::int64_t(h) * w;
-    const int wp = direct::band_row_stride(w, k, L);
+    const int wq = w + k - 1;  // the streams' row stride
     // Long pixel runs per band (the vector partial sums are reduced once per band), enough bands
     // to share between threads.
     const int threads = num_threads();
     int rows = std::min(h, std::max(1, (2048 + w - 1) / w));
     while (rows > 1 && std::int64_t(batch) * ((h + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
-    while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20)) rows = (rows + 1) / 2;
+    while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wq * 4 > (std::int64_t(4) << 20)) rows = (rows + 1) / 2;
     const int bands = (h + rows - 1) / rows;
     std::vector<float*> partials(std::size_t(threads), nullptr);
     parallel_for(0, std::int64_t(batch) * bands, [&](std::int64_t first, std::int64_t end, int worker) {
@@ -312,20 +302,32 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
             const int y0 = int(item % bands) * rows;
             const int nrows = std::min(rows, h - y0);
             const int rows_in_buf = nrows + k - 1;
-            float* buf = scratch(direct::band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
-            direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            // The last vector of a stream reads up to L + k - 1 floats past the band: zeros.
+            const std::int64_t band = std::int64_t(cin) * rows_in_buf * wq;
+            float* buf = scratch(direct::band_buffer, band + L + k);
+            direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wq, buf);
+            std::fill_n(buf + band, L + k, 0.f);
+            const std::int64_t nvec = (std::int64_t(nrows) * wq + L - 1) / L, dplane = nvec * L;
+            float* dys = scratch(direct::dy_stream_buffer, std::int64_t(cout) * dplane);
+            const float* dyn = dy + std::int64_t(n) * cout * plane + std::int64_t(y0) * w;
+            for (int co = 0; co < cout; ++co) {
+                float* d = dys + co * dplane;
+                for (int r = 0; r < nrows; ++r) {
+                    std::memcpy(d + std::int64_t(r) * wq, dyn + co * plane + std::int64_t(r) * w, sizeof(float) * std::size_t(w));
+                    std::memset(d + std::int64_t(r) * wq + w, 0, sizeof(float) * std::size_t(k - 1));
+                }
+                std::fill(d + std::int64_t(nrows) * wq, d + dplane, 0.f);
+            }
             for (std::int64_t t = 0; t < taps; ++t) {
                 const std::int64_t ci = t / (k * k), ky = t / k % k, kx = t % k;
-                off[std::size_t(t)] = (ci * rows_in_buf + ky) * wp + kx;
+                off[std::size_t(t)] = (ci * rows_in_buf + ky) * wq + kx;
             }
-            const float* dyn = dy + std::int64_t(n) * cout * plane + std::int64_t(y0) * w;
-            // Blocks of output channels and of taps small enough that their dy rows and input
+            // Blocks of output channels and of taps small enough that their dy streams and input
             // rows (about 256 KB each) stay in L2 while the register blocks sweep them.
-            const std::int64_t px = std::int64_t(nrows) * w;
             const int co_chunk =
-                int(std::clamp<std::int64_t>((std::int64_t(64) << 10) / px / MR * MR, MR, round_up(cout, MR)));
+                int(std::clamp<std::int64_t>((std::int64_t(64) << 10) / dplane / MR * MR, MR, round_up(cout, MR)));
             const std::int64_t ci_chunk =
-                std::max<std::int64_t>(1, (std::int64_t(64) << 10) / (std::int64_t(rows_in_buf) * wp));
+                std::max<std::int64_t>(1, (std::int64_t(64) << 10) / (std::int64_t(rows_in_buf) * wq));
             const std::int64_t tap_chunk = round_up(ci_chunk * k * k, NR);
             for (int c0 = 0; c0 < cout; c0 += co_chunk)
                 for (std::int64_t tc = 0; tc < taps; tc += tap_chunk)
@@ -333,8 +335,8 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
                         const int mr = std::min(MR, cout - o0);
                         for (std::int64_t t0 = tc; t0 < std::min(taps, tc + tap_chunk); t0 += NR) {
                             const int nr = int(std::min<std::int64_t>(NR, taps - t0));
-                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](
-                                dyn + o0 * plane, plane, w, nrows, buf, off.data() + t0, wp, acc + o0 * taps + t0, taps);
+                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](dys + o0 * dplane, dplane, nvec, buf,
+                                                                             off.data() + t0, acc + o0 * taps + t0, taps);
                         }
                     }
         }
