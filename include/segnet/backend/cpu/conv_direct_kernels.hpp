@@ -131,9 +131,14 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
                     const int rem = std::min(tile, w - ox0);
                     const int nv = (rem + L - 1) / L;
                     const int last_n = rem - (nv - 1) * L;
-                    // The full register block for the kernel sizes the models use has its taps unrolled.
+                    // The full register block, and the one a vector narrower (rows of 60 and 30
+                    // pixels: tiles of 32 and 28 with AVX-512), have their taps unrolled for the
+                    // kernel sizes the models use.
                     FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
                     if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
+                    if constexpr (NV > 1)
+                        if (mr == MR && nv == NV - 1)
+                            fn = k == 3 ? &fwd_micro<MR, NV - 1, 3> : k == 7 ? &fwd_micro<MR, NV - 1, 7> : fn;
                     fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * yplane + ox0, yplane, last_n,
                        bias ? bias + o0 : nullptr, relu);
                 }
