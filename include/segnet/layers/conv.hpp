@@ -81,10 +81,10 @@ public:
                                                     bool relu, RuntimeLayer<Device>& pool_layer,
                                                     Tensor<Device>& out) override {
         const PoolingOutput<Device> pool = pool_layer.eval_pooling({x.n(), out_c_, x.h(), x.w()});
-        const int k = pool.k;
         out.resize(pool.indices->extents());
         const Tensor<Device>* bias = eval_bias(affine);
-        if (!backend::conv2d_forward_pooled(x, weight_, bias, out, *pool.indices, k, geometry(x), affine.scale, relu))
+        if (!backend::conv2d_forward_pooled(x, weight_, bias, out, *pool.indices, pool.k, geometry(x), affine.scale,
+                                            relu))
             return nullptr;
         x_ = nullptr;  // no backward after an eval forward
         return &out;

@@ -70,7 +70,7 @@ inline bool conv2d_forward_pooled(const CpuTensor& x, const CpuTensor& w, const 
 /// take ungrouped convolutions with an odd kernel (same padding). They may still decline at run
 /// time, on a CPU without AVX2 + FMA.
 inline bool fuses_unpooled_input(const CpuTensor& w, int groups) { return groups == 1 && w.h() % 2 == 1; }
-inline bool fuses_pooled_output(const CpuTensor& w, int groups) { return groups == 1 && w.h() % 2 == 1; }
+inline bool fuses_pooled_output(const CpuTensor& w, int groups) { return fuses_unpooled_input(w, groups); }
 inline void conv2d_backward_data(const CpuTensor& dy, const CpuTensor& w, CpuTensor& dx, const backend::ConvGeometry& g) {
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), dy.n(), g);
 }
