@@ -6,7 +6,8 @@ registry), as kokkos/mdspan's comp_bench: compile time is a budget we track.
     bench/compile_time.py --repeat 3 --out docs/compile_time.md --models segnet fcn-basic
     bench/compile_time.py --registry          # also the with_model() TU (every model x class count)
 
-Each TU includes <segnet/segnet.hpp>, instantiates Model<M<11>, Cpu> and calls forward once (so
+Each TU includes <segnet/segnet.hpp>, instantiates Model<model_named_t<"name", 11>, Cpu> (the
+registry's models, models::BuiltinModels) and calls forward once (so
 every layer's run-time code and the shape walk are compiled), with the project's release flags
 (-std=c++20 -O3 -DNDEBUG -march=native). A baseline TU (the header alone, no model) is measured
 too: a model's own cost is its row minus the baseline. Time is wall-clock of `g++ -c` measured by
@@ -22,18 +23,13 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MODELS = [  # registry name, C++ type template
-    ("segnet", "SegNet"),
-    ("segnet-basic", "SegNetBasic"),
-    ("bilinear-interpolation", "BilinearInterpolation"),
-    ("segnet-basic-encoder-addition", "SegNetBasicEncoderAddition"),
-    ("segnet-basic-single-channel-decoder", "SegNetBasicSingleChannelDecoder"),
-    ("fcn-basic", "FcnBasic"),
-    ("fcn-basic-no-addition", "FcnBasicNoAddition"),
-    ("fcn-basic-no-dim-reduction", "FcnBasicNoDimReduction"),
-    ("fcn-basic-no-addition-no-dim-reduction", "FcnBasicNoAdditionNoDimReduction"),
-    ("segnet-basic-caffe", "SegNetBasicCaffe"),
-]
+# The model list is the registry's (models::BuiltinModels): a small program prints it.
+NAMES_TU = """#include <segnet/models/registry.hpp>
+#include <cstdio>
+int main() {
+    for (std::string_view n : segnet::models::model_names) std::printf("%.*s\\n", int(n.size()), n.data());
+}
+"""
 
 BASELINE = """#include <segnet/segnet.hpp>
 int main() { return 0; }
@@ -41,7 +37,7 @@ int main() { return 0; }
 
 MODEL_TU = """#include <segnet/segnet.hpp>
 int main() {
-    segnet::Model<segnet::models::%s<11>, segnet::Cpu> model(1);
+    segnet::Model<segnet::models::model_named_t<"%s", 11>, segnet::Cpu> model(1);
     segnet::Tensor<segnet::Cpu> x({1, 3, 32, 32});
     return int(model.forward(x, segnet::Mode::eval).size() %% 2);
 }
@@ -86,6 +82,18 @@ def compile_once(cxx, source_text, flags):
         return seconds, float(user.group(1)), int(rss.group(1)) / 1024.0
 
 
+def registry_names(cxx, flags):
+    """The built-in models' names, in the registry's order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = os.path.join(tmp, "names.cpp"), os.path.join(tmp, "names")
+        with open(src, "w") as f:
+            f.write(NAMES_TU)
+        p = subprocess.run([cxx] + [x for x in flags if x != "-O3"] + [src, "-o", exe], capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit("compile failed:\n" + p.stderr[-4000:])
+        return subprocess.run([exe], capture_output=True, text=True, check=True).stdout.split()
+
+
 def measure(cxx, text, flags, repeat):
     runs = [compile_once(cxx, text, flags) for _ in range(repeat)]
     return min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs)
@@ -107,7 +115,11 @@ def main():
              "-isystem", eigen_include(), "-isystem", "/usr/include/stb"]
     if not args.no_native:
         flags.append("-march=native")
-    chosen = [m for m in MODELS if not args.models or m[0] in args.models]
+    names = registry_names(args.cxx, flags)
+    unknown = [m for m in args.models or [] if m not in names]
+    if unknown:
+        sys.exit("compile_time.py: unknown model(s) %s; the models are: %s" % (", ".join(unknown), ", ".join(names)))
+    chosen = [m for m in names if not args.models or m in args.models]
 
     version = subprocess.run([args.cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     lines = [f"Compiler: {version}; flags: -std=c++20 -O3 -DNDEBUG" + ("" if args.no_native else " -march=native")
@@ -120,8 +132,8 @@ def main():
         print(lines[-1], file=sys.stderr, flush=True)
 
     row("`<segnet/segnet.hpp>` only (baseline)", BASELINE)
-    for name, cpp in chosen:
-        row(f"`Model<{cpp}<11>, Cpu>` + forward ({name})", MODEL_TU % cpp)
+    for name in chosen:
+        row(f"`Model<model_named_t<\"{name}\", 11>, Cpu>` + forward ({name})", MODEL_TU % name)
     if args.registry:
         counts = args.registry_classes
         if counts:

@@ -5,6 +5,7 @@
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
 //   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
 #include <segnet/backend/cpu/conv.hpp>
+#include <segnet/programs/cli.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -19,9 +20,14 @@
 using namespace segnet;
 using Clock = std::chrono::steady_clock;
 
-struct Shape {
+struct ConvShape {
     int cin, cout, h, w, k, batch;
 };
+
+constexpr const char* usage =
+    "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
+    "Times the dispatched convolution kernels against the Eigen path on SegNet's shapes\n"
+    "(forward, backward-data, backward-filter) and prints the largest difference between them.\n";
 
 bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
 
@@ -53,30 +59,21 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
     return m / scale;
 }
 
-int main(int argc, char** argv) {
-    int threads = 2, iters = 5, batch = 1;
-    std::string only;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        if (a == "--cpu-time") {
-            cpu_time = true;
-            continue;
-        }
-        if (i + 1 >= argc) break;
-        if (a == "--threads") threads = std::atoi(argv[i + 1]);
-        else if (a == "--iters") iters = std::atoi(argv[i + 1]);
-        else if (a == "--shape") only = argv[i + 1];
-        else if (a == "--batch") batch = std::atoi(argv[i + 1]);
-        ++i;
-    }
+int run(int argc, char** argv) {
+    cli::Args args(argc, argv, "conv-bench", usage);
+    const int threads = int(args.integer("--threads", 2, 1, 1024));
+    const int iters = int(args.integer("--iters", 5, 1, 1 << 20));
+    const int batch = int(args.integer("--batch", 1, 1, 4096));
+    const std::string only = args.text("--shape", "");
+    cpu_time = args.flag("--cpu-time");
+    args.finish();
     cpu::set_num_threads(threads);
-    std::vector<Shape> shapes = {
+    std::vector<ConvShape> shapes = {
         {3, 64, 360, 480, 7, 1},   {64, 64, 360, 480, 7, 1}, {64, 64, 180, 240, 7, 1}, {64, 64, 90, 120, 7, 1},
         {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
         {128, 128, 180, 240, 3, 1}, {256, 256, 90, 120, 3, 1}, {512, 512, 45, 60, 3, 1}, {512, 512, 23, 30, 3, 1},
     };
-    if (batch < 1) batch = 1;
-    for (Shape& s : shapes) s.batch = batch;
+    for (ConvShape& s : shapes) s.batch = batch;
     {
         const char* isa = cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
         std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
@@ -85,7 +82,7 @@ int main(int argc, char** argv) {
                 "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");
     std::mt19937 gen(1);
     std::normal_distribution<float> nd(0.f, 1.f);
-    for (const Shape& s : shapes) {
+    for (const ConvShape& s : shapes) {
         char name[64];
         std::snprintf(name, sizeof name, "%dx%dx%dx%dk%d", s.cin, s.cout, s.h, s.w, s.k);
         if (!only.empty() && only != name) continue;
@@ -109,4 +106,9 @@ int main(int argc, char** argv) {
                     name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
                     max_rel(y, y2), max_rel(dx, dx2), max_rel(dw, dw2));
     }
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    return cli::run_program("conv-bench", [&] { return run(argc, argv); });
 }

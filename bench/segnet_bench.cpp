@@ -68,72 +68,41 @@ struct DeviceUnavailable : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-void usage() {
+constexpr const char* usage =
 #if SEGNET_PROGRAMS_CUDA
-    std::puts(
-        "usage: segnet-bench-cuda [--device cuda] [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
-        "                         [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
-        "segnet-bench on the GPU (Model<Net, Cuda>; the device is synchronised before every timer read):\n"
-        "times inference or one training step and prints median/min ms, images/s, GFLOP/s, peak host\n"
-        "RSS and the GPU memory the caching allocator reserved. For the CPU, run segnet-bench.");
+    "usage: segnet-bench-cuda [--device cuda] [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
+    "                         [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+    "segnet-bench on the GPU (Model<Net, Cuda>; the device is synchronised before every timer read):\n"
+    "times inference or one training step and prints median/min ms, images/s, GFLOP/s, peak host\n"
+    "RSS and the GPU memory the caching allocator reserved. For the CPU, run segnet-bench.\n"
 #else
-    std::puts(
-        "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
-        "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
-        "                    [--no-fusion]\n"
-        "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
-        "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
-        "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
-        "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU [+ max pool]).\n"
-        "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.");
+    "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
+    "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+    "                    [--no-fusion]\n"
+    "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
+    "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
+    "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
+    "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU [+ max pool]).\n"
+    "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.\n"
 #endif
-}
-
-int parse_int(const std::string& opt, const std::string& v, int lo, int hi) {
-    char* end = nullptr;
-    const long x = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || x < lo || x > hi)
-        throw std::invalid_argument(opt + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
-                                    ", got '" + v + "'");
-    return int(x);
-}
+    ;
 
 Options parse(int argc, char** argv) {
+    cli::Args args(argc, argv, program_name, usage);
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument("option " + a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            usage();
-            std::exit(0);
-        } else if (a == "--model") o.model = value();
-        else if (a == "--size") {
-            const std::string v = value();
-            const auto x = v.find('x');
-            if (x == std::string::npos) throw std::invalid_argument("--size must be HxW, got '" + v + "'");
-            o.h = parse_int("--size H", v.substr(0, x), 1, 1 << 16);
-            o.w = parse_int("--size W", v.substr(x + 1), 1, 1 << 16);
-        } else if (a == "--batch") o.batch = parse_int(a, value(), 1, 4096);
-        else if (a == "--threads") o.threads = parse_int(a, value(), 1, 1024);
-        else if (a == "--iters") o.iters = parse_int(a, value(), 1, 1 << 20);
-        else if (a == "--warmup") o.warmup = parse_int(a, value(), 0, 1 << 20);
-        else if (a == "--classes") o.classes = parse_int(a, value(), 1, 255);
-        else if (a == "--mode") {
-            const std::string v = value();
-            if (v != "infer" && v != "train") throw std::invalid_argument("--mode must be infer or train, got '" + v + "'");
-            o.train = v == "train";
-        } else if (a == "--device") {
-            const std::string v = value();
-            if (v != "cpu" && v != "cuda") throw std::invalid_argument("--device must be cpu or cuda, got '" + v + "'");
-            o.cuda = v == "cuda";
-        } else if (a == "--json") o.json = true;
-        else if (a == "--layers") o.layers = true;
-        else if (a == "--no-fusion") o.fusion = false;
-        else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
-    }
+    o.model = args.text("--model", o.model);
+    if (const auto size = args.size("--size")) std::tie(o.h, o.w) = *size;
+    o.batch = int(args.integer("--batch", o.batch, 1, 4096));
+    o.threads = int(args.integer("--threads", o.threads, 1, 1024));
+    o.iters = int(args.integer("--iters", o.iters, 1, 1 << 20));
+    o.warmup = int(args.integer("--warmup", o.warmup, 0, 1 << 20));
+    o.classes = int(args.integer("--classes", o.classes, 1, 255));
+    o.train = args.choice("--mode", "infer", {"infer", "train"}) == "train";
+    o.cuda = args.choice("--device", o.cuda ? "cuda" : "cpu", {"cpu", "cuda"}) == "cuda";
+    o.json = args.flag("--json");
+    o.layers = args.flag("--layers");
+    o.fusion = !args.flag("--no-fusion");
+    args.finish();
     return o;
 }
 

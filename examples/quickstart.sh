@@ -10,9 +10,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/build}/examples"
 out="${SEGNET_QUICKSTART_OUT:-$root/out/quickstart}"
 weights="$root/models/segnet-basic-camvid.safetensors"
-for program in segnet-evaluate segnet-segment segnet-train; do
+programs=(segnet-evaluate segnet-segment)
+[[ "${2:-}" == "--train-demo" ]] && programs+=(segnet-train)
+for program in "${programs[@]}"; do
   if [[ ! -x "$bin/$program" ]]; then
-    echo "quickstart: '$bin/$program' is missing: build first (cmake -S . -B build && cmake --build build -j2)" >&2
+    echo "quickstart: '$bin/$program' is missing: build it first (cmake -S . -B build && cmake --build build -j2 --target $program)" >&2
     exit 1
   fi
 done

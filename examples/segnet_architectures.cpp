@@ -1,10 +1,11 @@
-// segnet-architectures: the SegNet family (the paper's Table 1 variants, SegNet and the Caffe
-// form of SegNet-Basic) side by side, every number computed by the compiler from the model
-// types at 3x360x480: parameters, the paper's storage multiplier, forward GFLOPs, activation
-// memory for inference (batch 1) and training (batch 4), and the classifier's receptive field,
-// with the paper's parameters and storage multiplier beside ours.
+// segnet-architectures: every built-in model (models::BuiltinModels: the paper's Table 1
+// variants, SegNet and the Caffe form of SegNet-Basic) side by side, every number computed by
+// the compiler from the model types at 3x360x480: parameters, the paper's storage multiplier,
+// forward GFLOPs, activation memory for inference (batch 1) and training (batch 4), and the
+// classifier's receptive field, with the paper's figures (each model's `paper`) beside ours.
 //
-//   segnet-architectures            # Markdown table on stdout (quoted in docs/architectures.md)
+//   segnet-architectures            # Markdown table on stdout (quoted in docs/models.md; CTest
+//                                   # docs_models_table checks that the page shows it as printed)
 #include <segnet/segnet.hpp>
 
 #include <cstdint>
@@ -47,47 +48,54 @@ constexpr Row row() {
             Out::width};
 }
 
-/// The paper's Table 1 (SegNet-Basic variants); SegNet from SEGNET.md (about 29.5M).
-struct Paper {
-    const char* params;
-    const char* storage;
-};
+std::string paper_params(const models::PaperFigures& p) {
+    if (p.parameters == 0) return "-";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f", double(p.parameters) / 1e6);
+    std::string millions = text;  // as the paper prints it: 1.425, 0.65, 29.5
+    while (millions.back() == '0') millions.pop_back();
+    return millions;
+}
+
+std::string paper_storage(const models::PaperFigures& p) {
+    switch (p.storage.kind) {
+        case models::PaperStorage::Kind::multiplier: return std::to_string(p.storage.value);
+        case models::PaperStorage::Kind::not_applicable: return "n/a";
+        default: return "-";
+    }
+}
 
 std::string storage_text(std::optional<int> s) { return s ? std::to_string(*s) : "n/a"; }
 
-void print(const Row& r, Paper p) {
+template <NetworkType Net>
+void print_row() {
+    constexpr Row r = row<Net>();  // every value computed by the compiler
     std::printf("| %-38s | %6.3f | %5s | %-3s | %5s | %7.1f | %9.1f | %10.1f | %4d | %dx%dx%d |\n",
-                std::string(r.name).c_str(), double(r.params) / 1e6, p.params, storage_text(r.storage).c_str(),
-                p.storage, r.gflops, r.inference_mib, r.training_mib, r.receptive_field, r.classes, r.height,
-                r.width);
+                std::string(r.name).c_str(), double(r.params) / 1e6, paper_params(Net::paper).c_str(),
+                storage_text(r.storage).c_str(), paper_storage(Net::paper).c_str(), r.gflops, r.inference_mib,
+                r.training_mib, r.receptive_field, r.classes, r.height, r.width);
+}
+
+/// One row per built-in model, in the registry's order (models/registry.hpp: the one list).
+template <template <int> class... Models>
+void print_rows(models::ModelList<Models...>) {
+    (print_row<Models<11>>(), ...);
 }
 
 }  // namespace
 
 int main() {
-    using namespace segnet::models;
-    // Computed at compile time: a constexpr table of the ten models.
-    constexpr Row rows[] = {
-        row<BilinearInterpolation<11>>(),          row<SegNetBasic<11>>(),
-        row<SegNetBasicEncoderAddition<11>>(),     row<SegNetBasicSingleChannelDecoder<11>>(),
-        row<FcnBasic<11>>(),                       row<FcnBasicNoAddition<11>>(),
-        row<FcnBasicNoDimReduction<11>>(),         row<FcnBasicNoAdditionNoDimReduction<11>>(),
-        row<SegNetBasicCaffe<11>>(),               row<SegNet<11>>(),
-    };
-    constexpr Paper paper[] = {{"0.625", "0"}, {"1.425", "1"},  {"1.425", "64"}, {"0.625", "1"}, {"0.65", "11"},
-                               {"0.65", "n/a"}, {"1.625", "64"}, {"1.625", "0"},  {"-", "1"},    {"29.5", "1"}};
-    static_assert(sizeof(rows) / sizeof(rows[0]) == sizeof(paper) / sizeof(paper[0]));
-
     std::printf("SegNet family at 3x360x480, 11 classes (CamVid). Every number is a compile-time constant of\n"
                 "the model's type; params and storage multiplier of the paper (Table 1) beside ours.\n\n");
     std::printf("| model | params (M) | paper (M) | storage | paper storage | GFLOPs | inference MiB (batch 1) "
                 "| training MiB (batch %d) | receptive field (px) | output |\n",
                 batch);
     std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    for (std::size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); ++i) print(rows[i], paper[i]);
+    print_rows(models::BuiltinModels{});
     std::printf("\nstorage: what the encoders keep for the decoders, in units of SegNet-Basic's pooling indices\n"
-                "(a kept map counts its channels; n/a as the paper prints it). GFLOPs: forward, one image.\n"
-                "Inference: largest live set (a layer's input and output plus what encoders keep). Training:\n"
-                "input, every layer's output and pooling indices kept for backward (no gradients, no weights).\n");
+                "(a kept map counts its channels; n/a as the paper prints it; -: not in the paper). GFLOPs:\n"
+                "forward, one image. Inference: largest live set (a layer's input and output plus what encoders\n"
+                "keep). Training: input, every layer's output and pooling indices kept for backward (no\n"
+                "gradients, no weights).\n");
     return 0;
 }

@@ -6,6 +6,7 @@
 //   segnet-demo --image photo.png --label l.png --threads 2 --no-segnet
 #include <segnet/io/image.hpp>
 #include <segnet/io/process.hpp>
+#include <segnet/programs/cli.hpp>
 #include <segnet/segnet.hpp>
 #include <segnet/train/loss.hpp>
 
@@ -49,35 +50,19 @@ struct Options {
     bool segnet = true;
 };
 
-void usage() {
-    std::puts(
-        "usage: segnet-demo [--image FILE] [--label FILE] [--threads T] [--no-segnet]\n"
-        "Builds SegNet-Basic (forward + backward, batch 2) and SegNet (forward) on an image\n"
-        "(default: a bundled CamVid validation image) and prints shapes, parameters, time, memory.");
-}
+constexpr const char* usage =
+    "usage: segnet-demo [--image FILE] [--label FILE] [--threads T] [--no-segnet]\n"
+    "Builds SegNet-Basic (forward + backward, batch 2) and SegNet (forward) on an image\n"
+    "(default: a bundled CamVid validation image) and prints shapes, parameters, time, memory.\n";
 
 Options parse(int argc, char** argv) {
+    cli::Args args(argc, argv, "segnet-demo", usage);
     Options o;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw std::invalid_argument("option " + a + " needs a value");
-            return argv[++i];
-        };
-        if (a == "--help" || a == "-h") {
-            usage();
-            std::exit(0);
-        } else if (a == "--image") o.image = value();
-        else if (a == "--label") o.label = value();
-        else if (a == "--threads") {
-            const std::string v = value();
-            char* end = nullptr;
-            const long t = std::strtol(v.c_str(), &end, 10);
-            if (*end != '\0' || t < 1 || t > 1024) throw std::invalid_argument("--threads must be 1..1024, got '" + v + "'");
-            o.threads = int(t);
-        } else if (a == "--no-segnet") o.segnet = false;
-        else throw std::invalid_argument("unknown option '" + a + "' (see --help)");
-    }
+    o.image = args.text("--image", o.image);
+    o.label = args.text("--label", o.label);
+    o.threads = int(args.integer("--threads", 0, 1, 1024));
+    o.segnet = !args.flag("--no-segnet");
+    args.finish();
     return o;
 }
 
@@ -150,10 +135,5 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    try {
-        return run(parse(argc, argv));
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "segnet-demo: %s\n", e.what());
-        return 1;
-    }
+    return cli::run_program("segnet-demo", [&] { return run(parse(argc, argv)); });
 }

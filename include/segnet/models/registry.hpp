@@ -23,6 +23,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "segnet/compose/model.hpp"
 #include "segnet/models/segnet.hpp"
@@ -62,6 +63,33 @@ constexpr std::array<int, sizeof...(C)> classes_of(std::integer_sequence<int, C.
 }
 }  // namespace detail
 
+/// A model's registry name as a template argument: model_named_t<"fcn-basic", 11>.
+template <std::size_t N>
+struct ModelName {
+    char text[N]{};
+    constexpr ModelName(const char (&s)[N]) {
+        for (std::size_t i = 0; i < N; ++i) text[i] = s[i];
+    }
+    constexpr std::string_view view() const { return {text, N - 1}; }
+};
+
+namespace detail {
+template <ModelName Name, int Classes, template <int> class First, template <int> class... Rest>
+constexpr auto find_model(ModelList<First, Rest...>) {
+    if constexpr (First<Classes>::name == Name.view()) {
+        return std::type_identity<First<Classes>>{};
+    } else {
+        static_assert(sizeof...(Rest) > 0, "segnet: model_named_t: no built-in model has this name (see model_names)");
+        if constexpr (sizeof...(Rest) > 0) return find_model<Name, Classes>(ModelList<Rest...>{});
+    }
+}
+}  // namespace detail
+
+/// The built-in model called Name with Classes classes, found at compile time:
+/// model_named_t<"segnet-basic", 11> is models::SegNetBasic<11>.
+template <ModelName Name, int Classes>
+using model_named_t = typename decltype(detail::find_model<Name, Classes>(BuiltinModels{}))::type;
+
 /// Every built-in model's name: "segnet", "segnet-basic", "bilinear-interpolation", ...
 inline constexpr auto model_names = detail::names_of(BuiltinModels{});
 /// Every class count with_model() accepts, ascending.
@@ -90,6 +118,18 @@ inline std::string classes_text() {
     return s;
 }
 
+/// The one message for a name that is no model (the built-ins, then those a program registered).
+inline std::invalid_argument unknown_model(std::string_view name, const std::vector<std::string_view>& registered = {}) {
+    std::string names = joined_names();
+    for (std::string_view n : registered) names += ", " + std::string(n);
+    return std::invalid_argument("segnet: unknown model '" + std::string(name) + "'; the models are: " + names);
+}
+/// The one message for a class count with_model() was not compiled for.
+inline std::invalid_argument unsupported_classes(int classes) {
+    return std::invalid_argument("segnet: " + std::to_string(classes) + " classes is not a supported class count (" +
+                                 classes_text() + "; add it to segnet::models::SupportedClasses or -DSEGNET_CLASS_COUNTS)");
+}
+
 template <class Net, class F>
 decltype(auto) call_with(F& f) {
     return f.template operator()<Net>();
@@ -105,8 +145,7 @@ decltype(auto) dispatch_classes(int classes, F& f, std::integer_sequence<int, C.
     static constexpr int counts[] = {C...};
     for (std::size_t i = 0; i < sizeof...(C); ++i)
         if (counts[i] == classes) return table[i](f);
-    throw std::invalid_argument("segnet: " + std::to_string(classes) + " classes is not a supported class count (" +
-                                classes_text() + "; add it to segnet::models::SupportedClasses or -DSEGNET_CLASS_COUNTS)");
+    throw unsupported_classes(classes);
 }
 
 template <class F, template <int> class First, template <int> class... Rest>
@@ -115,8 +154,7 @@ decltype(auto) dispatch_models(std::string_view name, int classes, F& f, ModelLi
     if constexpr (sizeof...(Rest) > 0) {
         return dispatch_models(name, classes, f, ModelList<Rest...>{});
     } else {
-        throw std::invalid_argument("segnet: unknown model '" + std::string(name) + "'; the models are: " +
-                                    joined_names());
+        throw unknown_model(name);
         return dispatch_classes<First>(classes, f, SupportedClasses{});  // not reached: fixes the type
     }
 }
@@ -127,12 +165,8 @@ decltype(auto) dispatch_models(std::string_view name, int classes, F& f, ModelLi
 /// std::invalid_argument naming the valid models (unknown name) or the supported counts.
 template <class F>
 decltype(auto) with_model(std::string_view name, int classes, F&& f) {
-    if (!is_model_name(name))
-        throw std::invalid_argument("segnet: unknown model '" + std::string(name) + "'; the models are: " +
-                                    detail::joined_names());
-    if (!is_supported_classes(classes))
-        throw std::invalid_argument("segnet: " + std::to_string(classes) + " classes is not a supported class count (" +
-                                    detail::classes_text() + "; add it to segnet::models::SupportedClasses or -DSEGNET_CLASS_COUNTS)");
+    if (!is_model_name(name)) throw detail::unknown_model(name);
+    if (!is_supported_classes(classes)) throw detail::unsupported_classes(classes);
     return detail::dispatch_models(name, classes, f, BuiltinModels{});
 }
 
@@ -175,13 +209,11 @@ void check_model(std::string_view name, int classes) {
         return;
     }
     if (!is_model_name(name)) {
-        std::string names = detail::joined_names();
-        for (const auto& [n, f] : registered_networks<Device>()) names += ", " + n;
-        throw std::invalid_argument("segnet: unknown model '" + std::string(name) + "'; the models are: " + names);
+        std::vector<std::string_view> registered;
+        for (const auto& entry : registered_networks<Device>()) registered.push_back(entry.first);
+        throw detail::unknown_model(name, registered);
     }
-    if (!is_supported_classes(classes))
-        throw std::invalid_argument("segnet: " + std::to_string(classes) + " classes is not a supported class count (" +
-                                    detail::classes_text() + "; add it to segnet::models::SupportedClasses or -DSEGNET_CLASS_COUNTS)");
+    if (!is_supported_classes(classes)) throw detail::unsupported_classes(classes);
 }
 
 /// The model called `name` (registered with register_network(), or built in) with `classes`

@@ -21,6 +21,7 @@
 #include "segnet/layers/batch_norm.hpp"
 #include "segnet/layers/conv.hpp"
 #include "segnet/layers/pool.hpp"
+#include "segnet/models/paper.hpp"
 
 namespace segnet::models {
 
@@ -42,6 +43,7 @@ struct SegNet
               Decoder<Unpool<2>, Vgg<64>>,
               Classifier<Classes, 3>> {
     static constexpr std::string_view name = "segnet";
+    static constexpr PaperFigures paper{29'500'000};  // the text (about 29.5M); no storage figure
 };
 
 }  // namespace segnet::models

@@ -24,6 +24,7 @@
 #include "segnet/layers/conv.hpp"
 #include "segnet/layers/lrn.hpp"
 #include "segnet/layers/pool.hpp"
+#include "segnet/models/paper.hpp"
 
 namespace segnet::models {
 
@@ -40,6 +41,7 @@ struct SegNetBasic
     : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicDecoder<>,
               BasicDecoder<>, BasicDecoder<>, BasicDecoder<>, Classifier<Classes>> {
     static constexpr std::string_view name = "segnet-basic";
+    static constexpr PaperFigures paper{1'425'000, PaperStorage::multiplier(1)};
 };
 
 template <int Classes>
@@ -48,6 +50,7 @@ struct SegNetBasicCaffe
               BasicDecoder<64, 7, Bias::with>, BasicDecoder<64, 7, Bias::with>, BasicDecoder<64, 7, Bias::with>,
               BasicDecoder<64, 7, Bias::with>, Classifier<Classes>> {
     static constexpr std::string_view name = "segnet-basic-caffe";
+    static constexpr PaperFigures paper{};  // not in the paper (the public Caffe tutorial's form)
 };
 
 }  // namespace segnet::models

@@ -52,6 +52,7 @@ struct BilinearInterpolation
               DepthwiseDecoder<BilinearUpsample<2>>, DepthwiseDecoder<BilinearUpsample<2>>,
               DepthwiseDecoder<BilinearUpsample<2>>, DepthwiseDecoder<BilinearUpsample<2>>, Classifier<Classes>> {
     static constexpr std::string_view name = "bilinear-interpolation";
+    static constexpr PaperFigures paper{625'000, PaperStorage::multiplier(0)};
 };
 
 // SegNet-Basic-EncoderAddition (paper: 1.425M, storage 64). SegNet-Basic's decoders with the
@@ -63,6 +64,7 @@ struct SegNetBasicEncoderAddition
               VariantDecoder<Unpool<2>, Add>, VariantDecoder<Unpool<2>, Add>, VariantDecoder<Unpool<2>, Add>,
               VariantDecoder<Unpool<2>, Add>, Classifier<Classes>> {
     static constexpr std::string_view name = "segnet-basic-encoder-addition";
+    static constexpr PaperFigures paper{1'425'000, PaperStorage::multiplier(64)};
 };
 
 // SegNet-Basic-SingleChannelDecoder (paper: 0.625M, storage 1). Unpooling with indices, then
@@ -74,6 +76,7 @@ struct SegNetBasicSingleChannelDecoder
               DepthwiseDecoder<Unpool<2>>, DepthwiseDecoder<Unpool<2>>, DepthwiseDecoder<Unpool<2>>,
               DepthwiseDecoder<Unpool<2>>, Classifier<Classes>> {
     static constexpr std::string_view name = "segnet-basic-single-channel-decoder";
+    static constexpr PaperFigures paper{625'000, PaperStorage::multiplier(1)};
 };
 
 // The FCN variants decode in FCN's way, with the parts the paper names: learned deconvolution
@@ -104,6 +107,7 @@ struct FcnBasic
               VariantDecoder<Deconv<Classes>, AddProjected<Classes, 64>, Classes>,
               VariantDecoder<BilinearUpsample<2>, AddProjected<Classes, 64>, Classes>, Classifier<Classes>> {
     static constexpr std::string_view name = "fcn-basic";
+    static constexpr PaperFigures paper{650'000, PaperStorage::multiplier(11)};
 };
 
 // FCN-Basic-NoAddition (paper: 0.65M, storage n/a). FCN-Basic without the skips (and so without
@@ -116,6 +120,7 @@ struct FcnBasicNoAddition
               VariantDecoder<Deconv<Classes>, NoSkip, Classes>, VariantDecoder<BilinearUpsample<2>, NoSkip, Classes>,
               Classifier<Classes>> {
     static constexpr std::string_view name = "fcn-basic-no-addition";
+    static constexpr PaperFigures paper{650'000, PaperStorage::not_applicable()};
 };
 
 // FCN-Basic-NoDimReduction (paper: 1.625M, storage 64). No reduction to K: the decoders keep
@@ -131,6 +136,7 @@ struct FcnBasicNoDimReduction
               VariantDecoder<Deconv<64>, Add>, VariantDecoder<Deconv<64>, Add>, VariantDecoder<Deconv<64>, Add>,
               VariantDecoder<BilinearUpsample<2>, Add>, Classifier<Classes>> {
     static constexpr std::string_view name = "fcn-basic-no-dim-reduction";
+    static constexpr PaperFigures paper{1'625'000, PaperStorage::multiplier(64)};
 };
 
 // FCN-Basic-NoAddition-NoDimReduction (paper: 1.625M, storage 0). 64 channels, no skips:
@@ -142,6 +148,7 @@ struct FcnBasicNoAdditionNoDimReduction
               VariantDecoder<Deconv<64>, NoSkip>, VariantDecoder<BilinearUpsample<2>, NoSkip>,
               Classifier<Classes>> {
     static constexpr std::string_view name = "fcn-basic-no-addition-no-dim-reduction";
+    static constexpr PaperFigures paper{1'625'000, PaperStorage::multiplier(0)};
 };
 
 }  // namespace segnet::models
