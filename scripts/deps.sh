@@ -5,7 +5,7 @@
 #   scripts/deps.sh --plots    # also Debian's matplotlib for scripts/plot_training_log.py
 # (flags combine: scripts/deps.sh --bench --plots)
 set -euo pipefail
-packages=(g++ cmake make libeigen3-dev libstb-dev doctest-dev)
+packages=(g++ cmake make python3 libeigen3-dev libstb-dev doctest-dev)
 for flag in "$@"; do
   case "$flag" in
     --bench) packages+=(python3-torch python3-numpy) ;;
