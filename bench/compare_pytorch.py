@@ -31,17 +31,9 @@ def build_torch_models(torch):
     nn = torch.nn
     F = torch.nn.functional
 
-    class SegNetBasic(nn.Module):
-        def __init__(self, classes=11, c=64, k=7):
-            super().__init__()
-            self.enc = nn.ModuleList()
-            cin = 3
-            for _ in range(4):
-                self.enc.append(nn.Sequential(nn.Conv2d(cin, c, k, padding=k // 2), nn.BatchNorm2d(c), nn.ReLU()))
-                cin = c
-            self.dec = nn.ModuleList(
-                nn.Sequential(nn.Conv2d(c, c, k, padding=k // 2, bias=False), nn.BatchNorm2d(c)) for _ in range(4))
-            self.classifier = nn.Conv2d(c, classes, 1)
+    class EncoderDecoder(nn.Module):
+        """SegNet's forward: each encoder, then 2x2 max pooling (Caffe's ceil) keeping the indices;
+        each decoder unpools with its encoder's indices to that encoder's size."""
 
         def forward(self, x):
             stack = []
@@ -56,10 +48,22 @@ def build_torch_models(torch):
                 x = d(x)
             return self.classifier(x)
 
+    class SegNetBasic(EncoderDecoder):
+        def __init__(self, classes=11, c=64, k=7):
+            super().__init__()
+            self.enc = nn.ModuleList()
+            cin = 3
+            for _ in range(4):
+                self.enc.append(nn.Sequential(nn.Conv2d(cin, c, k, padding=k // 2), nn.BatchNorm2d(c), nn.ReLU()))
+                cin = c
+            self.dec = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(c, c, k, padding=k // 2, bias=False), nn.BatchNorm2d(c)) for _ in range(4))
+            self.classifier = nn.Conv2d(c, classes, 1)
+
     def vgg(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
-    class SegNet(nn.Module):
+    class SegNet(EncoderDecoder):
         ENC = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
         DEC = [[512, 512, 512], [512, 512, 256], [256, 256, 128], [128, 64], [64]]
 
@@ -81,19 +85,6 @@ def build_torch_models(torch):
                     cin = c
                 self.dec.append(nn.Sequential(*layers))
             self.classifier = nn.Conv2d(cin, classes, 3, padding=1)
-
-        def forward(self, x):
-            stack = []
-            for e in self.enc:
-                x = e(x)
-                size = x.shape[-2:]
-                x, idx = F.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)
-                stack.append((idx, size))
-            for d in self.dec:
-                idx, size = stack.pop()
-                x = F.max_unpool2d(x, idx, 2, 2, output_size=size)
-                x = d(x)
-            return self.classifier(x)
 
     return {"segnet-basic": SegNetBasic, "segnet": SegNet}
 
