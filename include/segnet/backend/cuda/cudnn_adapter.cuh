@@ -175,54 +175,54 @@ inline ConvPlan& plan(int batch, const backend::ConvGeometry& g) {
 
 inline void set_math(ConvPlan& p, cudnnMathType_t math) { SEGNET_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv.d, math)); }
 
-inline void choose_fwd(ConvPlan& p) {
-    if (p.fwd.chosen) return;
+/// Chooses `choice`'s algorithm once: cuDNN's measured ranking (find) when benchmarking and it
+/// succeeds, its heuristic ranking (get) otherwise; the first that meets the settings wins.
+/// find(max, &n, perf) and get(max, &n, perf) call the direction's cuDNN functions; `get_name`
+/// names the heuristic call in the error.
+template <class Perf, int Max, class Algo, class Find, class Get>
+void choose(ConvPlan& p, Choice<Algo>& choice, Find find, Get get, const char* get_name) {
+    if (choice.chosen) return;
     set_math(p, settings().allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
-    constexpr int max = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
-    cudnnConvolutionFwdAlgoPerf_t perf[max];
+    Perf perf[Max];
     int n = 0;
-    if (settings().benchmark &&
-        cudnnFindConvolutionForwardAlgorithm(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, &n, perf) ==
-            CUDNN_STATUS_SUCCESS &&
-        pick(perf, n, p.fwd))
-        return;
-    SEGNET_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, &n, perf));
-    if (!pick(perf, n, p.fwd))
-        throw CudaError("cudnnGetConvolutionForwardAlgorithm_v7", "no algorithm meets the workspace/determinism/FP32 settings",
-                        __FILE__, __LINE__);
+    if (settings().benchmark && find(Max, &n, perf) == CUDNN_STATUS_SUCCESS && pick(perf, n, choice)) return;
+    ::segnet::cuda::detail::check_cudnn(get(Max, &n, perf), get_name, __FILE__, __LINE__);
+    if (!pick(perf, n, choice))
+        throw CudaError(get_name, "no algorithm meets the workspace/determinism/FP32 settings", __FILE__, __LINE__);
+}
+
+inline void choose_fwd(ConvPlan& p) {
+    choose<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+        p, p.fwd,
+        [&](int max, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
+            return cudnnFindConvolutionForwardAlgorithm(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, n, perf);
+        },
+        [&](int max, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
+            return cudnnGetConvolutionForwardAlgorithm_v7(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, n, perf);
+        },
+        "cudnnGetConvolutionForwardAlgorithm_v7");
 }
 inline void choose_bwd_data(ConvPlan& p) {
-    if (p.bwd_data.chosen) return;
-    set_math(p, settings().allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
-    constexpr int max = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
-    cudnnConvolutionBwdDataAlgoPerf_t perf[max];
-    int n = 0;
-    if (settings().benchmark &&
-        cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, &n, perf) ==
-            CUDNN_STATUS_SUCCESS &&
-        pick(perf, n, p.bwd_data))
-        return;
-    SEGNET_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, &n, perf));
-    if (!pick(perf, n, p.bwd_data))
-        throw CudaError("cudnnGetConvolutionBackwardDataAlgorithm_v7",
-                        "no algorithm meets the workspace/determinism/FP32 settings", __FILE__, __LINE__);
+    choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+        p, p.bwd_data,
+        [&](int max, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+            return cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, n, perf);
+        },
+        [&](int max, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+            return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, n, perf);
+        },
+        "cudnnGetConvolutionBackwardDataAlgorithm_v7");
 }
 inline void choose_bwd_filter(ConvPlan& p) {
-    if (p.bwd_filter.chosen) return;
-    set_math(p, settings().allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
-    constexpr int max = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[max];
-    int n = 0;
-    if (settings().benchmark &&
-        cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, &n, perf) ==
-            CUDNN_STATUS_SUCCESS &&
-        pick(perf, n, p.bwd_filter))
-        return;
-    SEGNET_CUDNN_CHECK(
-        cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, &n, perf));
-    if (!pick(perf, n, p.bwd_filter))
-        throw CudaError("cudnnGetConvolutionBackwardFilterAlgorithm_v7",
-                        "no algorithm meets the workspace/determinism/FP32 settings", __FILE__, __LINE__);
+    choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+        p, p.bwd_filter,
+        [&](int max, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+            return cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, n, perf);
+        },
+        [&](int max, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+            return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, n, perf);
+        },
+        "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
 }
 
 /// The input as cuDNN sees it: x itself, or its zero-padded copy.
