@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "segnet/compose/stages.hpp"
-#include "segnet/layers/traits.hpp"
+#include "segnet/layers/layer.hpp"
 
 namespace segnet {
 
@@ -138,7 +138,7 @@ struct Walker {
             cur = r.out;
             if (cur.spatial_static()) {
                 // A pass-through layer (NoSkip) returns its input: no new map.
-                if constexpr (!requires { requires E::passes_input_through; }) a.activation_elements += cur.elements();
+                if constexpr (!layer_traits<E>::passes_input_through) a.activation_elements += cur.elements();
                 const std::int64_t live = (in.spatial_static() ? in.elements() : 0) + cur.elements() + a.skip_elements;
                 if (live > a.peak_live_elements) a.peak_live_elements = live;
                 if (a.layer_count <= max_tracked_layers)
@@ -163,7 +163,7 @@ struct Walker {
             if (failed()) return;
             const int link = links++;
             if (visitor) visitor->tap(link);
-            stack[depth] = {cur, S::pool::factor};
+            stack[depth] = {cur, geometry_of<typename S::pool>.down};
             stack_stage[depth] = stage;
             stack_link[depth] = link;
             ++depth;

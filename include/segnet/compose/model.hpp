@@ -141,7 +141,10 @@ struct ModelBuilder {
             if (first < 0) first = int(nodes.size());  // backward runs in reverse: the first reader is the last to run
         }
         std::string prefix = stage_prefix + "." + std::to_string(layer_number - 1) + ".";
-        if (single) prefix = L::name == std::string_view("Classifier") ? "classifier." : stage_prefix + ".";
+        if (single) {
+            constexpr std::string_view own = layer_traits<L>::parameter_prefix;  // e.g. the Classifier's
+            prefix = own.empty() ? stage_prefix + "." : std::string(own) + ".";
+        }
         nodes.push_back({std::move(l), std::move(prefix), stage});
     }
     void tap(int link) {

@@ -50,8 +50,9 @@ struct Block {
 template <class Body, class Pool>
 struct Encoder {
     static_assert(Element<Body>, "Encoder<Body, Pool>: Body must be a layer or a Block<...> of layers");
-    static_assert(PlainLayer<Pool> && requires { Pool::factor; },
-                  "Encoder<Body, Pool>: Pool must be a pooling layer such as MaxPool<2>");
+    static_assert(PoolingLayer<Pool>,
+                  "Encoder<Body, Pool>: Pool must be a pooling layer such as MaxPool<2> (one that declares "
+                  "geometry {k, k, 1}, k >= 2)");
     using body = Body;
     using pool = Pool;
 };

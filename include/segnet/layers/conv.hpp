@@ -154,6 +154,7 @@ struct Conv {
     static constexpr std::string_view name = "Conv";
     static constexpr int out_channels = OutC, kernel = K, groups = Groups;
     static constexpr bool has_bias = B == Bias::with;
+    static constexpr LayerGeometry geometry{K, 1, 1};
 
     static constexpr ShapeResult infer(Dims in) { return detail::conv_infer(in, OutC, Groups); }
     static constexpr std::int64_t parameter_count(Dims in) {
@@ -174,6 +175,7 @@ struct DepthwiseConv {
     static constexpr std::string_view name = "DepthwiseConv";
     static constexpr int kernel = K;
     static constexpr bool has_bias = B == Bias::with;
+    static constexpr LayerGeometry geometry{K, 1, 1};
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims in) { return std::int64_t(in.c) * K * K + (has_bias ? in.c : 0); }
@@ -192,6 +194,8 @@ struct Classifier {
     static_assert(KernelSize > 0 && KernelSize % 2 == 1, "Classifier<K, KernelSize>: KernelSize must be odd");
     static constexpr std::string_view name = "Classifier";
     static constexpr int classes = Classes;
+    static constexpr LayerGeometry geometry{KernelSize, 1, 1};
+    static constexpr std::string_view parameter_prefix = "classifier";  // alone as a stage: classifier.weight
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok({Classes, in.h, in.w}); }
     static constexpr std::int64_t parameter_count(Dims in) {

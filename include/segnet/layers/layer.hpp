@@ -1,28 +1,31 @@
-// segnet/layers/layer.hpp: what every layer is: a static shape rule (the type) and a run-time
-// object with forward/backward (made by the type for a device).
+// segnet/layers/layer.hpp: the layer contract, written once: what a layer type declares (its
+// static shape rule and optional capabilities) and the run-time object it makes for a device.
 //
 //   static_assert(segnet::Layer<segnet::Conv<64, 7>>);
 //   constexpr segnet::ShapeResult r = segnet::Conv<64, 7>::infer({3, 360, 480});   // {64, 360, 480}
 //   auto conv = segnet::Conv<64, 7>::make<segnet::Cpu>({3, segnet::dyn, segnet::dyn});
 //
-// A layer type L provides
-//   L::name                             a short name for diagnostics ("Conv")
-//   L::infer(Dims) -> ShapeResult       its shape rule (paired layers: infer(Dims, SkipDims))
-//   L::parameter_count(Dims) -> int64   learnable scalars for an input with those channels
-//   L::flops(Dims) -> int64             forward floating-point operations for a static input
-//   L::make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>
-// The run-time object takes sizes at run time (one kernel instantiation serves every shape);
-// only the checking lives in types. Paired layers (Unpool, Add, ...) read their Decoder's
-// Encoder through a SkipLink the network connects when it is built. A run-time layer may also
-// write into buffers the model hands it (forward_into, backward_into) and state what its
-// backward reads (train_buffer_use()): the model's buffer pool plans from that. For eval-mode
-// fusion a layer states its fusion_role(): a convolution runs a following batch norm's affine
-// map (eval_affine()) and ReLU inside its own kernel (forward_fused_into), and, where the
-// backend can, reads a preceding Unpool's output from the pooled values and indices without it
-// being written (eval_unpooled(), forward_unpooled_fused_into), and an Encoder's MaxPool after
-// it by pooling each band of output rows as it is computed, without the full-size map being
-// written (eval_pooling(), forward_pooled_fused_into). A layer of your own takes part only if
-// it overrides these (the defaults: FusionRole::none).
+// A layer type L (concept Layer) declares, as static members:
+//   required
+//     name                                 a short name for diagnostics and kind() ("Conv")
+//     infer(Dims) -> ShapeResult           its shape rule; a *paired* layer, one that reads its
+//                                          Decoder's Encoder (Unpool, Add, ...): infer(Dims, SkipDims)
+//     parameter_count(Dims) -> int64       learnable scalars for an input with those channels
+//     flops(Dims) -> int64                 forward operations per image, 0 for dyn sizes
+//                                          (paired: flops(Dims, SkipDims))
+//     make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>   its run-time object
+//   optional (read only through layer_traits<L>; a wrong type is a Layer concept failure)
+//     geometry : LayerGeometry             its receptive-field effect (default: pointwise);
+//                                          a pool declares window = down = its factor
+//     skip_storage(Dims, SkipDims) -> SkipStorage   paired layers: what the Encoder must keep
+//                                          for it (default: nothing)
+//     parameter_prefix : string_view       its parameters' prefix when it is a stage of its own
+//                                          (default "stage<N>"; Classifier: "classifier")
+//     passes_input_through : bool          forward returns its input: no new map (default false)
+// Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
+// run time (one kernel instantiation serves every shape); only the checking lives in types.
+// A layer written outside the library meets the same contract and composes like the built-in
+// ones (docs/architecture.md, "Adding a layer"; tests/test_layers.cpp, "a user layer").
 #pragma once
 
 #include <concepts>
@@ -194,6 +197,27 @@ public:
     virtual std::string_view kind() const = 0;
 };
 
+// --- the static contract -------------------------------------------------------------------
+
+/// What a paired layer reads from its Encoder, i.e. what the encoder must keep until the
+/// decoder runs (declared by the layer: `static constexpr SkipStorage skip_storage(Dims, SkipDims)`).
+struct SkipStorage {
+    bool indices = false;        // the pooling indices (SegNet's unpooling)
+    int channels = 0;            // float maps per pre-pool pixel kept for the decoder (a feature
+                                 // map: its channels; FCN's reduced map: the reduced channels)
+    bool reads_feature = false;  // the decoder's output depends on the encoder's values (skip)
+};
+
+/// How a layer maps its input grid to its output grid, for the receptive field (declared by the
+/// layer: `static constexpr LayerGeometry geometry`): an output value reads `window` consecutive
+/// input values per axis; `down` is the stride (pooling), `up` the upsampling factor.
+struct LayerGeometry {
+    int window = 1;
+    int down = 1;
+    int up = 1;
+};
+
+/// The required members, a layer that reads only its input.
 template <class L>
 concept PlainLayer = requires(Dims d) {
     { L::name } -> std::convertible_to<std::string_view>;
@@ -203,6 +227,7 @@ concept PlainLayer = requires(Dims d) {
     { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
 };
 
+/// The required members, a layer that also reads its Decoder's Encoder (SkipDims).
 template <class L>
 concept PairedLayer = requires(Dims d, SkipDims s) {
     { L::name } -> std::convertible_to<std::string_view>;
@@ -212,9 +237,58 @@ concept PairedLayer = requires(Dims d, SkipDims s) {
     { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
 };
 
-/// Every layer meets one of the two forms.
+namespace detail {
 template <class L>
-concept Layer = PlainLayer<L> || PairedLayer<L>;
+concept optional_members_well_typed =
+    (!requires { L::geometry; } || requires { { L::geometry } -> std::convertible_to<LayerGeometry>; }) &&
+    (!requires { L::parameter_prefix; } ||
+     requires { { L::parameter_prefix } -> std::convertible_to<std::string_view>; }) &&
+    (!requires { L::passes_input_through; } ||
+     requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
+    (!requires { &L::skip_storage; } ||
+     requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
+}  // namespace detail
+
+/// Every layer: one of the two forms, and its optional members (if any) of the contract's types.
+template <class L>
+concept Layer = (PlainLayer<L> || PairedLayer<L>) && detail::optional_members_well_typed<L>;
+
+/// A layer an Encoder can end with: plain, and declaring a pooling geometry (window = down > 1).
+template <class L>
+concept PoolingLayer = PlainLayer<L> && requires {
+    requires L::geometry.down > 1 && L::geometry.window == L::geometry.down && L::geometry.up == 1;
+};
+
+/// The optional members of a layer, with their defaults: the only place they are read.
+template <Layer L>
+struct layer_traits {
+    static constexpr LayerGeometry geometry = [] {
+        if constexpr (requires { L::geometry; }) return LayerGeometry(L::geometry);
+        else return LayerGeometry{};
+    }();
+    static constexpr std::string_view parameter_prefix = [] {
+        if constexpr (requires { L::parameter_prefix; }) return std::string_view(L::parameter_prefix);
+        else return std::string_view{};
+    }();
+    static constexpr bool passes_input_through = [] {
+        if constexpr (requires { L::passes_input_through; }) return bool(L::passes_input_through);
+        else return false;
+    }();
+    static constexpr SkipStorage skip_storage(Dims in, SkipDims skip) {
+        if constexpr (requires { &L::skip_storage; }) return L::skip_storage(in, skip);
+        else return {};
+    }
+};
+
+/// What the paired layer L needs its Encoder to keep (nothing for plain layers).
+template <class L>
+constexpr SkipStorage skip_storage_of(Dims in, SkipDims skip) {
+    return layer_traits<L>::skip_storage(in, skip);
+}
+
+/// L's effect on the receptive field.
+template <class L>
+inline constexpr LayerGeometry geometry_of = layer_traits<L>::geometry;
 
 namespace detail {
 
@@ -227,6 +301,8 @@ void add_param(std::vector<ParamRef<Device>>& out, const std::string& name, Tens
 
 /// A tensor's storage sized to hold a parameter of `count` scalars as {1, count, 1, 1}.
 inline Extents vector_extents(int count) { return {1, count, 1, 1}; }
+
+constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 }  // namespace detail
 }  // namespace segnet

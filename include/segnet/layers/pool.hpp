@@ -70,6 +70,7 @@ struct MaxPool {
     static_assert(K >= 2, "MaxPool<K>: K (window and stride) must be at least 2");
     static constexpr std::string_view name = "MaxPool";
     static constexpr int factor = K;
+    static constexpr LayerGeometry geometry{K, K, 1};  // window = stride: an Encoder's pool
     static constexpr ShapeResult infer(Dims in) {
         if (in.h != dyn && in.h < K) return ShapeResult::fail(Fault::too_small, K, in.h);
         if (in.w != dyn && in.w < K) return ShapeResult::fail(Fault::too_small, K, in.w);
@@ -141,6 +142,9 @@ struct Unpool {
     static_assert(K >= 2, "Unpool<K>: K must be at least 2 (and equal to its paired MaxPool's)");
     static constexpr std::string_view name = "Unpool";
     static constexpr int factor = K;
+    static constexpr LayerGeometry geometry{1, 1, K};  // one pooled value per output
+    /// It reads only its Encoder's pooling indices (and the map's size).
+    static constexpr SkipStorage skip_storage(Dims, SkipDims) { return {true, 0, false}; }
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (skip.pool != K) return ShapeResult::fail(Fault::unpool_factor, skip.pool, K);
         if (in.c != skip.feature.c) return ShapeResult::fail(Fault::unpool_channels, skip.feature.c, in.c);
