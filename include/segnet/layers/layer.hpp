@@ -79,44 +79,9 @@ struct TrainBufferUse {
     bool in_place = false;      // forward_into accepts &out == &x, backward_into &dx == &dy
 };
 
-/// What a layer can be in an eval-mode fusion (AnyModel::set_eval_fusion): a convolution that runs
-/// the layers after it in its own kernel, a per-channel affine map (an eval-mode batch norm), a
-/// ReLU, a max-unpooling the convolution after it can read without it being written, a max
-/// pooling the convolution before it can apply to its output as it stores it. The model fuses
-/// "convolution, then affine, then ReLU" (or a prefix with at least two), preceded by an
-/// unpooling where the convolution takes one (fuses_unpooled_input()), or followed by an
-/// Encoder's pool where the convolution can pool (fuses_pooled_output()) and no skip layer reads
-/// the Encoder's full-size map.
-enum class FusionRole { none, convolution, channel_affine, relu, unpool, max_pool };
-
-/// A max-unpooling not materialised: the map of `extents` that is values[i] at the flat
-/// position indices[i] of its plane and zero elsewhere (values and indices: the pooled size).
-template <class Device>
-struct UnpooledInput {
-    const Tensor<Device>* values = nullptr;
-    const Tensor<Device, std::int32_t>* indices = nullptr;
-    int k = 0;           // the pooling window and stride
-    Extents extents{};   // the unpooled map's
-};
-
-/// A max pooling a convolution applies to its own output (window = stride = k, ceil rounding):
-/// the values go to the step's output buffer, the argmax positions to `indices` (the pool layer's
-/// own tensor, which its Decoder reads).
-template <class Device>
-struct PoolingOutput {
-    Tensor<Device, std::int32_t>* indices = nullptr;
-    int k = 0;
-};
-
-/// A per-channel affine map y = x * scale[c] + shift[c] ({1, C, 1, 1} tensors; null scale:
-/// identity), what a convolution folds into its weights and bias.
-template <class Device>
-struct ChannelAffine {
-    const Tensor<Device>* scale = nullptr;
-    const Tensor<Device>* shift = nullptr;
-};
-
-/// The run-time interface of a layer on a device.
+/// The run-time interface of a layer on a device: what every layer implements (forward,
+/// backward, the buffers it uses, initialisation, parameters, its Encoder's link). Eval-mode
+/// fusion is a separate capability some layers add (EvalFusion, layers/fusion.hpp).
 template <class Device>
 class RuntimeLayer {
 public:
@@ -144,50 +109,6 @@ public:
     }
     /// What the train-mode passes read and accept (see TrainBufferUse).
     virtual TrainBufferUse train_buffer_use() const { return {}; }
-    /// Eval-mode fusion (see FusionRole): none unless the layer overrides it.
-    virtual FusionRole fusion_role() const { return FusionRole::none; }
-    /// channel_affine: the layer's Mode::eval map from its current parameters, computed now (the
-    /// tensors are the layer's own, valid until the next call or parameter change).
-    virtual ChannelAffine<Device> eval_affine() {
-        throw std::logic_error("segnet: eval_affine() on a layer whose fusion_role() is not channel_affine");
-    }
-    /// convolution: forward(x, Mode::eval) followed by `affine` (when its scale is set) and ReLU
-    /// (when relu), written into `out` as forward_into does, in one pass over the output.
-    virtual const Tensor<Device>& forward_fused_into(const Tensor<Device>& /*x*/, const ChannelAffine<Device>& /*affine*/,
-                                                     bool /*relu*/, Tensor<Device>& /*out*/) {
-        throw std::logic_error("segnet: forward_fused_into() on a layer whose fusion_role() is not convolution");
-    }
-    /// unpool: what forward(x, Mode::eval) would produce, as a description (checked as forward
-    /// checks x), for a convolution's forward_unpooled_fused_into.
-    virtual UnpooledInput<Device> eval_unpooled(const Tensor<Device>& /*x*/) {
-        throw std::logic_error("segnet: eval_unpooled() on a layer whose fusion_role() is not unpool");
-    }
-    /// convolution: whether forward_unpooled_fused_into can run on this device at all.
-    virtual bool fuses_unpooled_input() const { return false; }
-    /// convolution: forward_fused_into on the unpooling `in` describes, without the unpooled map
-    /// being written; nullptr (nothing written) where the backend declines the geometry.
-    virtual const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& /*in*/,
-                                                              const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
-                                                              Tensor<Device>& /*out*/) {
-        return nullptr;
-    }
-    /// max_pool: forward_into(x, Mode::eval, ...) for an x of extents `in` that a convolution will
-    /// pool itself: records what forward records (the input size, the link's indices) and says
-    /// where the indices go.
-    virtual PoolingOutput<Device> eval_pooling(const Extents& /*in*/) {
-        throw std::logic_error("segnet: eval_pooling() on a layer whose fusion_role() is not max_pool");
-    }
-    /// convolution: whether forward_pooled_fused_into can run on this device for this layer.
-    virtual bool fuses_pooled_output() const { return false; }
-    /// convolution: forward_fused_into followed by `pool` (a max_pool layer; the convolution
-    /// calls its eval_pooling with the full-size map's extents), the pooled values written into
-    /// `out` and the indices where eval_pooling says, without the full-size map being written;
-    /// nullptr (nothing written to out) where the backend declines the geometry.
-    virtual const Tensor<Device>* forward_pooled_fused_into(const Tensor<Device>& /*x*/,
-                                                            const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
-                                                            RuntimeLayer& /*pool*/, Tensor<Device>& /*out*/) {
-        return nullptr;
-    }
     /// He/MSRA initialisation (or the layer's fixed initial values).
     virtual void initialize(Rng&) {}
     /// Appends the layer's tensors, named prefix + "weight" etc.

@@ -14,12 +14,13 @@
 #include <stdexcept>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
 namespace segnet {
 
 template <class Device>
-class MaxPoolLayer final : public RuntimeLayer<Device> {
+class MaxPoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     explicit MaxPoolLayer(int k) : k_(k) {}
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
@@ -85,7 +86,7 @@ struct MaxPool {
 };
 
 template <class Device>
-class UnpoolLayer final : public RuntimeLayer<Device> {
+class UnpoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
