@@ -108,6 +108,8 @@ struct Walker {
     constexpr void element(const SkipDims* skip, int link) {
         if constexpr (is_block_v<E>) {
             E::each([&]<class L>() { element<L>(skip, link); });
+        } else if constexpr (!Layer<E>) {
+            // Not a layer: the Network has reported it (stage_check, one error).
         } else {
             if (failed()) return;
             ++layer;
@@ -150,6 +152,7 @@ struct Walker {
 
     template <class S>
     constexpr void stage_step() {
+        if constexpr (!well_formed_v<S>) return;  // reported once by the Network (stage_check)
         if (failed()) return;
         ++stage;
         layer = 0;
