@@ -75,6 +75,19 @@ public:
     /// unpooling or pooling the kernels decline at run time, on a CPU without AVX2, still counts).
     int eval_fused_nodes() const { return EvalPlanner<Device>(nodes_, eval_fusion_).fused_nodes(); }
 
+    /// Random layers (RandomLayer, e.g. Dropout): the step whose draws the next train forward
+    /// makes; each train forward counts one on, from 0 after initialize(). A trainer resuming at
+    /// step s calls set_random_step(s), so the resumed run draws what the uninterrupted one drew.
+    void set_random_step(std::uint64_t step) {
+        for (auto& n : nodes_)
+            if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_random_step(step);
+    }
+    /// Monte-Carlo sampling (Bayesian SegNet): random layers draw in Mode::eval too; off by default.
+    void set_sampling(bool on) {
+        for (auto& n : nodes_)
+            if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_sampling(on);
+    }
+
     /// Back-propagates d loss / d logits through the last forward (Mode::train); accumulates
     /// parameter gradients and returns d loss / d input, valid until the next forward. Once per
     /// forward: backward reuses the forward's activation buffers for gradients as it goes.

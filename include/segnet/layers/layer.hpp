@@ -24,6 +24,8 @@
 //     passes_input_through : bool          forward returns its input: no new map (default false)
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
 // run time (one kernel instantiation serves every shape); only the checking lives in types.
+// Optional run-time capabilities are separate interfaces its class may also derive from, each
+// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp) and RandomLayer (below).
 // A layer written outside the library meets the same contract and composes like the built-in
 // ones (docs/architecture.md, "Adding a layer"; tests/test_layers.cpp, "a user layer").
 #pragma once
@@ -116,6 +118,19 @@ public:
     /// Paired layers receive their Encoder's link; others ignore it.
     virtual void connect(SkipLink<Device>*) {}
     virtual std::string_view kind() const = 0;
+};
+
+/// A run-time capability of layers that draw random numbers as they run (Dropout). Their draws
+/// depend only on a seed they take from the model's Rng in initialize() and on a step counter:
+/// each train forward draws for the current step, then counts one on. The model sets both
+/// switches on every such layer (AnyModel::set_random_step, AnyModel::set_sampling).
+class RandomLayer {
+public:
+    virtual ~RandomLayer() = default;
+    /// The step the next train forward draws for (a resumed run sets the step it resumes at).
+    virtual void set_random_step(std::uint64_t step) = 0;
+    /// Monte-Carlo sampling: draw in Mode::eval too (off: eval is deterministic).
+    virtual void set_sampling(bool on) = 0;
 };
 
 // --- the static contract -------------------------------------------------------------------
