@@ -22,22 +22,11 @@ namespace segnet {
 /// The numbers of a fault, labelled so that the compiler prints them with their meaning
 /// (label::stage{4}); each converts from an int.
 namespace label {
-struct stage {
-    int value;
-    constexpr stage(int v) : value(v) {}
-};
-struct layer {
-    int value;
-    constexpr layer(int v) : value(v) {}
-};
-struct expected {
-    int value;
-    constexpr expected(int v) : value(v) {}
-};
-struct got {
-    int value;
-    constexpr got(int v) : value(v) {}
-};
+// Four distinct types on purpose: the compiler prints each one's name beside its number.
+struct stage { int value; constexpr stage(int v) : value(v) {} };
+struct layer { int value; constexpr layer(int v) : value(v) {} };
+struct expected { int value; constexpr expected(int v) : value(v) {} };
+struct got { int value; constexpr got(int v) : value(v) {} };
 }  // namespace label
 
 /// shape_check<Fault, stage, layer, expected, got>: `ok` when Fault is none; otherwise a
