@@ -8,7 +8,7 @@
 // It is a constexpr function over Dims values, so the same code gives the compile-time check
 // (static H/W: a fault becomes a static_assert, see diagnostics.hpp) and the run-time check
 // (dyn H/W: run once when the model meets an input size). A Walker takes a Visitor so that
-// building the run-time model (compose/model.hpp) follows exactly the same order.
+// building the run-time model (compose/builder.hpp) follows exactly the same order.
 #pragma once
 
 #include <cstdint>

@@ -27,7 +27,7 @@
 // Optional run-time capabilities are separate interfaces its class may also derive from, each
 // found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp) and RandomLayer (below).
 // A layer written outside the library meets the same contract and composes like the built-in
-// ones (docs/architecture.md, "Adding a layer"; tests/test_layers.cpp, "a user layer").
+// ones (docs/architecture.md, "Adding a layer"; tests/test_user_layer.cpp).
 #pragma once
 
 #include <concepts>
