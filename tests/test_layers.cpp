@@ -1,4 +1,4 @@
-// Layers and CPU kernels: finite-difference gradient checks of every layer (input and every
+// Layers and CPU kernels: finite-difference gradient checks of every layer (Dropout included) (input and every
 // parameter, through segnet/testing/gradient_check.hpp), convolution kernels against plain
 // loops, pooling/unpooling round trips and Caffe's tie rule, batch-norm modes and running
 // statistics (PyTorch's formula), a whole-model gradient check through the skip wiring, run-time
@@ -20,6 +20,7 @@
 #include "segnet/layers/add.hpp"
 #include "segnet/layers/batch_norm.hpp"
 #include "segnet/layers/conv.hpp"
+#include "segnet/layers/dropout.hpp"
 #include "segnet/layers/lrn.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/layers/upsample.hpp"
@@ -923,4 +924,80 @@ TEST_CASE("initialisation: grouped and depthwise convs use fan_in = C / groups *
     auto depthwise = DepthwiseConv<7>::make<Cpu>(any(64));  // 64 x 1 x 7 x 7
     depthwise->initialize(rng);
     check_std(*depthwise, 49.0);
+}
+
+// --- Dropout: seeded masks, exact resume, Monte-Carlo sampling -------------------------------------
+
+TEST_CASE("gradients: Dropout<30> in train mode (its mask fixed by the step)") {
+    Rng rng(31);
+    auto layer = Dropout<30>::make<Cpu>(any(3));
+    layer->initialize(rng);
+    auto& random = dynamic_cast<RandomLayer&>(*layer);
+    GradientCheckOptions opt;
+    opt.before_forward = [&] { random.set_random_step(5); };  // every forward of the check: one mask
+    check_passed(check_gradients(*layer, random_tensor({2, 3, 5, 7}, rng), Mode::train, opt), {"input"});
+}
+
+TEST_CASE("Dropout: keeps 1 - p of the elements scaled by 1 / (1 - p); eval is the identity; masks follow the step") {
+    Rng rng(32);
+    auto layer = Dropout<30>::make<Cpu>(any(4));
+    layer->initialize(rng);
+    auto& random = dynamic_cast<RandomLayer&>(*layer);
+    Tensor<Cpu> x({4, 4, 50, 50});
+    x.fill(2.f);
+    const std::vector<float> y0 = backend::download(layer->forward(x, Mode::train));
+    std::int64_t kept = 0;
+    for (float v : y0) {
+        CHECK((v == 0.f || v == doctest::Approx(2.f / 0.7f)));
+        kept += v != 0.f;
+    }
+    CHECK(double(kept) / double(y0.size()) == doctest::Approx(0.7).epsilon(0.02));
+    const std::vector<float> y1 = backend::download(layer->forward(x, Mode::train));  // step 1
+    CHECK(y1 != y0);
+    random.set_random_step(0);
+    CHECK(backend::download(layer->forward(x, Mode::train)) == y0);  // step 0 again: the same mask
+
+    CHECK(&layer->forward(x, Mode::eval) == &x);  // eval: its input, not a copy
+    random.set_sampling(true);
+    const std::vector<float> s0 = backend::download(layer->forward(x, Mode::eval));
+    const std::vector<float> s1 = backend::download(layer->forward(x, Mode::eval));
+    CHECK(s0 != s1);
+    CHECK(s0 != y0);  // samples draw from their own stream
+    random.set_sampling(false);
+    CHECK(&layer->forward(x, Mode::eval) == &x);
+}
+
+namespace {
+struct DropoutNet : Network<Input<3, dyn, dyn>, Encoder<Block<Conv<4, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+                            Decoder<Unpool<2>, Block<Conv<4, 3>, BatchNorm, ReLU, Dropout<50>>>, Classifier<3>> {};
+}
+
+TEST_CASE("Dropout in a model: model gradient, exact resume from a step, Monte-Carlo sampling in eval") {
+    static_assert(parameter_count_v<DropoutNet> == (4 * 3 * 9 + 4) + 8 + (4 * 4 * 9 + 4) + 8 + (4 * 3 + 3));
+    Rng rng(33);
+    const Tensor<Cpu> x = random_tensor({2, 3, 5, 7}, rng);
+    Model<DropoutNet, Cpu> model(9);
+    GradientCheckOptions opt = model_check_options();
+    opt.before_forward = [&] { model.set_random_step(3); };
+    const GradientCheckResult r = check_gradients(model, x, Mode::train, opt);
+    CHECK_MESSAGE(r.ok, r.summary());
+
+    // Train forwards at steps 0, 1, 2 from a fresh model; a second model resumed at step 2 draws
+    // the third one's mask (same seed, so the same weights and dropout seed).
+    Model<DropoutNet, Cpu> run(9);
+    std::vector<std::vector<float>> outputs;
+    for (int step = 0; step < 3; ++step) outputs.push_back(backend::download(run.forward(x, Mode::train)));
+    CHECK(outputs[0] != outputs[1]);
+    Model<DropoutNet, Cpu> resumed(9);
+    resumed.set_random_step(2);
+    CHECK(backend::download(resumed.forward(x, Mode::train)) == outputs[2]);
+
+    const std::vector<float> e0 = backend::download(run.forward(x, Mode::eval));
+    CHECK(backend::download(run.forward(x, Mode::eval)) == e0);  // deterministic
+    run.set_sampling(true);
+    const std::vector<float> m0 = backend::download(run.forward(x, Mode::eval));
+    const std::vector<float> m1 = backend::download(run.forward(x, Mode::eval));
+    CHECK(m0 != m1);
+    run.set_sampling(false);
+    CHECK(backend::download(run.forward(x, Mode::eval)) == e0);
 }

@@ -15,6 +15,7 @@
 #include "segnet/layers/add.hpp"
 #include "segnet/layers/batch_norm.hpp"
 #include "segnet/layers/conv.hpp"
+#include "segnet/layers/dropout.hpp"
 #include "segnet/layers/lrn.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/layers/upsample.hpp"

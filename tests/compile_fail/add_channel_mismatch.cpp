@@ -14,11 +14,11 @@ inline constexpr int decoder_channels = 32;
 inline constexpr int decoder_channels = 64;
 #endif
 
-using Net = Network<Input<3, 360, 480>,
+struct Net : Network<Input<3, 360, 480>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Decoder<Unpool<2>, Conv<decoder_channels, 1>, Add, Block<Conv<64, 7>, BatchNorm>>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
-    Classifier<11>>;
+    Classifier<11>> {};
 
 [[maybe_unused]] constexpr int classes_out = output_shape_t<Net, Shape<3, 360, 480>>::channels;

@@ -12,9 +12,9 @@ inline constexpr int classes = 0;
 inline constexpr int classes = 11;
 #endif
 
-using Net = Network<Input<3, dyn, dyn>,
+struct Net : Network<Input<3, dyn, dyn>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
-    Classifier<classes>>;
+    Classifier<classes>> {};
 
 [[maybe_unused]] constexpr auto parameters = parameter_count_v<Net>;

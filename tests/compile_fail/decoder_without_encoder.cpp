@@ -9,14 +9,14 @@
 using namespace segnet;
 
 #ifdef SEGNET_SHOULD_FAIL
-using Net = Network<Input<3, dyn, dyn>,
+struct Net : Network<Input<3, dyn, dyn>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
-    Classifier<11>>;
+    Classifier<11>> {};
 #else
-using Net = Network<Input<3, dyn, dyn>,
+struct Net : Network<Input<3, dyn, dyn>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
-    Classifier<11>>;
+    Classifier<11>> {};
 #endif
 
 [[maybe_unused]] constexpr auto parameters = parameter_count_v<Net>;

@@ -15,6 +15,6 @@ inline constexpr int side = 8;
 
 using E = Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>;
 using D = Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm>>;
-using Net = Network<Input<3, side, side>, E, E, E, D, D, D, Classifier<2>>;
+struct Net : Network<Input<3, side, side>, E, E, E, D, D, D, Classifier<2>> {};
 
 [[maybe_unused]] constexpr auto parameters = parameter_count_v<Net>;

@@ -13,12 +13,12 @@ inline constexpr int bottleneck = 128;
 inline constexpr int bottleneck = 64;
 #endif
 
-using MyNet = Network<Input<3, dyn, dyn>,
+struct MyNet : Network<Input<3, dyn, dyn>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Encoder<Block<Conv<64, 7>, BatchNorm, ReLU>, MaxPool<2>>,
     Conv<bottleneck, 3>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
     Decoder<Unpool<2>, Block<Conv<64, 7>, BatchNorm>>,
-    Classifier<11>>;
+    Classifier<11>> {};
 
 [[maybe_unused]] constexpr auto parameters = parameter_count_v<MyNet>;

@@ -90,4 +90,28 @@ static_assert(Layer<Conv<64, 7>> && Layer<DepthwiseConv<7>> && Layer<Classifier<
               Layer<TransposedConv<64, 4, 2>> && Layer<Add> && Layer<LRN<>>);
 static_assert(PairedLayer<Unpool<2>> && !PairedLayer<Conv<64, 7>>);
 
+// --- the struct form: a network named by a struct is queried like its Network ---------------
+// (g++ then prints "TinyNet" in diagnostics, not the whole Network<...> type.)
+struct TinyNet : Network<Input<3, dyn, dyn>,
+    Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+    Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm>>,
+    Classifier<5>> {};
+static_assert(NetworkType<TinyNet>);
+static_assert(parameter_count_v<TinyNet> == (8 * 3 * 9 + 8) + 16 + (8 * 8 * 9 + 8) + 16 + (8 * 5 + 5));
+using TinyOut = output_shape_t<TinyNet, Shape<3, 45, 61>>;
+static_assert(TinyOut::channels == 5 && TinyOut::height == 45 && TinyOut::width == 61);
+static_assert(flops_v<TinyNet, Shape<3, 45, 61>> > 0 && receptive_field_v<TinyNet> == 6);  // 3x3, pool 2, unpool, 3x3
+static_assert(std::is_same_v<Model<TinyNet, Cpu>::network, TinyNet>);
+static_assert(Model<TinyNet, Cpu>::parameter_count == parameter_count_v<TinyNet>);
+
+// --- the layer contract (layers/layer.hpp): required members, declared options ---------------
+static_assert(PlainLayer<Conv<64, 7>> && PairedLayer<Unpool<2>> && Layer<Add> && !Layer<int>);
+static_assert(PoolingLayer<MaxPool<2>> && !PoolingLayer<Conv<64, 3>> && !PoolingLayer<Unpool<2>>);
+static_assert(geometry_of<MaxPool<3>>.window == 3 && geometry_of<MaxPool<3>>.down == 3);
+static_assert(geometry_of<Unpool<2>>.up == 2 && geometry_of<ReLU>.window == 1);
+static_assert(layer_traits<Classifier<11>>::parameter_prefix == "classifier");
+static_assert(layer_traits<Conv<64, 3>>::parameter_prefix.empty());
+static_assert(skip_storage_of<Unpool<2>>({64, 23, 30}, {}).indices && skip_storage_of<Add>({64, 23, 30}, {}).reads_feature);
+static_assert(!skip_storage_of<Conv<64, 3>>({64, 23, 30}, {}).indices);
+
 }  // namespace

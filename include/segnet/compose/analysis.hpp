@@ -8,14 +8,14 @@
 // It is a constexpr function over Dims values, so the same code gives the compile-time check
 // (static H/W: a fault becomes a static_assert, see diagnostics.hpp) and the run-time check
 // (dyn H/W: run once when the model meets an input size). A Walker takes a Visitor so that
-// building the run-time model (compose/model.hpp) follows exactly the same order.
+// building the run-time model (compose/builder.hpp) follows exactly the same order.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
 #include "segnet/compose/stages.hpp"
-#include "segnet/layers/traits.hpp"
+#include "segnet/layers/layer.hpp"
 
 namespace segnet {
 
@@ -108,6 +108,8 @@ struct Walker {
     constexpr void element(const SkipDims* skip, int link) {
         if constexpr (is_block_v<E>) {
             E::each([&]<class L>() { element<L>(skip, link); });
+        } else if constexpr (!Layer<E>) {
+            // Not a layer: the Network has reported it (stage_check, one error).
         } else {
             if (failed()) return;
             ++layer;
@@ -138,7 +140,7 @@ struct Walker {
             cur = r.out;
             if (cur.spatial_static()) {
                 // A pass-through layer (NoSkip) returns its input: no new map.
-                if constexpr (!requires { requires E::passes_input_through; }) a.activation_elements += cur.elements();
+                if constexpr (!layer_traits<E>::passes_input_through) a.activation_elements += cur.elements();
                 const std::int64_t live = (in.spatial_static() ? in.elements() : 0) + cur.elements() + a.skip_elements;
                 if (live > a.peak_live_elements) a.peak_live_elements = live;
                 if (a.layer_count <= max_tracked_layers)
@@ -150,6 +152,7 @@ struct Walker {
 
     template <class S>
     constexpr void stage_step() {
+        if constexpr (!well_formed_v<S>) return;  // reported once by the Network (stage_check)
         if (failed()) return;
         ++stage;
         layer = 0;
@@ -163,7 +166,7 @@ struct Walker {
             if (failed()) return;
             const int link = links++;
             if (visitor) visitor->tap(link);
-            stack[depth] = {cur, S::pool::factor};
+            stack[depth] = {cur, geometry_of<typename S::pool>.down};
             stack_stage[depth] = stage;
             stack_link[depth] = link;
             ++depth;

@@ -4,11 +4,13 @@
 //                                     a.diag.expected, a.diag.actual>::ok);
 //   throw std::invalid_argument(segnet::describe(a.diag));   // the run-time twin
 //
-// Each fault instantiates one small template whose name and arguments the compiler prints:
-//   In instantiation of 'struct segnet::shape_check<segnet::Fault::unpool_channels, 6, 1, 64, 128>'
-//   static assertion failed: segnet: an Unpool receives a different channel count (Actual) ...
+// Each fault instantiates one small template whose name and labelled arguments the compiler
+// prints:
+//   In instantiation of 'struct segnet::shape_check<segnet::Fault::unpool_channels,
+//       segnet::label::stage{6}, segnet::label::layer{1}, segnet::label::expected{64}, segnet::label::got{128}>'
+//   static assertion failed: segnet: an Unpool receives a different channel count (got) ...
 // so a wiring mistake reads in a few lines with its numbers: stage and layer (1-based, after
-// Input; Blocks flattened), then Expected and Actual.
+// Input; Blocks flattened), then what was expected and what it got.
 #pragma once
 
 #include <string>
@@ -17,9 +19,19 @@
 
 namespace segnet {
 
-/// shape_check<Fault, Stage, Layer, Expected, Actual>: `ok` when Fault is none; otherwise a
+/// The numbers of a fault, labelled so that the compiler prints them with their meaning
+/// (label::stage{4}); each converts from an int.
+namespace label {
+// Four distinct types on purpose: the compiler prints each one's name beside its number.
+struct stage { int value; constexpr stage(int v) : value(v) {} };
+struct layer { int value; constexpr layer(int v) : value(v) {} };
+struct expected { int value; constexpr expected(int v) : value(v) {} };
+struct got { int value; constexpr got(int v) : value(v) {} };
+}  // namespace label
+
+/// shape_check<Fault, stage, layer, expected, got>: `ok` when Fault is none; otherwise a
 /// static_assert explains the fault.
-template <Fault F, int Stage, int Layer, int Expected, int Actual>
+template <Fault F, label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check {
     static constexpr bool ok = true;
 };
@@ -31,87 +43,100 @@ inline constexpr bool shape_fault_at_stage = false;
 
 // One explicit specialisation per fault (no macro: g++ would add "in expansion of" notes).
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::too_small, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a pooling window does not fit: the map (actual) is smaller than the window (expected); use a larger input or fewer encoders [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a pooling window does not fit: the map (got) is smaller than the window (expected); use a larger input or fewer encoders");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::groups_indivisible, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a grouped convolution's channels (actual) are not divisible by its groups (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a grouped convolution's channels (got) are not divisible by its groups (expected)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::depthwise_channels, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a depthwise layer cannot change the channel count (expected, actual) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a depthwise layer cannot change the channel count (expected, got)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::skip_outside_decoder, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: Unpool, Add, BilinearUpsample and TransposedConv read a paired Encoder and must be inside a Decoder<...> [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Unpool, Add, BilinearUpsample and TransposedConv read a paired Encoder and must be inside a Decoder<...>");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::decoder_without_encoder, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a Decoder has no Encoder to pair with: decoders pair with encoders like brackets, so each Decoder needs an unpaired Encoder before it [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a Decoder has no Encoder to pair with: decoders pair with encoders like brackets, so each Decoder needs an unpaired Encoder before it");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::encoder_without_decoder, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: Encoders are left without a Decoder (actual = how many): a network needs as many Decoders as Encoders [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Encoders are left without a Decoder (got = how many): a network needs as many Decoders as Encoders");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::unpool_channels, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: an Unpool receives a different channel count (actual) than its paired Encoder pooled (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: an Unpool receives a different channel count (got) than its paired Encoder pooled (expected)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::unpool_factor, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: Unpool<K> (actual) pairs with an Encoder whose pool has a different factor (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Unpool<K> (got) pairs with an Encoder whose pool has a different factor (expected)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::upsample_size, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a decoder upsampler's input size (actual) is not its paired Encoder's pooled size (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a decoder upsampler's input size (got) is not its paired Encoder's pooled size (expected)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::skip_channels, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: Add: the decoder map's channels (actual) differ from the paired Encoder's feature map (expected); reduce them first (e.g. a 1x1 Conv) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Add: the decoder map's channels (got) differ from the paired Encoder's feature map (expected); reduce them first (e.g. a 1x1 Conv)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::skip_size, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: Add: the decoder map's size (actual) differs from the paired Encoder's feature map (expected); upsample before adding [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Add: the decoder map's size (got) differs from the paired Encoder's feature map (expected); upsample before adding");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::decoder_size, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: a Decoder ends at a size (actual) other than its Encoder's input size (expected): it needs an upsampling layer (Unpool, BilinearUpsample, TransposedConv) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a Decoder ends at a size (got) other than its Encoder's input size (expected): it needs an upsampling layer (Unpool, BilinearUpsample, TransposedConv)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::input_channels, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: the input's channel count (actual) differs from the network's Input<C, ...> (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: the input's channel count (got) differs from the network's Input<C, ...> (expected)");
     static constexpr bool ok = false;
 };
 
-template <int Stage, int Layer, int Expected, int Actual>
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::input_size, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage>, "segnet: the input's height or width (actual) differs from the network's static Input<C, H, W> (expected) [shape_check<fault, stage, layer, expected, actual>]");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: the input's height or width (got) differs from the network's static Input<C, H, W> (expected)");
+    static constexpr bool ok = false;
+};
+
+/// stage_check<stage, S>: reports the first stage S (at position `stage`) that holds a type that is
+/// not a layer where a layer belongs (well_formed_v), once, before the shape walk.
+template <label::stage Stage, class S>
+struct stage_check {
+    static constexpr bool ok = true;
+};
+template <label::stage Stage, class S>
+    requires(Stage.value > 0)
+struct stage_check<Stage, S> {
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: this stage holds a type that is not a segnet layer where a layer belongs: a Block's or Decoder's elements and an Encoder's body are layers (Conv, BatchNorm, ReLU, ...) or Blocks; an Encoder ends with a pooling layer (MaxPool<2>); a Decoder is not empty; a stage is an Encoder<...>, a Decoder<...>, a layer or a Block<...>");
     static constexpr bool ok = false;
 };
 

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <string_view>
 #include <type_traits>
 
@@ -24,8 +25,9 @@ namespace segnet {
 template <class In, class... Stages>
 struct Network {
     static_assert(is_input_v<In>, "Network<Input<C, H, W>, Stages...>: the first argument must be Input<C, H, W>");
-    static_assert((Stage<Stages> && ...),
-                  "Network<Input, Stages...>: every stage must be an Encoder<...>, a Decoder<...>, a layer or a Block<...>");
+    // A non-layer where a layer belongs: one error naming the stage (compose/diagnostics.hpp).
+    static constexpr int malformed_stage = first_malformed_stage<Stages...>();
+    static_assert(sizeof(stage_check<malformed_stage, std::tuple_element_t<malformed_stage, std::tuple<void, Stages...>>>) > 0);
     static_assert(sizeof...(Stages) <= max_stages, "Network<...>: more than 64 stages");
 
     using network_tag = void;
@@ -33,7 +35,10 @@ struct Network {
     static constexpr std::string_view name = "custom";
 
     /// The shape walk for an input size (compile time or run time).
-    static constexpr Analysis analyse(Dims input) { return segnet::analyse<Stages...>(input); }
+    static constexpr Analysis analyse(Dims input) {
+        if (first_malformed_stage<Stages...>() != 0) return Analysis{};  // reported by stage_check below
+        return segnet::analyse<Stages...>(input);
+    }
     /// The walk for the declared Input (dyn H/W stay dyn).
     static constexpr Analysis analysis = analyse(In::dims);
     // Instantiating shape_check reports a fault; sizeof keeps this line from adding a second error.

@@ -37,30 +37,25 @@ inline constexpr bool is_block_v<Block<E...>> = true;
 template <class E>
 concept Element = Layer<E> || is_block_v<E>;
 
+/// Layers applied in order. (What it holds is checked once, by the Network: well_formed_v.)
 template <class... Elements>
 struct Block {
-    static_assert((Element<Elements> && ...),
-                  "Block<...>: every element must be a segnet layer (Conv, BatchNorm, ReLU, ...) or a Block");
     template <class F>
     static constexpr void each(F&& f) {
         (f.template operator()<Elements>(), ...);
     }
 };
 
+/// A body (a layer or a Block), then a pooling layer (PoolingLayer: MaxPool<2>).
 template <class Body, class Pool>
 struct Encoder {
-    static_assert(Element<Body>, "Encoder<Body, Pool>: Body must be a layer or a Block<...> of layers");
-    static_assert(PlainLayer<Pool> && requires { Pool::factor; },
-                  "Encoder<Body, Pool>: Pool must be a pooling layer such as MaxPool<2>");
     using body = Body;
     using pool = Pool;
 };
 
+/// Layers and Blocks, at least one (its upsampler).
 template <class... Elements>
 struct Decoder {
-    static_assert(sizeof...(Elements) > 0, "Decoder<...>: a decoder needs at least an upsampling layer");
-    static_assert((Element<Elements> && ...),
-                  "Decoder<...>: every element must be a segnet layer (Unpool, Add, Conv, ...) or a Block");
     template <class F>
     static constexpr void each(F&& f) {
         (f.template operator()<Elements>(), ...);
@@ -79,6 +74,27 @@ inline constexpr bool is_decoder_v<Decoder<E...>> = true;
 /// What a Network may list after its Input.
 template <class S>
 concept Stage = is_encoder_v<S> || is_decoder_v<S> || Element<S>;
+
+/// Whether S, a stage or an element of one, holds layers where layers belong: a Block's and a
+/// Decoder's elements and an Encoder's body are layers or well-formed Blocks, an Encoder's pool is
+/// a PoolingLayer, a Decoder is not empty. Read without instantiating the stage, so that the
+/// Network reports a fault once (compose/diagnostics.hpp, stage_check) and nothing cascades.
+template <class S>
+inline constexpr bool well_formed_v = Layer<S>;
+template <class... E>
+inline constexpr bool well_formed_v<Block<E...>> = (well_formed_v<E> && ...);
+template <class B, class P>
+inline constexpr bool well_formed_v<Encoder<B, P>> = well_formed_v<B> && PoolingLayer<P>;
+template <class... E>
+inline constexpr bool well_formed_v<Decoder<E...>> = sizeof...(E) > 0 && (well_formed_v<E> && ...);
+
+/// The position (1-based, after Input) of the first stage that is not well formed; 0: none.
+template <class... Stages>
+constexpr int first_malformed_stage() {
+    int position = 0, found = 0;
+    ((++position, found = found == 0 && !well_formed_v<Stages> ? position : found), ...);
+    return found;
+}
 
 enum class StageKind { encoder, decoder, other };
 

@@ -54,6 +54,8 @@ private:
 
 struct Add {
     static constexpr std::string_view name = "Add";
+    /// It reads the Encoder's whole feature map.
+    static constexpr SkipStorage skip_storage(Dims, SkipDims skip) { return {false, skip.feature.c, true}; }
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (in.c != skip.feature.c) return ShapeResult::fail(Fault::skip_channels, skip.feature.c, in.c);
         if (!extents_may_match(in.h, skip.feature.h)) return ShapeResult::fail(Fault::skip_size, skip.feature.h, in.h);

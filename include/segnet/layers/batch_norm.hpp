@@ -10,18 +10,19 @@
 // backward reads its input and the saved batch statistics, never its output, and ReLU's only
 // the sign of its output, so in a model's train pass a ReLU after a BatchNorm runs in place.
 // In a model's eval pass a BatchNorm (and a ReLU) after a convolution is folded into it
-// (eval_affine(), compose/model.hpp's set_eval_fusion).
+// (eval_affine(), layers/fusion.hpp; compose/eval_plan.hpp).
 #pragma once
 
 #include <memory>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
 namespace segnet {
 
 template <class Device>
-class BatchNormLayer final : public RuntimeLayer<Device> {
+class BatchNormLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     BatchNormLayer(int channels, float eps, float momentum) : c_(channels), eps_(eps), momentum_(momentum) {
         for (auto* t : {&gamma_, &beta_, &gamma_grad_, &beta_grad_, &running_mean_, &running_var_, &saved_mean_,
@@ -103,7 +104,7 @@ struct BatchNorm {
 /// ReLU. Its backward needs only the sign of the output, so the model may run it in place
 /// (the output overwrites the input, the input gradient overwrites d loss / d output).
 template <class Device>
-class ReluLayer final : public RuntimeLayer<Device> {
+class ReluLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {

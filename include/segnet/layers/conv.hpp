@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
 namespace segnet {
@@ -32,7 +33,7 @@ enum class Bias { with, without };
 
 /// The run-time convolution every convolution type makes (stride 1, pad K/2, groups).
 template <class Device>
-class ConvLayer final : public RuntimeLayer<Device> {
+class ConvLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     ConvLayer(int in_c, int out_c, int k, int groups, Bias bias, std::string_view kind)
         : in_c_(in_c), out_c_(out_c), k_(k), groups_(groups), has_bias_(bias == Bias::with), kind_(kind) {
@@ -61,7 +62,7 @@ public:
         return out;
     }
     /// forward_fused_into on an unpooling that is never written: the kernel builds its input
-    /// from the pooled values and indices (CPU direct kernels; elsewhere nullptr, see layer.hpp).
+    /// from the pooled values and indices (CPU direct kernels; elsewhere nullptr, see fusion.hpp).
     const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& in,
                                                       const ChannelAffine<Device>& affine, bool relu,
                                                       Tensor<Device>& out) override {
@@ -78,7 +79,7 @@ public:
     /// forward_fused_into whose output is max-pooled as the kernel computes it: only the pooled
     /// values (into out) and indices are written (CPU direct kernels; elsewhere nullptr).
     const Tensor<Device>* forward_pooled_fused_into(const Tensor<Device>& x, const ChannelAffine<Device>& affine,
-                                                    bool relu, RuntimeLayer<Device>& pool_layer,
+                                                    bool relu, EvalFusion<Device>& pool_layer,
                                                     Tensor<Device>& out) override {
         const PoolingOutput<Device> pool = pool_layer.eval_pooling({x.n(), out_c_, x.h(), x.w()});
         out.resize(pool.indices->extents());
@@ -154,6 +155,7 @@ struct Conv {
     static constexpr std::string_view name = "Conv";
     static constexpr int out_channels = OutC, kernel = K, groups = Groups;
     static constexpr bool has_bias = B == Bias::with;
+    static constexpr LayerGeometry geometry{K, 1, 1};
 
     static constexpr ShapeResult infer(Dims in) { return detail::conv_infer(in, OutC, Groups); }
     static constexpr std::int64_t parameter_count(Dims in) {
@@ -174,6 +176,7 @@ struct DepthwiseConv {
     static constexpr std::string_view name = "DepthwiseConv";
     static constexpr int kernel = K;
     static constexpr bool has_bias = B == Bias::with;
+    static constexpr LayerGeometry geometry{K, 1, 1};
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims in) { return std::int64_t(in.c) * K * K + (has_bias ? in.c : 0); }
@@ -192,6 +195,8 @@ struct Classifier {
     static_assert(KernelSize > 0 && KernelSize % 2 == 1, "Classifier<K, KernelSize>: KernelSize must be odd");
     static constexpr std::string_view name = "Classifier";
     static constexpr int classes = Classes;
+    static constexpr LayerGeometry geometry{KernelSize, 1, 1};
+    static constexpr std::string_view parameter_prefix = "classifier";  // alone as a stage: classifier.weight
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok({Classes, in.h, in.w}); }
     static constexpr std::int64_t parameter_count(Dims in) {

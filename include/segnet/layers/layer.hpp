@@ -1,28 +1,33 @@
-// segnet/layers/layer.hpp: what every layer is: a static shape rule (the type) and a run-time
-// object with forward/backward (made by the type for a device).
+// segnet/layers/layer.hpp: the layer contract, written once: what a layer type declares (its
+// static shape rule and optional capabilities) and the run-time object it makes for a device.
 //
 //   static_assert(segnet::Layer<segnet::Conv<64, 7>>);
 //   constexpr segnet::ShapeResult r = segnet::Conv<64, 7>::infer({3, 360, 480});   // {64, 360, 480}
 //   auto conv = segnet::Conv<64, 7>::make<segnet::Cpu>({3, segnet::dyn, segnet::dyn});
 //
-// A layer type L provides
-//   L::name                             a short name for diagnostics ("Conv")
-//   L::infer(Dims) -> ShapeResult       its shape rule (paired layers: infer(Dims, SkipDims))
-//   L::parameter_count(Dims) -> int64   learnable scalars for an input with those channels
-//   L::flops(Dims) -> int64             forward floating-point operations for a static input
-//   L::make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>
-// The run-time object takes sizes at run time (one kernel instantiation serves every shape);
-// only the checking lives in types. Paired layers (Unpool, Add, ...) read their Decoder's
-// Encoder through a SkipLink the network connects when it is built. A run-time layer may also
-// write into buffers the model hands it (forward_into, backward_into) and state what its
-// backward reads (train_buffer_use()): the model's buffer pool plans from that. For eval-mode
-// fusion a layer states its fusion_role(): a convolution runs a following batch norm's affine
-// map (eval_affine()) and ReLU inside its own kernel (forward_fused_into), and, where the
-// backend can, reads a preceding Unpool's output from the pooled values and indices without it
-// being written (eval_unpooled(), forward_unpooled_fused_into), and an Encoder's MaxPool after
-// it by pooling each band of output rows as it is computed, without the full-size map being
-// written (eval_pooling(), forward_pooled_fused_into). A layer of your own takes part only if
-// it overrides these (the defaults: FusionRole::none).
+// A layer type L (concept Layer) declares, as static members:
+//   required
+//     name                                 a short name for diagnostics and kind() ("Conv")
+//     infer(Dims) -> ShapeResult           its shape rule; a *paired* layer, one that reads its
+//                                          Decoder's Encoder (Unpool, Add, ...): infer(Dims, SkipDims)
+//     parameter_count(Dims) -> int64       learnable scalars for an input with those channels
+//     flops(Dims) -> int64                 forward operations per image, 0 for dyn sizes
+//                                          (paired: flops(Dims, SkipDims))
+//     make<Device>(Dims) -> unique_ptr<RuntimeLayer<Device>>   its run-time object
+//   optional (read only through layer_traits<L>; a wrong type is a Layer concept failure)
+//     geometry : LayerGeometry             its receptive-field effect (default: pointwise);
+//                                          a pool declares window = down = its factor
+//     skip_storage(Dims, SkipDims) -> SkipStorage   paired layers: what the Encoder must keep
+//                                          for it (default: nothing)
+//     parameter_prefix : string_view       its parameters' prefix when it is a stage of its own
+//                                          (default "stage<N>"; Classifier: "classifier")
+//     passes_input_through : bool          forward returns its input: no new map (default false)
+// Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
+// run time (one kernel instantiation serves every shape); only the checking lives in types.
+// Optional run-time capabilities are separate interfaces its class may also derive from, each
+// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp) and RandomLayer (below).
+// A layer written outside the library meets the same contract and composes like the built-in
+// ones (docs/architecture.md, "Adding a layer"; tests/test_user_layer.cpp).
 #pragma once
 
 #include <concepts>
@@ -76,44 +81,9 @@ struct TrainBufferUse {
     bool in_place = false;      // forward_into accepts &out == &x, backward_into &dx == &dy
 };
 
-/// What a layer can be in an eval-mode fusion (AnyModel::set_eval_fusion): a convolution that runs
-/// the layers after it in its own kernel, a per-channel affine map (an eval-mode batch norm), a
-/// ReLU, a max-unpooling the convolution after it can read without it being written, a max
-/// pooling the convolution before it can apply to its output as it stores it. The model fuses
-/// "convolution, then affine, then ReLU" (or a prefix with at least two), preceded by an
-/// unpooling where the convolution takes one (fuses_unpooled_input()), or followed by an
-/// Encoder's pool where the convolution can pool (fuses_pooled_output()) and no skip layer reads
-/// the Encoder's full-size map.
-enum class FusionRole { none, convolution, channel_affine, relu, unpool, max_pool };
-
-/// A max-unpooling not materialised: the map of `extents` that is values[i] at the flat
-/// position indices[i] of its plane and zero elsewhere (values and indices: the pooled size).
-template <class Device>
-struct UnpooledInput {
-    const Tensor<Device>* values = nullptr;
-    const Tensor<Device, std::int32_t>* indices = nullptr;
-    int k = 0;           // the pooling window and stride
-    Extents extents{};   // the unpooled map's
-};
-
-/// A max pooling a convolution applies to its own output (window = stride = k, ceil rounding):
-/// the values go to the step's output buffer, the argmax positions to `indices` (the pool layer's
-/// own tensor, which its Decoder reads).
-template <class Device>
-struct PoolingOutput {
-    Tensor<Device, std::int32_t>* indices = nullptr;
-    int k = 0;
-};
-
-/// A per-channel affine map y = x * scale[c] + shift[c] ({1, C, 1, 1} tensors; null scale:
-/// identity), what a convolution folds into its weights and bias.
-template <class Device>
-struct ChannelAffine {
-    const Tensor<Device>* scale = nullptr;
-    const Tensor<Device>* shift = nullptr;
-};
-
-/// The run-time interface of a layer on a device.
+/// The run-time interface of a layer on a device: what every layer implements (forward,
+/// backward, the buffers it uses, initialisation, parameters, its Encoder's link). Eval-mode
+/// fusion is a separate capability some layers add (EvalFusion, layers/fusion.hpp).
 template <class Device>
 class RuntimeLayer {
 public:
@@ -141,50 +111,6 @@ public:
     }
     /// What the train-mode passes read and accept (see TrainBufferUse).
     virtual TrainBufferUse train_buffer_use() const { return {}; }
-    /// Eval-mode fusion (see FusionRole): none unless the layer overrides it.
-    virtual FusionRole fusion_role() const { return FusionRole::none; }
-    /// channel_affine: the layer's Mode::eval map from its current parameters, computed now (the
-    /// tensors are the layer's own, valid until the next call or parameter change).
-    virtual ChannelAffine<Device> eval_affine() {
-        throw std::logic_error("segnet: eval_affine() on a layer whose fusion_role() is not channel_affine");
-    }
-    /// convolution: forward(x, Mode::eval) followed by `affine` (when its scale is set) and ReLU
-    /// (when relu), written into `out` as forward_into does, in one pass over the output.
-    virtual const Tensor<Device>& forward_fused_into(const Tensor<Device>& /*x*/, const ChannelAffine<Device>& /*affine*/,
-                                                     bool /*relu*/, Tensor<Device>& /*out*/) {
-        throw std::logic_error("segnet: forward_fused_into() on a layer whose fusion_role() is not convolution");
-    }
-    /// unpool: what forward(x, Mode::eval) would produce, as a description (checked as forward
-    /// checks x), for a convolution's forward_unpooled_fused_into.
-    virtual UnpooledInput<Device> eval_unpooled(const Tensor<Device>& /*x*/) {
-        throw std::logic_error("segnet: eval_unpooled() on a layer whose fusion_role() is not unpool");
-    }
-    /// convolution: whether forward_unpooled_fused_into can run on this device at all.
-    virtual bool fuses_unpooled_input() const { return false; }
-    /// convolution: forward_fused_into on the unpooling `in` describes, without the unpooled map
-    /// being written; nullptr (nothing written) where the backend declines the geometry.
-    virtual const Tensor<Device>* forward_unpooled_fused_into(const UnpooledInput<Device>& /*in*/,
-                                                              const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
-                                                              Tensor<Device>& /*out*/) {
-        return nullptr;
-    }
-    /// max_pool: forward_into(x, Mode::eval, ...) for an x of extents `in` that a convolution will
-    /// pool itself: records what forward records (the input size, the link's indices) and says
-    /// where the indices go.
-    virtual PoolingOutput<Device> eval_pooling(const Extents& /*in*/) {
-        throw std::logic_error("segnet: eval_pooling() on a layer whose fusion_role() is not max_pool");
-    }
-    /// convolution: whether forward_pooled_fused_into can run on this device for this layer.
-    virtual bool fuses_pooled_output() const { return false; }
-    /// convolution: forward_fused_into followed by `pool` (a max_pool layer; the convolution
-    /// calls its eval_pooling with the full-size map's extents), the pooled values written into
-    /// `out` and the indices where eval_pooling says, without the full-size map being written;
-    /// nullptr (nothing written to out) where the backend declines the geometry.
-    virtual const Tensor<Device>* forward_pooled_fused_into(const Tensor<Device>& /*x*/,
-                                                            const ChannelAffine<Device>& /*affine*/, bool /*relu*/,
-                                                            RuntimeLayer& /*pool*/, Tensor<Device>& /*out*/) {
-        return nullptr;
-    }
     /// He/MSRA initialisation (or the layer's fixed initial values).
     virtual void initialize(Rng&) {}
     /// Appends the layer's tensors, named prefix + "weight" etc.
@@ -194,6 +120,40 @@ public:
     virtual std::string_view kind() const = 0;
 };
 
+/// A run-time capability of layers that draw random numbers as they run (Dropout). Their draws
+/// depend only on a seed they take from the model's Rng in initialize() and on a step counter:
+/// each train forward draws for the current step, then counts one on. The model sets both
+/// switches on every such layer (AnyModel::set_random_step, AnyModel::set_sampling).
+class RandomLayer {
+public:
+    virtual ~RandomLayer() = default;
+    /// The step the next train forward draws for (a resumed run sets the step it resumes at).
+    virtual void set_random_step(std::uint64_t step) = 0;
+    /// Monte-Carlo sampling: draw in Mode::eval too (off: eval is deterministic).
+    virtual void set_sampling(bool on) = 0;
+};
+
+// --- the static contract -------------------------------------------------------------------
+
+/// What a paired layer reads from its Encoder, i.e. what the encoder must keep until the
+/// decoder runs (declared by the layer: `static constexpr SkipStorage skip_storage(Dims, SkipDims)`).
+struct SkipStorage {
+    bool indices = false;        // the pooling indices (SegNet's unpooling)
+    int channels = 0;            // float maps per pre-pool pixel kept for the decoder (a feature
+                                 // map: its channels; FCN's reduced map: the reduced channels)
+    bool reads_feature = false;  // the decoder's output depends on the encoder's values (skip)
+};
+
+/// How a layer maps its input grid to its output grid, for the receptive field (declared by the
+/// layer: `static constexpr LayerGeometry geometry`): an output value reads `window` consecutive
+/// input values per axis; `down` is the stride (pooling), `up` the upsampling factor.
+struct LayerGeometry {
+    int window = 1;
+    int down = 1;
+    int up = 1;
+};
+
+/// The required members, a layer that reads only its input.
 template <class L>
 concept PlainLayer = requires(Dims d) {
     { L::name } -> std::convertible_to<std::string_view>;
@@ -203,6 +163,7 @@ concept PlainLayer = requires(Dims d) {
     { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
 };
 
+/// The required members, a layer that also reads its Decoder's Encoder (SkipDims).
 template <class L>
 concept PairedLayer = requires(Dims d, SkipDims s) {
     { L::name } -> std::convertible_to<std::string_view>;
@@ -212,9 +173,58 @@ concept PairedLayer = requires(Dims d, SkipDims s) {
     { L::template make<Cpu>(d) } -> std::same_as<std::unique_ptr<RuntimeLayer<Cpu>>>;
 };
 
-/// Every layer meets one of the two forms.
+namespace detail {
 template <class L>
-concept Layer = PlainLayer<L> || PairedLayer<L>;
+concept optional_members_well_typed =
+    (!requires { L::geometry; } || requires { { L::geometry } -> std::convertible_to<LayerGeometry>; }) &&
+    (!requires { L::parameter_prefix; } ||
+     requires { { L::parameter_prefix } -> std::convertible_to<std::string_view>; }) &&
+    (!requires { L::passes_input_through; } ||
+     requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
+    (!requires { &L::skip_storage; } ||
+     requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
+}  // namespace detail
+
+/// Every layer: one of the two forms, and its optional members (if any) of the contract's types.
+template <class L>
+concept Layer = (PlainLayer<L> || PairedLayer<L>) && detail::optional_members_well_typed<L>;
+
+/// A layer an Encoder can end with: plain, and declaring a pooling geometry (window = down > 1).
+template <class L>
+concept PoolingLayer = PlainLayer<L> && requires {
+    requires L::geometry.down > 1 && L::geometry.window == L::geometry.down && L::geometry.up == 1;
+};
+
+/// The optional members of a layer, with their defaults: the only place they are read.
+template <Layer L>
+struct layer_traits {
+    static constexpr LayerGeometry geometry = [] {
+        if constexpr (requires { L::geometry; }) return LayerGeometry(L::geometry);
+        else return LayerGeometry{};
+    }();
+    static constexpr std::string_view parameter_prefix = [] {
+        if constexpr (requires { L::parameter_prefix; }) return std::string_view(L::parameter_prefix);
+        else return std::string_view{};
+    }();
+    static constexpr bool passes_input_through = [] {
+        if constexpr (requires { L::passes_input_through; }) return bool(L::passes_input_through);
+        else return false;
+    }();
+    static constexpr SkipStorage skip_storage(Dims in, SkipDims skip) {
+        if constexpr (requires { &L::skip_storage; }) return L::skip_storage(in, skip);
+        else return {};
+    }
+};
+
+/// What the paired layer L needs its Encoder to keep (nothing for plain layers).
+template <class L>
+constexpr SkipStorage skip_storage_of(Dims in, SkipDims skip) {
+    return layer_traits<L>::skip_storage(in, skip);
+}
+
+/// L's effect on the receptive field.
+template <class L>
+inline constexpr LayerGeometry geometry_of = layer_traits<L>::geometry;
 
 namespace detail {
 
@@ -227,6 +237,8 @@ void add_param(std::vector<ParamRef<Device>>& out, const std::string& name, Tens
 
 /// A tensor's storage sized to hold a parameter of `count` scalars as {1, count, 1, 1}.
 inline Extents vector_extents(int count) { return {1, count, 1, 1}; }
+
+constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 }  // namespace detail
 }  // namespace segnet

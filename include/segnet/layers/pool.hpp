@@ -14,12 +14,13 @@
 #include <stdexcept>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
 namespace segnet {
 
 template <class Device>
-class MaxPoolLayer final : public RuntimeLayer<Device> {
+class MaxPoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     explicit MaxPoolLayer(int k) : k_(k) {}
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
@@ -70,6 +71,7 @@ struct MaxPool {
     static_assert(K >= 2, "MaxPool<K>: K (window and stride) must be at least 2");
     static constexpr std::string_view name = "MaxPool";
     static constexpr int factor = K;
+    static constexpr LayerGeometry geometry{K, K, 1};  // window = stride: an Encoder's pool
     static constexpr ShapeResult infer(Dims in) {
         if (in.h != dyn && in.h < K) return ShapeResult::fail(Fault::too_small, K, in.h);
         if (in.w != dyn && in.w < K) return ShapeResult::fail(Fault::too_small, K, in.w);
@@ -84,7 +86,7 @@ struct MaxPool {
 };
 
 template <class Device>
-class UnpoolLayer final : public RuntimeLayer<Device> {
+class UnpoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
@@ -141,6 +143,9 @@ struct Unpool {
     static_assert(K >= 2, "Unpool<K>: K must be at least 2 (and equal to its paired MaxPool's)");
     static constexpr std::string_view name = "Unpool";
     static constexpr int factor = K;
+    static constexpr LayerGeometry geometry{1, 1, K};  // one pooled value per output
+    /// It reads only its Encoder's pooling indices (and the map's size).
+    static constexpr SkipStorage skip_storage(Dims, SkipDims) { return {true, 0, false}; }
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (skip.pool != K) return ShapeResult::fail(Fault::unpool_factor, skip.pool, K);
         if (in.c != skip.feature.c) return ShapeResult::fail(Fault::unpool_channels, skip.feature.c, in.c);

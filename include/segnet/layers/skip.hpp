@@ -29,7 +29,6 @@
 
 #include "segnet/backend/ops.hpp"
 #include "segnet/layers/layer.hpp"
-#include "segnet/layers/traits.hpp"
 
 namespace segnet {
 

@@ -119,6 +119,8 @@ struct BilinearUpsample {
     static_assert(Factor >= 2, "BilinearUpsample<F>: F must be at least 2");
     static constexpr std::string_view name = "BilinearUpsample";
     static constexpr int factor = Factor, kernel = 2 * Factor - Factor % 2;
+    /// A kernel of size k with stride f reads ceil(k / f) inputs per axis.
+    static constexpr LayerGeometry geometry{detail::ceil_div(kernel, Factor), 1, Factor};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (auto r = detail::check_upsample_input(in, skip, Factor); r.fault != Fault::none) return r;
         return ShapeResult::ok({in.c, skip.feature.h, skip.feature.w});
@@ -141,6 +143,7 @@ struct TransposedConv {
     static_assert(Stride >= 2 && K >= Stride, "TransposedConv<OutC, K, Stride>: need Stride >= 2 and K >= Stride");
     static constexpr std::string_view name = "TransposedConv";
     static constexpr int factor = Stride;
+    static constexpr LayerGeometry geometry{detail::ceil_div(K, Stride), 1, Stride};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (auto r = detail::check_upsample_input(in, skip, Stride); r.fault != Fault::none) return r;
         return ShapeResult::ok({OutC, skip.feature.h, skip.feature.w});

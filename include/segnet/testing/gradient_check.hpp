@@ -280,9 +280,8 @@ inline GradientCheckResult check_gradients(RuntimeLayer<Cpu>& layer, const Tenso
 /// Through several float32 layers the rounding noise grows and kinks get denser: a small map
 /// (e.g. 2x3x5x7), step 5e-3, abs_tol 2e-3 and rel_tol 2e-2 passed 50 of 50 seeds on a
 /// one-encoder SegNet (tests/test_layers.cpp) while a wrong wiring still fails by far.
-template <class Net>
-GradientCheckResult check_gradients(Model<Net, Cpu>& model, const Tensor<Cpu>& x, Mode mode,
-                                    const GradientCheckOptions& options = {}) {
+inline GradientCheckResult check_gradients(AnyModel<Cpu>& model, const Tensor<Cpu>& x, Mode mode,
+                                           const GradientCheckOptions& options = {}) {
     return detail::run_gradient_check([&](const Tensor<Cpu>& in) -> const Tensor<Cpu>& { return model.forward(in, mode); },
                                       [&](const Tensor<Cpu>& dy) -> const Tensor<Cpu>& { return model.backward(dy); },
                                       model.state(), x, options);

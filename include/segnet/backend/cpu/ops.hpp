@@ -85,6 +85,16 @@ inline void relu_backward(const CpuTensor& y, const CpuTensor& dy, CpuTensor& dx
 }
 inline void add(const CpuTensor& a, const CpuTensor& b, CpuTensor& y) { cpu::add(a.data(), b.data(), y.data(), a.size()); }
 inline void accumulate(const CpuTensor& x, CpuTensor& y) { cpu::accumulate(x.data(), y.data(), x.size()); }
+/// Inverted dropout keeping each element with probability keep: mask (1 / keep or 0) from a hash
+/// of (seed, counter, element), y = x * mask (y may be x).
+inline void dropout_forward(const CpuTensor& x, float keep, std::uint64_t seed, std::uint64_t counter, CpuTensor& mask,
+                            CpuTensor& y) {
+    const std::uint64_t key = cpu::dropout_hash(seed ^ cpu::dropout_hash(counter));
+    cpu::dropout_forward(x.data(), mask.data(), y.data(), x.size(), keep, key);
+}
+inline void dropout_backward(const CpuTensor& mask, const CpuTensor& dy, CpuTensor& dx) {
+    cpu::dropout_backward(mask.data(), dy.data(), dx.data(), dy.size());
+}
 inline void copy(const CpuTensor& x, CpuTensor& y) { std::copy_n(x.data(), x.size(), y.data()); }
 /// dst[:, dst_c0 : dst_c0 + count] = (or += when accumulate) src[:, src_c0 : src_c0 + count].
 inline void copy_channels(const CpuTensor& src, int src_c0, CpuTensor& dst, int dst_c0, int count,
