@@ -17,7 +17,10 @@
 #include "segnet/data/list_file.hpp"
 #include "segnet/data/synthetic.hpp"
 #include "segnet/io/image.hpp"
+#include "segnet/io/process.hpp"
 #include "segnet/io/safetensors.hpp"
+
+#include <sys/stat.h>
 
 namespace fs = std::filesystem;
 using namespace segnet;
@@ -116,6 +119,92 @@ TEST_CASE("list file: comments, blank lines, CRLF and tabs; paths relative to th
 
     const SampleList empty = parse_list("\n# nothing\n   \n", "empty.txt", "");
     CHECK(empty.size() == 0);
+}
+
+TEST_CASE("list file: a file without a sample is refused as empty") {
+    TempDir dir;
+    write_text(dir / "comments.txt", "# only a comment\n\n   \n");
+    CHECK_THROWS_CONTAINING(read_list_file(dir / "comments.txt"), "comments.txt' is empty");
+    write_text(dir / "empty.txt", "");
+    CHECK_THROWS_CONTAINING(read_list_file(dir / "empty.txt"), "empty.txt' is empty");
+}
+
+TEST_CASE("list file: with optional labels, a line may name the image alone") {
+    const SampleList list = parse_list("a.png\nb.png labels/b.png\n", "images.txt", "/d", ListLabels::optional);
+    REQUIRE(list.size() == 2);
+    CHECK(list.samples[0].image == fs::path("/d/a.png"));
+    CHECK(list.samples[0].label.empty());
+    CHECK(list.samples[1].label == fs::path("/d/labels/b.png"));
+    CHECK_THROWS_CONTAINING(parse_list("a.png\n", "train.txt", "/d"), "train.txt:1: expected 'image label'");
+}
+
+TEST_CASE("list file: a 3 MB path is shortened in the message") {
+    const std::string huge(3'000'000, 'x');
+    const std::string msg = message_of([&] { (void)parse_list(huge + "\n", "list.txt", ""); });
+    CHECK(msg.find("list.txt:1") != std::string::npos);
+    CHECK(msg.size() < 400);
+}
+
+TEST_CASE("shortened: keeps short values, cuts long ones in the middle, hides control characters") {
+    CHECK(shortened("a.png") == "a.png");
+    CHECK(shortened("a\tb\n") == "a?b?");
+    const std::string path = std::string(300, 'd') + "/image.png";
+    const std::string cut = shortened(path);
+    CHECK(cut.size() == 160);
+    CHECK(cut.find("...") != std::string::npos);
+    CHECK(cut.ends_with("/image.png"));  // the file name survives
+    CHECK(shortened(std::string(1000, 'y'), 60).size() == 60);
+}
+
+TEST_CASE("require_regular_file: a FIFO, a folder or a missing file is refused without opening it") {
+    TempDir dir;
+    REQUIRE(::mkfifo((dir / "pipe.png").c_str(), 0600) == 0);
+    // fopen would block here forever: the check must come first.
+    CHECK_THROWS_CONTAINING(require_regular_file(dir / "pipe.png", "load"), "cannot load '");
+    CHECK_THROWS_CONTAINING(require_regular_file(dir / "pipe.png", "load"), "pipe.png': is a FIFO");
+    CHECK_THROWS_CONTAINING(load_rgb(dir / "pipe.png"), "is a FIFO");
+    CHECK_THROWS_CONTAINING(require_regular_file(dir.path), "is a directory");
+    CHECK_THROWS_CONTAINING(require_regular_file(dir / "none.png"), "file not found");
+    write_text(dir / "ok.txt", "x");
+    CHECK_NOTHROW(require_regular_file(dir / "ok.txt"));
+}
+
+TEST_CASE("remove_stale_temporaries: removes a dead writer's temporaries, keeps a live one's and other files") {
+    TempDir dir;
+    const std::string live = ".last.safetensors.tmp-" + std::to_string(::getpid()) + "-0";
+    const std::string dead = ".last.safetensors.tmp-999999999-3";  // above any pid_max
+    for (const std::string& name : {live, dead, std::string("last.safetensors"), std::string(".best.safetensors.tmp-999999999-1")})
+        write_text(dir / name, "x");
+    CHECK(remove_stale_temporaries(dir.path, "last.safetensors") == 1);
+    CHECK(fs::exists(dir / live));
+    CHECK(!fs::exists(dir / dead));
+    CHECK(fs::exists(dir / "last.safetensors"));
+    CHECK(fs::exists(dir / ".best.safetensors.tmp-999999999-1"));  // another target's
+}
+
+TEST_CASE("regular_files_in: a symlink loop is skipped and reported, the other files listed") {
+    TempDir dir;
+    write_text(dir / "b.png", "x");
+    write_text(dir / "a.png", "x");
+    write_text(dir / "notes.txt", "x");
+    fs::create_symlink("loop.png", dir / "loop.png");
+    std::vector<std::string> skipped;
+    const auto files = regular_files_in(
+        dir.path, [](const fs::path& p) { return p.extension() == ".png"; },
+        [&](const fs::path& p, const std::string&) { skipped.push_back(p.filename().string()); });
+    REQUIRE(files.size() == 2);
+    CHECK(files[0].filename() == "a.png");
+    CHECK(files[1].filename() == "b.png");
+    CHECK(skipped == std::vector<std::string>{"loop.png"});
+}
+
+TEST_CASE("available_memory_bytes: the smaller of MemAvailable and the cgroup's room") {
+    const std::string meminfo = "MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n";
+    CHECK(available_memory_bytes(meminfo, "", "") == 8000000LL * 1024);
+    CHECK(available_memory_bytes(meminfo, "max\n", "100\n") == 8000000LL * 1024);
+    CHECK(available_memory_bytes(meminfo, "2000000000\n", "500000000\n") == 1500000000);
+    CHECK(available_memory_bytes("", "2000000000\n", "500000000\n") == 1500000000);
+    CHECK(available_memory_bytes("", "", "") == -1);
 }
 
 TEST_CASE("list file: malformed lines are rejected with file and line number") {

@@ -6,7 +6,10 @@
 #include <segnet/data/synthetic.hpp>
 #include <segnet/train/trainer.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -190,5 +193,131 @@ TEST_CASE("trainer: a diverging run stops with a clear message and keeps the las
     o.optimizer_options.lr = 1e30;
     CHECK_THROWS_WITH_AS(train<TinyNet>(o, data), doctest::Contains("training diverged at epoch 2"), TrainingDiverged);
     CHECK(read_bytes(out / "last.safetensors") == good);
+    fs::remove_all(out);
+}
+
+TEST_CASE("checkpoint: non-finite tensors are never written over a file that loads") {
+    const fs::path dir = fresh_dir("ckpt-nonfinite");
+    Model<TinyNet, Cpu> m(1);
+    const CheckpointInfo info{.model = "tiny", .classes = 4};
+    save_checkpoint(dir / "last.safetensors", m, info);
+    const std::string good = read_bytes(dir / "last.safetensors");
+    for (auto& p : m.state())
+        if (p.name.ends_with("running_var")) p.value->data()[0] = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_WITH_AS(save_checkpoint(dir / "last.safetensors", m, info),
+                         doctest::Contains("running_var' holds NaN or Inf"), NonFiniteTensor);
+    CHECK(read_bytes(dir / "last.safetensors") == good);
+    CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);  // no temporary left
+    fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: metadata that would garble every pixel or wrap a counter is refused on load") {
+    const fs::path dir = fresh_dir("ckpt-meta");
+    Model<TinyNet, Cpu> m(1);
+    save_checkpoint(dir / "good.safetensors", m, {.model = "tiny", .classes = 4});
+    const SafetensorsFile f = SafetensorsFile::load(dir / "good.safetensors");
+    auto with = [&](const std::string& key, const std::string& value) {
+        std::map<std::string, std::string> meta = f.metadata();
+        meta[key] = value;
+        std::vector<SafetensorsEntry> entries;
+        std::vector<std::vector<float>> values;
+        values.reserve(f.tensors().size());
+        for (const auto& t : f.tensors()) {
+            values.push_back(f.read(t.name, t.shape));
+            entries.push_back({t.name, t.shape, values.back().data()});
+        }
+        write_safetensors(dir / "bad.safetensors", entries, meta);
+        return dir / "bad.safetensors";
+    };
+    CHECK_THROWS_WITH_AS(read_checkpoint_info(with("normalization_std", "0.2,0,0.2")),
+                         doctest::Contains("normalization std 1 is 0.000000, not a positive number"), DataError);
+    CHECK_THROWS_WITH_AS(read_checkpoint_info(with("normalization_mean", "nan,0,0")),
+                         doctest::Contains("normalization mean 0 is not a finite number"), DataError);
+    CHECK_THROWS_WITH_AS(read_checkpoint_info(with("normalization_scale", "inf")),
+                         doctest::Contains("normalization scale inf is not a positive number"), DataError);
+    CHECK_THROWS_WITH_AS(read_checkpoint_info(with("epoch", "99999999999")),
+                         doctest::Contains("metadata 'epoch' is 99999999999, outside 0..1000000"), DataError);
+    CHECK_THROWS_WITH_AS(read_checkpoint_info(with("batch", "-1")),
+                         doctest::Contains("metadata 'batch' is -1, outside"), DataError);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: a negative running variance is refused on load, the model unchanged") {
+    const fs::path dir = fresh_dir("ckpt-var");
+    Model<TinyNet, Cpu> m(1), other(2);
+    for (auto& p : m.state())
+        if (p.name == "encoder0.1.running_var") p.value->data()[3] = -1.f;
+    save_checkpoint(dir / "neg.safetensors", m, {.model = "tiny", .classes = 4});
+    const auto before = all_values(other);
+    CHECK_THROWS_WITH_AS(load_checkpoint(dir / "neg.safetensors", other, "tiny"),
+                         doctest::Contains("'encoder0.1.running_var' holds a negative variance"), DataError);
+    CHECK(all_values(other) == before);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("resume_state: a crafted value names the file and the key") {
+    CheckpointInfo info;
+    info.extra = {{"epoch_loss_sum", "12.5"}, {"epoch_loss_count", "3"}};
+    const ResumeState r = resume_state(info, "run/last.safetensors");
+    CHECK(r.epoch_loss_sum == 12.5);
+    CHECK(r.epoch_loss_count == 3);
+    CHECK(r.best_value == -1);
+    info.extra["epoch_loss_sum"] = "abc";
+    CHECK_THROWS_WITH_AS(resume_state(info, "run/last.safetensors"),
+                         doctest::Contains("checkpoint 'run/last.safetensors': metadata 'epoch_loss_sum' is not a finite number ('abc')"),
+                         DataError);
+    info.extra["epoch_loss_sum"] = "1";
+    info.extra["epoch_loss_count"] = "nan";
+    CHECK_THROWS_WITH_AS(resume_state(info, "x"), doctest::Contains("'epoch_loss_count' is not a finite number"), DataError);
+    info.extra["epoch_loss_count"] = "-2";
+    CHECK_THROWS_WITH_AS(resume_state(info, "x"), doctest::Contains("not a count of steps"), DataError);
+}
+
+TEST_CASE("keep_log_rows_through: drops the rows after the resumed epoch, keeps the header") {
+    const fs::path dir = fresh_dir("log-rows");
+    const std::string header = "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
+    std::ofstream(dir / "log.csv") << header << "1,0.1,2,,,,,1\n2,0.1,1.5,,,,,1\n3,0.1,1.2,,,,,1\n";
+    keep_log_rows_through(dir / "log.csv", 1);
+    CHECK(read_bytes(dir / "log.csv") == header + "1,0.1,2,,,,,1\n");
+    keep_log_rows_through(dir / "log.csv", 5);  // nothing later: unchanged
+    CHECK(read_bytes(dir / "log.csv") == header + "1,0.1,2,,,,,1\n");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("trainer: a resumed run lists every epoch once in log.csv; a fresh run starts it anew") {
+    const auto data = make_synthetic_dataset({.count = 4, .height = 16, .width = 16, .seed = 2},
+                                             {.classes = 4, .ignore_label = 255});
+    const fs::path out = fresh_dir("log-resume");
+    TrainOptions o = tiny_options(out);
+    o.epochs = 1;
+    REQUIRE(train<TinyNet>(o, data).status == TrainStatus::completed);
+    fs::copy_file(out / "last.safetensors", out / "epoch1.safetensors");
+    o.epochs = 2;
+    o.resume = out / "last.safetensors";
+    REQUIRE(train<TinyNet>(o, data).status == TrainStatus::completed);
+    o.resume = out / "epoch1.safetensors";  // back to epoch 1: its epoch 2 row goes
+    REQUIRE(train<TinyNet>(o, data).status == TrainStatus::completed);
+    std::istringstream rows(read_bytes(out / "log.csv"));
+    std::string line;
+    std::vector<char> epochs;
+    while (std::getline(rows, line)) epochs.push_back(line[0]);
+    CHECK(epochs == std::vector<char>{'e', '1', '2'});
+    o.resume.clear();
+    o.epochs = 1;
+    REQUIRE(train<TinyNet>(o, data).status == TrainStatus::completed);
+    const std::string fresh_log = read_bytes(out / "log.csv");
+    CHECK(std::count(fresh_log.begin(), fresh_log.end(), '\n') == 2);
+    fs::remove_all(out);
+}
+
+TEST_CASE("trainer: temporaries a killed save left in out_dir are removed by the next run") {
+    const auto data = make_synthetic_dataset({.count = 4, .height = 16, .width = 16, .seed = 2},
+                                             {.classes = 4, .ignore_label = 255});
+    const fs::path out = fresh_dir("stale-tmp");
+    std::ofstream(out / ".last.safetensors.tmp-999999999-0") << "half a checkpoint";
+    TrainOptions o = tiny_options(out);
+    REQUIRE(train<TinyNet>(o, data).status == TrainStatus::completed);
+    CHECK(!fs::exists(out / ".last.safetensors.tmp-999999999-0"));
+    CHECK(fs::exists(out / "last.safetensors"));
     fs::remove_all(out);
 }

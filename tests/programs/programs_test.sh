@@ -183,6 +183,172 @@ check "  ... the file is untouched" 0 "" -- test ! -s "$bad/a_file"
 # A large image is refused before decoding by the programs' --max-image-pixels (default 16 Mpx).
 check "image over --max-image-pixels" 1 "0000.png.*exceeds" -- "$bin/segnet-segment" --weights "$ckpt" --input "$img" \
   --out "$bad/limit" --max-image-pixels 1000
+# --- reliability (issue 15): nothing lost, nothing silently overwritten, no hang, early refusals ---
+rel="$work/rel" && mkdir -p "$rel"
+# set_meta IN OUT KEY VALUE: a copy of checkpoint IN with metadata KEY set to VALUE (the JSON header
+# rewritten, its length updated).
+set_meta() {
+  perl -e 'local $/; open my $f, "<:raw", $ARGV[0] or die; my $d = <$f>; my $n = unpack("Q<", substr($d, 0, 8));
+    my ($h, $rest) = (substr($d, 8, $n), substr($d, 8 + $n)); my ($k, $v) = @ARGV[2, 3];
+    $h =~ s/"\Q$k\E":"[^"]*"/"$k":"$v"/ or $h =~ s/"__metadata__":\{/"__metadata__":{"$k":"$v",/ or die "no metadata";
+    open my $o, ">:raw", $ARGV[1] or die; print $o pack("Q<", length $h), $h, $rest;' "$@"
+}
+# set_first_value IN OUT TENSOR FLOAT: a copy of IN whose TENSOR starts with FLOAT.
+set_first_value() {
+  perl -e 'local $/; open my $f, "<:raw", $ARGV[0] or die; my $d = <$f>; my $n = unpack("Q<", substr($d, 0, 8));
+    substr($d, 8, $n) =~ /"\Q$ARGV[2]\E":\{[^}]*"data_offsets":\[(\d+),/ or die "no tensor";
+    substr($d, 8 + $n + $1, 4) = pack("f<", $ARGV[3]); open my $o, ">:raw", $ARGV[1] or die; print $o $d;' "$@"
+}
+stays() { cmp -s "$1" "$2"; }  # stays COPY FILE: FILE still has the bytes of COPY
+basic=(--model segnet-basic --classes 4 --ignore -1 --balance natural --batch 4 --threads 2 --seed 1)
+sgd=("${basic[@]}" --train "$data/train/list.txt")
+
+# 1. A diverging run never saves a non-finite state over a good one, names a checkpoint that
+# loads, and exits 1 (at --lr 100 the batch-norm variance overflows at the end of epoch 3).
+"$bin/segnet-train" "${sgd[@]}" --epochs 1 --out "$rel/div" >/dev/null 2>&1
+check "a diverging resumed run exits 1 naming the last good checkpoint" 1 \
+  "training diverged at the end of epoch 3: tensor '.*running_var' holds NaN or Inf; stopped without saving, the last good checkpoint is '$rel/div/last.safetensors'" -- \
+  bash -c '"$0" "$@" 2>&1 >/dev/null | grep -v "^epoch\|^segnet-train: segnet-basic\|^segnet-train: resuming"; exit ${PIPESTATUS[0]}' \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 4 --lr 100 --out "$rel/div" --resume "$rel/div/last.safetensors"
+check "  ... last.safetensors holds epoch 2, the last finite state" 0 "" -- grep -aq '"epoch":"2"' "$rel/div/last.safetensors"
+check "  ... segnet-evaluate accepts it" 0 "^G " -- "$bin/segnet-evaluate" --weights "$rel/div/last.safetensors" --list "$data/val/list.txt" --no-bf
+check "  ... --resume accepts it" 0 "last checkpoint" -- "$bin/segnet-train" "${sgd[@]}" --epochs 3 --lr 0.01 --out "$rel/div" \
+  --resume "$rel/div/last.safetensors"
+check "a fresh diverging run exits 1" 1 "training diverged at the end of epoch 2: .*last good checkpoint is '$rel/div_fresh/last.safetensors'" -- \
+  bash -c '"$0" "$@" 2>&1 >/dev/null | grep -v "^epoch\|^segnet-train: segnet-basic"; exit ${PIPESTATUS[0]}' \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 2 --lr 100 --out "$rel/div_fresh"
+check "  ... its last.safetensors holds epoch 1 and loads" 0 "^G " -- bash -c "grep -aq '\"epoch\":\"1\"' '$rel/div_fresh/last.safetensors' &&
+  '$bin/segnet-evaluate' --weights '$rel/div_fresh/last.safetensors' --list '$data/val/list.txt' --no-bf"
+
+# 2. Silent overwrites.
+mkdir -p "$rel/photos" && cp "$data/val/images/"000[01].png "$rel/photos/"
+cp -r "$rel/photos" "$rel/photos_copy"
+check "segment --out = the input folder is refused" 2 "--out '.*photos' is the input folder" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/photos" --out "$rel/photos"
+check "  ... the photos are untouched" 0 "" -- diff -r "$rel/photos" "$rel/photos_copy"
+mkdir -p "$rel/stems" && cp "$img" "$rel/stems/a.png" && cp "$repo/tests/fuzz/corpus/image/rgb.jpg" "$rel/stems/a.jpg"
+check "inputs a.png and a.jpg are refused" 1 "'.*a.jpg' and '.*a.png' would both write '.*o_stems/a.png'" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/stems" --out "$rel/o_stems"
+check "  ... no output" 0 "" -- no_output "$rel/o_stems"
+mkdir -p "$rel/s1" "$rel/s2" && cp "$img" "$rel/s1/x.png" && cp "$img" "$rel/s2/x.png"
+printf '%s\n' "$rel/s1/x.png" "$rel/s2/x.png" > "$rel/same_names.txt"
+check "list inputs s1/x.png and s2/x.png are refused" 1 "s1/x.png' and '.*s2/x.png' would both write" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/same_names.txt" --out "$rel/o_names"
+mkdir -p "$rel/colour" && cp "$img" "$rel/colour/a.png" && cp "$img" "$rel/colour/a_color.png"
+check "an input a_color.png and a's colour mask are refused" 1 "would both write '.*a_color.png'" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/colour" --out "$rel/o_colour" --color
+check "  ... no output" 0 "" -- no_output "$rel/o_colour"
+cp "$rel/div/log.csv" "$rel/div_log.csv" && cp "$rel/div/last.safetensors" "$rel/div_last.safetensors"
+check "train --out on an existing run is refused" 2 "--out '.*div' holds a training run .*--overwrite" -- \
+  "$bin/segnet-train" --model fcn-basic --train "$data/train/list.txt" --classes 4 --ignore -1 --out "$rel/div"
+check "  ... its log.csv and last.safetensors are untouched" 0 "" -- bash -c "cmp -s '$rel/div_log.csv' '$rel/div/log.csv' && cmp -s '$rel/div_last.safetensors' '$rel/div/last.safetensors'"
+check "train --overwrite starts the run afresh" 0 "last checkpoint" -- "$bin/segnet-train" "${sgd[@]}" --epochs 1 --out "$rel/div" --overwrite
+check "  ... log.csv lists epoch 1 once" 0 "" -- test "$(cut -d, -f1 "$rel/div/log.csv" | tr '\n' ' ')" = "epoch 1 "
+
+# 3. A FIFO (or any non-regular file) is refused, never opened (timeout: today's fopen blocks).
+mkfifo "$rel/fifo.png" "$rel/fifo.safetensors" "$rel/fifo.txt"
+check "FIFO as image" 1 "fifo.png': is a FIFO" -- timeout 20 "$bin/segnet-segment" --weights "$ckpt" --input "$rel/fifo.png" --out "$rel/o_fifo"
+check "FIFO as --weights" 1 "fifo.safetensors': is a FIFO" -- timeout 20 "$bin/segnet-segment" --weights "$rel/fifo.safetensors" --input "$img" --out "$rel/o_fifo"
+check "FIFO as --palette" 1 "fifo.txt': is a FIFO" -- timeout 20 "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_fifo" --color --palette "$rel/fifo.txt"
+check "FIFO as a list" 1 "fifo.txt': is a FIFO" -- timeout 20 "$bin/segnet-evaluate" --weights "$ckpt" --list "$rel/fifo.txt"
+check "FIFO as a training list" 1 "fifo.txt': is a FIFO" -- timeout 20 "$bin/segnet-train" "${basic[@]}" --train "$rel/fifo.txt" --out "$rel/o_fifo_t"
+check "  ... no output" 0 "" -- no_output "$rel/o_fifo"
+
+# 4. A tiny file that would need gigabytes: a 4000x4000 all-zero PNG of about 46 KB.
+perl -MCompress::Zlib -e 'my $w = 4000; my $raw = ("\0" x (1 + 3 * $w)) x $w;
+  sub chunk { my ($t, $d) = @_; pack("N", length $d) . $t . $d . pack("N", crc32($t . $d)) }
+  print "\x89PNG\r\n\x1a\n", chunk("IHDR", pack("NNCCCCC", $w, $w, 8, 2, 0, 0, 0)), chunk("IDAT", compress($raw)), chunk("IEND", "")' > "$rel/zeros.png"
+check "a 46 KB 4000x4000 PNG over --max-memory is refused up front" 1 "zeros.png' \(4000x4000\) needs about [0-9.]+ GB of memory, over the 1.0 GB of --max-memory; use --size" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/zeros.png" --out "$rel/o_zeros" --max-memory 1G
+check "  ... nothing written" 0 "" -- test ! -e "$rel/o_zeros"
+check "a bad --max-memory" 2 "--max-memory: expected a size such as 8G" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_zeros" --max-memory lots
+check "training over --max-memory is refused before it starts" 1 "training segnet-basic on 64x64 images in batches of 4 needs about [0-9]+ MB of memory, over the 1 MB of --max-memory" -- \
+  "$bin/segnet-train" "${sgd[@]}" --out "$rel/o_mem" --max-memory 1M
+check "  ... no log.csv" 0 "" -- test ! -e "$rel/o_mem/log.csv"
+
+# 5. Checkpoint values that would garble every pixel.
+set_meta "$ckpt" "$rel/std0.safetensors" normalization_std "0.2,0,0.2"
+check "normalization std 0" 1 "std0.safetensors': normalization std 1 is 0.000000, not a positive number" -- \
+  "$bin/segnet-segment" --weights "$rel/std0.safetensors" --input "$img" --out "$rel/o_std"
+check "  ... no output" 0 "" -- test ! -e "$rel/o_std"
+set_meta "$ckpt" "$rel/nanmean.safetensors" normalization_mean "nan,0,0"
+check "NaN normalization mean" 1 "nanmean.safetensors': normalization mean 0 is not a finite number" -- \
+  "$bin/segnet-evaluate" --weights "$rel/nanmean.safetensors" --list "$data/val/list.txt"
+set_meta "$ckpt" "$rel/infscale.safetensors" normalization_scale "inf"
+check "Inf normalization scale" 1 "infscale.safetensors': normalization scale inf is not a positive number" -- \
+  "$bin/segnet-segment" --weights "$rel/infscale.safetensors" --input "$img" --out "$rel/o_std"
+set_first_value "$ckpt" "$rel/negvar.safetensors" encoder0.1.running_var -1
+check "negative running_var" 1 "negvar.safetensors': tensor 'encoder0.1.running_var' holds a negative variance" -- \
+  "$bin/segnet-segment" --weights "$rel/negvar.safetensors" --input "$img" --out "$rel/o_std"
+check "  ... no output" 0 "" -- no_output "$rel/o_std"
+
+# 6. Too little to evaluate.
+printf '# nothing but a comment\n\n' > "$rel/comments.txt"
+check "evaluate a comment-only list" 1 "comments.txt' is empty" -- "$bin/segnet-evaluate" --weights "$ckpt" --list "$rel/comments.txt"
+: > "$rel/empty.txt"
+check "evaluate an empty list" 1 "empty.txt' is empty" -- "$bin/segnet-evaluate" --weights "$ckpt" --list "$rel/empty.txt"
+mkdir -p "$rel/pred1" && cp "$work/pred/0000.png" "$rel/pred1/"
+check "--pred missing ground-truth files" 1 "--pred '.*pred1' has no prediction for 7 of the 8 ground-truth files .*--allow-missing" -- \
+  "$bin/segnet-evaluate" --pred "$rel/pred1" --gt "$data/val/labels" --classes 4 --ignore -1
+check "  ... scored with --allow-missing" 0 "images 1," -- \
+  "$bin/segnet-evaluate" --pred "$rel/pred1" --gt "$data/val/labels" --classes 4 --ignore -1 --allow-missing
+
+# 7. Leftovers: a killed save's temporaries are cleaned; a resume never lists an epoch twice.
+"$bin/segnet-train" "${sgd[@]}" --epochs 1 --out "$rel/log" >/dev/null 2>&1
+cp "$rel/log/last.safetensors" "$rel/log/epoch1.safetensors"
+"$bin/segnet-train" "${sgd[@]}" --epochs 2 --out "$rel/log" --resume "$rel/log/last.safetensors" >/dev/null 2>&1
+printf 'half a checkpoint' > "$rel/log/.last.safetensors.tmp-999999999-0"
+check "resume from epoch 1 after epoch 2 was logged" 0 "last checkpoint" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 2 --out "$rel/log" --resume "$rel/log/epoch1.safetensors"
+check "  ... log.csv lists epochs 1 and 2 once" 0 "" -- test "$(cut -d, -f1 "$rel/log/log.csv" | tr '\n' ' ')" = "epoch 1 2 "
+check "  ... the killed save's temporary is gone" 0 "" -- test ! -e "$rel/log/.last.safetensors.tmp-999999999-0"
+
+# 8. Sizes the network cannot take, known before training starts.
+check "--size 7x7" 2 "--size is 7x7, a size segnet-basic cannot take" -- "$bin/segnet-train" "${sgd[@]}" --size 7x7 --out "$rel/o_small"
+check "  ... no log.csv" 0 "" -- test ! -e "$rel/o_small/log.csv"
+printf '%s\n' "$data/train/images/0000.png $data/train/labels/0000.png" \
+  "$repo/data/camvid/val/0016E5_07959.png $repo/data/camvid/valannot/0016E5_07959.png" > "$rel/mixed.txt"
+check "mixed image sizes with --batch 2" 2 "mixed.txt:[12]: image is .* but .*mixed.txt:[12] is .*; a batch needs one size: give --size HxW, or --batch 1" -- \
+  "$bin/segnet-train" --model segnet-basic --train "$rel/mixed.txt" --classes 11 --ignore 11 --balance natural --batch 2 --out "$rel/o_mixed"
+check "  ... no log.csv" 0 "" -- test ! -e "$rel/o_mixed/log.csv"
+
+# 9. Crafted --resume metadata: one line naming the file and the key.
+last="$rel/log/last.safetensors"
+set_meta "$last" "$rel/abc.safetensors" epoch_loss_sum abc
+check "non-numeric epoch_loss_sum" 1 "abc.safetensors': metadata 'epoch_loss_sum' is not a finite number \('abc'\)" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 5 --out "$rel/r1" --resume "$rel/abc.safetensors"
+set_meta "$last" "$rel/huge_epoch.safetensors" epoch 99999999999
+check "huge epoch" 1 "huge_epoch.safetensors': metadata 'epoch' is 99999999999, outside 0..1000000" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 5 --out "$rel/r2" --resume "$rel/huge_epoch.safetensors"
+set_meta "$last" "$rel/neg_epoch.safetensors" epoch -1
+check "negative epoch" 1 "neg_epoch.safetensors': metadata 'epoch' is -1" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 5 --out "$rel/r3" --resume "$rel/neg_epoch.safetensors"
+set_meta "$last" "$rel/neg_batch.safetensors" batch -3
+check "negative batch" 1 "neg_batch.safetensors': metadata 'batch' is -3" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 5 --out "$rel/r4" --resume "$rel/neg_batch.safetensors"
+set_meta "$last" "$rel/nan_count.safetensors" epoch_loss_count nan
+check "NaN step count" 1 "nan_count.safetensors': metadata 'epoch_loss_count' is not a finite number" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 5 --out "$rel/r5" --resume "$rel/nan_count.safetensors"
+check "a resume with nothing left to do" 2 "--epochs 2: '.*last.safetensors' has 2 epochs done already" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 2 --out "$rel/log" --resume "$last"
+check "  ... no output" 0 "" -- bash -c "! ls '$rel'/r[1-5] 2>/dev/null | grep -q ."
+
+# 10. Messages.
+long="$rel/$(printf 'd%.0s' {1..3000})/image.png"
+printf '%s %s\n' "$long" "$long" > "$rel/long.txt"
+check "a 3000-character path is shortened" 1 "long.txt:1: image '.{20,}\.\.\..*/image.png' (not found|File name too long)" -- \
+  "$bin/segnet-train" "${basic[@]}" --train "$rel/long.txt" --out "$rel/o_long"
+check "  ... to a short line" 0 "" -- test "$("$bin/segnet-train" "${basic[@]}" --train "$rel/long.txt" --out "$rel/o_long" 2>&1 | wc -c)" -lt 400
+mkdir -p "$rel/loop" && cp "$img" "$rel/loop/a.png" && ln -s loop.png "$rel/loop/loop.png"
+check "a symlink loop in a folder is skipped with one line" 0 "skipping '.*loop.png': Too many levels of symbolic links" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$rel/loop" --out "$rel/o_loop"
+check "  ... the other image is segmented" 0 "" -- test -f "$rel/o_loop/a.png"
+check "an empty training list" 1 "list file '.*comments.txt' is empty" -- "$bin/segnet-train" "${basic[@]}" --train "$rel/comments.txt" --out "$rel/o_empty"
+printf '%s\n' "$data/val/images/0000.png" "$data/val/images/0001.png" > "$rel/one_column.txt"
+check "segment a one-column list" 0 "0001.png" -- "$bin/segnet-segment" --weights "$ckpt" --input "$rel/one_column.txt" --out "$rel/o_one"
+check "  ... both label maps" 0 "" -- test -f "$rel/o_one/0000.png" -a -f "$rel/o_one/0001.png"
+
 check "no temporary files left behind" 0 "" -- test -z "$(find "$work" -name '*.tmp*')"
 
 echo "$passes passed, $failures failed"

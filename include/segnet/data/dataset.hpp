@@ -59,6 +59,18 @@ struct Normalization {
         return {mean, stddev, 1.f / 255.f};
     }
     float apply(float pixel, int channel) const { return (pixel * scale - mean[channel]) / stddev[channel]; }
+
+    /// Why these values would garble every pixel (a std that is not a positive finite number, a
+    /// mean that is not finite, a scale that is not a positive finite number), or "" when usable.
+    std::string problem() const {
+        for (int c = 0; c < 3; ++c) {
+            if (!std::isfinite(mean[std::size_t(c)])) return "mean " + std::to_string(c) + " is not a finite number";
+            if (!(std::isfinite(stddev[std::size_t(c)]) && stddev[std::size_t(c)] > 0.f))
+                return "std " + std::to_string(c) + " is " + std::to_string(stddev[std::size_t(c)]) + ", not a positive number";
+        }
+        if (!(std::isfinite(scale) && scale > 0.f)) return "scale " + std::to_string(scale) + " is not a positive number";
+        return {};
+    }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -313,9 +325,8 @@ private:
         if (options_.ignore_label < 0 || options_.ignore_label > 255)
             throw std::invalid_argument("segnet::DatasetOptions: ignore_label must be 0..255, got " +
                                         std::to_string(options_.ignore_label));
-        for (float s : options_.normalization.stddev)
-            if (!(s > 0.f))
-                throw std::invalid_argument("segnet::Normalization: stddev must be positive");
+        if (const std::string problem = options_.normalization.problem(); !problem.empty())
+            throw std::invalid_argument("segnet::Normalization: " + problem);
     }
 
     void check_sample(const RawSample& s, std::size_t i, const std::string& image_name,

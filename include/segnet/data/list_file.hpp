@@ -6,7 +6,8 @@
 //
 // One sample per line: the image path, whitespace, the label path. Relative paths are resolved
 // against a root folder, by default the list file's own folder (as CamVid ships it). Blank lines
-// and lines starting with '#' are skipped; paths cannot contain spaces. Every error names the
+// and lines starting with '#' are skipped; paths cannot contain spaces; a list file without any
+// sample is an error. Every error names the
 // list file and the line, because lists are hand-edited and typos are the usual failure.
 #pragma once
 
@@ -35,7 +36,7 @@ struct SampleList {
 
     std::size_t size() const { return samples.size(); }
     /// "train.txt:17", the prefix of every message about one sample.
-    std::string where(const ListEntry& e) const { return source + ":" + std::to_string(e.line); }
+    std::string where(const ListEntry& e) const { return shortened(source) + ":" + std::to_string(e.line); }
 };
 
 namespace list_detail {
@@ -55,19 +56,16 @@ inline std::vector<std::string_view> fields(std::string_view line) {
     return out;
 }
 
-/// Keeps messages to one readable line even when the input is binary garbage or very long.
-inline std::string printable(std::string_view s) {
-    std::string out;
-    for (char c : s.substr(0, 120)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
-    if (s.size() > 120) out += "...";
-    return out;
-}
-
 }  // namespace list_detail
 
+/// Whether a list line must name a label: training and evaluation need one; segnet-segment
+/// reads only the first column, so a list of images alone serves it.
+enum class ListLabels { required, optional };
+
 /// Parses list text. `source` names it in messages; relative paths are taken from `root`.
+/// With ListLabels::optional, a line may be the image alone (its label is then empty).
 inline SampleList parse_list(std::string_view text, const std::string& source,
-                             const std::filesystem::path& root) {
+                             const std::filesystem::path& root, ListLabels labels = ListLabels::required) {
     SampleList list;
     list.source = source;
     list.root = root;
@@ -81,9 +79,13 @@ inline SampleList parse_list(std::string_view text, const std::string& source,
         ++line_no;
         const auto f = list_detail::fields(line);
         if (f.empty() || f[0].front() == '#') continue;
+        if (f.size() == 1 && labels == ListLabels::optional) {
+            list.samples.push_back({root / std::string(f[0]), {}, line_no});
+            continue;
+        }
         if (f.size() != 2)
-            throw DataError("segnet: " + source + ":" + std::to_string(line_no) + ": expected 'image label', got '" +
-                            list_detail::printable(line.substr(0, line.find_last_not_of(" \t\r") + 1)) + "' (" +
+            throw DataError("segnet: " + shortened(source) + ":" + std::to_string(line_no) + ": expected 'image label', got '" +
+                            shortened(line.substr(0, line.find_last_not_of(" \t\r") + 1)) + "' (" +
                             std::to_string(f.size()) + (f.size() == 1 ? " field)" : " fields)"));
         list.samples.push_back({root / std::string(f[0]), root / std::string(f[1]), line_no});
     }
@@ -91,23 +93,31 @@ inline SampleList parse_list(std::string_view text, const std::string& source,
 }
 
 /// Reads a list file. Relative paths are resolved against `root`, or the list's folder if none.
+/// A list without a sample (empty, or only blank and comment lines) is an error: every program
+/// that reads one would otherwise succeed on nothing.
 inline SampleList read_list_file(const std::filesystem::path& list_file,
-                                 const std::optional<std::filesystem::path>& root = std::nullopt) {
+                                 const std::optional<std::filesystem::path>& root = std::nullopt,
+                                 ListLabels labels = ListLabels::required) {
     const auto bytes = read_file_bytes(list_file, 64ull << 20, "read list file");
     const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return parse_list(text, list_file.string(), root ? *root : list_file.parent_path());
+    SampleList list = parse_list(text, list_file.string(), root ? *root : list_file.parent_path(), labels);
+    if (list.samples.empty())
+        throw DataError("segnet: list file " + io_detail::quoted(list_file) +
+                        " is empty (no 'image label' line, only blank or comment lines)");
+    return list;
 }
 
 /// Throws DataError for the first sample whose image or label file is missing, naming the list
 /// line ("train.txt:17: label 'trainannot/x.png' not found"). Does not decode anything.
 inline void check_list_files_exist(const SampleList& list) {
-    for (const ListEntry& e : list.samples) {
-        std::error_code ec;
-        if (!std::filesystem::is_regular_file(e.image, ec))
-            throw DataError("segnet: " + list.where(e) + ": image " + io_detail::quoted(e.image) + " not found");
-        if (!std::filesystem::is_regular_file(e.label, ec))
-            throw DataError("segnet: " + list.where(e) + ": label " + io_detail::quoted(e.label) + " not found");
-    }
+    for (const ListEntry& e : list.samples)
+        for (const auto& [kind, file] : {std::pair{"image ", &e.image}, std::pair{"label ", &e.label}}) {
+            const std::string problem = regular_file_problem(*file);
+            if (problem == "file not found")
+                throw DataError("segnet: " + list.where(e) + ": " + kind + io_detail::quoted(*file) + " not found");
+            if (!problem.empty())
+                throw DataError("segnet: " + list.where(e) + ": " + kind + io_detail::quoted(*file) + " " + problem);
+        }
 }
 
 }  // namespace segnet

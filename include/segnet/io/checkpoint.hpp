@@ -21,6 +21,7 @@
 #include <cmath>
 #include <optional>
 #include <charconv>
+#include <limits>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -38,6 +39,16 @@
 namespace segnet {
 
 inline constexpr const char* checkpoint_format = "segnet-checkpoint-1";
+/// The largest epoch a checkpoint may record (segnet-train's --epochs limit).
+inline constexpr int max_checkpoint_epoch = 1'000'000;
+
+/// save_checkpoint() refused to write: `tensor` holds NaN or Inf (training diverged). The file
+/// it would have replaced is left as it was.
+struct NonFiniteTensor : DataError {
+    NonFiniteTensor(const std::string& message, std::string tensor_name)
+        : DataError(message), tensor(std::move(tensor_name)) {}
+    std::string tensor;
+};
 
 struct CheckpointInfo {
     std::string model;  ///< registry name, e.g. "segnet-basic"
@@ -95,6 +106,16 @@ inline long long parse_int(const std::map<std::string, std::string>& meta, const
     return v;
 }
 
+/// parse_int within [lo, hi]: a crafted file must not wrap an int or go negative.
+inline long long parse_int_in(const std::map<std::string, std::string>& meta, const std::string& key,
+                              const std::string& file, long long lo, long long hi, long long fallback) {
+    const long long v = parse_int(meta, key, file, false, fallback);
+    if (v < lo || v > hi)
+        throw DataError("segnet: checkpoint '" + file + "': metadata '" + key + "' is " + std::to_string(v) +
+                        ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
+    return v;
+}
+
 inline std::vector<std::int64_t> shape_of(const std::vector<int>& s) { return {s.begin(), s.end()}; }
 inline std::vector<std::int64_t> shape_of(const Extents& e) { return {e.n, e.c, e.h, e.w}; }
 
@@ -119,10 +140,10 @@ inline CheckpointInfo checkpoint_info_from(const SafetensorsFile& f) {
     if (info.classes < 1 || info.classes > 255)
         throw DataError("segnet: checkpoint '" + file + "': 'classes' must be 1..255, got " +
                         std::to_string(info.classes));
-    info.ignore_label = int(parse_int(meta, "ignore_label", file, false, -1));
-    info.epoch = int(parse_int(meta, "epoch", file, false, 0));
-    info.batch = std::size_t(parse_int(meta, "batch", file, false, 0));
-    info.seed = std::uint64_t(parse_int(meta, "seed", file, false, 0));
+    info.ignore_label = int(parse_int_in(meta, "ignore_label", file, -1, 255, -1));
+    info.epoch = int(parse_int_in(meta, "epoch", file, 0, max_checkpoint_epoch, 0));
+    info.batch = std::size_t(parse_int_in(meta, "batch", file, 0, std::numeric_limits<int>::max(), 0));
+    info.seed = std::uint64_t(parse_int_in(meta, "seed", file, 0, std::numeric_limits<long long>::max(), 0));
     auto floats = [&](const char* key) {
         const auto it = meta.find(key);
         return it == meta.end() ? std::vector<float>{} : split_floats(it->second, key, file);
@@ -133,6 +154,9 @@ inline CheckpointInfo checkpoint_info_from(const SafetensorsFile& f) {
         if (mean.size() != 3 || stddev.size() != 3 || scale.size() != 1)
             throw DataError("segnet: checkpoint '" + file + "': normalization needs 3 means, 3 stds and 1 scale");
         info.normalization = {{mean[0], mean[1], mean[2]}, {stddev[0], stddev[1], stddev[2]}, scale[0]};
+        if (const std::string problem = info.normalization.problem(); !problem.empty())
+            throw DataError("segnet: checkpoint '" + file + "': normalization " + problem +
+                            " (every pixel would come out garbled)");
     }
     info.class_weights = floats("class_weights");
     if (!info.class_weights.empty() && int(info.class_weights.size()) != info.classes)
@@ -145,12 +169,29 @@ inline CheckpointInfo checkpoint_info_from(const SafetensorsFile& f) {
     return info;
 }
 
+/// A number a training run stored in a checkpoint's extras (epoch_loss_sum, best_value, ...),
+/// or `fallback` when the key is absent. Throws DataError naming the file and the key unless the
+/// whole text is one finite number.
+inline double checkpoint_extra_number(const CheckpointInfo& info, const std::string& key, double fallback,
+                                      const std::string& file) {
+    const auto it = info.extra.find(key);
+    if (it == info.extra.end()) return fallback;
+    double v = 0;
+    const char* b = it->second.data();
+    const auto [p, ec] = std::from_chars(b, b + it->second.size(), v);
+    if (ec != std::errc() || p != b + it->second.size() || !std::isfinite(v))
+        throw DataError("segnet: checkpoint '" + shortened(file) + "': metadata '" + key + "' is not a finite number ('" +
+                        shortened(it->second, 60) + "')");
+    return v;
+}
+
 inline CheckpointInfo read_checkpoint_info(const std::filesystem::path& path) {
     return checkpoint_info_from(SafetensorsFile::load(path));
 }
 
 /// Writes model state (+ optimizer state when given) atomically: an interrupted write leaves
-/// the previous file intact.
+/// the previous file intact. Throws NonFiniteTensor, writing nothing, when a tensor holds NaN
+/// or Inf: such a file would be refused by load_checkpoint, so it must never replace one that loads.
 template <class M>
 void save_checkpoint(const std::filesystem::path& path, M& model, const CheckpointInfo& info,
                      const Optimizer* optimizer = nullptr) {
@@ -170,6 +211,13 @@ void save_checkpoint(const std::filesystem::path& path, M& model, const Checkpoi
     std::vector<std::pair<std::string, Tensor<Cpu>>> opt;
     if (optimizer) opt = to_named_tensors(optimizer->state());
     for (auto& [name, t] : opt) entries.push_back({"optimizer." + name, shape_of(t.extents()), t.data()});
+    for (const SafetensorsEntry& e : entries) {
+        std::int64_t count = 1;
+        for (std::int64_t d : e.shape) count *= d;
+        if (!std::all_of(e.data, e.data + count, [](float v) { return std::isfinite(v); }))
+            throw NonFiniteTensor("segnet: not writing '" + shortened(path.string()) + "': tensor '" + e.name +
+                                  "' holds NaN or Inf", e.name);
+    }
     std::map<std::string, std::string> meta = info.extra;
     meta["format"] = checkpoint_format;
     meta["model"] = info.model;
@@ -210,6 +258,10 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, M& model, std:
         for (float v : values.back())
             if (!std::isfinite(v))
                 throw DataError("segnet: checkpoint '" + file + "': tensor '" + p.name + "' holds NaN or Inf");
+        // A variance below zero makes batch norm divide by the root of a negative number.
+        if (p.name.ends_with("running_var") &&
+            std::any_of(values.back().begin(), values.back().end(), [](float v) { return v < 0.f; }))
+            throw DataError("segnet: checkpoint '" + file + "': tensor '" + p.name + "' holds a negative variance");
     }
     std::optional<OptimizerState> opt_state;
     if (optimizer) {
@@ -220,6 +272,8 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, M& model, std:
                 throw DataError("segnet: checkpoint '" + file + "': optimizer tensor '" + t.name + "' is not 4-D");
             Tensor<Cpu> v(Extents{int(t.shape[0]), int(t.shape[1]), int(t.shape[2]), int(t.shape[3])});
             f.read_into(t.name, v.span(), t.shape);
+            if (!std::all_of(v.span().begin(), v.span().end(), [](float x) { return std::isfinite(x); }))
+                throw DataError("segnet: checkpoint '" + file + "': tensor '" + t.name + "' holds NaN or Inf");
             tensors.emplace_back(t.name.substr(10), std::move(v));
         }
         if (!tensors.empty()) {

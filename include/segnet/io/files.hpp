@@ -2,6 +2,8 @@
 //
 //   std::vector<unsigned char> bytes = segnet::read_file_bytes("model.safetensors", 1 << 30);
 //   segnet::write_file_atomically("out.bin", [&](segnet::FileSink& f) { f.write(p, n); });
+//   segnet::require_regular_file("palette.txt", "read palette");   // a FIFO would block fopen
+//   segnet::remove_stale_temporaries("runs/a", "last.safetensors");  // left by a killed writer
 //   try { ... } catch (const segnet::DataError& e) { std::cerr << e.what() << "\n"; }
 //
 // Every message names the file and the problem on one line ("segnet: cannot load 'a.png':
@@ -11,20 +13,25 @@
 // or mask behind, and an existing file survives a failed write.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <csignal>
 #include <unistd.h>
 #endif
 
@@ -35,9 +42,23 @@ struct DataError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// A value as a message shows it: control characters as '?', and a long value cut in the
+/// middle to its first 100 and last 57 characters around "..." (the end of a path is the file
+/// name, which identifies it), so that one bad input line cannot make a 3 MB message.
+inline std::string shortened(std::string_view text, std::size_t max_chars = 160) {
+    auto printable = [](std::string_view s) {
+        std::string out;
+        for (char c : s) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
+        return out;
+    };
+    if (text.size() <= max_chars) return printable(text);
+    const std::size_t tail = (max_chars - 3) * 3 / 8, head = max_chars - 3 - tail;
+    return printable(text.substr(0, head)) + "..." + printable(text.substr(text.size() - tail));
+}
+
 namespace io_detail {
 
-inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+inline std::string quoted(const std::filesystem::path& p) { return "'" + shortened(p.string()) + "'"; }
 
 inline std::string errno_text(int err) {
     if (err == ENOENT) return "file not found";
@@ -47,14 +68,37 @@ inline std::string errno_text(int err) {
 
 }  // namespace io_detail
 
+/// Why `path` is not a regular file (or a link to one) that can be read: "file not found", "is a
+/// directory", "is a FIFO (named pipe), not a regular file", ...; "" when it is one.
+inline std::string regular_file_problem(const std::filesystem::path& path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    switch (st.type()) {
+        case fs::file_type::regular: return {};
+        case fs::file_type::not_found: return "file not found";
+        case fs::file_type::directory: return "is a directory";
+        case fs::file_type::fifo: return "is a FIFO (named pipe), not a regular file";
+        case fs::file_type::none: return ec ? ec.message() : "cannot be read";
+        default: return "is not a regular file (a device or socket)";
+    }
+}
+
+/// Throws DataError ("segnet: cannot <what> 'p': is a FIFO ...") unless `path` is a regular
+/// file. Checked before opening: fopen on a FIFO blocks until a writer comes, which for a
+/// mistyped path is forever; a device or socket is never data.
+inline void require_regular_file(const std::filesystem::path& path, const char* what = "read") {
+    if (const std::string problem = regular_file_problem(path); !problem.empty())
+        throw DataError(std::string("segnet: cannot ") + what + " " + io_detail::quoted(path) + ": " + problem);
+}
+
 /// Reads a whole file; `what` is the verb of the message ("load", "read").
-/// Refuses files larger than max_bytes before reading them.
+/// Refuses files larger than max_bytes, and anything but a regular file, before reading.
 inline std::vector<unsigned char> read_file_bytes(const std::filesystem::path& path,
                                                   std::uint64_t max_bytes,
                                                   const char* what = "read") {
     const std::string head = std::string("segnet: cannot ") + what + " " + io_detail::quoted(path) + ": ";
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) throw DataError(head + "is a directory");
+    require_regular_file(path, what);
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw DataError(head + io_detail::errno_text(errno));
     struct Closer {
@@ -146,6 +190,52 @@ void write_file_atomically(const std::filesystem::path& target, WriteContents&& 
         fs::remove(temp, ignored);
         throw;
     }
+}
+
+/// Removes the hidden temporaries of write_file_atomically(folder / target_name) whose writing
+/// process is gone (killed during a save: SIGKILL or power loss leave them; nothing else can).
+/// A temporary of a live process is kept, so a concurrent writer is never disturbed. Returns
+/// how many were removed.
+inline int remove_stale_temporaries(const std::filesystem::path& folder, const std::string& target_name) {
+    namespace fs = std::filesystem;
+    const std::string prefix = "." + target_name + ".tmp-";
+    int removed = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.rfind(prefix, 0) != 0) continue;
+        // "<prefix><pid>-<counter>"
+        const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+#if defined(__unix__) || defined(__APPLE__)
+        if (pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM)) continue;
+#endif
+        std::error_code ignored;
+        if (fs::remove(it->path(), ignored)) ++removed;
+    }
+    return removed;
+}
+
+/// The regular files of `folder` for which keep(path) holds, sorted. An entry whose type cannot
+/// be read (a symlink loop, a dangling link, no permission) is skipped, and skipped(path,
+/// reason) is told, so that one bad entry neither aborts the folder nor is lost without a word.
+inline std::vector<std::filesystem::path> regular_files_in(
+    const std::filesystem::path& folder, const std::function<bool(const std::filesystem::path&)>& keep,
+    const std::function<void(const std::filesystem::path&, const std::string&)>& skipped) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> files;
+    std::error_code ec;
+    fs::directory_iterator it(folder, ec), end;
+    if (ec) throw DataError("segnet: cannot read folder " + io_detail::quoted(folder) + ": " + ec.message());
+    for (; it != end; it.increment(ec)) {
+        if (!keep(it->path())) continue;
+        std::error_code type_ec;
+        const bool regular = it->is_regular_file(type_ec);
+        if (type_ec) skipped(it->path(), type_ec.message());
+        else if (regular) files.push_back(it->path());
+    }
+    if (ec) throw DataError("segnet: cannot read folder " + io_detail::quoted(folder) + ": " + ec.message());
+    std::sort(files.begin(), files.end());
+    return files;
 }
 
 }  // namespace segnet

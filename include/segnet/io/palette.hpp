@@ -53,8 +53,9 @@ public:
     }
 
     static Palette load(const std::filesystem::path& path) {
+        require_regular_file(path, "read palette");
         std::ifstream in(path);
-        if (!in) throw DataError("segnet: cannot read palette '" + path.string() + "': file not found or unreadable");
+        if (!in) throw DataError("segnet: cannot read palette '" + shortened(path.string()) + "': file not found or unreadable");
         Palette p;
         std::string line;
         int number = 0;

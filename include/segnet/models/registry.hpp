@@ -178,6 +178,7 @@ template <class Device>
 struct RegisteredNetwork {
     int classes = 0;
     ModelFactory<Device> make;
+    Analysis (*analyse)(Dims input) = nullptr;  ///< Net::analyse: the shape walk, without building the model
 };
 
 /// The networks registered with register_network(), by name.
@@ -195,7 +196,7 @@ template <NetworkType Net, class Device = Cpu>
 void register_network(std::string name = std::string(Net::name)) {
     registered_networks<Device>()[name] = {Net::analysis.output.c, [](int, std::uint64_t seed) -> std::unique_ptr<AnyModel<Device>> {
         return std::make_unique<Model<Net, Device>>(seed);
-    }};
+    }, &Net::analyse};
 }
 
 /// Throws std::invalid_argument (naming the valid models, or the supported class counts) unless
@@ -227,6 +228,17 @@ std::unique_ptr<AnyModel<Device>> make_model(std::string_view name, int classes,
     return with_model(name, classes, [&]<class Net>() -> std::unique_ptr<AnyModel<Device>> {
         return std::make_unique<Model<Net, Device>>(seed);
     });
+}
+
+/// The shape walk of the model called `name` with `classes` classes for an input of `input`
+/// (channels, height, width), without building it: whether that size fits the network
+/// (Analysis::ok(), else Analysis::diag) and the activation memory it needs. Throws as make_model.
+template <class Device = Cpu>
+Analysis analyse_model(std::string_view name, int classes, Dims input) {
+    check_model<Device>(name, classes);
+    if (const auto it = registered_networks<Device>().find(name); it != registered_networks<Device>().end())
+        return it->second.analyse(input);
+    return with_model(name, classes, [&]<class Net>() { return Net::analyse(input); });
 }
 
 }  // namespace segnet::models

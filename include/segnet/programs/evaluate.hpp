@@ -33,7 +33,8 @@ Prints global accuracy G, class-average accuracy C, mIoU and boundary F1 (BF), a
 per-class table. Void (--ignore) pixels are excluded from G, C and mIoU; BF follows the paper's
 script (void not masked) unless --mask-void-bf.
   --pred DIR         predicted 8-bit label PNGs; each is compared with the file of the same name in --gt
-  --gt DIR           ground-truth label PNGs
+  --gt DIR           ground-truth label PNGs; every one needs a prediction (else an error)
+  --allow-missing    score the predictions there are, when some ground-truth files have none
   --classes K        number of classes with --pred/--gt (default 11; with --weights: the checkpoint's)
   --ignore V         void label (default 11, or the checkpoint's; -1: none)
   --weights CKPT     a checkpoint written by segnet-train
@@ -106,6 +107,7 @@ inline int run(int argc, char** argv) {
     const auto size = args.size("--size");
     const int batch = int(args.integer("--batch", 1, 1, 256));
     const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
+    const bool allow_missing = args.flag("--allow-missing");
     const auto json = args.text("--json");
     const ImageLimits limits = cli::image_limits(args);
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
@@ -119,13 +121,27 @@ inline int run(int argc, char** argv) {
         if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
         const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
         SegmentationEvaluator eval(k, void_label, bf, mask_void);
-        std::vector<fs::path> files;
-        if (!fs::is_directory(*pred)) throw DataError("segnet: --pred '" + *pred + "' is not a folder");
-        if (!fs::is_directory(*gt)) throw DataError("segnet: --gt '" + *gt + "' is not a folder");
-        for (const auto& e : fs::directory_iterator(*pred))
-            if (e.is_regular_file() && e.path().extension() == ".png") files.push_back(e.path());
-        std::sort(files.begin(), files.end());
-        if (files.empty()) throw DataError("segnet: --pred '" + *pred + "' holds no .png label files");
+        if (!fs::is_directory(*pred)) throw DataError("segnet: --pred '" + shortened(*pred) + "' is not a folder");
+        if (!fs::is_directory(*gt)) throw DataError("segnet: --gt '" + shortened(*gt) + "' is not a folder");
+        auto is_png = [](const fs::path& p) { return p.extension() == ".png"; };
+        auto skip = [](const fs::path& skipped, const std::string& why) {
+            std::fprintf(stderr, "segnet-evaluate: skipping '%s': %s\n", shortened(skipped.string()).c_str(), why.c_str());
+        };
+        const std::vector<fs::path> files = regular_files_in(*pred, is_png, skip);
+        if (files.empty()) throw DataError("segnet: --pred '" + shortened(*pred) + "' holds no .png label files");
+        std::size_t unmatched = 0, truths = 0;
+        fs::path first_unmatched;
+        for (const fs::path& truth : regular_files_in(*gt, is_png, skip)) {
+            ++truths;
+            std::error_code ec;
+            if (fs::exists(fs::path(*pred) / truth.filename(), ec)) continue;
+            if (unmatched++ == 0) first_unmatched = truth;
+        }
+        if (unmatched > 0 && !allow_missing)
+            throw DataError("segnet: --pred '" + shortened(*pred) + "' has no prediction for " + std::to_string(unmatched) +
+                            " of the " + std::to_string(truths) + " ground-truth files in '" + shortened(*gt) +
+                            "' (first: '" + shortened(first_unmatched.filename().string()) +
+                            "'); segment them all, or --allow-missing to score only those present");
         for (const auto& p : files) {
             const fs::path truth_file = fs::path(*gt) / p.filename();
             if (!fs::exists(truth_file))
@@ -141,6 +157,9 @@ inline int run(int argc, char** argv) {
                 throw DataError("segnet: '" + p.string() + "' / '" + truth_file.string() + "': " + e.what());
             }
         }
+        if (unmatched > 0)
+            std::printf("note: %zu of the %zu ground-truth files have no prediction and are not scored (--allow-missing)\n",
+                        unmatched, truths);
         report(eval.scores(), k, bf, json);
         return 0;
     }

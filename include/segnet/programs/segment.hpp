@@ -8,6 +8,7 @@
 
 #include "segnet/io/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/programs/preflight.hpp"
 #include "segnet/io/palette.hpp"
 #include "segnet/models/registry.hpp"
 #include "segnet/segnet.hpp"
@@ -16,8 +17,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-
-
+#include <map>
 
 namespace segnet::programs {
 
@@ -27,9 +27,13 @@ namespace fs = std::filesystem;
 
 inline constexpr const char* usage = R"(usage: segnet-segment --weights CKPT --input FILE|DIR|LIST --out DIR [options]
 
-Writes DIR/<name>.png (8-bit labels, same file name as the input) for every input image.
+Writes DIR/<stem>.png (8-bit labels, the input's name with .png) for every input image.
+Refused up front: an --out that is the input folder, two inputs that would write the same
+output (a.png and a.jpg; s1/x.png and s2/x.png), an output that is an input, an image the
+network cannot take or that needs more memory than is available.
   --weights CKPT     a checkpoint written by segnet-train (the model comes from it)
-  --input PATH       an image (.png/.jpg), a folder of images, or a list file (first column)
+  --input PATH       an image (.png/.jpg), a folder of images, or a list file (first column
+                     used: "image" or "image label" per line)
   --out DIR          output folder (created)
   --color            also write DIR/<stem>_color.png, the labels in the palette's colours
   --overlay          also write DIR/<stem>_overlay.png, the colours blended on the image
@@ -38,6 +42,7 @@ Writes DIR/<name>.png (8-bit labels, same file name as the input) for every inpu
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-segment-cuda, -DSEGNET_CUDA=ON)
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
+  --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available)
 )";
 
 inline bool is_image(const fs::path& p) {
@@ -48,20 +53,87 @@ inline bool is_image(const fs::path& p) {
 
 inline std::vector<fs::path> collect_inputs(const fs::path& input) {
     std::vector<fs::path> files;
-    if (fs::is_directory(input)) {
-        for (const auto& e : fs::directory_iterator(input))
-            if (e.is_regular_file() && is_image(e.path())) files.push_back(e.path());
-        std::sort(files.begin(), files.end());
-        if (files.empty()) throw DataError("segnet: '" + input.string() + "' holds no .png/.jpg images");
-    } else if (!fs::exists(input)) {
-        throw DataError("segnet: cannot read '" + input.string() + "': file not found");
+    std::error_code ec;
+    if (fs::is_directory(input, ec)) {
+        files = regular_files_in(input, is_image, [](const fs::path& skipped, const std::string& why) {
+            std::fprintf(stderr, "segnet-segment: skipping '%s': %s\n", shortened(skipped.string()).c_str(), why.c_str());
+        });
+        if (files.empty()) throw DataError("segnet: '" + shortened(input.string()) + "' holds no .png/.jpg images");
     } else if (is_image(input)) {
+        require_regular_file(input, "load");
         files.push_back(input);
-    } else {  // a list file: "image label" per line
-        const SampleList list = read_list_file(input);
-        for (const auto& s : list.samples) files.push_back(s.image);
+    } else {  // a list file: "image" or "image label" per line
+        const SampleList list = read_list_file(input, std::nullopt, ListLabels::optional);
+        for (const auto& s : list.samples) {
+            require_regular_file(s.image, "load");
+            files.push_back(s.image);
+        }
     }
     return files;
+}
+
+/// The files segmenting `image` writes into `out`: the label map, and the colour mask and overlay when asked.
+inline std::vector<fs::path> outputs_of(const fs::path& image, const fs::path& out, bool color, bool with_overlay) {
+    const std::string stem = image.stem().string();
+    std::vector<fs::path> files{out / (stem + ".png")};
+    if (color) files.push_back(out / (stem + "_color.png"));
+    if (with_overlay) files.push_back(out / (stem + "_overlay.png"));
+    return files;
+}
+
+/// A path in one spelling per file (symlinks and "..", "." resolved), to compare paths that may not exist yet.
+inline fs::path identity(const fs::path& p) {
+    std::error_code ec;
+    const fs::path resolved = fs::weakly_canonical(p, ec);
+    return ec ? fs::absolute(p).lexically_normal() : resolved;
+}
+
+/// Refuses, before anything is written, an --out that is the input folder, two inputs whose
+/// outputs share a name, and an output that would replace one of the inputs.
+inline void check_outputs(const fs::path& input, const std::vector<fs::path>& files, const fs::path& out, bool color,
+                          bool with_overlay) {
+    std::error_code ec;
+    if (fs::is_directory(input, ec) && identity(input) == identity(out))
+        throw cli::UsageError("--out '" + shortened(out.string()) + "' is the input folder: the label maps would "
+                              "replace the images; choose another --out");
+    std::map<fs::path, fs::path> inputs, writer;  // identity -> as given
+    for (const fs::path& f : files) inputs.emplace(identity(f), f);
+    for (const fs::path& f : files)
+        for (const fs::path& o : outputs_of(f, out, color, with_overlay)) {
+            const fs::path key = identity(o);
+            if (const auto it = inputs.find(key); it != inputs.end())
+                throw DataError("segnet: '" + shortened(o.string()) + "', an output of '" + shortened(f.string()) +
+                                "', is the input '" + shortened(it->second.string()) + "'; choose another --out");
+            const auto [w, fresh] = writer.emplace(key, f);
+            if (!fresh)
+                throw DataError("segnet: '" + shortened(w->second.string()) + "' and '" + shortened(f.string()) +
+                                "' would both write '" + shortened(o.string()) +
+                                "'; rename one, or segment them into separate --out folders");
+        }
+}
+
+/// Reads every image's header and refuses, before anything is written, an image the network
+/// cannot take at its run size or whose segmentation needs more memory than the budget.
+template <class Device>
+void check_sizes(const std::vector<fs::path>& files, const CheckpointInfo& info,
+                 const std::optional<std::pair<int, int>>& size, const ImageLimits& limits,
+                 const cli::MemoryBudget& budget) {
+    std::map<std::pair<int, int>, Analysis> analysed;  // by run size: most folders hold one size
+    for (const fs::path& file : files) {
+        const ImageInfo image = read_image_info(file, limits);
+        const std::string what = "'" + shortened(file.string()) + "'";
+        image_detail::check_limits(image, limits, file);
+        const auto run = size.value_or(std::pair{image.height, image.width});
+        auto it = analysed.find(run);
+        if (it == analysed.end() && size)
+            it = analysed.emplace(run, cli::require_input_size<Device, cli::UsageError>(info.model, info.classes,
+                                                                                        run.first, run.second, "--size")).first;
+        else if (it == analysed.end())
+            it = analysed.emplace(run, cli::require_input_size<Device>(info.model, info.classes, run.first, run.second, what)).first;
+        cli::require_memory(cli::inference_bytes(it->second, image.height, image.width), budget,
+                            what + " (" + std::to_string(image.width) + "x" + std::to_string(image.height) + ")",
+                            "use --size HxW to run the network smaller, or a larger --max-memory");
+    }
 }
 
 /// Loads the checkpoint into a model on Device and writes the label PNGs (and colour/overlay) of `files`.
@@ -85,11 +157,11 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
         Tensor<Cpu, std::uint8_t> labels =
             EvalDevice<Device>::predict_labels(model.forward(staging.images(x), Mode::eval));
         if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
-        const fs::path stem = out / file.stem();
-        write_label_png(out / (file.stem().string() + ".png"), labels.view());
-        if (color) write_rgb_png(stem.string() + "_color.png", colorize(labels.view(), palette));
-        if (with_overlay) write_rgb_png(stem.string() + "_overlay.png", overlay(rgb, labels.view(), palette));
-        std::printf("%s -> %s\n", file.string().c_str(), (out / (file.stem().string() + ".png")).string().c_str());
+        const std::vector<fs::path> written = outputs_of(file, out, color, with_overlay);
+        write_label_png(written[0], labels.view());
+        if (color) write_rgb_png(written[1], colorize(labels.view(), palette));
+        if (with_overlay) write_rgb_png(written.back(), overlay(rgb, labels.view(), palette));
+        std::printf("%s -> %s\n", file.string().c_str(), written[0].string().c_str());
     }
 }
 
@@ -104,12 +176,16 @@ inline int run(int argc, char** argv) {
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     const ImageLimits limits = cli::image_limits(args);
+    const cli::MemoryBudget budget = cli::memory_budget(args);
     args.finish();
     cli::require_device("segnet-segment", device);
 
     const CheckpointInfo info = read_checkpoint_info(weights);
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
     const std::vector<fs::path> files = collect_inputs(input);
+    check_outputs(input, files, out, color, with_overlay);
+    if (device == "cuda") check_sizes<cli::CudaDevice>(files, info, size, limits, budget);
+    else check_sizes<Cpu>(files, info, size, limits, budget);
     cli::create_output_folder(out);
 
     if (device == "cuda") segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay, limits);

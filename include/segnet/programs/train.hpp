@@ -10,6 +10,7 @@
 
 #include "segnet/models/registry.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/programs/preflight.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/train/class_balance.hpp"
 #include "segnet/train/trainer.hpp"
@@ -17,8 +18,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
-
-
+#include <map>
 
 namespace segnet::programs {
 
@@ -54,16 +54,65 @@ optimisation
   --best METRIC          g (global accuracy, the paper's choice; default) | miou
   --no-bf                skip the boundary F1 in validation (faster)
 run
-  --out DIR              output folder (created)
+  --out DIR              output folder (created); one that holds another run is refused
+  --overwrite            start afresh in an --out that holds a run (replaces its last.safetensors
+                         and log.csv, removes its best.safetensors)
   --resume CKPT          continue from a checkpoint written by segnet-train
   --threads T            CPU threads (default: all)
   --seed S               initialisation, data order and augmentation seed (default 0)
   --device cpu|cuda      where to train (default cpu; cuda: segnet-train-cuda, built with -DSEGNET_CUDA=ON)
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
+  --max-memory N         memory the run may use, e.g. 8G (default: what the machine has available)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
 )";
 
 inline void on_interrupt(int) { request_training_stop(); }
+
+/// Refuses an --out that holds a training run (last.safetensors, best.safetensors or log.csv),
+/// unless this run resumes a checkpoint of that folder or --overwrite says to start afresh
+/// (which removes the old best.safetensors, so that it is not taken for the new run's).
+inline void check_output_run(const fs::path& out, const std::optional<std::string>& resume, bool overwrite) {
+    std::error_code ec;
+    std::string found;
+    for (const char* name : {"last.safetensors", "best.safetensors", "log.csv"})
+        if (fs::exists(out / name, ec)) found += (found.empty() ? "" : ", ") + std::string(name);
+    if (found.empty()) return;
+    if (resume && fs::equivalent(fs::path(*resume).parent_path().empty() ? "." : fs::path(*resume).parent_path(), out, ec))
+        return;
+    if (!overwrite)
+        throw cli::UsageError("--out '" + shortened(out.string()) + "' holds a training run (" + found +
+                              "); continue it with --resume " + shortened((out / "last.safetensors").string()) +
+                              ", choose another --out, or give --overwrite to replace it");
+    if (!resume) fs::remove(out / "best.safetensors", ec);
+}
+
+/// Refuses, before training starts, a set whose images the network cannot take at the run size
+/// (--size, else their own), mixed image sizes in batches of more than one without --size, and
+/// a batch that needs more memory than the budget (training set only: `budget` null for validation).
+template <class Device>
+void check_sample_sizes(const SegmentationDataset& set, const TrainOptions& o, const cli::MemoryBudget* budget) {
+    std::map<std::pair<int, int>, std::size_t> sizes;  // run size -> its first sample
+    for (std::size_t i = 0; i < set.size() && !set.in_memory(); ++i) {
+        const ImageInfo image = read_image_info(set.list().samples[i].image);
+        const std::pair run = o.height ? std::pair{o.height, o.width} : std::pair{image.height, image.width};
+        sizes.emplace(run, i);
+    }
+    if (sizes.size() > 1 && o.batch_size > 1) {
+        const auto& [a, b] = std::pair{*sizes.begin(), *std::next(sizes.begin())};
+        throw cli::UsageError(set.where(b.second) + ": image is " + std::to_string(b.first.second) + "x" +
+                              std::to_string(b.first.first) + " but " + set.where(a.second) + " is " +
+                              std::to_string(a.first.second) + "x" + std::to_string(a.first.first) +
+                              "; a batch needs one size: give --size HxW, or --batch 1");
+    }
+    for (const auto& [run, first] : sizes) {
+        const Analysis a = cli::require_input_size<Device>(o.model_name, o.classes, run.first, run.second, set.where(first));
+        if (budget)
+            cli::require_memory(cli::training_bytes(a, o.batch_size), *budget,
+                                "training " + o.model_name + " on " + std::to_string(run.second) + "x" +
+                                    std::to_string(run.first) + " images in batches of " + std::to_string(o.batch_size),
+                                "use a smaller --batch or --size, or a larger --max-memory");
+    }
+}
 
 /// Builds the model on Device (initialised with o.seed, or restored by train() from o.resume) and trains it.
 template <class Device>
@@ -101,13 +150,19 @@ inline int run(int argc, char** argv) {
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
     const ImageLimits limits = cli::image_limits(args);
+    const cli::MemoryBudget budget = cli::memory_budget(args);
+    const bool overwrite = args.flag("--overwrite");
     args.finish();
     cli::require_device("segnet-train", device);
 
     if (resume) {
         const CheckpointInfo saved = read_checkpoint_info(*resume);
+        (void)resume_state(saved, *resume);  // a bad value is one line now, not a failure after the banner
         if (model_arg && *model_arg != saved.model)
             throw cli::UsageError("--model " + *model_arg + " differs from the checkpoint's model '" + saved.model + "'");
+        if (saved.epoch >= o.epochs)
+            throw cli::UsageError("--epochs " + std::to_string(o.epochs) + ": '" + shortened(*resume) + "' has " +
+                                  std::to_string(saved.epoch) + " epochs done already; give a larger --epochs");
         o.model_name = saved.model;
         o.classes = saved.classes;
         o.ignore_label = saved.ignore_label;
@@ -122,7 +177,12 @@ inline int run(int argc, char** argv) {
     // a clear error before reading any data
     if (device == "cuda") models::check_model<cli::CudaDevice>(o.model_name, o.classes);
     else models::check_model<Cpu>(o.model_name, o.classes);
+    if (o.height && device == "cuda")
+        cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
+    else if (o.height)
+        cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
 
+    check_output_run(o.out_dir, resume, overwrite);
     cli::create_output_folder(o.out_dir);
     DatasetOptions dopt;
     dopt.classes = o.classes;
@@ -139,6 +199,13 @@ inline int run(int argc, char** argv) {
         DatasetOptions vopt = dopt;
         vopt.normalization = o.normalization;
         val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
+    }
+    if (device == "cuda") {
+        check_sample_sizes<cli::CudaDevice>(train_set, o, &budget);
+        if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, o, nullptr);
+    } else {
+        check_sample_sizes<Cpu>(train_set, o, &budget);
+        if (val_set) check_sample_sizes<Cpu>(*val_set, o, nullptr);
     }
 
     if (balance == "median") {
@@ -157,14 +224,16 @@ inline int run(int argc, char** argv) {
         o.augmentation.crop_height = o.height ? o.height : first.label.h();
         o.augmentation.crop_width = o.width ? o.width : first.label.w();
     }
-    std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
-              << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
-              << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(cpu::num_threads()) + " threads");
-    if (!o.class_weights.empty()) {
-        std::cerr << ", class weights";
-        for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
-    }
-    std::cerr << "\n";
+    o.on_start = [&] {
+        std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
+                  << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
+                  << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(cpu::num_threads()) + " threads");
+        if (!o.class_weights.empty()) {
+            std::cerr << ", class weights";
+            for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
+        }
+        std::cerr << "\n";
+    };
 
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "segnet/core/tensor.hpp"
+#include "segnet/io/files.hpp"
 
 namespace segnet {
 
@@ -193,6 +194,7 @@ inline std::vector<float> parse_class_weights(std::istream& in, std::string_view
 
 /// Reads class weights from a text file in the format of parse_class_weights.
 inline std::vector<float> read_class_weights(const std::filesystem::path& path, int num_classes) {
+    require_regular_file(path, "read class weights");
     std::ifstream in(path);
     if (!in)
         throw std::invalid_argument("segnet::read_class_weights: cannot open '" + path.string() + "'");

@@ -22,8 +22,13 @@
 // epoch and batch position; the data order and augmentation depend only on (seed, epoch,
 // position), so a resumed run continues exactly as if it had not stopped. A stop request
 // (request_training_stop(), e.g. from a SIGINT handler) is honoured at the next batch: the
-// state is saved to last.safetensors and train() returns `interrupted`. A NaN/Inf loss stops
-// the run with TrainingDiverged before anything is written: the last good checkpoint stays.
+// state is saved to last.safetensors and train() returns `interrupted`. A NaN/Inf loss, weight,
+// batch-norm statistic, optimizer state or loss sum stops the run with TrainingDiverged before
+// anything is written: the last good checkpoint stays, and the message names it.
+//
+// log.csv: a fresh run starts it anew; a resumed run keeps the rows up to the resumed epoch and
+// drops later ones (written after the checkpoint was), so no epoch is listed twice. A run also
+// removes the temporaries a killed save left in out_dir (io/files.hpp remove_stale_temporaries).
 #pragma once
 
 #include <atomic>
@@ -32,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -93,6 +99,10 @@ struct TrainOptions {
     ProgressStyle progress = ProgressStyle::automatic;
     std::ostream* log = nullptr;  ///< progress and messages (default std::cerr)
     int prefetch = 2;
+    /// Called once everything train() checks up front has passed (the resumed checkpoint loaded,
+    /// its position fits the data), before log.csv is touched: a program prints its banner here,
+    /// so that a refusal is the only line it prints.
+    std::function<void()> on_start{};
 };
 
 struct EpochRecord {
@@ -129,6 +139,53 @@ inline std::string number(double v, int precision = 4) {
 }
 
 }  // namespace trainer_detail
+
+/// The running statistics of an epoch in progress, as a checkpoint carries them for resume.
+struct ResumeState {
+    double epoch_loss_sum = 0;
+    std::int64_t epoch_loss_count = 0;
+    double epoch_seconds = 0;
+    double best_value = -1;  ///< the best validation metric so far (-1: none yet)
+};
+
+/// The resume state in a checkpoint's metadata; throws DataError naming `file` and the key for a
+/// value that is not a finite number or a count that is not a whole number >= 0.
+inline ResumeState resume_state(const CheckpointInfo& saved, const std::string& file) {
+    ResumeState r;
+    r.epoch_loss_sum = checkpoint_extra_number(saved, "epoch_loss_sum", 0, file);
+    const double count = checkpoint_extra_number(saved, "epoch_loss_count", 0, file);
+    if (count < 0 || count > 1e15 || count != std::floor(count))
+        throw DataError("segnet: checkpoint '" + shortened(file) + "': metadata 'epoch_loss_count' is " +
+                        std::to_string(count) + ", not a count of steps");
+    r.epoch_loss_count = std::int64_t(count);
+    r.epoch_seconds = checkpoint_extra_number(saved, "epoch_seconds", 0, file);
+    r.best_value = checkpoint_extra_number(saved, "best_value", -1, file);
+    return r;
+}
+
+/// Keeps log.csv's header and its rows up to `epoch` (the epochs a resumed checkpoint had
+/// completed), dropping the rows of epochs run after that checkpoint was written, so that the
+/// resumed run does not list them twice. Rewrites the file atomically, only when it changes.
+inline void keep_log_rows_through(const std::filesystem::path& csv_path, int epoch) {
+    std::ifstream in(csv_path);
+    if (!in) return;
+    std::string line, kept;
+    bool dropped = false, header = true;
+    while (std::getline(in, line)) {
+        if (!header) {
+            char* end = nullptr;
+            const long row_epoch = std::strtol(line.c_str(), &end, 10);
+            if (end == line.c_str() || row_epoch > epoch) {
+                dropped = true;
+                continue;
+            }
+        }
+        header = false;
+        kept += line + "\n";
+    }
+    in.close();
+    if (dropped) write_file_atomically(csv_path, [&](FileSink& f) { f.write(kept); });
+}
 
 /// The device-specific steps of training (declared in train/evaluate.hpp with EvalDevice).
 /// Specialised for Cpu here, for Cuda in backend/cuda/programs.cuh.
@@ -174,6 +231,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     }
     const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
                csv_path = o.out_dir / "log.csv";
+    for (const char* name : {"last.safetensors", "best.safetensors", "log.csv"}) remove_stale_temporaries(o.out_dir, name);
 
     auto optimizer = Ops::optimizer(o.optimizer, model.parameters(), o.optimizer_options);
     ScheduleOptions so = o.schedule_options;
@@ -191,23 +249,21 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     LoaderPosition start{};
     double epoch_loss_sum = 0, epoch_seconds = 0, best_value = -1;
     std::int64_t epoch_loss_count = 0;
+    std::ostringstream resume_notes;  // printed after the checks, so that a refusal stays one line
     if (!o.resume.empty()) {
         const CheckpointInfo saved = load_checkpoint(o.resume, model, o.model_name, optimizer.get());
         if (saved.seed != o.seed)
-            log << "segnet-train: note: continuing with the checkpoint's seed " << saved.seed << " (not " << o.seed
-                << ") so that the data order continues exactly\n";
+            resume_notes << "segnet-train: note: continuing with the checkpoint's seed " << saved.seed << " (not "
+                         << o.seed << ") so that the data order continues exactly\n";
         info.seed = saved.seed;
         start = {saved.epoch, saved.batch};
-        auto extra = [&](const char* key, double fallback) {
-            const auto it = saved.extra.find(key);
-            return it == saved.extra.end() ? fallback : std::stod(it->second);
-        };
-        epoch_loss_sum = extra("epoch_loss_sum", 0);
-        epoch_loss_count = std::int64_t(extra("epoch_loss_count", 0));
-        epoch_seconds = extra("epoch_seconds", 0);
-        best_value = extra("best_value", -1);
-        log << "segnet-train: resuming '" << o.resume.string() << "' at epoch " << start.epoch + 1 << ", batch "
-            << start.batch + 1 << "\n";
+        const ResumeState r = resume_state(saved, o.resume.string());
+        epoch_loss_sum = r.epoch_loss_sum;
+        epoch_loss_count = r.epoch_loss_count;
+        epoch_seconds = r.epoch_seconds;
+        best_value = r.best_value;
+        resume_notes << "segnet-train: resuming '" << o.resume.string() << "' at epoch " << start.epoch + 1
+                     << ", batch " << start.batch + 1 << "\n";
     }
 
     LoaderOptions lo;
@@ -221,20 +277,53 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     BatchLoader loader(train_set, lo, start);
     const std::int64_t per_epoch = std::int64_t(loader.batches_per_epoch());
     const std::int64_t total_steps = per_epoch * o.epochs;
+    if (std::int64_t(start.batch) >= per_epoch)
+        throw DataError("segnet: checkpoint '" + shortened(o.resume.string()) + "' continues at batch " +
+                        std::to_string(start.batch + 1) + ", but an epoch has " + std::to_string(per_epoch) +
+                        " batches (" + std::to_string(train_set.size()) + " images, --batch " +
+                        std::to_string(o.batch_size) + "); resume with the list and --batch it was trained with");
 
     const bool bar = o.progress == ProgressStyle::bar ||
                      (o.progress == ProgressStyle::automatic && &log == &std::cerr && isatty(STDERR_FILENO));
     const bool lines = o.progress == ProgressStyle::lines || (o.progress == ProgressStyle::automatic && !bar);
 
-    bool csv_exists = std::filesystem::exists(csv_path);
-    std::ofstream csv(csv_path, std::ios::app);
+    if (o.on_start) o.on_start();
+    log << resume_notes.str();
+    if (!o.resume.empty()) keep_log_rows_through(csv_path, start.epoch);
+    const bool new_log = o.resume.empty() || !std::filesystem::exists(csv_path);
+    std::ofstream csv(csv_path, new_log ? std::ios::trunc : std::ios::app);
     if (!csv) throw std::runtime_error("segnet-train: cannot write '" + csv_path.string() + "'");
-    if (!csv_exists) csv << "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
+    if (new_log) csv << "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
 
     TrainResult result;
     result.last_checkpoint = last_path;
     result.best_checkpoint = best_path;
-    auto save_last = [&](int epoch, std::size_t batch) {
+    // The checkpoint a diverged run leaves to continue from: this run's last save, else the one it resumed.
+    bool saved_last = false;
+    auto at_step = [](int epoch, std::size_t batch) {
+        return "at epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(batch + 1);
+    };
+    auto diverged = [&](const std::string& when, const std::string& what) {
+        if (bar) log << "\n";
+        const std::filesystem::path good = saved_last ? last_path : o.resume;
+        return TrainingDiverged("segnet-train: training diverged " + when + ": " + what + "; stopped without saving, " +
+                                (good.empty() ? std::string("no checkpoint was written")
+                                              : "the last good checkpoint is '" + good.string() + "'") +
+                                " (try a lower learning rate)");
+    };
+    // Every saved tensor and statistic must be finite (else the file would not load): a run that
+    // reaches a NaN or Inf has diverged, and the file it would replace stays.
+    auto save_checked = [&](const std::filesystem::path& path, const Optimizer* opt, const std::string& when) {
+        if (!std::isfinite(epoch_loss_sum) || !std::isfinite(best_value))
+            throw diverged(when, "the epoch's loss sum is " + std::to_string(epoch_loss_sum));
+        try {
+            save_checkpoint(path, model, info, opt);
+        } catch (const NonFiniteTensor& e) {
+            throw diverged(when, "tensor '" + e.tensor + "' holds NaN or Inf");
+        }
+    };
+    // (epoch, batch): the step training continues with; `when` names it in a divergence message.
+    auto save_last = [&](int epoch, std::size_t batch, const std::string& when) {
         info.epoch = epoch;
         info.batch = batch;
         info.extra["epoch_loss_sum"] = number(epoch_loss_sum, 17);
@@ -242,7 +331,8 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         info.extra["epoch_seconds"] = number(epoch_seconds, 3);
         info.extra["best_value"] = number(best_value, 17);
         info.extra["best_metric"] = o.best == BestMetric::global_accuracy ? "global_accuracy" : "mean_iou";
-        save_checkpoint(last_path, model, info, optimizer.get());
+        save_checked(last_path, optimizer.get(), when);
+        saved_last = true;
     };
 
     Tensor<Device> grad;
@@ -257,7 +347,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             const bool stop = training_stop_flag().load() || (o.stop_after_steps >= 0 && steps_this_run >= o.stop_after_steps);
             if (stop) {
                 epoch_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
-                save_last(epoch, batch->batch);
+                save_last(epoch, batch->batch, at_step(epoch, batch->batch));
                 if (bar) log << "\n";
                 log << "segnet-train: stopped at epoch " << epoch + 1 << ", batch " << batch->batch + 1
                     << "; state saved to '" << last_path.string() << "' (resume with --resume)\n";
@@ -269,24 +359,14 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
             grad.resize(logits.extents());
             const double value = Ops::forward_backward(loss, logits, staging.labels(batch->labels), grad);
-            if (!std::isfinite(value)) {
-                if (bar) log << "\n";
-                throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
-                                       ", batch " + std::to_string(batch->batch + 1) + ": the loss is " +
-                                       (std::isnan(value) ? "NaN" : "Inf") + "; stopped without saving, the last good "
-                                       "checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
-            }
+            if (!std::isfinite(value))
+                throw diverged(at_step(epoch, batch->batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
             model.zero_grad();
             model.backward(grad);
             optimizer->step();
             // A finite loss can still end in an update that overflows: never save such weights.
-            if (const auto* p = Ops::first_nonfinite(trainable)) {
-                if (bar) log << "\n";
-                throw TrainingDiverged("segnet-train: training diverged at epoch " + std::to_string(epoch + 1) +
-                                       ", batch " + std::to_string(batch->batch + 1) + ": parameter '" + p->name +
-                                       "' became NaN or Inf after the update; stopped without saving, the last "
-                                       "good checkpoint is '" + last_path.string() + "' (try a lower learning rate)");
-            }
+            if (const auto* p = Ops::first_nonfinite(trainable))
+                throw diverged(at_step(epoch, batch->batch), "parameter '" + p->name + "' became NaN or Inf after the update");
             ++steps_this_run;
             epoch_loss_sum += value;
             ++epoch_loss_count;
@@ -349,10 +429,11 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                 result.best = v;
             }
         }
-        save_last(epoch + 1, 0);
+        const std::string epoch_end = "at the end of epoch " + std::to_string(epoch + 1);
+        save_last(epoch + 1, 0, epoch_end);
         if (improved) {
             info.extra["best_epoch"] = std::to_string(record.epoch);
-            save_checkpoint(best_path, model, info, nullptr);
+            save_checked(best_path, nullptr, epoch_end);
         }
         result.epochs.push_back(std::move(record));
     }

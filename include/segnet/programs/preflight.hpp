@@ -1,0 +1,94 @@
+// segnet/programs/preflight.hpp: the size and memory checks the programs make before any long
+// work, so that an image the network cannot take or one that needs more memory than there is
+// is one line up front, not a failure (or an out-of-memory kill) in the middle of a run.
+//
+//   const cli::MemoryBudget budget = cli::memory_budget(args);          // --max-memory, else free memory
+//   const Analysis a = cli::require_input_size<Cpu>("segnet-basic", 11, 360, 480, "'a.png'");
+//   cli::require_memory(cli::inference_bytes(a, 360, 480), budget, "'a.png' (360x480)", "use --size HxW");
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <type_traits>
+
+#include "segnet/io/process.hpp"
+#include "segnet/models/registry.hpp"
+#include "segnet/programs/cli.hpp"
+
+namespace segnet::cli {
+
+/// The memory a run may use: --max-memory N (bytes, or with a K/M/G suffix, binary units), else
+/// what the machine has available now (io/process.hpp; unknown: no limit).
+struct MemoryBudget {
+    std::int64_t bytes = -1;  ///< -1: unknown, nothing is refused
+    bool from_flag = false;
+};
+
+inline MemoryBudget memory_budget(Args& args) {
+    const auto text = args.text("--max-memory");
+    if (!text) return {available_memory_bytes(), false};
+    char* end = nullptr;
+    errno = 0;
+    const double number = std::strtod(text->c_str(), &end);
+    const std::string unit = end ? std::string(end) : "";
+    double scale = 0;
+    if (unit.empty()) scale = 1;
+    else if (unit == "K" || unit == "k") scale = 1024.0;
+    else if (unit == "M" || unit == "m") scale = 1024.0 * 1024;
+    else if (unit == "G" || unit == "g") scale = 1024.0 * 1024 * 1024;
+    const double bytes = number * scale;
+    if (text->empty() || end == text->c_str() || scale == 0 || !(bytes >= 1) || bytes > 9.0e18)
+        throw UsageError("--max-memory: expected a size such as 8G, 512M or 1000000 (bytes), got '" +
+                         shortened(*text, 60) + "'");
+    return {std::int64_t(bytes), true};
+}
+
+/// "1.5 GB", or "300 MB" below a gigabyte (binary units, as --max-memory reads them).
+inline std::string memory_size(std::int64_t bytes) {
+    char buf[32];
+    const double mb = double(bytes) / (1024.0 * 1024);
+    if (mb < 1024) std::snprintf(buf, sizeof buf, "%.0f MB", mb);
+    else std::snprintf(buf, sizeof buf, "%.1f GB", mb / 1024);
+    return buf;
+}
+
+/// The network's analysis for an HxW colour input. Throws Error (DataError for an image,
+/// UsageError for --size) when the network cannot take that size: "<what> is 7x7, a size
+/// segnet-basic cannot take: stage 1 (Encoder) ...".
+template <class Device, class Error = DataError>
+Analysis require_input_size(const std::string& model, int classes, int height, int width, const std::string& what) {
+    const Analysis a = models::analyse_model<Device>(model, classes, Dims{3, height, width});
+    if (!a.ok()) {
+        std::string why = describe(a.diag);
+        if (why.rfind("segnet: ", 0) == 0) why = why.substr(8);
+        throw Error(std::string(std::is_same_v<Error, DataError> ? "segnet: " : "") + what + " is " +
+                    std::to_string(width) + "x" + std::to_string(height) + ", a size " + model + " cannot take: " + why);
+    }
+    return a;
+}
+
+/// What segmenting one HxW image at the network's analysed size needs: the network's inference
+/// peak (its largest layer input + output + what encoders keep) and the image in its three
+/// forms (decoded bytes, float tensor, labels).
+inline std::int64_t inference_bytes(const Analysis& network, int image_height, int image_width) {
+    const std::int64_t pixels = std::int64_t(image_height) * image_width;
+    return network.inference_peak_bytes + pixels * (3 + 3 * 4 + 1);
+}
+
+/// What training with `batch` images of the analysed size needs at least: every layer's output
+/// and pool indices kept for backward (gradients reuse those buffers).
+inline std::int64_t training_bytes(const Analysis& network, int batch) {
+    return std::int64_t(batch) * network.training_bytes_per_image;
+}
+
+/// Throws DataError unless `needed` bytes fit the budget: "segnet: <what> needs about 9.1 GB,
+/// over the 1.0 GB available (--max-memory); <remedy>".
+inline void require_memory(std::int64_t needed, const MemoryBudget& budget, const std::string& what,
+                           const std::string& remedy) {
+    if (budget.bytes < 0 || needed <= budget.bytes) return;
+    throw DataError("segnet: " + what + " needs about " + memory_size(needed) + " of memory, over the " +
+                    memory_size(budget.bytes) + (budget.from_flag ? " of --max-memory" : " available") + "; " + remedy);
+}
+
+}  // namespace segnet::cli
