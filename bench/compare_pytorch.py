@@ -63,27 +63,25 @@ def build_torch_models(torch):
     def vgg(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
 
+    def vgg_stages(cin, groups):
+        """One nn.Sequential of vgg blocks per group of output widths; returns them and the last width."""
+        stages = nn.ModuleList()
+        for group in groups:
+            layers = []
+            for c in group:
+                layers += vgg(cin, c)
+                cin = c
+            stages.append(nn.Sequential(*layers))
+        return stages, cin
+
     class SegNet(EncoderDecoder):
         ENC = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
         DEC = [[512, 512, 512], [512, 512, 256], [256, 256, 128], [128, 64], [64]]
 
         def __init__(self, classes=11):
             super().__init__()
-            self.enc = nn.ModuleList()
-            cin = 3
-            for group in self.ENC:
-                layers = []
-                for c in group:
-                    layers += vgg(cin, c)
-                    cin = c
-                self.enc.append(nn.Sequential(*layers))
-            self.dec = nn.ModuleList()
-            for group in self.DEC:
-                layers = []
-                for c in group:
-                    layers += vgg(cin, c)
-                    cin = c
-                self.dec.append(nn.Sequential(*layers))
+            self.enc, cin = vgg_stages(3, self.ENC)
+            self.dec, cin = vgg_stages(cin, self.DEC)
             self.classifier = nn.Conv2d(cin, classes, 3, padding=1)
 
     return {"segnet-basic": SegNetBasic, "segnet": SegNet}

@@ -199,8 +199,8 @@ struct Walker {
                 return fail(Fault::decoder_size, skip.feature.h, cur.h, "Decoder");
             if (!extents_may_match(cur.w, skip.feature.w))
                 return fail(Fault::decoder_size, skip.feature.w, cur.w, "Decoder");
-            const Dims pooled{skip.feature.c, ceil_div_extent(skip.feature.h, skip.pool),
-                              ceil_div_extent(skip.feature.w, skip.pool)};
+            const Dims pooled{skip.feature.c, pooled_extent(skip.feature.h, skip.pool),
+                              pooled_extent(skip.feature.w, skip.pool)};
             if (pooled.spatial_static()) a.skip_elements -= pooled.elements();
         } else {
             info.kind = StageKind::other;
@@ -222,8 +222,8 @@ struct Walker {
         if (s.indices || s.reads_feature) a.reads_encoder = true;
         if (cur.c < skip.feature.c) a.narrow_decoder = true;
         if (!skip.feature.spatial_static()) return;
-        const Dims pooled{skip.feature.c, ceil_div_extent(skip.feature.h, skip.pool),
-                          ceil_div_extent(skip.feature.w, skip.pool)};
+        const Dims pooled{skip.feature.c, pooled_extent(skip.feature.h, skip.pool),
+                          pooled_extent(skip.feature.w, skip.pool)};
         const std::int64_t kept = 4 * ((s.indices ? pooled.elements() : 0) +
                                        std::int64_t(s.channels) * skip.feature.h * skip.feature.w);
         for (int l = stack_layer[depth] + 1; l <= a.layer_count && l <= max_tracked_layers; ++l) live_at(l) += kept;

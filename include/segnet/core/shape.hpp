@@ -16,6 +16,13 @@ namespace segnet {
 /// Marks a height or width that is only known when the model meets an input.
 inline constexpr int dyn = -1;
 
+/// ceil(a / b) for a >= 0, b > 0.
+constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+/// An extent after max pooling with window = stride = k and ceil rounding (Caffe's, SegNet's):
+/// ceil(extent / k), dyn stays dyn. The one rule for a pooled size: the layers' shape rules, the
+/// analysis, the run-time layers and the fused kernels all call it.
+constexpr int pooled_extent(int extent, int k) { return extent == dyn ? dyn : ceil_div(extent, k); }
+
 /// A feature-map shape (one image: channels, height, width) as a constexpr value.
 struct Dims {
     int c = 0;

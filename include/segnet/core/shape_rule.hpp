@@ -50,8 +50,6 @@ struct SkipDims {
     int pool = 0;
 };
 
-/// ceil(a / b) for a known extent, dyn stays dyn.
-constexpr int ceil_div_extent(int a, int b) { return a == dyn ? dyn : (a + b - 1) / b; }
 /// Equal, or not yet known.
 constexpr bool extents_may_match(int a, int b) { return a == dyn || b == dyn || a == b; }
 

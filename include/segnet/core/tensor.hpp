@@ -77,31 +77,37 @@ private:
     Extents ext_{};
 };
 
-/// An owning, 64-byte aligned NCHW host tensor.
-template <class T>
-class Tensor<Cpu, T> {
-public:
-    static constexpr std::size_t alignment = 64;
+namespace detail {
 
-    Tensor() = default;
-    explicit Tensor(Extents e) { resize(e); }
-    Tensor(std::initializer_list<int> dims) { resize(make_extents(dims)); }
-    Tensor(const Tensor& o) : Tensor(o.ext_) { std::copy_n(o.data_, o.size(), data_); }
-    Tensor(Tensor&& o) noexcept { swap(o); }
-    Tensor& operator=(const Tensor& o) {
+/// What every device's owning tensor is, written once: NCHW extents over storage that only grows
+/// (new storage zero-filled), deep copies, cheap moves. `Memory` is the device's storage:
+///   static constexpr const char* name                 "segnet::Tensor", for errors
+///   static T* allocate_zeroed(std::int64_t count)      zero-filled storage for count values
+///   static void deallocate(T* p)                       p may be null
+///   static void copy(T* dst, const T* src, std::int64_t count)
+/// Tensor<Cpu, T> (below) and Tensor<Cuda, T> (backend/cuda/tensor.cuh) add their access.
+template <class Memory, class T>
+class OwnedTensor {
+public:
+    OwnedTensor() = default;
+    explicit OwnedTensor(Extents e) { resize(e); }
+    OwnedTensor(std::initializer_list<int> dims) { resize(make_extents(dims)); }
+    OwnedTensor(const OwnedTensor& o) : OwnedTensor(o.ext_) { Memory::copy(data_, o.data_, o.size()); }
+    OwnedTensor(OwnedTensor&& o) noexcept { swap(o); }
+    OwnedTensor& operator=(const OwnedTensor& o) {
         if (this != &o) {
             resize(o.ext_);
-            std::copy_n(o.data_, o.size(), data_);
+            Memory::copy(data_, o.data_, o.size());
         }
         return *this;
     }
-    Tensor& operator=(Tensor&& o) noexcept {
+    OwnedTensor& operator=(OwnedTensor&& o) noexcept {
         swap(o);
         return *this;
     }
-    ~Tensor() { release(); }
+    ~OwnedTensor() { Memory::deallocate(data_); }
 
-    void swap(Tensor& o) noexcept {
+    void swap(OwnedTensor& o) noexcept {
         std::swap(data_, o.data_);
         std::swap(ext_, o.ext_);
         std::swap(capacity_, o.capacity_);
@@ -111,58 +117,84 @@ public:
     /// zero when storage was reallocated, unspecified otherwise (use fill()).
     void resize(Extents e) {
         if (e.n < 0 || e.c < 0 || e.h < 0 || e.w < 0)
-            throw std::invalid_argument("segnet::Tensor::resize: negative extent in " + to_string(e));
+            throw std::invalid_argument(std::string(Memory::name) + "::resize: negative extent in " + to_string(e));
         const std::int64_t need = e.size();
         if (need > capacity_) {
-            release();
-            const std::size_t bytes =
-                (std::size_t(need) * sizeof(T) + alignment - 1) / alignment * alignment;
-            data_ = static_cast<T*>(std::aligned_alloc(alignment, bytes));
-            if (!data_) throw std::bad_alloc();
-            std::memset(static_cast<void*>(data_), 0, bytes);
+            Memory::deallocate(data_);
+            data_ = nullptr;
+            capacity_ = 0;
+            ext_ = {};
+            data_ = Memory::allocate_zeroed(need);
             capacity_ = need;
         }
         ext_ = e;
     }
     void resize(std::initializer_list<int> dims) { resize(make_extents(dims)); }
-    void fill(T v) { std::fill_n(data_, size(), v); }
-    void zero() { fill(T(0)); }
 
     T* data() { return data_; }
     const T* data() const { return data_; }
     const Extents& extents() const { return ext_; }
     std::int64_t size() const { return ext_.size(); }
     std::int64_t capacity() const { return capacity_; }
+    std::size_t bytes() const { return std::size_t(size()) * sizeof(T); }
     int n() const { return ext_.n; }
     int c() const { return ext_.c; }
     int h() const { return ext_.h; }
     int w() const { return ext_.w; }
     bool empty() const { return size() == 0; }
 
-    std::span<T> span() { return {data_, std::size_t(size())}; }
-    std::span<const T> span() const { return {data_, std::size_t(size())}; }
+private:
+    T* data_ = nullptr;
+    Extents ext_{};
+    std::int64_t capacity_ = 0;
+};
+
+/// Host storage: 64-byte aligned (whole cache lines, aligned vector loads), zero-filled.
+template <class T>
+struct HostMemory {
+    static constexpr const char* name = "segnet::Tensor";
+    static constexpr std::size_t alignment = 64;
+    static T* allocate_zeroed(std::int64_t count) {
+        const std::size_t bytes = (std::size_t(count) * sizeof(T) + alignment - 1) / alignment * alignment;
+        void* p = std::aligned_alloc(alignment, bytes);
+        if (!p) throw std::bad_alloc();
+        std::memset(p, 0, bytes);
+        return static_cast<T*>(p);
+    }
+    static void deallocate(T* p) { std::free(p); }
+    static void copy(T* dst, const T* src, std::int64_t count) { std::copy_n(src, count, dst); }
+};
+
+}  // namespace detail
+
+/// An owning, 64-byte aligned NCHW host tensor.
+template <class T>
+class Tensor<Cpu, T> : public detail::OwnedTensor<detail::HostMemory<T>, T> {
+    using Base = detail::OwnedTensor<detail::HostMemory<T>, T>;
+
+public:
+    static constexpr std::size_t alignment = detail::HostMemory<T>::alignment;
+    using Base::Base;
+    using Base::data;
+    using Base::extents;
+    using Base::size;
+
+    void fill(T v) { std::fill_n(data(), size(), v); }
+    void zero() { fill(T(0)); }
+
+    std::span<T> span() { return {data(), std::size_t(size())}; }
+    std::span<const T> span() const { return {data(), std::size_t(size())}; }
     T& operator()(int n, int c, int h, int w) { return view()(n, c, h, w); }
     const T& operator()(int n, int c, int h, int w) const { return view()(n, c, h, w); }
-    T& operator[](std::int64_t i) { return data_[i]; }
-    const T& operator[](std::int64_t i) const { return data_[i]; }
+    T& operator[](std::int64_t i) { return data()[i]; }
+    const T& operator[](std::int64_t i) const { return data()[i]; }
 
-    TensorView<Cpu, T> view() { return {data_, ext_}; }
-    TensorView<Cpu, const T> view() const { return {data_, ext_}; }
+    TensorView<Cpu, T> view() { return {data(), extents()}; }
+    TensorView<Cpu, const T> view() const { return {data(), extents()}; }
     TensorView<Cpu, T> image(int i) { return view().image(i); }
     TensorView<Cpu, const T> image(int i) const { return view().image(i); }
     operator TensorView<Cpu, T>() { return view(); }
     operator TensorView<Cpu, const T>() const { return view(); }
-
-private:
-    void release() {
-        std::free(data_);
-        data_ = nullptr;
-        capacity_ = 0;
-        ext_ = {};
-    }
-    T* data_ = nullptr;
-    Extents ext_{};
-    std::int64_t capacity_ = 0;
 };
 
 }  // namespace segnet

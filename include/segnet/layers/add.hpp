@@ -18,9 +18,8 @@
 namespace segnet {
 
 template <class Device>
-class AddLayer final : public RuntimeLayer<Device> {
+class AddLayer final : public LinkedLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         if (!link_ || !link_->feature) throw std::logic_error("segnet::Add: forward before its Encoder ran");
         if (x.extents() != link_->feature->extents())
@@ -31,25 +30,18 @@ public:
         return y;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override {
-        if (link_->has_feature_grad) {
-            backend::accumulate(dy, link_->feature_grad);
-        } else {
-            link_->feature_grad.resize(dy.extents());
-            backend::copy(dy, link_->feature_grad);
-            link_->has_feature_grad = true;
-        }
+        link_->send_feature_grad(dy.extents(), [&](Tensor<Device>& grad, bool add) {
+            if (add) backend::accumulate(dy, grad);
+            else backend::copy(dy, grad);
+        });
         return dy;
     }
     /// Backward reads nothing of the forward pass (d loss / d input is dy itself).
-    TrainBufferUse train_buffer_use() const override {
-        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
-    }
-    void connect(SkipLink<Device>* link) override { link_ = link; }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
     std::string_view kind() const override { return "Add"; }
 
 private:
-    Tensor<Device> y_;
-    SkipLink<Device>* link_ = nullptr;
+    using LinkedLayer<Device>::link_;
 };
 
 struct Add {

@@ -67,6 +67,15 @@ struct SkipLink {
     Extents feature_size() const {
         return size_only || feature_extents_of == feature ? feature_extents : feature->extents();
     }
+    /// A skip layer's backward sends d loss / d feature: write(feature_grad, add) writes it into
+    /// feature_grad (sized `size` when it is the first), adding to it when `add` (another skip
+    /// layer of the same Encoder sent one already).
+    template <class Write>
+    void send_feature_grad(const Extents& size, Write write) {
+        if (!has_feature_grad) feature_grad.resize(size);
+        write(feature_grad, has_feature_grad);
+        has_feature_grad = true;
+    }
 };
 
 /// How a layer's train-mode forward and backward use buffers, for the model's buffer pool
@@ -79,6 +88,12 @@ struct TrainBufferUse {
     bool reads_output = true;   // backward reads the values of forward's result
     bool reads_feature = true;  // backward reads the values of its SkipLink's feature map
     bool in_place = false;      // forward_into accepts &out == &x, backward_into &dx == &dy
+
+    /// A pooled layer whose backward reads no values of the forward pass, only sizes it recorded
+    /// (pooling and unpooling, which read their indices; Add and Concat, which pass dy on).
+    static constexpr TrainBufferUse sizes_only() {
+        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
+    }
 };
 
 /// The run-time interface of a layer on a device: what every layer implements (forward,
@@ -118,6 +133,24 @@ public:
     /// Paired layers receive their Encoder's link; others ignore it.
     virtual void connect(SkipLink<Device>*) {}
     virtual std::string_view kind() const = 0;
+};
+
+/// The part the layers paired through a SkipLink share (MaxPool and its Unpool, the upsamplers,
+/// the skip policies): the link connect() sets, and forward() and backward() into the layer's own
+/// buffers through its forward_into() and backward_into() (Add and AddProjected pass dy on as
+/// d loss / d input: they override backward()).
+template <class Device>
+class LinkedLayer : public RuntimeLayer<Device> {
+public:
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
+        return this->forward_into(x, mode, y_);
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return this->backward_into(dy, dx_); }
+    void connect(SkipLink<Device>* link) override { link_ = link; }
+
+protected:
+    Tensor<Device> y_, dx_;
+    SkipLink<Device>* link_ = nullptr;
 };
 
 /// A run-time capability of layers that draw random numbers as they run (Dropout). Their draws
@@ -237,8 +270,6 @@ void add_param(std::vector<ParamRef<Device>>& out, const std::string& name, Tens
 
 /// A tensor's storage sized to hold a parameter of `count` scalars as {1, count, 1, 1}.
 inline Extents vector_extents(int count) { return {1, count, 1, 1}; }
-
-constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 }  // namespace detail
 }  // namespace segnet

@@ -20,10 +20,9 @@
 namespace segnet {
 
 template <class Device>
-class MaxPoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
+class MaxPoolLayer final : public LinkedLayer<Device>, public EvalFusion<Device> {
 public:
     explicit MaxPoolLayer(int k) : k_(k) {}
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     /// The indices stay the layer's own (its Decoder reads them), whichever buffer gets y.
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         eval_pooling(x.extents());
@@ -35,7 +34,7 @@ public:
     /// to the link) without pooling: a convolution fused with this pool writes the indices.
     PoolingOutput<Device> eval_pooling(const Extents& in) override {
         in_ = in;
-        indices_.resize({in.n, in.c, (in.h + k_ - 1) / k_, (in.w + k_ - 1) / k_});
+        indices_.resize({in.n, in.c, pooled_extent(in.h, k_), pooled_extent(in.w, k_)});
         if (link_) {
             link_->indices = &indices_;
             link_->pool = k_;
@@ -43,27 +42,21 @@ public:
         return {&indices_, k_};
     }
     FusionRole fusion_role() const override { return FusionRole::max_pool; }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_);
         backend::max_pool_backward(dy, indices_, dx);
         return dx;
     }
     /// Backward reads only the indices and the input's size.
-    TrainBufferUse train_buffer_use() const override {
-        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
-    }
-    /// An Encoder's pool publishes its indices to the link its Decoder reads.
-    void connect(SkipLink<Device>* link) override { link_ = link; }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
     std::string_view kind() const override { return "MaxPool"; }
     const Tensor<Device, std::int32_t>& indices() const { return indices_; }
 
 private:
+    using LinkedLayer<Device>::link_;  // an Encoder's pool publishes its indices to its Decoder
     int k_;
     Extents in_{};
-    Tensor<Device> y_, dx_;
     Tensor<Device, std::int32_t> indices_;
-    SkipLink<Device>* link_ = nullptr;
 };
 
 template <int K>
@@ -75,7 +68,7 @@ struct MaxPool {
     static constexpr ShapeResult infer(Dims in) {
         if (in.h != dyn && in.h < K) return ShapeResult::fail(Fault::too_small, K, in.h);
         if (in.w != dyn && in.w < K) return ShapeResult::fail(Fault::too_small, K, in.w);
-        return ShapeResult::ok({in.c, ceil_div_extent(in.h, K), ceil_div_extent(in.w, K)});
+        return ShapeResult::ok({in.c, pooled_extent(in.h, K), pooled_extent(in.w, K)});
     }
     static constexpr std::int64_t parameter_count(Dims) { return 0; }
     static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? in.elements() : 0; }
@@ -86,9 +79,8 @@ struct MaxPool {
 };
 
 template <class Device>
-class UnpoolLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
+class UnpoolLayer final : public LinkedLayer<Device>, public EvalFusion<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
         const UnpooledInput<Device> u = eval_unpooled(x);
         in_ = x.extents();
@@ -108,32 +100,27 @@ public:
         return {&x, link_->indices, link_->pool, {x.n(), x.c(), target.h, target.w}};
     }
     FusionRole fusion_role() const override { return FusionRole::unpool; }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_);
         backend::max_unpool_backward(dy, *link_->indices, dx);
         return dx;
     }
     /// Backward reads only its pool's indices and the input's size.
-    TrainBufferUse train_buffer_use() const override {
-        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
-    }
-    void connect(SkipLink<Device>* link) override { link_ = link; }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
     std::string_view kind() const override { return "Unpool"; }
 
 private:
+    using LinkedLayer<Device>::link_;
     Extents in_{};
-    Tensor<Device> y_, dx_;
-    SkipLink<Device>* link_ = nullptr;
 };
 
 namespace detail {
 /// The rule shared by every decoder upsampler: its input is the paired pool's output.
 constexpr ShapeResult check_upsample_input(Dims in, SkipDims skip, int factor) {
-    if (!extents_may_match(in.h, ceil_div_extent(skip.feature.h, factor)))
-        return ShapeResult::fail(Fault::upsample_size, ceil_div_extent(skip.feature.h, factor), in.h);
-    if (!extents_may_match(in.w, ceil_div_extent(skip.feature.w, factor)))
-        return ShapeResult::fail(Fault::upsample_size, ceil_div_extent(skip.feature.w, factor), in.w);
+    if (!extents_may_match(in.h, pooled_extent(skip.feature.h, factor)))
+        return ShapeResult::fail(Fault::upsample_size, pooled_extent(skip.feature.h, factor), in.h);
+    if (!extents_may_match(in.w, pooled_extent(skip.feature.w, factor)))
+        return ShapeResult::fail(Fault::upsample_size, pooled_extent(skip.feature.w, factor), in.w);
     return ShapeResult::ok(in);
 }
 }  // namespace detail

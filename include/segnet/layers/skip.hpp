@@ -56,9 +56,7 @@ class NoSkipLayer final : public RuntimeLayer<Device> {
 public:
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode) override { return x; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return dy; }
-    TrainBufferUse train_buffer_use() const override {
-        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
-    }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
     std::string_view kind() const override { return "NoSkip"; }
 };
 
@@ -79,13 +77,12 @@ struct NoSkip {
 // --- AddProjected -----------------------------------------------------------------------------
 
 template <class Device>
-class AddProjectedLayer final : public RuntimeLayer<Device> {
+class AddProjectedLayer final : public LinkedLayer<Device> {
 public:
     AddProjectedLayer(int channels, int feature_channels) : c_(channels), f_(feature_channels) {
         weight_.resize({c_, f_, 1, 1});
         weight_grad_.resize(weight_.extents());
     }
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         const Tensor<Device>& feature = detail::require_feature(link_, kind());
         const Extents& fe = feature.extents();
@@ -102,15 +99,12 @@ public:
         const Tensor<Device>& feature = *link_->feature;
         const auto g = geometry(dy);
         backend::conv2d_backward_filter(feature, dy, weight_grad_, nullptr, g);
-        if (link_->has_feature_grad) {  // another skip layer sent one already: add to it
-            feature_grad_.resize(feature.extents());
+        link_->send_feature_grad(feature.extents(), [&](Tensor<Device>& grad, bool add) {
+            if (!add) return backend::conv2d_backward_data(dy, weight_, grad, g);
+            feature_grad_.resize(feature.extents());  // W^T * dy here, then added
             backend::conv2d_backward_data(dy, weight_, feature_grad_, g);
-            backend::accumulate(feature_grad_, link_->feature_grad);
-        } else {
-            link_->feature_grad.resize(feature.extents());
-            backend::conv2d_backward_data(dy, weight_, link_->feature_grad, g);
-            link_->has_feature_grad = true;
-        }
+            backend::accumulate(feature_grad_, grad);
+        });
         return dy;
     }
     /// Backward reads the encoder's map (the projection's weight gradient), not x or the output;
@@ -127,16 +121,15 @@ public:
     void collect(std::vector<ParamRef<Device>>& out, const std::string& prefix) override {
         detail::add_param(out, prefix + "weight", weight_, &weight_grad_, {c_, f_, 1, 1}, true);
     }
-    void connect(SkipLink<Device>* link) override { link_ = link; }
     std::string_view kind() const override { return "AddProjected"; }
 
 private:
+    using LinkedLayer<Device>::link_;
     backend::ConvGeometry geometry(const Tensor<Device>& x) const {
         return {f_, x.h(), x.w(), c_, x.h(), x.w(), 1, 1, 0, 1};
     }
     int c_, f_;
-    Tensor<Device> weight_, weight_grad_, y_, feature_grad_;
-    SkipLink<Device>* link_ = nullptr;
+    Tensor<Device> weight_, weight_grad_, feature_grad_;
 };
 
 /// Adds the paired Encoder's FeatureC-channel map, reduced to C channels by a learned 1x1
@@ -167,9 +160,8 @@ struct AddProjected {
 // --- Concat -----------------------------------------------------------------------------------
 
 template <class Device>
-class ConcatLayer final : public RuntimeLayer<Device> {
+class ConcatLayer final : public LinkedLayer<Device> {
 public:
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         const Tensor<Device>& feature = detail::require_feature(link_, kind());
         const Extents& fe = feature.extents();
@@ -182,31 +174,22 @@ public:
         backend::copy_channels(feature, 0, out, x.c(), fe.c);
         return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_);
         backend::copy_channels(dy, 0, dx, 0, in_.c);
         const Extents fe = link_->feature_size();  // only the size: the map's buffer may be reused
-        if (link_->has_feature_grad) {
-            backend::copy_channels(dy, in_.c, link_->feature_grad, 0, fe.c, true);
-        } else {
-            link_->feature_grad.resize(fe);
-            backend::copy_channels(dy, in_.c, link_->feature_grad, 0, fe.c);
-            link_->has_feature_grad = true;
-        }
+        link_->send_feature_grad(fe, [&](Tensor<Device>& grad, bool add) {
+            backend::copy_channels(dy, in_.c, grad, 0, fe.c, add);
+        });
         return dx;
     }
     /// Backward only splits dy: it reads the sizes it recorded, no values of the forward pass.
-    TrainBufferUse train_buffer_use() const override {
-        return {.pooled = true, .reads_input = false, .reads_output = false, .reads_feature = false};
-    }
-    void connect(SkipLink<Device>* link) override { link_ = link; }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
     std::string_view kind() const override { return "Concat"; }
 
 private:
+    using LinkedLayer<Device>::link_;
     Extents in_{};
-    Tensor<Device> y_, dx_;
-    SkipLink<Device>* link_ = nullptr;
 };
 
 /// Appends the paired Encoder's map to the decoder's along channels (U-Net): {C, H, W} and an

@@ -41,7 +41,7 @@ inline std::vector<float> bilinear_kernel(int k) {
 
 /// A transposed convolution whose output size is its paired Encoder's pre-pool size.
 template <class Device>
-class TransposedConvLayer final : public RuntimeLayer<Device> {
+class TransposedConvLayer final : public LinkedLayer<Device> {
 public:
     TransposedConvLayer(int in_c, int out_c, int k, int stride, bool depthwise, bool learnable, UpsampleInit init,
                         std::string_view kind)
@@ -50,7 +50,6 @@ public:
         weight_.resize({in_c, out_c / groups_, k, k});
         if (learnable_) weight_grad_.resize(weight_.extents());
     }
-    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
     const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& out) override {
         if (!link_ || !link_->published())
             throw std::logic_error("segnet::" + std::string(kind_) + ": forward before its Encoder ran");
@@ -62,7 +61,6 @@ public:
         backend::conv2d_backward_data(x, weight_, out, geometry());
         return out;
     }
-    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(in_size_);
         const auto g = geometry();
@@ -92,10 +90,10 @@ public:
     void collect(std::vector<ParamRef<Device>>& out, const std::string& prefix) override {
         if (learnable_) detail::add_param(out, prefix + "weight", weight_, &weight_grad_, {in_c_, out_c_ / groups_, k_, k_}, true);
     }
-    void connect(SkipLink<Device>* link) override { link_ = link; }
     std::string_view kind() const override { return kind_; }
 
 private:
+    using LinkedLayer<Device>::link_;
     // A transposed convolution is the backward-data of the convolution that maps its output
     // (out_c, the encoder's pre-pool size) to its input (in_c, pooled size).
     // Sizes from the last forward.
@@ -107,10 +105,9 @@ private:
     bool learnable_;
     UpsampleInit init_;
     std::string_view kind_;
-    Tensor<Device> weight_, weight_grad_, y_, dx_;
+    Tensor<Device> weight_, weight_grad_;
     Extents in_size_{}, out_size_{};  // the last forward's
     const Tensor<Device>* x_ = nullptr;
-    SkipLink<Device>* link_ = nullptr;
 };
 
 /// Fixed (not learned) bilinear upsampling by Factor, per channel.
@@ -120,7 +117,7 @@ struct BilinearUpsample {
     static constexpr std::string_view name = "BilinearUpsample";
     static constexpr int factor = Factor, kernel = 2 * Factor - Factor % 2;
     /// A kernel of size k with stride f reads ceil(k / f) inputs per axis.
-    static constexpr LayerGeometry geometry{detail::ceil_div(kernel, Factor), 1, Factor};
+    static constexpr LayerGeometry geometry{ceil_div(kernel, Factor), 1, Factor};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (auto r = detail::check_upsample_input(in, skip, Factor); r.fault != Fault::none) return r;
         return ShapeResult::ok({in.c, skip.feature.h, skip.feature.w});
@@ -143,7 +140,7 @@ struct TransposedConv {
     static_assert(Stride >= 2 && K >= Stride, "TransposedConv<OutC, K, Stride>: need Stride >= 2 and K >= Stride");
     static constexpr std::string_view name = "TransposedConv";
     static constexpr int factor = Stride;
-    static constexpr LayerGeometry geometry{detail::ceil_div(K, Stride), 1, Stride};
+    static constexpr LayerGeometry geometry{ceil_div(K, Stride), 1, Stride};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (auto r = detail::check_upsample_input(in, skip, Stride); r.fault != Fault::none) return r;
         return ShapeResult::ok({OutC, skip.feature.h, skip.feature.w});

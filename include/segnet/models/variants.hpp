@@ -39,18 +39,28 @@ using VariantDecoder = Decoder<Upsample, Skip, Block<Conv<C, 7, Bias::without>, 
 template <class Upsample, class Skip = NoSkip>
 using DepthwiseDecoder = Decoder<Upsample, Skip, Block<DepthwiseConv<7>, BatchNorm>>;
 
+/// Every variant's frame: SegNet-Basic's input and four encoders, then `Head...` (FCN's score
+/// layer, or nothing), four decoders (three `Dec`, then `Last`) and the classifier.
+template <int Classes, class Dec, class Last = Dec, class... Head>
+using BasicVariant = Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
+                             Head..., Dec, Dec, Dec, Last, Classifier<Classes>>;
+
 /// FCN's learned deconvolution: 4x4 kernel, stride 2, bilinear initialisation (FCN's upscore).
 template <int C>
 using Deconv = TransposedConv<C, 4, 2, UpsampleInit::bilinear>;
+
+/// The FCN variants' frame: three learned deconvolutions and a fixed bilinear upsampling, each
+/// decoder with the skip policy `Skip` and a C-channel body; `Head...` before the decoders.
+template <int Classes, class Skip, int C = 64, class... Head>
+using FcnVariant = BasicVariant<Classes, VariantDecoder<Deconv<C>, Skip, C>,
+                                VariantDecoder<BilinearUpsample<2>, Skip, C>, Head...>;
 
 // Bilinear-Interpolation (paper: 0.625M, storage 0). Fixed bilinear upsampling (no learning)
 // and single-channel 7x7 decoders, as SegNet-Basic-SingleChannelDecoder (same parameters):
 //   612,288 + 4 x 3,264 + 715 = 626,059   (+0.2%)
 template <int Classes>
 struct BilinearInterpolation
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
-              DepthwiseDecoder<BilinearUpsample<2>>, DepthwiseDecoder<BilinearUpsample<2>>,
-              DepthwiseDecoder<BilinearUpsample<2>>, DepthwiseDecoder<BilinearUpsample<2>>, Classifier<Classes>> {
+    : BasicVariant<Classes, DepthwiseDecoder<BilinearUpsample<2>>> {
     static constexpr std::string_view name = "bilinear-interpolation";
     static constexpr PaperFigures paper{625'000, PaperStorage::multiplier(0)};
 };
@@ -60,9 +70,7 @@ struct BilinearInterpolation
 //   612,288 + 4 x 200,832 + 715 = 1,416,331   (-0.6%, the same count as SegNet-Basic)
 template <int Classes>
 struct SegNetBasicEncoderAddition
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
-              VariantDecoder<Unpool<2>, Add>, VariantDecoder<Unpool<2>, Add>, VariantDecoder<Unpool<2>, Add>,
-              VariantDecoder<Unpool<2>, Add>, Classifier<Classes>> {
+    : BasicVariant<Classes, VariantDecoder<Unpool<2>, Add>> {
     static constexpr std::string_view name = "segnet-basic-encoder-addition";
     static constexpr PaperFigures paper{1'425'000, PaperStorage::multiplier(64)};
 };
@@ -72,9 +80,7 @@ struct SegNetBasicEncoderAddition
 //   612,288 + 4 x 3,264 + 715 = 626,059   (+0.2%)
 template <int Classes>
 struct SegNetBasicSingleChannelDecoder
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
-              DepthwiseDecoder<Unpool<2>>, DepthwiseDecoder<Unpool<2>>, DepthwiseDecoder<Unpool<2>>,
-              DepthwiseDecoder<Unpool<2>>, Classifier<Classes>> {
+    : BasicVariant<Classes, DepthwiseDecoder<Unpool<2>>> {
     static constexpr std::string_view name = "segnet-basic-single-channel-decoder";
     static constexpr PaperFigures paper{625'000, PaperStorage::multiplier(1)};
 };
@@ -101,11 +107,7 @@ struct SegNetBasicSingleChannelDecoder
 //   total                                     645,563   (-0.7%)
 template <int Classes>
 struct FcnBasic
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, Conv<Classes, 1>,
-              VariantDecoder<Deconv<Classes>, AddProjected<Classes, 64>, Classes>,
-              VariantDecoder<Deconv<Classes>, AddProjected<Classes, 64>, Classes>,
-              VariantDecoder<Deconv<Classes>, AddProjected<Classes, 64>, Classes>,
-              VariantDecoder<BilinearUpsample<2>, AddProjected<Classes, 64>, Classes>, Classifier<Classes>> {
+    : FcnVariant<Classes, AddProjected<Classes, 64>, Classes, Conv<Classes, 1>> {
     static constexpr std::string_view name = "fcn-basic";
     static constexpr PaperFigures paper{650'000, PaperStorage::multiplier(11)};
 };
@@ -115,10 +117,7 @@ struct FcnBasic
 //   645,563 - 2,816 = 642,747   (-1.1%)
 template <int Classes>
 struct FcnBasicNoAddition
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, Conv<Classes, 1>,
-              VariantDecoder<Deconv<Classes>, NoSkip, Classes>, VariantDecoder<Deconv<Classes>, NoSkip, Classes>,
-              VariantDecoder<Deconv<Classes>, NoSkip, Classes>, VariantDecoder<BilinearUpsample<2>, NoSkip, Classes>,
-              Classifier<Classes>> {
+    : FcnVariant<Classes, NoSkip, Classes, Conv<Classes, 1>> {
     static constexpr std::string_view name = "fcn-basic-no-addition";
     static constexpr PaperFigures paper{650'000, PaperStorage::not_applicable()};
 };
@@ -132,9 +131,7 @@ struct FcnBasicNoAddition
 //   total                                   1,612,939   (-0.7%)
 template <int Classes>
 struct FcnBasicNoDimReduction
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
-              VariantDecoder<Deconv<64>, Add>, VariantDecoder<Deconv<64>, Add>, VariantDecoder<Deconv<64>, Add>,
-              VariantDecoder<BilinearUpsample<2>, Add>, Classifier<Classes>> {
+    : FcnVariant<Classes, Add> {
     static constexpr std::string_view name = "fcn-basic-no-dim-reduction";
     static constexpr PaperFigures paper{1'625'000, PaperStorage::multiplier(64)};
 };
@@ -143,10 +140,7 @@ struct FcnBasicNoDimReduction
 //   1,612,939   (-0.7%; the skips have no parameters)
 template <int Classes>
 struct FcnBasicNoAdditionNoDimReduction
-    : Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>, BasicEncoder<>,
-              VariantDecoder<Deconv<64>, NoSkip>, VariantDecoder<Deconv<64>, NoSkip>,
-              VariantDecoder<Deconv<64>, NoSkip>, VariantDecoder<BilinearUpsample<2>, NoSkip>,
-              Classifier<Classes>> {
+    : FcnVariant<Classes, NoSkip> {
     static constexpr std::string_view name = "fcn-basic-no-addition-no-dim-reduction";
     static constexpr PaperFigures paper{1'625'000, PaperStorage::multiplier(0)};
 };

@@ -55,98 +55,105 @@ inline std::int64_t tile_pixels(std::int64_t rows, std::int64_t plane) {
     return std::min(plane, (t + 15) / 16 * 16);
 }
 
-/// col[(ci, ky, kx), j] = x[ci, oy*s - p + ky, ox*s - p + kx] for output pixels p0 + j (zero
-/// outside the image), over the channels [c0, c0 + cn) of one image.
-inline void im2col_tile(const float* x, const ConvGeometry& g, int c0, int cn, std::int64_t p0, std::int64_t pn,
-                        float* col) {
-    const int k = g.k;
-    for (int ci = 0; ci < cn; ++ci) {
-        const float* xc = x + (c0 + ci) * g.in_plane();
+/// dst[t] = src[o0 + t] where 0 <= o0 + t < width, zero elsewhere (t in [0, run)): one run of a
+/// stride-1 tile row, contiguous but for the zero padding at the borders.
+inline void copy_padded_run(const float* src, int o0, int width, int run, float* dst) {
+    const int lo = std::clamp(-o0, 0, run);
+    const int hi = std::clamp(width - o0, lo, run);
+    std::fill_n(dst, lo, 0.f);
+    std::copy(src + o0 + lo, src + o0 + hi, dst + lo);
+    std::fill(dst + hi, dst + run, 0.f);
+}
+
+/// The column layout of a tile, the loop im2col and its transpose share: for each channel c of
+/// the cn planes at `maps` (plane values apart), each tap (ky, kx) and each run of the tile's
+/// pixels p0 + j (j < pn) that stays on one row y of a `width`-wide grid from column x0,
+/// fill(map_c, ky, kx, y, x0, run, dst) writes col[(c, ky, kx), j .. j + run) = dst[0 .. run).
+template <class Fill>
+void build_columns(const float* maps, std::int64_t plane, int cn, int k, std::int64_t p0, std::int64_t pn, int width,
+                   float* col, Fill fill) {
+    for (int c = 0; c < cn; ++c) {
+        const float* map = maps + c * plane;
         for (int ky = 0; ky < k; ++ky)
             for (int kx = 0; kx < k; ++kx) {
-                float* row = col + ((std::int64_t(ci) * k + ky) * k + kx) * pn;
+                float* row = col + ((std::int64_t(c) * k + ky) * k + kx) * pn;
                 std::int64_t j = 0;
                 while (j < pn) {
                     const std::int64_t p = p0 + j;
-                    const int oy = int(p / g.out_w);
-                    const int ox0 = int(p % g.out_w);
-                    const int run = int(std::min<std::int64_t>(pn - j, g.out_w - ox0));
-                    const int iy = oy * g.stride - g.pad + ky;
-                    float* dst = row + j;
-                    if (iy < 0 || iy >= g.in_h) {
-                        std::fill_n(dst, run, 0.f);
-                    } else {
-                        const float* src = xc + std::int64_t(iy) * g.in_w;
-                        if (g.stride == 1) {
-                            // ix = ox - pad + kx: contiguous, zero only at the borders.
-                            const int ix0 = ox0 - g.pad + kx;
-                            const int lo = std::clamp(-ix0, 0, run);
-                            const int hi = std::clamp(g.in_w - ix0, lo, run);
-                            std::fill_n(dst, lo, 0.f);
-                            std::copy(src + ix0 + lo, src + ix0 + hi, dst + lo);
-                            std::fill(dst + hi, dst + run, 0.f);
-                        } else {
-                            for (int t = 0; t < run; ++t) {
-                                const int ix = (ox0 + t) * g.stride - g.pad + kx;
-                                dst[t] = (ix >= 0 && ix < g.in_w) ? src[ix] : 0.f;
-                            }
-                        }
-                    }
+                    const int run = int(std::min<std::int64_t>(pn - j, width - p % width));
+                    fill(map, ky, kx, int(p / width), int(p % width), run, row + j);
                     j += run;
                 }
             }
     }
+}
+
+/// col[(ci, ky, kx), j] = x[ci, oy*s - p + ky, ox*s - p + kx] for output pixels p0 + j (zero
+/// outside the image), over the channels [c0, c0 + cn) of one image.
+inline void im2col_tile(const float* x, const ConvGeometry& g, int c0, int cn, std::int64_t p0, std::int64_t pn,
+                        float* col) {
+    build_columns(x + c0 * g.in_plane(), g.in_plane(), cn, g.k, p0, pn, g.out_w, col,
+                  [&g](const float* xc, int ky, int kx, int oy, int ox0, int run, float* dst) {
+                      const int iy = oy * g.stride - g.pad + ky;
+                      if (iy < 0 || iy >= g.in_h) {
+                          std::fill_n(dst, run, 0.f);
+                          return;
+                      }
+                      const float* src = xc + std::int64_t(iy) * g.in_w;
+                      if (g.stride == 1) return copy_padded_run(src, ox0 - g.pad + kx, g.in_w, run, dst);
+                      for (int t = 0; t < run; ++t) {
+                          const int ix = (ox0 + t) * g.stride - g.pad + kx;
+                          dst[t] = (ix >= 0 && ix < g.in_w) ? src[ix] : 0.f;
+                      }
+                  });
 }
 
 /// The transpose of im2col as a gather: col[(co, ky, kx), j] = dy[co, oy, ox] for input pixel
 /// q0 + j = (iy, ix) where iy = oy*s - p + ky and ix = ox*s - p + kx (zero when no such output).
 inline void col_from_outputs_tile(const float* dy, const ConvGeometry& g, int c0, int cn, std::int64_t q0,
                                   std::int64_t qn, float* col) {
-    const int k = g.k, s = g.stride;
-    for (int co = 0; co < cn; ++co) {
-        const float* dyc = dy + (c0 + co) * g.out_plane();
-        for (int ky = 0; ky < k; ++ky)
-            for (int kx = 0; kx < k; ++kx) {
-                float* row = col + ((std::int64_t(co) * k + ky) * k + kx) * qn;
-                std::int64_t j = 0;
-                while (j < qn) {
-                    const std::int64_t q = q0 + j;
-                    const int iy = int(q / g.in_w);
-                    const int ix0 = int(q % g.in_w);
-                    const int run = int(std::min<std::int64_t>(qn - j, g.in_w - ix0));
-                    const int ty = iy + g.pad - ky;
-                    float* dst = row + j;
-                    if (ty < 0 || ty % s != 0 || ty / s >= g.out_h) {
-                        std::fill_n(dst, run, 0.f);
-                    } else {
-                        const float* src = dyc + std::int64_t(ty / s) * g.out_w;
-                        if (s == 1) {
-                            const int ox0 = ix0 + g.pad - kx;
-                            const int lo = std::clamp(-ox0, 0, run);
-                            const int hi = std::clamp(g.out_w - ox0, lo, run);
-                            std::fill_n(dst, lo, 0.f);
-                            std::copy(src + ox0 + lo, src + ox0 + hi, dst + lo);
-                            std::fill(dst + hi, dst + run, 0.f);
-                        } else {
-                            for (int t = 0; t < run; ++t) {
-                                const int tx = ix0 + t + g.pad - kx;
-                                dst[t] = (tx >= 0 && tx % s == 0 && tx / s < g.out_w) ? src[tx / s] : 0.f;
-                            }
-                        }
-                    }
-                    j += run;
-                }
-            }
-    }
+    build_columns(dy + c0 * g.out_plane(), g.out_plane(), cn, g.k, q0, qn, g.in_w, col,
+                  [&g](const float* dyc, int ky, int kx, int iy, int ix0, int run, float* dst) {
+                      const int s = g.stride, ty = iy + g.pad - ky;
+                      if (ty < 0 || ty % s != 0 || ty / s >= g.out_h) {
+                          std::fill_n(dst, run, 0.f);
+                          return;
+                      }
+                      const float* src = dyc + std::int64_t(ty / s) * g.out_w;
+                      if (s == 1) return copy_padded_run(src, ix0 + g.pad - kx, g.out_w, run, dst);
+                      for (int t = 0; t < run; ++t) {
+                          const int tx = ix0 + t + g.pad - kx;
+                          dst[t] = (tx >= 0 && tx % s == 0 && tx / s < g.out_w) ? src[tx / s] : 0.f;
+                      }
+                  });
 }
 
-struct TileWork {
-    std::int64_t tile;   // pixels per tile
-    std::int64_t tiles;  // tiles per image
-};
-inline TileWork plan_tiles(std::int64_t rows, std::int64_t plane) {
-    const std::int64_t t = tile_pixels(rows, plane);
-    return {t, (plane + t - 1) / t};
+/// Runs body(worker, n, p0, pn, col) on the thread pool for every tile of a batch's planes of
+/// `plane` pixels (pixels [p0, p0 + pn) of image n; tile_pixels(rows, plane) per tile); col is
+/// the worker's buffer for a tile's rows x pn columns (not allocated when pointwise).
+template <class Body>
+void for_each_tile(int batch, std::int64_t plane, std::int64_t rows, bool pointwise, Body body) {
+    const std::int64_t tile = tile_pixels(rows, plane), tiles = (plane + tile - 1) / tile;
+    std::vector<std::vector<float>> scratch(num_threads());
+    parallel_for(0, std::int64_t(batch) * tiles, [&](std::int64_t b, std::int64_t e, int worker) {
+        auto& col = scratch[worker];
+        if (!pointwise) col.resize(std::size_t(rows * tile));
+        for (std::int64_t item = b; item < e; ++item) {
+            const std::int64_t p0 = (item % tiles) * tile;
+            body(worker, int(item / tiles), p0, std::min(tile, plane - p0), col.data());
+        }
+    });
+}
+
+/// A GEMM operand for one tile of one group: for a pointwise convolution the group's `channels`
+/// maps themselves (pixels [p0, p0 + pn) of planes of `plane`), otherwise the rows x pn columns
+/// build(col) writes into col.
+template <class Build>
+ConstStridedMap tile_operand(bool pointwise, const float* maps, int channels, std::int64_t plane, std::int64_t p0,
+                             std::int64_t pn, std::int64_t rows, float* col, Build build) {
+    if (pointwise) return ConstStridedMap(maps + p0, channels, pn, Eigen::OuterStride<>(plane));
+    build(col);
+    return ConstStridedMap(col, rows, pn, Eigen::OuterStride<>(pn));
 }
 
 }  // namespace detail
@@ -168,33 +175,18 @@ inline void conv2d_forward_eigen(const float* x, const float* w, const float* bi
         w = scaled.data();
     }
     const std::int64_t P = g.out_plane();
-    const TileWork tw = plan_tiles(rows, P);
     const bool pointwise = g.is_pointwise();
-    std::vector<std::vector<float>> scratch(num_threads());
-    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
-        auto& col = scratch[worker];
-        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
-        for (std::int64_t item = b; item < e; ++item) {
-            const int n = int(item / tw.tiles);
-            const std::int64_t p0 = (item % tw.tiles) * tw.tile;
-            const std::int64_t pn = std::min(tw.tile, P - p0);
-            const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
-            float* yn = y + std::int64_t(n) * g.out_c * P;
-            for (int gi = 0; gi < g.groups; ++gi) {
-                ConstStridedMap wg(w + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
-                StridedMap yt(yn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
-                if (pointwise) {
-                    ConstStridedMap xt(xn + std::int64_t(gi) * cig * P + p0, cig, pn, Eigen::OuterStride<>(P));
-                    yt.noalias() = wg * xt;
-                } else {
-                    im2col_tile(xn, g, gi * cig, cig, p0, pn, col.data());
-                    ConstStridedMap ct(col.data(), rows, pn, Eigen::OuterStride<>(pn));
-                    yt.noalias() = wg * ct;
-                }
-                if (bias)
-                    for (int co = 0; co < cog; ++co) yt.row(co).array() += bias[gi * cog + co];
-                if (relu) yt = yt.cwiseMax(0.f);
-            }
+    for_each_tile(batch, P, rows, pointwise, [&](int, int n, std::int64_t p0, std::int64_t pn, float* col) {
+        const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
+        float* yn = y + std::int64_t(n) * g.out_c * P;
+        for (int gi = 0; gi < g.groups; ++gi) {
+            ConstStridedMap wg(w + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
+            StridedMap yt(yn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
+            yt.noalias() = wg * tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, cig, P, p0, pn, rows, col,
+                                             [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); });
+            if (bias)
+                for (int co = 0; co < cog; ++co) yt.row(co).array() += bias[gi * cog + co];
+            if (relu) yt = yt.cwiseMax(0.f);
         }
     });
 }
@@ -206,7 +198,7 @@ inline void conv2d_forward_eigen(const float* x, const float* w, const float* bi
 inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, const float* bias, float* y, int batch,
                                     const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
-    if (u.k < 1 || (g.in_h + u.k - 1) / u.k != u.ph || (g.in_w + u.k - 1) / u.k != u.pw)
+    if (u.k < 1 || pooled_extent(g.in_h, u.k) != u.ph || pooled_extent(g.in_w, u.k) != u.pw)
         throw std::invalid_argument("segnet::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
@@ -250,29 +242,14 @@ inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* d
                 std::copy_n(w + ((std::int64_t(gi) * cog + co) * cig + ci) * kk, kk,
                             wt.data() + (std::int64_t(gi) * cig + ci) * rows + co * kk);
     const bool pointwise = g.is_pointwise();
-    const TileWork tw = plan_tiles(rows, Q);
-    std::vector<std::vector<float>> scratch(num_threads());
-    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
-        auto& col = scratch[worker];
-        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
-        for (std::int64_t item = b; item < e; ++item) {
-            const int n = int(item / tw.tiles);
-            const std::int64_t q0 = (item % tw.tiles) * tw.tile;
-            const std::int64_t qn = std::min(tw.tile, Q - q0);
-            const float* dyn = dy + std::int64_t(n) * g.out_c * P;
-            float* dxn = dx + std::int64_t(n) * g.in_c * Q;
-            for (int gi = 0; gi < g.groups; ++gi) {
-                ConstStridedMap wg(wt.data() + std::int64_t(gi) * cig * rows, cig, rows, Eigen::OuterStride<>(rows));
-                StridedMap xt(dxn + std::int64_t(gi) * cig * Q + q0, cig, qn, Eigen::OuterStride<>(Q));
-                if (pointwise) {
-                    ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + q0, cog, qn, Eigen::OuterStride<>(P));
-                    xt.noalias() = wg * yt;
-                } else {
-                    col_from_outputs_tile(dyn, g, gi * cog, cog, q0, qn, col.data());
-                    ConstStridedMap ct(col.data(), rows, qn, Eigen::OuterStride<>(qn));
-                    xt.noalias() = wg * ct;
-                }
-            }
+    for_each_tile(batch, Q, rows, pointwise, [&](int, int n, std::int64_t q0, std::int64_t qn, float* col) {
+        const float* dyn = dy + std::int64_t(n) * g.out_c * P;
+        float* dxn = dx + std::int64_t(n) * g.in_c * Q;
+        for (int gi = 0; gi < g.groups; ++gi) {
+            ConstStridedMap wg(wt.data() + std::int64_t(gi) * cig * rows, cig, rows, Eigen::OuterStride<>(rows));
+            StridedMap xt(dxn + std::int64_t(gi) * cig * Q + q0, cig, qn, Eigen::OuterStride<>(Q));
+            xt.noalias() = wg * tile_operand(pointwise, dyn + std::int64_t(gi) * cog * P, cog, P, q0, qn, rows, col,
+                                             [&](float* c) { col_from_outputs_tile(dyn, g, gi * cog, cog, q0, qn, c); });
         }
     });
 }
@@ -312,34 +289,19 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
     const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
     const std::int64_t rows = std::int64_t(cig) * g.k * g.k;
     const std::int64_t P = g.out_plane();
-    const TileWork tw = plan_tiles(rows, P);
     const bool pointwise = g.is_pointwise();
-    const int threads = num_threads();
-    std::vector<std::vector<float>> scratch(threads);
-    std::vector<std::vector<float>> partial(threads);
-    parallel_for(0, std::int64_t(batch) * tw.tiles, [&](std::int64_t b, std::int64_t e, int worker) {
-        auto& col = scratch[worker];
+    std::vector<std::vector<float>> partial(num_threads());  // each worker's dw, from its first tile
+    for_each_tile(batch, P, rows, pointwise, [&](int worker, int n, std::int64_t p0, std::int64_t pn, float* col) {
         auto& acc = partial[worker];
-        acc.assign(std::size_t(g.weight_size()), 0.f);
-        if (!pointwise) col.resize(std::size_t(rows * tw.tile));
-        for (std::int64_t item = b; item < e; ++item) {
-            const int n = int(item / tw.tiles);
-            const std::int64_t p0 = (item % tw.tiles) * tw.tile;
-            const std::int64_t pn = std::min(tw.tile, P - p0);
-            const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
-            const float* dyn = dy + std::int64_t(n) * g.out_c * P;
-            for (int gi = 0; gi < g.groups; ++gi) {
-                StridedMap dwg(acc.data() + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
-                ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
-                if (pointwise) {
-                    ConstStridedMap xt(xn + std::int64_t(gi) * cig * P + p0, cig, pn, Eigen::OuterStride<>(P));
-                    dwg.noalias() += yt * xt.transpose();
-                } else {
-                    im2col_tile(xn, g, gi * cig, cig, p0, pn, col.data());
-                    ConstStridedMap ct(col.data(), rows, pn, Eigen::OuterStride<>(pn));
-                    dwg.noalias() += yt * ct.transpose();
-                }
-            }
+        if (acc.empty()) acc.assign(std::size_t(g.weight_size()), 0.f);
+        const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
+        const float* dyn = dy + std::int64_t(n) * g.out_c * P;
+        for (int gi = 0; gi < g.groups; ++gi) {
+            StridedMap dwg(acc.data() + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
+            ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
+            dwg.noalias() += yt * tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, cig, P, p0, pn, rows, col,
+                                               [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); })
+                                      .transpose();
         }
     });
     for (auto& acc : partial)

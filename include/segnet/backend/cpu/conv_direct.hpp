@@ -56,6 +56,7 @@
 #include "segnet/backend/cpu/pool.hpp"
 #include "segnet/backend/cpu/simd.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
+#include "segnet/core/shape.hpp"
 
 namespace segnet::cpu::direct {
 

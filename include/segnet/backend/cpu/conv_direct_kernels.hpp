@@ -177,9 +177,9 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
             const std::int64_t yplane = std::int64_t(rows) * w;
             float* yband = scratch(direct::output_band_buffer, std::int64_t(cout) * b.rows * w);
             fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, yband, yplane, w, rows);
-            const int pk = pooled->k, ph = (h + pk - 1) / pk, pw = (w + pk - 1) / pk;
+            const int pk = pooled->k, ph = pooled_extent(h, pk), pw = pooled_extent(w, pk);
             const std::int64_t pplane = std::int64_t(ph) * pw;
-            const int oy0 = y0 / pk, oy1 = std::min(ph, (y0 + rows + pk - 1) / pk);
+            const int oy0 = y0 / pk, oy1 = std::min(ph, ceil_div(y0 + rows, pk));
             for (int co = 0; co < cout; ++co) {
                 const std::int64_t at = (std::int64_t(n) * cout + co) * pplane;
                 max_pool_rows(yband + co * yplane, h, w, pk, oy0, oy1, pooled->values + at, pooled->indices + at, pw);

@@ -55,7 +55,7 @@ inline bool conv2d_forward_unpooled(const CpuTensor& values, const CpuIndices& i
 inline bool conv2d_forward_pooled(const CpuTensor& x, const CpuTensor& w, const CpuTensor* bias, CpuTensor& values,
                                   CpuIndices& indices, int k, const backend::ConvGeometry& g,
                                   const CpuTensor* weight_scale = nullptr, bool relu = false) {
-    const Extents pooled{x.n(), g.out_c, (g.out_h + k - 1) / std::max(k, 1), (g.out_w + k - 1) / std::max(k, 1)};
+    const Extents pooled{x.n(), g.out_c, pooled_extent(g.out_h, std::max(k, 1)), pooled_extent(g.out_w, std::max(k, 1))};
     if (values.extents() != pooled || indices.extents() != pooled || x.c() != g.in_c || x.h() != g.in_h ||
         x.w() != g.in_w)
         throw std::invalid_argument("segnet::backend::conv2d_forward_pooled: input " + to_string(x.extents()) +

@@ -77,39 +77,37 @@ inline cudnnHandle_t handle() {
 
 namespace detail {
 
-struct TensorDesc {
-    cudnnTensorDescriptor_t d = nullptr;
-    TensorDesc() { SEGNET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d)); }
-    TensorDesc(int n, int c, int h, int w) : TensorDesc() { set(n, c, h, w); }
+/// A cuDNN descriptor that lives as long as the object: Create at construction, Destroy at
+/// destruction; not copyable (the descriptors below add how they are set).
+template <class Handle, cudnnStatus_t (*Create)(Handle*), cudnnStatus_t (*Destroy)(Handle)>
+struct Descriptor {
+    Handle d = nullptr;
+    Descriptor() { SEGNET_CUDNN_CHECK(Create(&d)); }
+    Descriptor(const Descriptor&) = delete;
+    Descriptor& operator=(const Descriptor&) = delete;
+    ~Descriptor() { Destroy(d); }
+};
+
+struct TensorDesc : Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> {
+    TensorDesc() = default;
+    TensorDesc(int n, int c, int h, int w) { set(n, c, h, w); }
     void set(int n, int c, int h, int w) {
         SEGNET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, w));
     }
-    TensorDesc(const TensorDesc&) = delete;
-    TensorDesc& operator=(const TensorDesc&) = delete;
-    ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
 };
-struct FilterDesc {
-    cudnnFilterDescriptor_t d = nullptr;
+struct FilterDesc : Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor> {
     FilterDesc(int o, int i, int kh, int kw) {
-        SEGNET_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
         SEGNET_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, o, i, kh, kw));
     }
-    FilterDesc(const FilterDesc&) = delete;
-    FilterDesc& operator=(const FilterDesc&) = delete;
-    ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
 };
-struct ConvDesc {
-    cudnnConvolutionDescriptor_t d = nullptr;
+struct ConvDesc
+    : Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor> {
     ConvDesc(int pad, int stride, int groups) {
-        SEGNET_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
         // Cross-correlation, as PyTorch and the CPU kernels (no kernel flip).
         SEGNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                            CUDNN_DATA_FLOAT));
         SEGNET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, groups));
     }
-    ConvDesc(const ConvDesc&) = delete;
-    ConvDesc& operator=(const ConvDesc&) = delete;
-    ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
 };
 
 template <class Algo>
@@ -177,52 +175,24 @@ inline void set_math(ConvPlan& p, cudnnMathType_t math) { SEGNET_CUDNN_CHECK(cud
 
 /// Chooses `choice`'s algorithm once: cuDNN's measured ranking (find) when benchmarking and it
 /// succeeds, its heuristic ranking (get) otherwise; the first that meets the settings wins.
-/// find(max, &n, perf) and get(max, &n, perf) call the direction's cuDNN functions; `get_name`
-/// names the heuristic call in the error.
-template <class Perf, int Max, class Algo, class Find, class Get>
-void choose(ConvPlan& p, Choice<Algo>& choice, Find find, Get get, const char* get_name) {
+/// find and get are one direction's two cuDNN functions, which take the same arguments: the
+/// handle, the direction's descriptors a, b, the convolution's, c, then room for Max results;
+/// `get_name` names the heuristic call in the error.
+template <int Max, class A, class B, class C, class Perf, class Algo>
+void choose(ConvPlan& p, Choice<Algo>& choice, A a, B b, C c,
+            cudnnStatus_t (*find)(cudnnHandle_t, A, B, cudnnConvolutionDescriptor_t, C, int, int*, Perf*),
+            cudnnStatus_t (*get)(cudnnHandle_t, A, B, cudnnConvolutionDescriptor_t, C, int, int*, Perf*),
+            const char* get_name) {
     if (choice.chosen) return;
     set_math(p, settings().allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
     Perf perf[Max];
     int n = 0;
-    if (settings().benchmark && find(Max, &n, perf) == CUDNN_STATUS_SUCCESS && pick(perf, n, choice)) return;
-    ::segnet::cuda::detail::check_cudnn(get(Max, &n, perf), get_name, __FILE__, __LINE__);
+    if (settings().benchmark && find(handle(), a, b, p.conv.d, c, Max, &n, perf) == CUDNN_STATUS_SUCCESS &&
+        pick(perf, n, choice))
+        return;
+    ::segnet::cuda::detail::check_cudnn(get(handle(), a, b, p.conv.d, c, Max, &n, perf), get_name, __FILE__, __LINE__);
     if (!pick(perf, n, choice))
         throw CudaError(get_name, "no algorithm meets the workspace/determinism/FP32 settings", __FILE__, __LINE__);
-}
-
-inline void choose_fwd(ConvPlan& p) {
-    choose<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
-        p, p.fwd,
-        [&](int max, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
-            return cudnnFindConvolutionForwardAlgorithm(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, n, perf);
-        },
-        [&](int max, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
-            return cudnnGetConvolutionForwardAlgorithm_v7(handle(), p.x.d, p.w.d, p.conv.d, p.y.d, max, n, perf);
-        },
-        "cudnnGetConvolutionForwardAlgorithm_v7");
-}
-inline void choose_bwd_data(ConvPlan& p) {
-    choose<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
-        p, p.bwd_data,
-        [&](int max, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
-            return cudnnFindConvolutionBackwardDataAlgorithm(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, n, perf);
-        },
-        [&](int max, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
-            return cudnnGetConvolutionBackwardDataAlgorithm_v7(handle(), p.w.d, p.y.d, p.conv.d, p.x.d, max, n, perf);
-        },
-        "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-}
-inline void choose_bwd_filter(ConvPlan& p) {
-    choose<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
-        p, p.bwd_filter,
-        [&](int max, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
-            return cudnnFindConvolutionBackwardFilterAlgorithm(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, n, perf);
-        },
-        [&](int max, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
-            return cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle(), p.x.d, p.y.d, p.conv.d, p.w.d, max, n, perf);
-        },
-        "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
 }
 
 /// The input as cuDNN sees it: x itself, or its zero-padded copy.
@@ -241,7 +211,9 @@ inline void conv_forward(const float* x, const float* w, const float* bias, floa
                          const backend::ConvGeometry& g) {
     g.validate();
     auto& p = detail::plan(batch, g);
-    detail::choose_fwd(p);
+    detail::choose<CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(p, p.fwd, p.x.d, p.w.d, p.y.d, cudnnFindConvolutionForwardAlgorithm,
+                                                    cudnnGetConvolutionForwardAlgorithm_v7,
+                                                    "cudnnGetConvolutionForwardAlgorithm_v7");
     DeviceBuffer padded;
     const float* xin = detail::padded_input(p, x, batch, g, padded);
     DeviceBuffer ws(p.fwd.workspace);
@@ -257,7 +229,10 @@ inline void conv_forward(const float* x, const float* w, const float* bias, floa
 inline void conv_backward_data(const float* dy, const float* w, float* dx, int batch, const backend::ConvGeometry& g) {
     g.validate();
     auto& p = detail::plan(batch, g);
-    detail::choose_bwd_data(p);
+    detail::choose<CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(p, p.bwd_data, p.w.d, p.y.d, p.x.d,
+                                                         cudnnFindConvolutionBackwardDataAlgorithm,
+                                                         cudnnGetConvolutionBackwardDataAlgorithm_v7,
+                                                         "cudnnGetConvolutionBackwardDataAlgorithm_v7");
     DeviceBuffer padded;
     float* out = dx;
     if (p.explicit_pad) {
@@ -278,7 +253,10 @@ inline void conv_backward_filter(const float* x, const float* dy, float* dw, flo
                                  const backend::ConvGeometry& g) {
     g.validate();
     auto& p = detail::plan(batch, g);
-    detail::choose_bwd_filter(p);
+    detail::choose<CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(p, p.bwd_filter, p.x.d, p.y.d, p.w.d,
+                                                           cudnnFindConvolutionBackwardFilterAlgorithm,
+                                                           cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                                                           "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
     DeviceBuffer padded;
     const float* xin = detail::padded_input(p, x, batch, g, padded);
     DeviceBuffer ws(p.bwd_filter.workspace);

@@ -18,6 +18,7 @@
 #include "segnet/backend/cuda/device.cuh"
 #include "segnet/backend/cuda/error.cuh"
 #include "segnet/backend/cuda/tensor.cuh"
+#include "segnet/backend/lrn_math.hpp"
 
 namespace segnet::cuda {
 
@@ -89,37 +90,20 @@ SEGNET_KERNEL void gather_indices(const float* dy, const std::int32_t* idx, std:
     SEGNET_GRID_STRIDE(i, total) dx[i] = dy[(i / out_plane) * in_plane + idx[i]];
 }
 
-/// Caffe's across-channel LRN, one thread per (image, pixel) walking the channels.
+/// Caffe's across-channel LRN (backend/lrn_math.hpp), one thread per (image, pixel) walking the channels.
 SEGNET_KERNEL void lrn_forward(const float* x, int c, std::int64_t plane, int size, float alpha, float beta, float k,
                             float* y, float* scale, std::int64_t total) {
-    const int pre = (size - 1) / 2, post = size - pre - 1;
     SEGNET_GRID_STRIDE(t, total) {
-        const std::int64_t img = t / plane, px = t % plane;
-        const std::int64_t base = img * c * plane + px;
-        for (int ch = 0; ch < c; ++ch) {
-            float s = 0.f;
-            for (int j = ch - pre; j <= ch + post; ++j)
-                if (j >= 0 && j < c) s += x[base + j * plane] * x[base + j * plane];
-            const float sc = k + alpha / float(size) * s;
-            scale[base + ch * plane] = sc;
-            y[base + ch * plane] = x[base + ch * plane] * powf(sc, -beta);
-        }
+        const std::int64_t base = t / plane * c * plane + t % plane;
+        backend::lrn::forward_pixel(x + base, c, plane, size, alpha, beta, k, y + base, scale + base);
     }
 }
 SEGNET_KERNEL void lrn_backward(const float* x, const float* y, const float* scale, const float* dy, int c,
                              std::int64_t plane, int size, float alpha, float beta, float* dx, std::int64_t total) {
-    const int pre = (size - 1) / 2, post = size - pre - 1;
-    const float coeff = 2.f * alpha * beta / float(size);
     SEGNET_GRID_STRIDE(t, total) {
-        const std::int64_t img = t / plane, px = t % plane;
-        const std::int64_t base = img * c * plane + px;
-        for (int ch = 0; ch < c; ++ch) {
-            float acc = 0.f;
-            for (int j = ch - post; j <= ch + pre; ++j)
-                if (j >= 0 && j < c) acc += dy[base + j * plane] * y[base + j * plane] / scale[base + j * plane];
-            const std::int64_t i = base + ch * plane;
-            dx[i] = dy[i] * powf(scale[i], -beta) - coeff * x[i] * acc;
-        }
+        const std::int64_t base = t / plane * c * plane + t % plane;
+        backend::lrn::backward_pixel(x + base, y + base, scale + base, dy + base, c, plane, size, alpha, beta,
+                                     dx + base);
     }
 }
 

@@ -37,78 +37,37 @@ inline unsigned grid_for(std::int64_t n, int threads = 256) {
 }
 }  // namespace cuda::kernels
 
+namespace cuda::detail {
+/// Device storage for Tensor<Cuda, T> (core/tensor.hpp's OwnedTensor): from the caching
+/// allocator, zero-filled, copied on segnet::cuda::stream().
 template <class T>
-class Tensor<Cuda, T> {
+struct DeviceMemory {
+    static constexpr const char* name = "segnet::Tensor<Cuda>";
+    static T* allocate_zeroed(std::int64_t count) {
+        T* p = static_cast<T*>(allocator().allocate(std::size_t(count) * sizeof(T)));
+        SEGNET_CUDA_CHECK(cudaMemsetAsync(p, 0, std::size_t(count) * sizeof(T), stream()));
+        return p;
+    }
+    static void deallocate(T* p) { allocator().deallocate(p); }
+    static void copy(T* dst, const T* src, std::int64_t count) {
+        if (count > 0)
+            SEGNET_CUDA_CHECK(cudaMemcpyAsync(dst, src, std::size_t(count) * sizeof(T), cudaMemcpyDeviceToDevice, stream()));
+    }
+};
+}  // namespace cuda::detail
+
+template <class T>
+class Tensor<Cuda, T> : public detail::OwnedTensor<cuda::detail::DeviceMemory<T>, T> {
 public:
-    Tensor() = default;
-    explicit Tensor(Extents e) { resize(e); }
-    Tensor(std::initializer_list<int> dims) { resize(make_extents(dims)); }
-    Tensor(const Tensor& o) : Tensor(o.ext_) { copy_from(o); }
-    Tensor(Tensor&& o) noexcept { swap(o); }
-    Tensor& operator=(const Tensor& o) {
-        if (this != &o) {
-            resize(o.ext_);
-            copy_from(o);
-        }
-        return *this;
-    }
-    Tensor& operator=(Tensor&& o) noexcept {
-        swap(o);
-        return *this;
-    }
-    ~Tensor() { cuda::allocator().deallocate(data_); }
-
-    void swap(Tensor& o) noexcept {
-        std::swap(data_, o.data_);
-        std::swap(ext_, o.ext_);
-        std::swap(capacity_, o.capacity_);
-    }
-
-    /// Changes the extents; storage is reallocated only when it must grow. New contents are
-    /// zero when storage was reallocated, unspecified otherwise (use fill()).
-    void resize(Extents e) {
-        if (e.n < 0 || e.c < 0 || e.h < 0 || e.w < 0)
-            throw std::invalid_argument("segnet::Tensor<Cuda>::resize: negative extent in " + to_string(e));
-        const std::int64_t need = e.size();
-        if (need > capacity_) {
-            cuda::allocator().deallocate(data_);
-            data_ = nullptr;
-            capacity_ = 0;
-            data_ = static_cast<T*>(cuda::allocator().allocate(std::size_t(need) * sizeof(T)));
-            capacity_ = need;
-            SEGNET_CUDA_CHECK(cudaMemsetAsync(data_, 0, std::size_t(need) * sizeof(T), cuda::stream()));
-        }
-        ext_ = e;
-    }
-    void resize(std::initializer_list<int> dims) { resize(make_extents(dims)); }
+    using detail::OwnedTensor<cuda::detail::DeviceMemory<T>, T>::OwnedTensor;
     void fill(T v) {
-        if (size() == 0) return;
-        SEGNET_CUDA_LAUNCH(cuda::kernels::fill<T><<<cuda::kernels::grid_for(size()), 256, 0, cuda::stream()>>>(data_, size(), v));
+        if (this->size() == 0) return;
+        SEGNET_CUDA_LAUNCH(cuda::kernels::fill<T><<<cuda::kernels::grid_for(this->size()), 256, 0, cuda::stream()>>>(
+            this->data(), this->size(), v));
     }
     void zero() {
-        if (size() > 0) SEGNET_CUDA_CHECK(cudaMemsetAsync(data_, 0, std::size_t(size()) * sizeof(T), cuda::stream()));
+        if (this->size() > 0) SEGNET_CUDA_CHECK(cudaMemsetAsync(this->data(), 0, this->bytes(), cuda::stream()));
     }
-
-    T* data() { return data_; }
-    const T* data() const { return data_; }
-    const Extents& extents() const { return ext_; }
-    std::int64_t size() const { return ext_.size(); }
-    std::int64_t capacity() const { return capacity_; }
-    std::size_t bytes() const { return std::size_t(size()) * sizeof(T); }
-    int n() const { return ext_.n; }
-    int c() const { return ext_.c; }
-    int h() const { return ext_.h; }
-    int w() const { return ext_.w; }
-    bool empty() const { return size() == 0; }
-
-private:
-    void copy_from(const Tensor& o) {
-        if (o.size() > 0)
-            SEGNET_CUDA_CHECK(cudaMemcpyAsync(data_, o.data_, o.bytes(), cudaMemcpyDeviceToDevice, cuda::stream()));
-    }
-    T* data_ = nullptr;
-    Extents ext_{};
-    std::int64_t capacity_ = 0;
 };
 
 namespace cuda {
