@@ -300,8 +300,8 @@ TEST_CASE("class balance: weights written to a file read back; a missing file is
     CHECK_THROWS_WITH_AS(segnet::read_class_weights(path, 4), doctest::Contains(path.string().c_str()),
                          std::invalid_argument);
     std::filesystem::remove(path);
-    CHECK_THROWS_WITH_AS(segnet::read_class_weights(path, 3), doctest::Contains("cannot open"),
-                         std::invalid_argument);
+    const std::string missing = "cannot read class weights '" + path.string() + "': file not found";
+    CHECK_THROWS_WITH_AS(segnet::read_class_weights(path, 3), doctest::Contains(missing.c_str()), segnet::DataError);
 }
 
 // ---------------------------------------------------------------- confusion matrix

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "segnet/programs/preflight.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
 #include "segnet/train/loss.hpp"
@@ -246,6 +247,48 @@ TEST_CASE("with_model: calls the callable with the named model's type") {
     int calls = 0;
     models::with_model("segnet", 150, [&]<class Net>() { ++calls; });  // void callables work too
     CHECK(calls == 1);
+}
+
+TEST_CASE("analyse_model: a model's shape walk by name, without building it") {
+    const Analysis a = models::analyse_model("segnet-basic", 11, Dims{3, 360, 480});
+    CHECK(a.ok());
+    CHECK(a.inference_peak_bytes == models::SegNetBasic<11>::analyse(Dims{3, 360, 480}).inference_peak_bytes);
+    CHECK(a.inference_peak_bytes > models::analyse_model("segnet-basic", 11, Dims{3, 180, 240}).inference_peak_bytes);
+    const Analysis small = models::analyse_model("segnet-basic", 11, Dims{3, 7, 7});
+    CHECK(!small.ok());
+    CHECK(small.diag.fault == Fault::too_small);
+    CHECK_THROWS_AS(models::analyse_model("segnet-huge", 11, Dims{3, 64, 64}), std::invalid_argument);
+}
+
+TEST_CASE("preflight: a size the network cannot take and a run over the memory budget are refused") {
+    CHECK_THROWS_WITH_AS(cli::require_input_size<Cpu>("segnet-basic", 4, 7, 7, "'a.png'"),
+                         doctest::Contains("segnet: 'a.png' is 7x7, a size segnet-basic cannot take: stage 4"), DataError);
+    CHECK_THROWS_WITH_AS((cli::require_input_size<Cpu, cli::UsageError>("segnet-basic", 4, 7, 7, "--size")),
+                         doctest::Contains("--size is 7x7"), cli::UsageError);
+    const Analysis a = cli::require_input_size<Cpu>("segnet-basic", 4, 64, 64, "'a.png'");
+    const std::int64_t need = cli::inference_bytes(a, 64, 64);
+    CHECK(need > a.inference_peak_bytes);
+    CHECK_NOTHROW(cli::require_memory(need, {need, true}, "'a.png'", "use --size"));
+    CHECK_NOTHROW(cli::require_memory(need, {-1, false}, "'a.png'", "use --size"));  // unknown: no refusal
+    CHECK_THROWS_WITH_AS(cli::require_memory(3LL << 30, {1LL << 30, true}, "'a.png' (4000x4000)", "use --size"),
+                         doctest::Contains("'a.png' (4000x4000) needs about 3.0 GB of memory, over the 1.0 GB of --max-memory; use --size"),
+                         DataError);
+    CHECK(cli::training_bytes(a, 4) == 4 * a.training_bytes_per_image);
+}
+
+TEST_CASE("preflight: --max-memory reads bytes and K/M/G suffixes") {
+    auto budget = [](const char* value) {
+        const char* argv[] = {"prog", "--max-memory", value};
+        cli::Args args(3, const_cast<char**>(argv), "prog", "");
+        return cli::memory_budget(args);
+    };
+    CHECK(budget("512M").bytes == 512LL << 20);
+    CHECK(budget("1.5G").bytes == 3LL << 29);
+    CHECK(budget("1000").bytes == 1000);
+    CHECK(budget("8G").from_flag);
+    CHECK_THROWS_WITH_AS(budget("lots"), doctest::Contains("--max-memory: expected a size"), cli::UsageError);
+    CHECK_THROWS_AS(budget("-1G"), cli::UsageError);
+    CHECK_THROWS_AS(budget("5T"), cli::UsageError);
 }
 
 TEST_CASE("with_model: unknown names list the valid ones; unsupported class counts say which are") {

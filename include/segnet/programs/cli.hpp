@@ -238,6 +238,14 @@ inline void check_writable_file(const std::filesystem::path& file) {
         throw DataError("segnet: cannot write '" + file.string() + "': folder '" + folder.string() + "' does not exist");
 }
 
+/// For regular_files_in(): tells the user in one line on stderr which folder entry `program`
+/// skips and why ("segnet-segment: skipping 'in/loop.png': Too many levels of symbolic links").
+inline auto skipped_entry_warning(const char* program) {
+    return [program](const std::filesystem::path& entry, const std::string& why) {
+        std::fprintf(stderr, "%s: skipping '%s': %s\n", program, shortened(entry.string()).c_str(), why.c_str());
+    };
+}
+
 /// Runs a program body with the shared error policy: usage errors exit 2, others 1, one line each.
 template <class F>
 int run_program(const char* program, F&& body) {

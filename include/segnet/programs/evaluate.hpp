@@ -124,9 +124,7 @@ inline int run(int argc, char** argv) {
         if (!fs::is_directory(*pred)) throw DataError("segnet: --pred '" + shortened(*pred) + "' is not a folder");
         if (!fs::is_directory(*gt)) throw DataError("segnet: --gt '" + shortened(*gt) + "' is not a folder");
         auto is_png = [](const fs::path& p) { return p.extension() == ".png"; };
-        auto skip = [](const fs::path& skipped, const std::string& why) {
-            std::fprintf(stderr, "segnet-evaluate: skipping '%s': %s\n", shortened(skipped.string()).c_str(), why.c_str());
-        };
+        const auto skip = cli::skipped_entry_warning("segnet-evaluate");
         const std::vector<fs::path> files = regular_files_in(*pred, is_png, skip);
         if (files.empty()) throw DataError("segnet: --pred '" + shortened(*pred) + "' holds no .png label files");
         std::size_t unmatched = 0, truths = 0;

@@ -55,9 +55,7 @@ inline std::vector<fs::path> collect_inputs(const fs::path& input) {
     std::vector<fs::path> files;
     std::error_code ec;
     if (fs::is_directory(input, ec)) {
-        files = regular_files_in(input, is_image, [](const fs::path& skipped, const std::string& why) {
-            std::fprintf(stderr, "segnet-segment: skipping '%s': %s\n", shortened(skipped.string()).c_str(), why.c_str());
-        });
+        files = regular_files_in(input, is_image, cli::skipped_entry_warning("segnet-segment"));
         if (files.empty()) throw DataError("segnet: '" + shortened(input.string()) + "' holds no .png/.jpg images");
     } else if (is_image(input)) {
         require_regular_file(input, "load");
