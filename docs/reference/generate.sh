@@ -57,10 +57,10 @@ page() {  # page NAME TITLE FILES...
         /^\/\// { sub(/^\/\/ ?/, ""); print }
         END { if (code) print "```" }
       ' "$f"
-      # Public declarations: column 0, outside namespaces whose name ends in "detail".
+      # Public declarations: column 0, outside namespaces whose name ends in "detail" (cuda::detail too).
       local decls
       decls=$(awk '
-        /^namespace [A-Za-z_]*detail[A-Za-z_]* \{/ { skip = 1; next }
+        /^namespace [A-Za-z_:]*detail[A-Za-z_]* \{/ { skip = 1; next }
         skip && /^\}  \/\/ namespace/ { skip = 0; next }
         skip { next }
         cont { line = line " " $0; gsub(/  +/, " ", line) }
