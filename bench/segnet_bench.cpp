@@ -126,19 +126,13 @@ struct LayerTimes {
     std::vector<double> fwd, bwd;
 };
 
-/// What differs between the devices: staging the inputs, the loss and optimiser types, waiting
-/// for queued work before a clock is read, and the device memory report.
+/// What differs between the devices: waiting for queued work before a clock is read, and the
+/// device memory report (the inputs, loss and optimiser are the library's, for any device).
 template <class Device>
 struct BenchDevice;
 
 template <>
 struct BenchDevice<Cpu> {
-    using Loss = CrossEntropyLoss;
-    template <class T>
-    static Tensor<Cpu, T> stage(Tensor<Cpu, T>&& host) { return std::move(host); }
-    static std::unique_ptr<Optimizer> sgd(std::vector<ParamRef<Cpu>> params) {
-        return std::make_unique<Sgd>(std::move(params), SgdOptions{.lr = 0.01, .momentum = 0.9});
-    }
     static void synchronize() {}
     static double memory_mb() { return 0; }
 };
@@ -146,13 +140,6 @@ struct BenchDevice<Cpu> {
 #if SEGNET_PROGRAMS_CUDA
 template <>
 struct BenchDevice<Cuda> {
-    using Loss = cuda::CrossEntropyLoss;
-    template <class T>
-    static Tensor<Cuda, T> stage(Tensor<Cpu, T>&& host) { return cuda::to_device(host); }
-    static std::unique_ptr<Optimizer> sgd(std::vector<ParamRef<Cuda>> params) {
-        // The CPU's SgdOptions{.lr = 0.01, .momentum = 0.9} (weight decay 5e-4 by default).
-        return cuda::make_optimizer("sgd", std::move(params), OptimizerOptions{.lr = 0.01, .momentum = 0.9});
-    }
     /// GPU work is asynchronous: every timer read waits for the queued kernels first.
     static void synchronize() { cuda::synchronize(); }
     /// Bytes the caching allocator holds from the driver (tensors, cached blocks, cuDNN workspaces).
@@ -184,12 +171,13 @@ int bench(const Options& o) {
     Tensor<Cpu, std::uint8_t> labels_host({o.batch, 1, o.h, o.w});
     std::uniform_int_distribution<int> ud(0, o.classes - 1);
     for (auto& v : labels_host.span()) v = std::uint8_t(ud(gen));
-    const Tensor<Device> x = Dev::stage(std::move(x_host));
-    const Tensor<Device, std::uint8_t> labels = Dev::stage(std::move(labels_host));
-    typename Dev::Loss loss;
+    backend::Staging<Device> staging;
+    const Tensor<Device>& x = staging.images(x_host);
+    const Tensor<Device, std::uint8_t>& labels = staging.labels(labels_host);
+    const CrossEntropyLoss loss;
     Tensor<Device> grad;
     std::unique_ptr<Optimizer> opt;
-    if (o.train) opt = Dev::sgd(model.parameters());
+    if (o.train) opt = std::make_unique<Sgd<Device>>(model.parameters(), SgdOptions{.lr = 0.01, .momentum = 0.9});
     // Reads a clock started at t0 once the device has finished the work queued since.
     auto elapsed = [](Clock::time_point t0) {
         Dev::synchronize();

@@ -343,14 +343,14 @@ TEST_CASE("make_optimizer") {
     auto sgd = make_optimizer("sgd", toy.parameters());
     CHECK(sgd->kind() == "sgd");
     CHECK(sgd->lr() == 0.1);
-    CHECK(dynamic_cast<Sgd&>(*sgd).options().weight_decay == 5e-4);
+    CHECK(dynamic_cast<Sgd<Cpu>&>(*sgd).options().weight_decay == 5e-4);
     auto adam = make_optimizer("adam", toy.parameters(), {.lr = 0.02});
     CHECK(adam->kind() == "adam");
     CHECK(adam->lr() == 0.02);
-    CHECK(dynamic_cast<Adam&>(*adam).options().weight_decay == 0);
+    CHECK(dynamic_cast<Adam<Cpu>&>(*adam).options().weight_decay == 0);
     auto adamw = make_optimizer("adamw", toy.parameters(), {.weight_decay = 0.05});
     CHECK(adamw->kind() == "adamw");
-    CHECK(dynamic_cast<AdamW&>(*adamw).options().weight_decay == 0.05);
+    CHECK(dynamic_cast<AdamW<Cpu>&>(*adamw).options().weight_decay == 0.05);
     CHECK_THROWS_WITH_AS(make_optimizer("rmsprop", toy.parameters()),
                          "segnet::make_optimizer: unknown optimizer 'rmsprop'; valid names: sgd, adam, adamw",
                          std::invalid_argument);

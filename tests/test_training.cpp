@@ -1,7 +1,7 @@
 // Training end to end: checkpoints, the trainer (learning, exact resume, divergence), evaluation.
 #include <doctest/doctest.h>
 
-#include <segnet/io/checkpoint.hpp>
+#include <segnet/train/checkpoint.hpp>
 #include <segnet/segnet.hpp>
 #include <segnet/data/synthetic.hpp>
 #include <segnet/train/trainer.hpp>

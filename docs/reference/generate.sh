@@ -12,11 +12,11 @@ intro() {
     layers) echo "Layer types: each is a compile-time shape rule plus a run-time object with forward/backward (the \`Layer\` concept).";;
     compose) echo "How layers become a network: the stage words (\`Input\`, \`Block\`, \`Encoder\`, \`Decoder\`), the analysis walk, its diagnostics, \`Network\` and \`Model\`.";;
     models) echo "Named networks (SegNet, SegNet-Basic, the Table 1 variants) and the registry that picks one by name at run time.";;
-    backend) echo "The operations layers call, per device: the CPU kernels (\`cpu/\`) and the CUDA/cuDNN backend (\`cuda/\`, \`.cuh\` files for nvcc, see docs/gpu.md). Users rarely include these directly; \`segnet/segnet.hpp\` brings in what a CPU model needs.";;
-    train) echo "Loss, class balancing, optimizers, schedules, evaluation and the trainer.";;
+    backend) echo "The operations layers and the training code call, per device (including the loss's and the optimisers' shared rules): the CPU kernels (\`cpu/\`) and the CUDA/cuDNN backend (\`cuda/\`, \`.cuh\` files for nvcc, see docs/gpu.md). Users rarely include these directly; \`segnet/segnet.hpp\` brings in what a CPU model needs.";;
+    train) echo "Loss, class balancing, optimizers, schedules, checkpoints, evaluation and the trainer, for a model on any device.";;
     metrics) echo "The paper's metrics: confusion matrix (G, C, mIoU), boundary F1, and the evaluator that combines them.";;
     data) echo "List files, datasets with validation and augmentation, background batch loading, and a synthetic set for tests.";;
-    io) echo "Files: the error type and atomic writes, images and labels (with size limits), safetensors, checkpoints, palettes, process memory.";;
+    io) echo "Files: the error type and atomic writes, images and labels (with size limits), safetensors, palettes, process memory.";;
     testing) echo "Tools for testing layers and models: the numerical gradient checker.";;
     programs) echo "The programs' command-line parsing and their main functions as headers, so that a program of your own (with networks of your own) is a few lines.";;
     top) echo "The umbrella header and the version header.";;

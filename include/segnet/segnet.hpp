@@ -22,6 +22,7 @@
 
 #include "segnet/compose/model.hpp"
 #include "segnet/compose/network.hpp"
+#include "segnet/compose/transfer.hpp"
 
 #include "segnet/models/segnet.hpp"
 #include "segnet/models/segnet_basic.hpp"

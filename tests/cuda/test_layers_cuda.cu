@@ -224,7 +224,7 @@ TEST_CASE("cuda twins: a whole model (Unpool + Add skips) forward and backward f
     Rng rng(19);
     Model<TinyAddNet, Cpu> mc(7);
     Model<TinyAddNet, Cuda> mg(0);
-    cuda::copy_state(mc, mg);
+    copy_state(mc, mg);
     const Tensor<Cpu> x = random_tensor({2, 3, 13, 11}, rng);
     const Tensor<Cuda> xg = cuda::to_device(x);
     for (Mode mode : {Mode::train, Mode::eval}) {
@@ -253,7 +253,7 @@ TEST_CASE("cuda twins: eval fusion (conv + BN folded, ReLU after the cuDNN conv)
     Model<TinyAddNet, Cuda> mg(0);
     for (auto& n : mc.layers())
         if (n.layer->kind() == "BatchNorm") init_cpu(*n.layer, rng);  // non-trivial statistics, gamma, beta
-    cuda::copy_state(mc, mg);
+    copy_state(mc, mg);
     const Tensor<Cpu> x = random_tensor({2, 3, 13, 11}, rng);
     const Tensor<Cuda> xg = cuda::to_device(x);
     mc.set_eval_fusion(false);

@@ -3,7 +3,7 @@
 //   ./fuzz_safetensors corpus-scratch/ tests/fuzz/corpus/safetensors/ -dict=tests/fuzz/safetensors.dict
 // Any input may be refused with segnet::DataError; anything else (a crash, a sanitizer report,
 // another exception type, an allocation beyond the limits) is a bug.
-#include <segnet/io/checkpoint.hpp>
+#include <segnet/train/checkpoint.hpp>
 #include <segnet/io/safetensors.hpp>
 
 #include <cstddef>

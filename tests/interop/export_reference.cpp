@@ -1,7 +1,7 @@
 // Writes a SegNet-Basic checkpoint and, beside it, an input and the logits segnet computes for
 // it in eval and train mode; check_pytorch.py loads both into PyTorch and compares.
 //   export_reference OUT_DIR
-#include <segnet/io/checkpoint.hpp>
+#include <segnet/train/checkpoint.hpp>
 #include <segnet/segnet.hpp>
 
 #include <cstdio>

@@ -7,7 +7,7 @@
 //   segnet-evaluate --weights models/segnet-basic-camvid.safetensors --list data/camvid/val.txt --json scores.json
 #pragma once
 
-#include "segnet/io/checkpoint.hpp"
+#include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
 #include "segnet/models/registry.hpp"
 #include "segnet/segnet.hpp"

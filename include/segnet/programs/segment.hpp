@@ -6,7 +6,7 @@
 //   segnet-segment --weights models/segnet-basic-camvid.safetensors --input data/camvid/val --out out --color --overlay
 #pragma once
 
-#include "segnet/io/checkpoint.hpp"
+#include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
 #include "segnet/programs/preflight.hpp"
 #include "segnet/io/palette.hpp"
@@ -142,7 +142,7 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
     const auto model_ptr = models::make_model<Device>(info.model, info.classes);
     AnyModel<Device>& model = *model_ptr;
     load_checkpoint(weights, model, info.model);
-    typename EvalDevice<Device>::Staging staging;
+    backend::Staging<Device> staging;
     for (const fs::path& file : files) {
         const ImageU8 rgb = load_rgb(file, limits);
         Tensor<Cpu> x = to_tensor(rgb);
@@ -153,7 +153,7 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
             }
         if (size) x = resize_bilinear(x.view(), size->first, size->second);
         Tensor<Cpu, std::uint8_t> labels =
-            EvalDevice<Device>::predict_labels(model.forward(staging.images(x), Mode::eval));
+            backend::predict_labels(model.forward(staging.images(x), Mode::eval));
         if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
         const std::vector<fs::path> written = outputs_of(file, out, color, with_overlay);
         write_label_png(written[0], labels.view());

@@ -10,13 +10,16 @@
 // computed at that resolution.
 //
 // The model may live on any device: `evaluate_model(AnyModel<Cuda>&, ...)` works in an nvcc
-// translation unit (the device-specific steps are EvalDevice<Cuda>, backend/cuda/programs.cuh).
-// Predictions always reach `on_batch` and the metrics as host labels.
+// translation unit. One path for every device, over backend operations: the batch goes through
+// backend::Staging<Device> (device copies kept across batches; nothing on the CPU) and the
+// logits become host labels by backend::predict_labels (the argmax on the device, one small
+// copy). Predictions always reach `on_batch` and the metrics as host labels.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 
+#include "segnet/backend/ops.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
 #include "segnet/metrics/evaluator.hpp"
@@ -31,39 +34,11 @@ struct EvaluationOptions {
     bool mask_void_for_bf = false;
 };
 
-/// Argmax of {N, K, H, W} logits as {N, 1, H, W} labels.
-inline Tensor<Cpu, std::uint8_t> predict_labels(const Tensor<Cpu>& logits) {
-    Tensor<Cpu, std::uint8_t> out({logits.n(), 1, logits.h(), logits.w()});
-    ConfusionMatrix::argmax_channels(logits.view(), out.view());
-    return out;
-}
-
-/// The device-specific steps of evaluation and of the programs: where a batch's images go before
-/// a forward pass, and how logits become host labels. Specialised for Cpu here, for Cuda in
-/// backend/cuda/programs.cuh (included below in nvcc translation units).
-template <class Device>
-struct EvalDevice;
-/// The device-specific steps of training (loss, optimizer, NaN check): train/trainer.hpp.
-template <class Device>
-struct TrainDevice;
-
-template <>
-struct EvalDevice<Cpu> {
-    static constexpr const char* name = "cpu";
-    /// Device copies of host inputs (none on the CPU: the host tensors are used as they are).
-    struct Staging {
-        const Tensor<Cpu>& images(const Tensor<Cpu>& host) { return host; }
-        const Tensor<Cpu, std::uint8_t>& labels(const Tensor<Cpu, std::uint8_t>& host) { return host; }
-    };
-    static Tensor<Cpu, std::uint8_t> predict_labels(const Tensor<Cpu>& logits) { return segnet::predict_labels(logits); }
-};
-
 /// Scores `model` on `data`. `on_batch(batch, predictions)` sees every batch's predictions.
 template <class Device>
 SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDataset& data, const EvaluationOptions& o,
                                   const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch = {}) {
-    using Ops = EvalDevice<Device>;
-    typename Ops::Staging staging;
+    backend::Staging<Device> staging;
     const int classes = model.classes();
     SegmentationEvaluator evaluator(classes, o.ignore_label, o.boundary_f1, o.mask_void_for_bf);
     LoaderOptions lo;
@@ -74,7 +49,7 @@ SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDat
     BatchLoader loader(data, lo);
     while (auto batch = loader.next()) {
         const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::eval);
-        const Tensor<Cpu, std::uint8_t> predicted = Ops::predict_labels(logits);
+        const Tensor<Cpu, std::uint8_t> predicted = backend::predict_labels(logits);
         evaluator.add(predicted.view(), batch->labels.view());
         if (on_batch) on_batch(*batch, predicted);
     }
@@ -83,6 +58,3 @@ SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDat
 
 }  // namespace segnet
 
-#if defined(__CUDACC__) && !defined(SEGNET_NO_CUDA)
-#include "segnet/backend/cuda/programs.cuh"
-#endif

@@ -9,6 +9,13 @@
 // PyTorch users get the hyper-parameter meanings they expect. Entries without a gradient
 // (batch-norm running statistics) are skipped. One learning rate for all parameters: schedules
 // (train/schedule.hpp) call set_lr() once per epoch or iteration.
+//
+// One family for every device: Sgd<Device>, Adam<Device>, AdamW<Device> (the device is deduced
+// from the parameters, `segnet::Sgd opt(gpu_model.parameters())`) keep the bookkeeping here and
+// call backend::sgd_update / backend::adam_update on the parameters' device
+// (backend/optimizer_update.hpp: the per-element rules, one text for the CPU loops and the CUDA
+// kernels). state() holds host tensors whatever the device, so a state saved on one device
+// loads on the other.
 #pragma once
 
 #include <cmath>
@@ -22,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "segnet/backend/ops.hpp"
+#include "segnet/backend/optimizer_update.hpp"
 #include "segnet/core/parameter.hpp"
 #include "segnet/core/tensor.hpp"
 
@@ -61,7 +70,8 @@ public:
 namespace detail {
 
 /// Bookkeeping shared by the optimizers: the trainable parameters, learning rate, step count,
-/// and per-parameter state slots stored by parameter index.
+/// and per-parameter state slots (on the parameters' device) stored by parameter index.
+template <class Device>
 class OptimizerBase : public Optimizer {
 public:
     double lr() const override { return lr_; }
@@ -71,10 +81,10 @@ public:
     }
     std::int64_t step_count() const override { return step_; }
     std::string_view kind() const override { return kind_; }
-    const std::vector<ParamRef<Cpu>>& params() const { return params_; }
+    const std::vector<ParamRef<Device>>& params() const { return params_; }
 
     void zero_grad() override {
-        for (ParamRef<Cpu>& p : params_) p.grad->zero();
+        for (ParamRef<Device>& p : params_) p.grad->zero();
     }
 
     OptimizerState state() const override {
@@ -82,7 +92,7 @@ public:
         for (std::size_t slot = 0; slot < slot_names_.size(); ++slot)
             for (std::size_t i = 0; i < params_.size(); ++i)
                 if (!slots_[slot][i].empty())
-                    s.tensors.emplace_back(tensor_name(slot, i), slots_[slot][i]);
+                    s.tensors.emplace_back(tensor_name(slot, i), backend::to_host(slots_[slot][i]));
         return s;
     }
 
@@ -101,8 +111,8 @@ public:
         for (std::size_t i = 0; i < params_.size(); ++i) index.emplace(params_[i].name, i);
 
         // Build into a copy so a bad state leaves the optimizer untouched.
-        std::vector<std::vector<Tensor<Cpu>>> fresh(slot_names_.size(),
-                                                    std::vector<Tensor<Cpu>>(params_.size()));
+        std::vector<std::vector<Tensor<Device>>> fresh(slot_names_.size(),
+                                                       std::vector<Tensor<Device>>(params_.size()));
         for (const auto& [name, t] : s.tensors) {
             std::size_t slot = slot_names_.size();
             std::string param;
@@ -127,10 +137,10 @@ public:
                 throw std::invalid_argument(where + "state tensor '" + name + "' is " +
                                             to_string(t.extents()) + " but parameter '" + param +
                                             "' is " + to_string(want));
-            Tensor<Cpu>& dst = fresh[slot][it->second];
+            Tensor<Device>& dst = fresh[slot][it->second];
             if (!dst.empty())
                 throw std::invalid_argument(where + "state tensor '" + name + "' appears twice");
-            dst = t;
+            backend::copy_across(t, dst);
         }
         // After the first step every slot of every parameter exists; a partial state would
         // silently restart some parameters from zero momentum, so refuse it.
@@ -147,12 +157,12 @@ public:
     }
 
 protected:
-    OptimizerBase(std::vector<ParamRef<Cpu>> params, double lr, std::string kind,
+    OptimizerBase(std::vector<ParamRef<Device>> params, double lr, std::string kind,
                   std::string_view class_name, std::vector<std::string> slot_names)
         : lr_(lr), kind_(std::move(kind)), class_name_(class_name), slot_names_(std::move(slot_names)) {
         check_non_negative("lr", lr);
         std::unordered_map<std::string, int> seen;
-        for (ParamRef<Cpu>& p : params) {
+        for (ParamRef<Device>& p : params) {
             if (!p.trainable()) continue;  // buffers (BN running statistics) are not optimised
             if (!p.value)
                 throw std::invalid_argument(prefix() + "parameter '" + p.name + "' has no value tensor");
@@ -165,7 +175,7 @@ protected:
                 throw std::invalid_argument(prefix() + "two parameters are named '" + p.name + "'");
             params_.push_back(std::move(p));
         }
-        slots_.assign(slot_names_.size(), std::vector<Tensor<Cpu>>(params_.size()));
+        slots_.assign(slot_names_.size(), std::vector<Tensor<Device>>(params_.size()));
     }
 
     /// Whether the subclass keeps per-parameter state at all (SGD without momentum does not).
@@ -180,7 +190,7 @@ protected:
 
     /// The gradient is checked each step because layers may resize their tensors after the
     /// optimizer was built; one comparison per parameter, not per element.
-    void check_grad(const ParamRef<Cpu>& p) const {
+    void check_grad(const ParamRef<Device>& p) const {
         if (p.grad->extents() != p.value->extents())
             throw std::logic_error(prefix() + "gradient of '" + p.name + "' is " +
                                    to_string(p.grad->extents()) + ", the parameter is " +
@@ -188,8 +198,8 @@ protected:
     }
 
     /// Slot k of parameter i, created zero-filled on first use (as PyTorch does lazily).
-    Tensor<Cpu>& slot(std::size_t k, std::size_t i, bool& created) {
-        Tensor<Cpu>& t = slots_[k][i];
+    Tensor<Device>& slot(std::size_t k, std::size_t i, bool& created) {
+        Tensor<Device>& t = slots_[k][i];
         created = t.empty() && params_[i].value->size() > 0;
         if (created) {
             t.resize(params_[i].value->extents());
@@ -209,18 +219,19 @@ protected:
         return r.empty() ? "(none: this optimizer keeps no tensors)" : r;
     }
 
-    std::vector<ParamRef<Cpu>> params_;
+    std::vector<ParamRef<Device>> params_;
     double lr_;
     std::int64_t step_ = 0;
     std::string kind_;
     std::string_view class_name_;
     std::vector<std::string> slot_names_;
-    std::vector<std::vector<Tensor<Cpu>>> slots_;  // [slot][param]
+    std::vector<std::vector<Tensor<Device>>> slots_;  // [slot][param]
 };
 
 /// Weight decay of parameter p: decay_all ignores the per-parameter flag (Caffe applies
 /// decay to every blob unless decay_mult says otherwise).
-inline float decay_for(const ParamRef<Cpu>& p, double wd, bool decay_all) {
+template <class Device>
+float decay_for(const ParamRef<Device>& p, double wd, bool decay_all) {
     return (decay_all || p.decay) ? float(wd) : 0.0f;
 }
 
@@ -238,50 +249,43 @@ struct SgdOptions {
 
 /// torch.optim.SGD:  d = g + wd*w;  buf = momentum*buf + (1-dampening)*d  (buf = d on the
 /// first step);  d = nesterov ? d + momentum*buf : buf;  w -= lr*d.
-class Sgd final : public detail::OptimizerBase {
+template <class Device = Cpu>
+class Sgd final : public detail::OptimizerBase<Device> {
+    using Base = detail::OptimizerBase<Device>;
+
 public:
-    explicit Sgd(std::vector<ParamRef<Cpu>> params, SgdOptions o = {})
-        : OptimizerBase(std::move(params), o.lr, "sgd", "Sgd", slot_names_for(o)), o_(o) {
-        check_non_negative("momentum", o.momentum);
-        check_non_negative("weight_decay", o.weight_decay);
-        check_non_negative("dampening", o.dampening);
+    explicit Sgd(std::vector<ParamRef<Device>> params, SgdOptions o = {})
+        : Base(std::move(params), o.lr, "sgd", "Sgd", slot_names_for(o)), o_(o) {
+        this->check_non_negative("momentum", o.momentum);
+        this->check_non_negative("weight_decay", o.weight_decay);
+        this->check_non_negative("dampening", o.dampening);
         if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
-            throw std::invalid_argument(prefix() +
+            throw std::invalid_argument(this->prefix() +
                                         "Nesterov momentum requires momentum > 0 and dampening == 0");
     }
 
     const SgdOptions& options() const { return o_; }
 
     void step() override {
-        const float lr = float(lr_);
-        const float mom = float(o_.momentum);
-        const float damp = float(1.0 - o_.dampening);
-        for (std::size_t i = 0; i < params_.size(); ++i) {
-            const ParamRef<Cpu>& p = params_[i];
-            check_grad(p);
-            const std::int64_t n = p.value->size();
-            float* __restrict w = p.value->data();
-            const float* __restrict g = p.grad->data();
-            const float wd = detail::decay_for(p, o_.weight_decay, o_.decay_all);
+        backend::SgdStep s;
+        s.lr = float(this->lr_);
+        s.momentum = float(o_.momentum);
+        s.dampening_keep = float(1.0 - o_.dampening);
+        s.nesterov = o_.nesterov;
+        for (std::size_t i = 0; i < this->params_.size(); ++i) {
+            const ParamRef<Device>& p = this->params_[i];
+            this->check_grad(p);
+            s.weight_decay = detail::decay_for(p, o_.weight_decay, o_.decay_all);
             if (o_.momentum == 0) {
-                for (std::int64_t j = 0; j < n; ++j) w[j] -= lr * (g[j] + wd * w[j]);
+                backend::sgd_update(*p.value, *p.grad, nullptr, s, backend::SgdBuffer::none);
                 continue;
             }
             bool first = false;
-            float* __restrict b = slot(0, i, first).data();
-            if (first) {
-                for (std::int64_t j = 0; j < n; ++j) b[j] = g[j] + wd * w[j];
-            } else {
-                for (std::int64_t j = 0; j < n; ++j) b[j] = mom * b[j] + damp * (g[j] + wd * w[j]);
-            }
-            if (o_.nesterov) {
-                // d is recomputed from g and the not-yet-updated w rather than stored.
-                for (std::int64_t j = 0; j < n; ++j) w[j] -= lr * ((g[j] + wd * w[j]) + mom * b[j]);
-            } else {
-                for (std::int64_t j = 0; j < n; ++j) w[j] -= lr * b[j];
-            }
+            Tensor<Device>& buffer = this->slot(0, i, first);
+            backend::sgd_update(*p.value, *p.grad, &buffer, s,
+                                first ? backend::SgdBuffer::first : backend::SgdBuffer::later);
         }
-        ++step_;
+        ++this->step_;
     }
 
 private:
@@ -316,63 +320,36 @@ struct AdamWOptions {
 namespace detail {
 
 /// Adam and AdamW share everything except where weight decay enters.
-class AdamBase : public OptimizerBase {
+template <class Device>
+class AdamBase : public OptimizerBase<Device> {
+    using Base = OptimizerBase<Device>;
+
 public:
     void step() override {
-        ++step_;
-        // Scalars are formed in double, as PyTorch does in Python, then used in float32.
-        const double bc1 = 1.0 - std::pow(beta1_, double(step_));
-        const double bc2 = 1.0 - std::pow(beta2_, double(step_));
-        const float step_size = float(-(lr_ / bc1));
-        const float bc2_sqrt = float(std::sqrt(bc2));
-        const float b1 = float(beta1_), c1 = float(1.0 - beta1_);
-        const float b2 = float(beta2_), c2 = float(1.0 - beta2_);
-        const float eps = float(eps_);
-        for (std::size_t i = 0; i < params_.size(); ++i) {
-            const ParamRef<Cpu>& p = params_[i];
-            check_grad(p);
-            const std::int64_t n = p.value->size();
-            float* __restrict w = p.value->data();
-            const float* __restrict g = p.grad->data();
+        ++this->step_;
+        const backend::AdamStep s = backend::AdamStep::at(this->lr_, beta1_, beta2_, eps_, this->step_, decoupled_);
+        for (std::size_t i = 0; i < this->params_.size(); ++i) {
+            const ParamRef<Device>& p = this->params_[i];
+            this->check_grad(p);
             bool created = false;
-            float* __restrict m = slot(0, i, created).data();
-            float* __restrict v = slot(1, i, created).data();
-            const float wd = decay_for(p, wd_, decay_all_);
-            if (decoupled_) {
-                const float shrink = float(1.0 - lr_ * double(wd));
-                if (wd != 0)
-                    for (std::int64_t j = 0; j < n; ++j) w[j] *= shrink;
-                // GCC vectorises the two Adam loops only with -fno-math-errno (std::sqrt may
-                // otherwise set errno, a branch per element); the SGD loops need no flag.
-                for (std::int64_t j = 0; j < n; ++j) {
-                    const float gj = g[j];
-                    m[j] = m[j] * b1 + c1 * gj;
-                    v[j] = v[j] * b2 + (c2 * gj) * gj;
-                    w[j] += step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
-                }
-            } else {
-                for (std::int64_t j = 0; j < n; ++j) {
-                    const float gj = g[j] + wd * w[j];
-                    m[j] = m[j] * b1 + c1 * gj;
-                    v[j] = v[j] * b2 + (c2 * gj) * gj;
-                    w[j] += step_size * (m[j] / (std::sqrt(v[j]) / bc2_sqrt + eps));
-                }
-            }
+            Tensor<Device>& m = this->slot(0, i, created);
+            Tensor<Device>& v = this->slot(1, i, created);
+            backend::adam_update(*p.value, *p.grad, m, v, s.with_decay(decay_for(p, wd_, decay_all_), this->lr_));
         }
     }
 
 protected:
     template <class Options>
-    AdamBase(std::vector<ParamRef<Cpu>> params, const Options& o, std::string kind,
+    AdamBase(std::vector<ParamRef<Device>> params, const Options& o, std::string kind,
              std::string_view class_name, bool decoupled)
-        : OptimizerBase(std::move(params), o.lr, std::move(kind), class_name, {"exp_avg", "exp_avg_sq"}),
+        : Base(std::move(params), o.lr, std::move(kind), class_name, {"exp_avg", "exp_avg_sq"}),
           beta1_(o.beta1), beta2_(o.beta2), eps_(o.eps), wd_(o.weight_decay),
           decay_all_(o.decay_all), decoupled_(decoupled) {
         if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
-            throw std::invalid_argument(prefix() + "betas must lie in [0, 1), got (" +
+            throw std::invalid_argument(this->prefix() + "betas must lie in [0, 1), got (" +
                                         std::to_string(o.beta1) + ", " + std::to_string(o.beta2) + ")");
-        check_non_negative("eps", o.eps);
-        check_non_negative("weight_decay", o.weight_decay);
+        this->check_non_negative("eps", o.eps);
+        this->check_non_negative("weight_decay", o.weight_decay);
     }
 
 private:
@@ -384,10 +361,11 @@ private:
 
 /// torch.optim.Adam: g += wd*w; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
 /// w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
-class Adam final : public detail::AdamBase {
+template <class Device = Cpu>
+class Adam final : public detail::AdamBase<Device> {
 public:
-    explicit Adam(std::vector<ParamRef<Cpu>> params, AdamOptions o = {})
-        : AdamBase(std::move(params), o, "adam", "Adam", false), o_(o) {}
+    explicit Adam(std::vector<ParamRef<Device>> params, AdamOptions o = {})
+        : detail::AdamBase<Device>(std::move(params), o, "adam", "Adam", false), o_(o) {}
     const AdamOptions& options() const { return o_; }
 
 private:
@@ -395,10 +373,11 @@ private:
 };
 
 /// torch.optim.AdamW: w *= 1 - lr*wd, then the Adam step on the raw gradient.
-class AdamW final : public detail::AdamBase {
+template <class Device = Cpu>
+class AdamW final : public detail::AdamBase<Device> {
 public:
-    explicit AdamW(std::vector<ParamRef<Cpu>> params, AdamWOptions o = {})
-        : AdamBase(std::move(params), o, "adamw", "AdamW", true), o_(o) {}
+    explicit AdamW(std::vector<ParamRef<Device>> params, AdamWOptions o = {})
+        : detail::AdamBase<Device>(std::move(params), o, "adamw", "AdamW", true), o_(o) {}
     const AdamWOptions& options() const { return o_; }
 
 private:
@@ -422,9 +401,11 @@ struct OptimizerOptions {
 
 inline constexpr std::string_view optimizer_names[] = {"sgd", "adam", "adamw"};
 
-/// Builds an optimizer from its name ("sgd", "adam", "adamw"), e.g. from a command line.
-inline std::unique_ptr<Optimizer> make_optimizer(std::string_view name, std::vector<ParamRef<Cpu>> params,
-                                                 const OptimizerOptions& o = {}) {
+/// Builds an optimizer from its name ("sgd", "adam", "adamw"), e.g. from a command line, on the
+/// parameters' device.
+template <class Device>
+std::unique_ptr<Optimizer> make_optimizer(std::string_view name, std::vector<ParamRef<Device>> params,
+                                          const OptimizerOptions& o = {}) {
     if (name == "sgd") {
         SgdOptions s;
         s.lr = o.lr.value_or(s.lr);
@@ -433,7 +414,7 @@ inline std::unique_ptr<Optimizer> make_optimizer(std::string_view name, std::vec
         s.dampening = o.dampening;
         s.nesterov = o.nesterov;
         s.decay_all = o.decay_all;
-        return std::make_unique<Sgd>(std::move(params), s);
+        return std::make_unique<Sgd<Device>>(std::move(params), s);
     }
     auto fill = [&](auto a) {
         a.lr = o.lr.value_or(a.lr);
@@ -444,8 +425,8 @@ inline std::unique_ptr<Optimizer> make_optimizer(std::string_view name, std::vec
         a.decay_all = o.decay_all;
         return a;
     };
-    if (name == "adam") return std::make_unique<Adam>(std::move(params), fill(AdamOptions{}));
-    if (name == "adamw") return std::make_unique<AdamW>(std::move(params), fill(AdamWOptions{}));
+    if (name == "adam") return std::make_unique<Adam<Device>>(std::move(params), fill(AdamOptions{}));
+    if (name == "adamw") return std::make_unique<AdamW<Device>>(std::move(params), fill(AdamWOptions{}));
     std::string valid;
     for (std::string_view n : optimizer_names) valid += (valid.empty() ? "" : ", ") + std::string(n);
     throw std::invalid_argument("segnet::make_optimizer: unknown optimizer '" + std::string(name) +

@@ -7,10 +7,11 @@
 //   segnet::TrainResult s = segnet::train(any_model, o, train_set, &val_set);   // AnyModel<Device>&
 //
 // The model may live on any device: train(AnyModel<Cuda>&, ...) works in an nvcc translation
-// unit. The device-specific steps (batch upload, loss, optimizer, the NaN check of the weights)
-// are TrainDevice<Device>: Cpu below, Cuda in backend/cuda/programs.cuh (included by
-// train/evaluate.hpp under nvcc). Checkpoints are
-// device-independent files (the weights are copied to the host to be written).
+// unit. The loop is written once over the device: the batch is staged by backend::Staging, the
+// loss (CrossEntropyLoss) and the optimizer (make_optimizer: Sgd/Adam/AdamW<Device>) run on the
+// model's device through backend operations, and so does the NaN check of the weights
+// (backend::first_nonfinite). Checkpoints are device-independent files (the weights are copied
+// to the host to be written).
 //
 // Each step: forward (train mode), weighted cross-entropy with the ignore label, backward,
 // optimizer step; the learning rate follows the schedule per step (t = global step, total =
@@ -52,7 +53,7 @@
 
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
-#include "segnet/io/checkpoint.hpp"
+#include "segnet/train/checkpoint.hpp"
 #include "segnet/train/evaluate.hpp"
 #include "segnet/train/loss.hpp"
 #include "segnet/train/optimizer.hpp"
@@ -187,34 +188,11 @@ inline void keep_log_rows_through(const std::filesystem::path& csv_path, int epo
     if (dropped) write_file_atomically(csv_path, [&](FileSink& f) { f.write(kept); });
 }
 
-/// The device-specific steps of training (declared in train/evaluate.hpp with EvalDevice).
-/// Specialised for Cpu here, for Cuda in backend/cuda/programs.cuh.
-template <>
-struct TrainDevice<Cpu> {
-    using Loss = CrossEntropyLoss;
-    static std::unique_ptr<Optimizer> optimizer(std::string_view name, std::vector<ParamRef<Cpu>> params,
-                                                const OptimizerOptions& options) {
-        return make_optimizer(name, std::move(params), options);
-    }
-    static double forward_backward(const Loss& loss, const Tensor<Cpu>& logits, const Tensor<Cpu, std::uint8_t>& labels,
-                                   Tensor<Cpu>& grad) {
-        return loss.forward_backward(logits.view(), labels.view(), grad.view());
-    }
-    /// The first parameter holding NaN or Inf, or nullptr.
-    static const ParamRef<Cpu>* first_nonfinite(const std::vector<ParamRef<Cpu>>& params) {
-        for (const auto& p : params)
-            for (float w : p.value->span())
-                if (!std::isfinite(w)) return &p;
-        return nullptr;
-    }
-};
-
 /// Trains `model` (as initialised by the caller, or as restored from o.resume).
 template <class Device>
 TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const SegmentationDataset& train_set,
                   const SegmentationDataset* val_set = nullptr) {
     using namespace trainer_detail;
-    using Ops = TrainDevice<Device>;
     using Clock = std::chrono::steady_clock;
     std::ostream& log = o.log ? *o.log : std::cerr;
     if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
@@ -233,11 +211,11 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                csv_path = o.out_dir / "log.csv";
     for (const char* name : {"last.safetensors", "best.safetensors", "log.csv"}) remove_stale_temporaries(o.out_dir, name);
 
-    auto optimizer = Ops::optimizer(o.optimizer, model.parameters(), o.optimizer_options);
+    auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.optimizer_options);
     ScheduleOptions so = o.schedule_options;
     so.base_lr = optimizer->lr();
     const Schedule schedule = make_schedule(o.schedule, so);
-    const typename Ops::Loss loss({o.class_weights, o.ignore_label, o.loss_normalization});
+    const CrossEntropyLoss loss({o.class_weights, o.ignore_label, o.loss_normalization});
 
     CheckpointInfo info;
     info.model = o.model_name;
@@ -336,7 +314,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     };
 
     Tensor<Device> grad;
-    typename EvalDevice<Device>::Staging staging;  // the batch on the device (the CPU uses it in place)
+    backend::Staging<Device> staging;  // the batch on the device (the CPU uses it in place)
     const std::vector<ParamRef<Device>> trainable = model.parameters();
     std::int64_t steps_this_run = 0;
     training_stop_flag().store(false);
@@ -358,14 +336,14 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             optimizer->set_lr(schedule(step, total_steps));
             const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
             grad.resize(logits.extents());
-            const double value = Ops::forward_backward(loss, logits, staging.labels(batch->labels), grad);
+            const double value = loss.forward_backward(logits, staging.labels(batch->labels), grad);
             if (!std::isfinite(value))
                 throw diverged(at_step(epoch, batch->batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
             model.zero_grad();
             model.backward(grad);
             optimizer->step();
             // A finite loss can still end in an update that overflows: never save such weights.
-            if (const auto* p = Ops::first_nonfinite(trainable))
+            if (const auto* p = backend::first_nonfinite(trainable))
                 throw diverged(at_step(epoch, batch->batch), "parameter '" + p->name + "' became NaN or Inf after the update");
             ++steps_this_run;
             epoch_loss_sum += value;

@@ -1,12 +1,14 @@
 // segnet/backend/cuda/cuda.cuh: the whole CUDA backend for an nvcc-compiled translation unit:
-// Tensor<Cuda>, the backend ops (so Model<Net, Cuda> works), loss, optimizers, metrics, transfers.
+// Tensor<Cuda> and its transfers, the backend operations on it (so Model<Net, Cuda> works), and
+// the loss and optimizer kernels (so CrossEntropyLoss and Sgd/Adam/AdamW run on device tensors).
 //
 //   #include <segnet/segnet.hpp>
 //   #include <segnet/backend/cuda/cuda.cuh>
 //   segnet::Model<segnet::models::SegNetBasic<11>, segnet::Cuda> model(42);   // same network type
 //
 // Only for .cu files compiled by nvcc and linked with segnet::cuda (CUDA runtime + cuDNN);
-// CPU-only translation units never include it. See docs/gpu.md.
+// CPU-only translation units never include it. The training code itself is the one of train/,
+// written over the device (see docs/gpu.md).
 #pragma once
 
 #ifndef __CUDACC__
@@ -14,8 +16,5 @@
 #endif
 
 #include "segnet/backend/ops.hpp"  // includes backend/cuda/ops.cuh under nvcc, before the layers
-#include "segnet/backend/cuda/loss.cuh"
-#include "segnet/backend/cuda/metrics.cuh"
-#include "segnet/backend/cuda/optimizer.cuh"
-#include "segnet/backend/cuda/transfer.cuh"
-#include "segnet/compose/model.hpp"
+#include "segnet/backend/cross_entropy.hpp"  // and backend/cuda/loss.cuh
+#include "segnet/backend/optimizer_update.hpp"  // and backend/cuda/optimizer.cuh

@@ -196,6 +196,23 @@ SEGNET_KERNEL void crop_planes(const float* xp, int hp, int wp, int top, int lef
     }
 }
 
+/// labels[n, 0, p] = the first channel with the largest value (backend/cpu/argmax.hpp's rule).
+SEGNET_KERNEL void argmax_channels(const float* z, int classes, std::int64_t plane, std::int64_t pixels,
+                                   std::uint8_t* labels) {
+    SEGNET_GRID_STRIDE(p, pixels) {
+        const float* zp = z + (p / plane) * classes * plane + p % plane;
+        int best = 0;
+        float bv = zp[0];
+        for (int c = 1; c < classes; ++c)
+            if (zp[c * plane] > bv) bv = zp[c * plane], best = c;
+        labels[p] = std::uint8_t(best);
+    }
+}
+SEGNET_KERNEL void count_nonfinite(const float* x, std::int64_t n, unsigned int* count) {
+    SEGNET_GRID_STRIDE(i, n)
+    if (!isfinite(x[i])) atomicAdd(count, 1u);
+}
+
 }  // namespace kernels
 
 /// Checked launches on the segnet stream.
@@ -292,6 +309,14 @@ inline void crop_planes(const float* xp, std::int64_t planes, int hp, int wp, in
     const std::int64_t total = planes * h * w;
     if (total)
         SEGNET_CUDA_LAUNCH(kernels::crop_planes<<<grid_for(total), threads, 0, stream()>>>(xp, hp, wp, top, left, x, h, w, total));
+}
+inline void argmax_channels(const float* z, int n, int classes, std::int64_t plane, std::uint8_t* labels) {
+    const std::int64_t pixels = std::int64_t(n) * plane;
+    if (pixels && classes)
+        SEGNET_CUDA_LAUNCH(kernels::argmax_channels<<<grid_for(pixels), threads, 0, stream()>>>(z, classes, plane, pixels, labels));
+}
+inline void count_nonfinite(const float* x, std::int64_t n, unsigned int* count) {
+    if (n) SEGNET_CUDA_LAUNCH(kernels::count_nonfinite<<<grid_for(n), threads, 0, stream()>>>(x, n, count));
 }
 }  // namespace launch
 

@@ -9,6 +9,7 @@
 // geometry struct are those of the CPU backend; this file only adapts tensors and checks sizes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -178,6 +179,51 @@ inline std::vector<float> download(const CudaTensor& t) {
         cuda::synchronize();
     }
     return v;
+}
+
+/// Copies `src` into `dst` (resized to match) across devices; to the host waits for the GPU.
+template <class T>
+void copy_across(const Tensor<Cpu, T>& src, Tensor<Cuda, T>& dst) {
+    cuda::copy_to_device(src, dst);
+}
+template <class T>
+void copy_across(const Tensor<Cuda, T>& src, Tensor<Cpu, T>& dst) {
+    cuda::copy_to_host(src, dst);
+}
+template <class T>
+void copy_across(const Tensor<Cuda, T>& src, Tensor<Cuda, T>& dst) {
+    dst = src;
+}
+/// A host copy of a device tensor (waits for the GPU).
+template <class T>
+Tensor<Cpu, T> to_host(const Tensor<Cuda, T>& t) {
+    return cuda::to_host(t);
+}
+
+/// labels {N, 1, H, W} = the argmax over the channels of logits {N, K, H, W} (lowest class on ties).
+inline void argmax_channels(const CudaTensor& logits, Tensor<Cuda, std::uint8_t>& labels) {
+    const Extents e = logits.extents();
+    labels.resize({e.n, 1, e.h, e.w});
+    cuda::launch::argmax_channels(logits.data(), e.n, e.c, e.plane(), labels.data());
+}
+
+/// The index of the first tensor holding a NaN or Inf, or -1: one kernel per tensor into one
+/// counter and one synchronisation; only when some value is not finite, a second pass finds which.
+inline std::ptrdiff_t first_nonfinite(const std::vector<const CudaTensor*>& tensors) {
+    cuda::DeviceBuffer count(sizeof(unsigned int));
+    auto any = [&](std::size_t begin, std::size_t end) {
+        SEGNET_CUDA_CHECK(cudaMemsetAsync(count.get(), 0, count.bytes(), cuda::stream()));
+        for (std::size_t i = begin; i < end; ++i)
+            cuda::launch::count_nonfinite(tensors[i]->data(), tensors[i]->size(), count.as<unsigned int>());
+        unsigned int h = 0;
+        SEGNET_CUDA_CHECK(cudaMemcpyAsync(&h, count.get(), sizeof h, cudaMemcpyDeviceToHost, cuda::stream()));
+        cuda::synchronize();
+        return h > 0;
+    };
+    if (!any(0, tensors.size())) return -1;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+        if (any(i, i + 1)) return std::ptrdiff_t(i);
+    return -1;
 }
 
 }  // namespace segnet::backend

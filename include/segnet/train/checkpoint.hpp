@@ -1,4 +1,4 @@
-// segnet/io/checkpoint.hpp: a model, its training state and what it was trained with, in one
+// segnet/train/checkpoint.hpp: a model, its training state and what it was trained with, in one
 // safetensors file (PyTorch-style names and layouts, float32), written atomically.
 //
 //   segnet::save_checkpoint("out/last.safetensors", model, info, optimizer.get());
