@@ -123,27 +123,13 @@ public:
         return all > 0 ? 100.0 * double(correct) / double(all) : 0.0;
     }
     /// Per-class recall TP / (TP + FN) in %; NaN for a class absent from the truth.
-    std::vector<double> class_accuracy() const {
-        std::vector<double> r(classes_, std::numeric_limits<double>::quiet_NaN());
-        for (int c = 0; c < classes_; ++c)
-            if (const std::int64_t t = truth_pixels(c); t > 0)
-                r[c] = 100.0 * double(true_positives(c)) / double(t);
-        return r;
-    }
+    std::vector<double> class_accuracy() const { return per_class(&ConfusionMatrix::accuracy_of); }
     /// C: mean of class_accuracy() over classes present in the truth, in %.
-    double class_average_accuracy() const { return mean_defined(class_accuracy()); }
+    double class_average_accuracy() const { return mean_defined(&ConfusionMatrix::accuracy_of); }
     /// Per-class TP / (TP + FP + FN) in %; NaN for a class in neither truth nor prediction.
-    std::vector<double> class_iou() const {
-        std::vector<double> r(classes_, std::numeric_limits<double>::quiet_NaN());
-        for (int c = 0; c < classes_; ++c) {
-            const std::int64_t tp = true_positives(c);
-            const std::int64_t uni = truth_pixels(c) + predicted_pixels(c) - tp;
-            if (uni > 0) r[c] = 100.0 * double(tp) / double(uni);
-        }
-        return r;
-    }
+    std::vector<double> class_iou() const { return per_class(&ConfusionMatrix::iou_of); }
     /// mIoU: mean of class_iou() over classes with TP + FP + FN > 0, in %.
-    double mean_iou() const { return mean_defined(class_iou()); }
+    double mean_iou() const { return mean_defined(&ConfusionMatrix::iou_of); }
 
     /// Writes the argmax over channels of {N, K, H, W} scores into {N, 1, H, W} labels
     /// (the backend's rule, backend/cpu/argmax.hpp: ties go to the lowest class).
@@ -152,11 +138,28 @@ public:
     }
 
 private:
-    static double mean_defined(const std::vector<double>& values) {
+    using PerClassValue = double (ConfusionMatrix::*)(int) const;
+    double accuracy_of(int c) const {
+        const std::int64_t t = truth_pixels(c);
+        return t > 0 ? 100.0 * double(true_positives(c)) / double(t) : std::numeric_limits<double>::quiet_NaN();
+    }
+    double iou_of(int c) const {
+        const std::int64_t tp = true_positives(c);
+        const std::int64_t uni = truth_pixels(c) + predicted_pixels(c) - tp;
+        return uni > 0 ? 100.0 * double(tp) / double(uni) : std::numeric_limits<double>::quiet_NaN();
+    }
+    std::vector<double> per_class(PerClassValue value) const {
+        std::vector<double> r(static_cast<std::size_t>(classes_));
+        for (int c = 0; c < classes_; ++c) r[c] = (this->*value)(c);
+        return r;
+    }
+    // Computed without a temporary vector: g++ 12 warns (-Wfree-nonheap-object, a false positive)
+    // when the vector's destructor is inlined into the evaluator.
+    double mean_defined(PerClassValue value) const {
         double sum = 0.0;
         int n = 0;
-        for (double v : values)
-            if (!std::isnan(v)) {
+        for (int c = 0; c < classes_; ++c)
+            if (const double v = (this->*value)(c); !std::isnan(v)) {
                 sum += v;
                 ++n;
             }
