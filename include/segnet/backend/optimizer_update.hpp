@@ -15,11 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define SEGNET_HOST_DEVICE __host__ __device__
-#else
-#define SEGNET_HOST_DEVICE
-#endif
+#include "segnet/backend/host_device.hpp"
 
 namespace segnet::backend {
 
