@@ -43,7 +43,8 @@ std::string read_bytes(const fs::path& p) {
     return s.str();
 }
 
-std::vector<float> all_values(Model<TinyNet, Cpu>& m) {
+template <class Net>
+std::vector<float> all_values(Model<Net, Cpu>& m) {
     std::vector<float> v;
     for (auto& p : m.state()) v.insert(v.end(), p.value->data(), p.value->data() + p.value->size());
     return v;
@@ -147,37 +148,58 @@ TEST_CASE("trainer: a small SegNet learns the committed shapes set (G >= 95% on 
     fs::remove_all(out);
 }
 
-TEST_CASE("trainer: an interrupted and resumed run ends with the same weights as an uninterrupted one") {
+// Trains Net twice on the same data: straight through, and stopped after 4 steps then resumed;
+// both runs must end with the same weights, to the bit.
+template <class Net>
+void check_exact_resume(const std::string& name) {
     cpu::set_num_threads(1);
     const auto data = make_synthetic_dataset({.count = 10, .height = 32, .width = 32, .seed = 5},
                                              {.classes = 4, .ignore_label = 255});
     Augmentation aug{.horizontal_flip = true, .min_scale = 0.8f, .max_scale = 1.2f, .crop_height = 32, .crop_width = 32};
 
-    const fs::path straight = fresh_dir("straight");
+    const fs::path straight = fresh_dir(name + "-straight");
     TrainOptions a = tiny_options(straight);
+    a.model_name = name;
     a.epochs = 2;
     a.augmentation = aug;
-    REQUIRE(train<TinyNet>(a, data).status == TrainStatus::completed);
+    REQUIRE(train<Net>(a, data).status == TrainStatus::completed);
 
-    const fs::path split = fresh_dir("split");
+    const fs::path split = fresh_dir(name + "-split");
     TrainOptions b = tiny_options(split);
+    b.model_name = name;
     b.epochs = 2;
     b.augmentation = aug;
     b.stop_after_steps = 4;  // 3 batches per epoch: stops inside epoch 2
-    REQUIRE(train<TinyNet>(b, data).status == TrainStatus::interrupted);
+    REQUIRE(train<Net>(b, data).status == TrainStatus::interrupted);
     CHECK(read_checkpoint_info(split / "last.safetensors").epoch == 1);
     CHECK(read_checkpoint_info(split / "last.safetensors").batch == 1);
     b.stop_after_steps = -1;
     b.resume = split / "last.safetensors";
-    REQUIRE(train<TinyNet>(b, data).status == TrainStatus::completed);
+    REQUIRE(train<Net>(b, data).status == TrainStatus::completed);
 
-    Model<TinyNet, Cpu> ma(0), mb(0);
-    load_checkpoint(straight / "last.safetensors", ma, "tiny");
-    load_checkpoint(split / "last.safetensors", mb, "tiny");
+    Model<Net, Cpu> ma(0), mb(0);
+    load_checkpoint(straight / "last.safetensors", ma, name);
+    load_checkpoint(split / "last.safetensors", mb, name);
     CHECK(all_values(ma) == all_values(mb));
     cpu::set_num_threads(cpu::default_threads());
     fs::remove_all(straight);
     fs::remove_all(split);
+}
+
+// TinyNet with Dropout in a decoder: its masks depend on the step, which the trainer sets.
+struct TinyDropoutNet : Network<Input<3, dyn, dyn>,
+                                Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+                                Decoder<Unpool<2>, Block<Conv<16, 3, Bias::without>, BatchNorm, ReLU, Dropout<50>>>,
+                                Classifier<4>> {
+    static constexpr std::string_view name = "tiny-dropout";
+};
+
+TEST_CASE("trainer: an interrupted and resumed run ends with the same weights as an uninterrupted one") {
+    check_exact_resume<TinyNet>("tiny");
+}
+
+TEST_CASE("trainer: with Dropout, a resumed run draws the uninterrupted run's masks (same weights)") {
+    check_exact_resume<TinyDropoutNet>("tiny-dropout");
 }
 
 TEST_CASE("trainer: a diverging run stops with a clear message and keeps the last good checkpoint") {

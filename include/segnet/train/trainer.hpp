@@ -334,6 +334,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             }
             const std::int64_t step = std::int64_t(epoch) * per_epoch + std::int64_t(batch->batch);
             optimizer->set_lr(schedule(step, total_steps));
+            model.set_random_step(std::uint64_t(step));  // Dropout masks: a resumed run draws what an uninterrupted one drew
             const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
             grad.resize(logits.extents());
             const double value = loss.forward_backward(logits, staging.labels(batch->labels), grad);
