@@ -82,17 +82,23 @@ public:
     const Tensor<Device, std::uint8_t>& labels(const Tensor<Cpu, std::uint8_t>& host) { return stage(host, labels_); }
 
 private:
+    static constexpr bool on_host = std::is_same_v<Device, Cpu>;
+    struct Nothing {};
+    /// A device copy of a host tensor; nothing at all on the CPU.
     template <class T>
-    static const Tensor<Device, T>& stage(const Tensor<Cpu, T>& host, Tensor<Device, T>& on_device) {
-        if constexpr (std::is_same_v<Device, Cpu>) {
+    using Copy = std::conditional_t<on_host, Nothing, Tensor<Device, T>>;
+
+    template <class T>
+    static const Tensor<Device, T>& stage(const Tensor<Cpu, T>& host, Copy<T>& on_device) {
+        if constexpr (on_host) {
             return host;
         } else {
             copy_across(host, on_device);
             return on_device;
         }
     }
-    Tensor<Device> images_;
-    Tensor<Device, std::uint8_t> labels_;
+    [[no_unique_address]] Copy<float> images_;
+    [[no_unique_address]] Copy<std::uint8_t> labels_;
 };
 
 /// The predicted labels of {N, K, H, W} logits, as {N, 1, H, W} host labels (argmax_channels on
@@ -100,8 +106,8 @@ private:
 template <class Device>
 Tensor<Cpu, std::uint8_t> predict_labels(const Tensor<Device>& logits) {
     if constexpr (std::is_same_v<Device, Cpu>) {
-        Tensor<Cpu, std::uint8_t> labels;
-        argmax_channels(logits, labels);
+        Tensor<Cpu, std::uint8_t> labels({logits.n(), 1, logits.h(), logits.w()});
+        cpu::argmax_channels(logits.view(), labels.view());
         return labels;
     } else {
         Tensor<Device, std::uint8_t> labels;
