@@ -255,12 +255,20 @@ check "FIFO as a training list" 1 "fifo.txt': is a FIFO" -- timeout 20 "$bin/seg
 check "  ... no output" 0 "" -- no_output "$rel/o_fifo"
 
 # 4. A tiny file that would need gigabytes: a 4000x4000 all-zero PNG of about 46 KB.
-perl -MCompress::Zlib -e 'my $w = 4000; my $raw = ("\0" x (1 + 3 * $w)) x $w;
-  sub chunk { my ($t, $d) = @_; pack("N", length $d) . $t . $d . pack("N", crc32($t . $d)) }
-  print "\x89PNG\r\n\x1a\n", chunk("IHDR", pack("NNCCCCC", $w, $w, 8, 2, 0, 0, 0)), chunk("IDAT", compress($raw)), chunk("IEND", "")' > "$rel/zeros.png"
+zero_png() {  # zero_png CHANNELS COLOUR_TYPE: a 4000x4000 all-zero 8-bit PNG (3 2: RGB, 1 0: grey labels)
+  perl -MCompress::Zlib -e 'my ($c, $type) = @ARGV; my $w = 4000; my $raw = ("\0" x (1 + $c * $w)) x $w;
+    sub chunk { my ($t, $d) = @_; pack("N", length $d) . $t . $d . pack("N", crc32($t . $d)) }
+    print "\x89PNG\r\n\x1a\n", chunk("IHDR", pack("NNCCCCC", $w, $w, 8, $type, 0, 0, 0)), chunk("IDAT", compress($raw)), chunk("IEND", "")' "$@"
+}
+zero_png 3 2 > "$rel/zeros.png"
+zero_png 1 0 > "$rel/zeros_label.png"
 check "a 46 KB 4000x4000 PNG over --max-memory is refused up front" 1 "zeros.png' \(4000x4000\) needs about [0-9.]+ GB of memory, over the 1.0 GB of --max-memory; use --size" -- \
   "$bin/segnet-segment" --weights "$ckpt" --input "$rel/zeros.png" --out "$rel/o_zeros" --max-memory 1G
 check "  ... nothing written" 0 "" -- test ! -e "$rel/o_zeros"
+printf '%s %s\n' "$rel/zeros.png" "$rel/zeros_label.png" > "$rel/zeros.txt"
+check "evaluate refuses the 4000x4000 PNG over --max-memory up front" 1 "zeros.png' \(4000x4000\) needs about [0-9.]+ GB of memory, over the 1.0 GB of --max-memory; use --size" -- \
+  "$bin/segnet-evaluate" --weights "$ckpt" --list "$rel/zeros.txt" --json "$rel/zeros.json" --max-memory 1G
+check "  ... nothing written" 0 "" -- test ! -e "$rel/zeros.json"
 check "a bad --max-memory" 2 "--max-memory: expected a size such as 8G" -- \
   "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_zeros" --max-memory lots
 check "training over --max-memory is refused before it starts" 1 "training segnet-basic on 64x64 images in batches of 4 needs about [0-9]+ MB of memory, over the 1 MB of --max-memory" -- \

@@ -9,6 +9,7 @@
 
 #include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/programs/preflight.hpp"
 #include "segnet/models/registry.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/train/evaluate.hpp"
@@ -48,6 +49,8 @@ script (void not masked) unless --mask-void-bf.
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-evaluate-cuda, -DSEGNET_CUDA=ON)
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
+  --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available);
+                     with --weights, an image whose network run needs more is refused up front
 )";
 
 inline constexpr const char* camvid_names[] = {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -110,6 +113,7 @@ inline int run(int argc, char** argv) {
     const bool allow_missing = args.flag("--allow-missing");
     const auto json = args.text("--json");
     const ImageLimits limits = cli::image_limits(args);
+    const cli::MemoryBudget budget = cli::memory_budget(args);
     if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     args.finish();
@@ -173,6 +177,10 @@ inline int run(int argc, char** argv) {
     dopt.normalization = info.normalization;
     dopt.limits = limits;
     const SegmentationDataset data = SegmentationDataset::from_list_file(*list, dopt, root);
+    std::vector<fs::path> images;
+    for (const ListEntry& e : data.list().samples) images.push_back(e.image);
+    if (device == "cuda") cli::require_inference_fits<cli::CudaDevice>(info.model, info.classes, images, size, limits, budget, batch);
+    else cli::require_inference_fits<Cpu>(info.model, info.classes, images, size, limits, budget, batch);
     EvaluationOptions eo;
     eo.batch_size = batch;
     eo.ignore_label = void_label;

@@ -5,13 +5,20 @@
 //   const cli::MemoryBudget budget = cli::memory_budget(args);          // --max-memory, else free memory
 //   const Analysis a = cli::require_input_size<Cpu>("segnet-basic", 11, 360, 480, "'a.png'");
 //   cli::require_memory(cli::inference_bytes(a, 360, 480), budget, "'a.png' (360x480)", "use --size HxW");
+//   cli::require_inference_fits<Cpu>("segnet-basic", 11, files, size, limits, budget);  // segment, evaluate
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
+#include "segnet/io/image.hpp"
 #include "segnet/io/process.hpp"
 #include "segnet/models/registry.hpp"
 #include "segnet/programs/cli.hpp"
@@ -89,6 +96,34 @@ inline void require_memory(std::int64_t needed, const MemoryBudget& budget, cons
     if (budget.bytes < 0 || needed <= budget.bytes) return;
     throw DataError("segnet: " + what + " needs about " + memory_size(needed) + " of memory, over the " +
                     memory_size(budget.bytes) + (budget.from_flag ? " of --max-memory" : " available") + "; " + remedy);
+}
+
+/// The check segnet-segment and segnet-evaluate make before running the network: reads every
+/// image's header (refusing one over `limits` before it is decoded) and throws, before anything
+/// is written, for an image the network cannot take at its run size (`size`, else its own; a
+/// bad --size is a UsageError) or whose inference, `batch` images at a time, needs more memory
+/// than the budget: "segnet: 'big.png' (4000x4000) needs about 9.6 GB of memory, over ...".
+template <class Device>
+void require_inference_fits(const std::string& model, int classes, const std::vector<std::filesystem::path>& images,
+                            const std::optional<std::pair<int, int>>& size, const ImageLimits& limits,
+                            const MemoryBudget& budget, int batch = 1) {
+    std::map<std::pair<int, int>, Analysis> analysed;  // by run size: most folders hold one size
+    for (const std::filesystem::path& file : images) {
+        const ImageInfo image = read_image_info(file, limits);  // the header only: no limits applied
+        image_detail::check_limits(image, limits, file);
+        const std::string what = "'" + shortened(file.string()) + "'";
+        const auto run = size.value_or(std::pair{image.height, image.width});
+        auto it = analysed.find(run);
+        if (it == analysed.end() && size)
+            it = analysed.emplace(run, require_input_size<Device, UsageError>(model, classes, run.first, run.second, "--size")).first;
+        else if (it == analysed.end())
+            it = analysed.emplace(run, require_input_size<Device>(model, classes, run.first, run.second, what)).first;
+        require_memory(std::int64_t(batch) * inference_bytes(it->second, image.height, image.width), budget,
+                       what + " (" + std::to_string(image.width) + "x" + std::to_string(image.height) + ")" +
+                           (batch > 1 ? " in batches of " + std::to_string(batch) : ""),
+                       std::string("use --size HxW to run the network smaller") + (batch > 1 ? ", a smaller --batch" : "") +
+                           ", or a larger --max-memory");
+    }
 }
 
 }  // namespace segnet::cli

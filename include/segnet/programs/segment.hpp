@@ -110,30 +110,6 @@ inline void check_outputs(const fs::path& input, const std::vector<fs::path>& fi
         }
 }
 
-/// Reads every image's header and refuses, before anything is written, an image the network
-/// cannot take at its run size or whose segmentation needs more memory than the budget.
-template <class Device>
-void check_sizes(const std::vector<fs::path>& files, const CheckpointInfo& info,
-                 const std::optional<std::pair<int, int>>& size, const ImageLimits& limits,
-                 const cli::MemoryBudget& budget) {
-    std::map<std::pair<int, int>, Analysis> analysed;  // by run size: most folders hold one size
-    for (const fs::path& file : files) {
-        const ImageInfo image = read_image_info(file, limits);
-        const std::string what = "'" + shortened(file.string()) + "'";
-        image_detail::check_limits(image, limits, file);
-        const auto run = size.value_or(std::pair{image.height, image.width});
-        auto it = analysed.find(run);
-        if (it == analysed.end() && size)
-            it = analysed.emplace(run, cli::require_input_size<Device, cli::UsageError>(info.model, info.classes,
-                                                                                        run.first, run.second, "--size")).first;
-        else if (it == analysed.end())
-            it = analysed.emplace(run, cli::require_input_size<Device>(info.model, info.classes, run.first, run.second, what)).first;
-        cli::require_memory(cli::inference_bytes(it->second, image.height, image.width), budget,
-                            what + " (" + std::to_string(image.width) + "x" + std::to_string(image.height) + ")",
-                            "use --size HxW to run the network smaller, or a larger --max-memory");
-    }
-}
-
 /// Loads the checkpoint into a model on Device and writes the label PNGs (and colour/overlay) of `files`.
 template <class Device>
 void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::vector<fs::path>& files,
@@ -182,8 +158,8 @@ inline int run(int argc, char** argv) {
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
     const std::vector<fs::path> files = collect_inputs(input);
     check_outputs(input, files, out, color, with_overlay);
-    if (device == "cuda") check_sizes<cli::CudaDevice>(files, info, size, limits, budget);
-    else check_sizes<Cpu>(files, info, size, limits, budget);
+    if (device == "cuda") cli::require_inference_fits<cli::CudaDevice>(info.model, info.classes, files, size, limits, budget);
+    else cli::require_inference_fits<Cpu>(info.model, info.classes, files, size, limits, budget);
     cli::create_output_folder(out);
 
     if (device == "cuda") segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay, limits);
