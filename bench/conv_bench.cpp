@@ -45,7 +45,7 @@ double time_ms(int iters, F&& f) {
         const auto t0 = Clock::now();
         const double c0 = process_cpu_ms();
         f();
-        t.push_back(cpu_time ? (process_cpu_ms() - c0) / segnet::cpu::num_threads()
+        t.push_back(cpu_time ? (process_cpu_ms() - c0) / segnet::num_threads()
                              : std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     }
     std::sort(t.begin(), t.end());
@@ -60,14 +60,14 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 int run(int argc, char** argv) {
-    cli::Args args(argc, argv, "conv-bench", usage);
+    programs::cli::Args args(argc, argv, "conv-bench", usage);
     const int threads = int(args.integer("--threads", 2, 1, 1024));
     const int iters = int(args.integer("--iters", 5, 1, 1 << 20));
     const int batch = int(args.integer("--batch", 1, 1, 4096));
     const std::string only = args.text("--shape", "");
     cpu_time = args.flag("--cpu-time");
     args.finish();
-    cpu::set_num_threads(threads);
+    segnet::set_num_threads(threads);
     std::vector<ConvShape> shapes = {
         {3, 64, 360, 480, 7, 1},   {64, 64, 360, 480, 7, 1}, {64, 64, 180, 240, 7, 1}, {64, 64, 90, 120, 7, 1},
         {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
@@ -75,7 +75,7 @@ int run(int argc, char** argv) {
     };
     for (ConvShape& s : shapes) s.batch = batch;
     {
-        const char* isa = cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
+        const char* isa = backend::cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
         std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
     }
     std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
@@ -94,14 +94,14 @@ int run(int argc, char** argv) {
         for (auto& v : w) v = nd(gen) * 0.05f;
         for (auto& v : bias) v = nd(gen);
         const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
-        const double f = time_ms(iters, [&] { cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
-        const double fe = time_ms(iters, [&] { cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
-        const double d = time_ms(iters, [&] { cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
-        const double de = time_ms(iters, [&] { cpu::conv2d_backward_data_eigen(y.data(), w.data(), dx2.data(), s.batch, g); });
+        const double f = time_ms(iters, [&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
+        const double fe = time_ms(iters, [&] { backend::cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const double d = time_ms(iters, [&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
+        const double de = time_ms(iters, [&] { backend::cpu::conv2d_backward_data_eigen(y.data(), w.data(), dx2.data(), s.batch, g); });
         std::fill(dw.begin(), dw.end(), 0.f);
         std::fill(dw2.begin(), dw2.end(), 0.f);
-        const double b = time_ms(iters, [&] { cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
-        const double be = time_ms(iters, [&] { cpu::conv2d_backward_filter_eigen(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        const double b = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
+        const double be = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter_eigen(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
         std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
                     name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
                     max_rel(y, y2), max_rel(dx, dx2), max_rel(dw, dw2));
@@ -110,5 +110,5 @@ int run(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
-    return cli::run_program("conv-bench", [&] { return run(argc, argv); });
+    return programs::cli::run_program("conv-bench", [&] { return run(argc, argv); });
 }

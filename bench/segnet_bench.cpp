@@ -17,7 +17,7 @@
 // --device cuda: this file is also compiled by nvcc as segnet-bench-cuda (segnet_bench_cuda.cu
 // includes it; SEGNET_PROGRAMS_CUDA is 1 there), which times Model<Net, Cuda> and synchronises
 // the device before every timer read. The g++-built segnet-bench hands `--device cuda` to that
-// twin when it sits next to it (cli::exec_cuda_variant), like segnet-train. See docs/gpu.md.
+// twin when it sits next to it (programs::cli::exec_cuda_variant), like segnet-train. See docs/gpu.md.
 #include <segnet/io/process.hpp>
 #include <segnet/programs/cli.hpp>  // SEGNET_PROGRAMS_CUDA, require_device, exec_cuda_variant
 #include <segnet/segnet.hpp>
@@ -88,7 +88,7 @@ constexpr const char* usage =
     ;
 
 Options parse(int argc, char** argv) {
-    cli::Args args(argc, argv, program_name, usage);
+    programs::cli::Args args(argc, argv, program_name, usage);
     Options o;
     o.model = args.text("--model", o.model);
     if (const auto size = args.size("--size")) std::tie(o.h, o.w) = *size;
@@ -141,12 +141,12 @@ struct BenchDevice<Cpu> {
 template <>
 struct BenchDevice<Cuda> {
     /// GPU work is asynchronous: every timer read waits for the queued kernels first.
-    static void synchronize() { cuda::synchronize(); }
+    static void synchronize() { backend::cuda::synchronize(); }
     /// Bytes the caching allocator holds from the driver (tensors, cached blocks, cuDNN workspaces).
-    static double memory_mb() { return double(cuda::allocator().stats().bytes_reserved) / 1048576.0; }
+    static double memory_mb() { return double(backend::cuda::allocator().stats().bytes_reserved) / 1048576.0; }
     static std::string name() {
         cudaDeviceProp p{};
-        if (cudaGetDeviceProperties(&p, cuda::Context::get().device()) != cudaSuccess) return "CUDA device";
+        if (cudaGetDeviceProperties(&p, backend::cuda::Context::get().device()) != cudaSuccess) return "CUDA device";
         return p.name;
     }
 };
@@ -243,7 +243,7 @@ int bench(const Options& o) {
         const double c0 = process_cpu_ms();
         step();
         times.push_back(elapsed(t0));
-        cpu_times.push_back((process_cpu_ms() - c0) / cpu::num_threads());
+        cpu_times.push_back((process_cpu_ms() - c0) / segnet::num_threads());
         device_mb = std::max(device_mb, Dev::memory_mb());
     }
     const double med = median(times), mn = *std::min_element(times.begin(), times.end());
@@ -263,7 +263,7 @@ int bench(const Options& o) {
                 "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
                 "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"cuda\", \"gpu\": \"%s\", "
                 "\"gpu_peak_mb\": %.1f}\n",
-                o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, cpu::num_threads(), o.iters, med, mn,
+                o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, segnet::num_threads(), o.iters, med, mn,
                 ips, gflops, flops_per_image / 1e9, rss, gpu.c_str(), device_mb);
         } else {
             std::printf("%s %s, batch %d, 3x%dx%d, on %s (cuda), %d iterations (%d warm-up)\n", o.model.c_str(),
@@ -278,11 +278,11 @@ int bench(const Options& o) {
             "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
             "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
             "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"cpu_ms\": %.3f, \"fusion\": %s}\n",
-            o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, cpu::num_threads(), o.iters, med, mn,
+            o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, segnet::num_threads(), o.iters, med, mn,
             ips, gflops, flops_per_image / 1e9, rss, cpu_med, o.fusion ? "true" : "false");
     } else {
         std::printf("%s %s, batch %d, 3x%dx%d, %d threads, %d iterations (%d warm-up)\n", o.model.c_str(),
-                    o.train ? "training step" : "inference", o.batch, o.h, o.w, cpu::num_threads(), o.iters,
+                    o.train ? "training step" : "inference", o.batch, o.h, o.w, segnet::num_threads(), o.iters,
                     o.warmup);
         std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
                     "CPU time %.2f ms per thread%s\n",
@@ -344,7 +344,7 @@ int run_on(const Options& o) {
 }
 
 int run(const Options& o) {
-    if (o.threads > 0) cpu::set_num_threads(o.threads);
+    if (o.threads > 0) segnet::set_num_threads(o.threads);
     // Only one device is compiled into each build, so each model is instantiated once: Cpu in
     // segnet-bench (g++, the program flags), Cuda in segnet-bench-cuda (nvcc).
 #if SEGNET_PROGRAMS_CUDA
@@ -352,13 +352,13 @@ int run(const Options& o) {
         throw std::invalid_argument("--device cpu: segnet-bench-cuda times the GPU only; run segnet-bench "
                                     "(same options) for the CPU");
     try {
-        cli::require_device("segnet-bench", "cuda");  // "no CUDA device is visible" before any work
+        programs::cli::require_device("segnet-bench", "cuda");  // "no CUDA device is visible" before any work
     } catch (const std::runtime_error& e) {
         throw DeviceUnavailable(e.what());
     }
     return run_on<Cuda>(o);
 #else
-    if (o.cuda) throw DeviceUnavailable(cli::cuda_unavailable("segnet-bench").what());
+    if (o.cuda) throw DeviceUnavailable(programs::cli::cuda_unavailable("segnet-bench").what());
     return run_on<Cpu>(o);
 #endif
 }
@@ -367,14 +367,14 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
     // --device cuda: run segnet-bench-cuda (the nvcc-built twin) when it is installed next to this.
-    cli::exec_cuda_variant(argc, argv, "segnet-bench-cuda");
+    programs::cli::exec_cuda_variant(argc, argv, "segnet-bench-cuda");
     try {
         return run(parse(argc, argv));
     } catch (const DeviceUnavailable& e) {
         std::fprintf(stderr, "%s: %s\n", program_name, e.what());
         return 1;
 #if SEGNET_PROGRAMS_CUDA
-    } catch (const cuda::CudaError& e) {  // a failing CUDA/cuDNN call, named in the message
+    } catch (const backend::cuda::CudaError& e) {  // a failing CUDA/cuDNN call, named in the message
         std::fprintf(stderr, "%s: %s\n", program_name, e.what());
         return 1;
 #endif

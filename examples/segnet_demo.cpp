@@ -56,7 +56,7 @@ constexpr const char* usage =
     "(default: a bundled CamVid validation image) and prints shapes, parameters, time, memory.\n";
 
 Options parse(int argc, char** argv) {
-    cli::Args args(argc, argv, "segnet-demo", usage);
+    programs::cli::Args args(argc, argv, "segnet-demo", usage);
     Options o;
     o.image = args.text("--image", o.image);
     o.label = args.text("--label", o.label);
@@ -67,9 +67,9 @@ Options parse(int argc, char** argv) {
 }
 
 int run(const Options& opt) {
-    if (opt.threads > 0) cpu::set_num_threads(opt.threads);
+    if (opt.threads > 0) segnet::set_num_threads(opt.threads);
     std::printf("segnet demo: %d CPU threads\n\nCompile-time facts (computed by the compiler from the types):\n",
-                cpu::num_threads());
+                segnet::num_threads());
     print_architecture<models::SegNetBasic<11>>("SegNet-Basic");
     print_architecture<models::SegNet<11>>("SegNet");
 
@@ -135,5 +135,5 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    return cli::run_program("segnet-demo", [&] { return run(parse(argc, argv)); });
+    return programs::cli::run_program("segnet-demo", [&] { return run(parse(argc, argv)); });
 }

@@ -3,6 +3,6 @@
 
 int main(int argc, char** argv) {
     // --device cuda: hand the run to segnet-train-cuda (the nvcc-built twin) when it is installed next to this.
-    segnet::cli::exec_cuda_variant(argc, argv, "segnet-train-cuda");
+    segnet::programs::cli::exec_cuda_variant(argc, argv, "segnet-train-cuda");
     return segnet::programs::train_main(argc, argv);
 }

@@ -171,7 +171,7 @@ void check_pooled_matches_layers(Extents e) {
 }  // namespace
 
 TEST_CASE("eval forward on the activation pool equals the layers run on their own buffers") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     SUBCASE("SegNet-Basic") { check_pooled_matches_layers<models::SegNetBasic<11>>({2, 3, 45, 60}); }
     SUBCASE("SegNet-Basic-Caffe (LRN keeps its own output)") {
         check_pooled_matches_layers<models::SegNetBasicCaffe<11>>({1, 3, 37, 51});
@@ -186,7 +186,7 @@ TEST_CASE("eval forward on the activation pool equals the layers run on their ow
 }
 
 TEST_CASE("train mode after eval mode is unchanged, and backward after eval is an error") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     Model<models::SegNetBasic<11>, Cpu> a(3), b(3);
     const Tensor<Cpu> x = random_input({1, 3, 24, 32}, 9);
     a.forward(x, Mode::eval);
@@ -199,7 +199,7 @@ TEST_CASE("train mode after eval mode is unchanged, and backward after eval is a
 }
 
 TEST_CASE("the pool holds a few buffers, far less than one per layer") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     Model<models::SegNetBasic<11>, Cpu> model(1);
     const Extents e{1, 3, 90, 120};
     const Tensor<Cpu> x = random_input(e, 2);
@@ -220,7 +220,7 @@ TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
         for (bool fusion : {true, false}) {
             CAPTURE(threads);
             CAPTURE(fusion);
-            cpu::set_num_threads(threads);
+            segnet::set_num_threads(threads);
             Model<models::SegNetBasic<11>, Cpu> model(7);
             model.set_eval_fusion(fusion);
             const Tensor<Cpu> x = random_input({1, 3, 45, 60}, 4);
@@ -233,7 +233,7 @@ TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
             const long during = g_allocations.load() - before;
             CHECK(y.extents() == Extents{1, 11, 45, 60});
             const backend::ConvGeometry g{64, 45, 60, 64, 45, 60, 7, 1, 3, 1};
-            const std::string isa = cpu::direct_conv_isa(g);  // AVX-512 or AVX2 direct convolution, or ""
+            const std::string isa = backend::cpu::direct_conv_isa(g);  // AVX-512 or AVX2 direct convolution, or ""
             const bool fast_path = !isa.empty();
             MESSAGE("allocations in the 3rd eval forward (" << threads << " threads, fusion "
                                                           << std::string(fusion ? "on, " : "off, ")
@@ -340,7 +340,7 @@ using ConvReluNet = Network<Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, ReLU>,
 }  // namespace
 
 TEST_CASE("eval fusion: [unpool +] conv + batch norm (+ ReLU) [+ max pool] in one step equals the layers one by one") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     // On the CPU an Unpool joins the convolution after it (counted: 1 node per decoder), and an
     // Encoder's Tap and MaxPool join its last convolution (2 nodes per encoder) unless a skip
     // layer reads the Encoder's map (FCN-Basic's AddProjected).
@@ -430,7 +430,7 @@ void check_train_pool_matches_layers(Extents e) {
 }  // namespace
 
 TEST_CASE("train step on the buffer pool: the same logits and gradients as the layers on their own buffers") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     SUBCASE("SegNet-Basic") { check_train_pool_matches_layers<models::SegNetBasic<11>>({2, 3, 45, 60}); }
     SUBCASE("SegNet (VGG16: ReLU before every pool and unpool)") {
         check_train_pool_matches_layers<models::SegNet<11>>({2, 3, 32, 48});
@@ -448,7 +448,7 @@ TEST_CASE("train step on the buffer pool: the same logits and gradients as the l
 }
 
 TEST_CASE("train step: the output stays valid after backward; backward runs once per train forward") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     Model<models::SegNetBasic<11>, Cpu> model(4);
     const Tensor<Cpu> x = random_input({1, 3, 24, 32}, 3);
     const Tensor<Cpu> g = random_input({1, 11, 24, 32}, 5);
@@ -465,7 +465,7 @@ TEST_CASE("train step: the output stays valid after backward; backward runs once
 TEST_CASE("train step: the pool holds less than the layers' outputs alone; the second step allocates no buffer") {
     for (int threads : {1, 2}) {
         CAPTURE(threads);
-        cpu::set_num_threads(threads);
+        segnet::set_num_threads(threads);
         Model<models::SegNetBasic<11>, Cpu> model(1);
         const Extents e{2, 3, 90, 120};
         const Tensor<Cpu> x = random_input(e, 2);

@@ -24,7 +24,7 @@
 #include <vector>
 
 using segnet::backend::ConvGeometry;
-namespace cpu = segnet::cpu;
+namespace cpu = segnet::backend::cpu;
 
 namespace {
 
@@ -130,7 +130,7 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
 }
 
 void check_case(const Case& c, int threads) {
-    cpu::set_num_threads(threads);
+    segnet::set_num_threads(threads);
     const ConvGeometry g = same_geometry(c);
     CAPTURE(c.cin);
     CAPTURE(c.cout);
@@ -268,7 +268,7 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
                                 UnpoolCase{3, 4, 10, 17, 5, 3, 1}, UnpoolCase{64, 8, 9, 50, 7, 2, 1},
                                 UnpoolCase{130, 5, 3, 401, 7, 2, 1}}) {
         for (int threads : {1, 2}) {
-            cpu::set_num_threads(threads);
+            segnet::set_num_threads(threads);
             CAPTURE(t.c);
             CAPTURE(t.h);
             CAPTURE(t.w);
@@ -335,7 +335,7 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
                               PoolCase{3, 4, 10, 17, 5, 3, 1}, PoolCase{64, 19, 9, 50, 7, 2, 1},
                               PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2}}) {
         for (int threads : {1, 2}) {
-            cpu::set_num_threads(threads);
+            segnet::set_num_threads(threads);
             CAPTURE(t.c);
             CAPTURE(t.cout);
             CAPTURE(t.h);
@@ -403,7 +403,7 @@ namespace {
 /// followed by max(., 0), on the dispatched and the Eigen path; relu alone is bit for bit the
 /// plain forward clamped at 0 (the same accumulators, clamped before the store).
 void check_epilogue(const ConvGeometry& g, int batch, int threads) {
-    cpu::set_num_threads(threads);
+    segnet::set_num_threads(threads);
     CAPTURE(g.in_c);
     CAPTURE(g.out_c);
     CAPTURE(g.in_h);
@@ -480,7 +480,7 @@ TEST_CASE("conv kernels: the eval-fusion epilogue (per-channel weight scale, ReL
 }
 
 TEST_CASE("conv kernels: geometries the fast path does not take still use the Eigen path") {
-    cpu::set_num_threads(2);
+    segnet::set_num_threads(2);
     std::mt19937 gen(3);
     const ConvGeometry g{5, 13, 11, 7, 7, 6, 3, 2, 1, 1};  // stride 2
     const auto x = random_vector(std::size_t(2) * 5 * 13 * 11, gen);
@@ -502,7 +502,7 @@ TEST_CASE("max pooling 2x2: the vectorised rows keep the scalar rule (ties, NaN,
     std::mt19937 gen(11);
     std::uniform_int_distribution<int> small(-2, 2);  // many ties
     for (int threads : {1, 2}) {
-        cpu::set_num_threads(threads);
+        segnet::set_num_threads(threads);
         for (auto [h, w] : {std::pair{13, 11}, std::pair{45, 61}, std::pair{2, 2}, std::pair{1, 5}, std::pair{7, 97}}) {
             CAPTURE(h);
             CAPTURE(w);

@@ -579,9 +579,9 @@ double worst_ratio(const float* got, const std::vector<double>& want, const std:
 }
 
 struct ThreadCount {  // restores the pool size however the test ends
-    int saved = cpu::num_threads();
-    explicit ThreadCount(int t) { cpu::set_num_threads(t); }
-    ~ThreadCount() { cpu::set_num_threads(saved); }
+    int saved = segnet::num_threads();
+    explicit ThreadCount(int t) { segnet::set_num_threads(t); }
+    ~ThreadCount() { segnet::set_num_threads(saved); }
 };
 
 void check_conv_kernels(const ConvCase& c) {
@@ -596,9 +596,9 @@ void check_conv_kernels(const ConvCase& c) {
     const auto db0 = random_vector(bias.size(), rng);
 
     std::vector<float> y_ref(dy.size()), y_abs(dy.size());
-    cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), c.n, g);
+    backend::cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), c.n, g);
     const auto xa = abs_of(x), wa = abs_of(w), ba = abs_of(bias);
-    cpu::conv2d_forward_reference(xa.data(), wa.data(), ba.data(), y_abs.data(), c.n, g);
+    backend::cpu::conv2d_forward_reference(xa.data(), wa.data(), ba.data(), y_abs.data(), c.n, g);
     const std::vector<double> y_want(y_ref.begin(), y_ref.end()), y_scale(y_abs.begin(), y_abs.end());
     ConvBackwardReference ref = conv_backward_reference(x, w, dy, c);
     for (std::size_t i = 0; i < w.size(); ++i) {
@@ -615,15 +615,15 @@ void check_conv_kernels(const ConvCase& c) {
         ThreadCount tc(threads);
         std::int64_t at = -1;
         std::vector<float> y(dy.size(), 7.f);
-        cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.n, g);
+        backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.n, g);
         CHECK_MESSAGE(worst_ratio(y.data(), y_want, y_scale, &at) <= 1.0, "forward, element " << at);
 
         std::vector<float> dx(x.size(), 7.f);  // overwritten, not accumulated
-        cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), c.n, g);
+        backend::cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), c.n, g);
         CHECK_MESSAGE(worst_ratio(dx.data(), ref.dx, ref.dx_abs, &at) <= 1.0, "backward-data, element " << at);
 
         std::vector<float> dw = dw0, db = db0;
-        cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), db.data(), c.n, g);
+        backend::cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), db.data(), c.n, g);
         CHECK_MESSAGE(worst_ratio(dw.data(), ref.dw, ref.dw_abs, &at) <= 1.0, "backward-filter, element " << at);
         CHECK_MESSAGE(worst_ratio(db.data(), ref.db, ref.db_abs, &at) <= 1.0, "bias gradient, channel " << at);
     }

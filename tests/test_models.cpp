@@ -261,34 +261,34 @@ TEST_CASE("analyse_model: a model's shape walk by name, without building it") {
 }
 
 TEST_CASE("preflight: a size the network cannot take and a run over the memory budget are refused") {
-    CHECK_THROWS_WITH_AS(cli::require_input_size<Cpu>("segnet-basic", 4, 7, 7, "'a.png'"),
+    CHECK_THROWS_WITH_AS(programs::cli::require_input_size<Cpu>("segnet-basic", 4, 7, 7, "'a.png'"),
                          doctest::Contains("segnet: 'a.png' is 7x7, a size segnet-basic cannot take: stage 4"), DataError);
-    CHECK_THROWS_WITH_AS((cli::require_input_size<Cpu, cli::UsageError>("segnet-basic", 4, 7, 7, "--size")),
-                         doctest::Contains("--size is 7x7"), cli::UsageError);
-    const Analysis a = cli::require_input_size<Cpu>("segnet-basic", 4, 64, 64, "'a.png'");
-    const std::int64_t need = cli::inference_bytes(a, 64, 64);
+    CHECK_THROWS_WITH_AS((programs::cli::require_input_size<Cpu, programs::cli::UsageError>("segnet-basic", 4, 7, 7, "--size")),
+                         doctest::Contains("--size is 7x7"), programs::cli::UsageError);
+    const Analysis a = programs::cli::require_input_size<Cpu>("segnet-basic", 4, 64, 64, "'a.png'");
+    const std::int64_t need = programs::cli::inference_bytes(a, 64, 64);
     CHECK(need > a.inference_peak_bytes);
-    CHECK_NOTHROW(cli::require_memory(need, {need, true}, "'a.png'", "use --size"));
-    CHECK_NOTHROW(cli::require_memory(need, {-1, false}, "'a.png'", "use --size"));  // unknown: no refusal
-    CHECK_THROWS_WITH_AS(cli::require_memory(3LL << 30, {1LL << 30, true}, "'a.png' (4000x4000)", "use --size"),
+    CHECK_NOTHROW(programs::cli::require_memory(need, {need, true}, "'a.png'", "use --size"));
+    CHECK_NOTHROW(programs::cli::require_memory(need, {-1, false}, "'a.png'", "use --size"));  // unknown: no refusal
+    CHECK_THROWS_WITH_AS(programs::cli::require_memory(3LL << 30, {1LL << 30, true}, "'a.png' (4000x4000)", "use --size"),
                          doctest::Contains("'a.png' (4000x4000) needs about 3.0 GB of memory, over the 1.0 GB of --max-memory; use --size"),
                          DataError);
-    CHECK(cli::training_bytes(a, 4) == 4 * a.training_bytes_per_image);
+    CHECK(programs::cli::training_bytes(a, 4) == 4 * a.training_bytes_per_image);
 }
 
 TEST_CASE("preflight: --max-memory reads bytes and K/M/G suffixes") {
     auto budget = [](const char* value) {
         const char* argv[] = {"prog", "--max-memory", value};
-        cli::Args args(3, const_cast<char**>(argv), "prog", "");
-        return cli::memory_budget(args);
+        programs::cli::Args args(3, const_cast<char**>(argv), "prog", "");
+        return programs::cli::memory_budget(args);
     };
     CHECK(budget("512M").bytes == 512LL << 20);
     CHECK(budget("1.5G").bytes == 3LL << 29);
     CHECK(budget("1000").bytes == 1000);
     CHECK(budget("8G").from_flag);
-    CHECK_THROWS_WITH_AS(budget("lots"), doctest::Contains("--max-memory: expected a size"), cli::UsageError);
-    CHECK_THROWS_AS(budget("-1G"), cli::UsageError);
-    CHECK_THROWS_AS(budget("5T"), cli::UsageError);
+    CHECK_THROWS_WITH_AS(budget("lots"), doctest::Contains("--max-memory: expected a size"), programs::cli::UsageError);
+    CHECK_THROWS_AS(budget("-1G"), programs::cli::UsageError);
+    CHECK_THROWS_AS(budget("5T"), programs::cli::UsageError);
 }
 
 TEST_CASE("with_model: unknown names list the valid ones; unsupported class counts say which are") {

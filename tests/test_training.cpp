@@ -152,7 +152,7 @@ TEST_CASE("trainer: a small SegNet learns the committed shapes set (G >= 95% on 
 // both runs must end with the same weights, to the bit.
 template <class Net>
 void check_exact_resume(const std::string& name) {
-    cpu::set_num_threads(1);
+    segnet::set_num_threads(1);
     const auto data = make_synthetic_dataset({.count = 10, .height = 32, .width = 32, .seed = 5},
                                              {.classes = 4, .ignore_label = 255});
     Augmentation aug{.horizontal_flip = true, .min_scale = 0.8f, .max_scale = 1.2f, .crop_height = 32, .crop_width = 32};
@@ -181,7 +181,7 @@ void check_exact_resume(const std::string& name) {
     load_checkpoint(straight / "last.safetensors", ma, name);
     load_checkpoint(split / "last.safetensors", mb, name);
     CHECK(all_values(ma) == all_values(mb));
-    cpu::set_num_threads(cpu::default_threads());
+    segnet::set_num_threads(backend::cpu::default_threads());
     fs::remove_all(straight);
     fs::remove_all(split);
 }

@@ -25,7 +25,7 @@ inline Tensor<Cpu> random_tensor(Extents e, Rng& rng, float lo = -1.f, float hi 
 
 /// Worst |a - b| / (|b| + max|b|) over the elements; fails the check above rtol.
 inline void check_close(const Tensor<Cuda>& gpu, const Tensor<Cpu>& cpu, const std::string& what, double tol = rtol) {
-    const Tensor<Cpu> g = cuda::to_host(gpu);
+    const Tensor<Cpu> g = backend::cuda::to_host(gpu);
     REQUIRE_MESSAGE(g.extents() == cpu.extents(), what << ": " << to_string(g.extents()) << " vs " << to_string(cpu.extents()));
     double scale = 0;
     for (std::int64_t i = 0; i < cpu.size(); ++i) scale = std::max(scale, double(std::abs(cpu[i])));
@@ -48,7 +48,7 @@ inline void mirror_params(RuntimeLayer<Cpu>& cpu, RuntimeLayer<Cuda>& gpu) {
     REQUIRE(pc.size() == pg.size());
     for (std::size_t i = 0; i < pc.size(); ++i) {
         REQUIRE(pc[i].name == pg[i].name);
-        cuda::copy_to_device(*pc[i].value, *pg[i].value);
+        backend::cuda::copy_to_device(*pc[i].value, *pg[i].value);
         if (pc[i].grad) {
             pc[i].grad->zero();
             pg[i].grad->zero();

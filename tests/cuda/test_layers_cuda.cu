@@ -33,12 +33,12 @@ void init_cpu(RuntimeLayer<Cpu>& layer, Rng& rng) {
 /// Forward and backward of the twins on x (and a random output gradient); compares everything.
 void run_twins(RuntimeLayer<Cpu>& c, RuntimeLayer<Cuda>& g, const Tensor<Cpu>& x, Mode mode, Rng& rng,
                const std::string& what) {
-    const Tensor<Cuda> xg = cuda::to_device(x);
+    const Tensor<Cuda> xg = backend::cuda::to_device(x);
     const Tensor<Cpu>& yc = c.forward(x, mode);
     const Tensor<Cuda>& yg = g.forward(xg, mode);
     check_close(yg, yc, what + " forward");
     const Tensor<Cpu> dy = random_tensor(yc.extents(), rng);
-    const Tensor<Cuda> dyg = cuda::to_device(dy);
+    const Tensor<Cuda> dyg = backend::cuda::to_device(dy);
     const Tensor<Cpu>& dxc = c.backward(dy);
     const Tensor<Cuda>& dxg = g.backward(dyg);
     check_close(dxg, dxc, what + " input gradient");
@@ -63,7 +63,7 @@ struct EncoderTwin {
     MaxPoolLayer<Cuda> pg;
     SkipLink<Cpu> lc;
     SkipLink<Cuda> lg;
-    EncoderTwin(Extents e, int k, Rng& rng) : fc(random_tensor(e, rng)), fg(cuda::to_device(fc)), pc(k), pg(k) {
+    EncoderTwin(Extents e, int k, Rng& rng) : fc(random_tensor(e, rng)), fg(backend::cuda::to_device(fc)), pc(k), pg(k) {
         pc.forward(fc, Mode::train);
         pg.forward(fg, Mode::train);
         for (auto* l : {&lc}) l->feature = &fc, l->indices = &pc.indices(), l->pool = k;
@@ -136,7 +136,7 @@ TEST_CASE("cuda twins: MaxPool 2 and 3 on odd sizes - identical indices") {
         MaxPoolLayer<Cpu> c(k);
         MaxPoolLayer<Cuda> g(k);
         run_twins(c, g, random_tensor(e, rng), Mode::train, rng, "MaxPool<" + std::to_string(k) + ">");
-        const Tensor<Cpu, std::int32_t> ig = cuda::to_host(g.indices());
+        const Tensor<Cpu, std::int32_t> ig = backend::cuda::to_host(g.indices());
         REQUIRE(ig.extents() == c.indices().extents());
         CHECK(std::equal(ig.span().begin(), ig.span().end(), c.indices().span().begin()));
     };
@@ -151,9 +151,9 @@ TEST_CASE("cuda twins: max pooling ties go to the first maximum (Caffe) as on th
     MaxPoolLayer<Cpu> c(2);
     MaxPoolLayer<Cuda> g(2);
     c.forward(x, Mode::eval);
-    const Tensor<Cuda> xg = cuda::to_device(x);
+    const Tensor<Cuda> xg = backend::cuda::to_device(x);
     g.forward(xg, Mode::eval);
-    const Tensor<Cpu, std::int32_t> ig = cuda::to_host(g.indices());
+    const Tensor<Cpu, std::int32_t> ig = backend::cuda::to_host(g.indices());
     CHECK(std::equal(ig.span().begin(), ig.span().end(), c.indices().span().begin()));
 }
 
@@ -207,8 +207,8 @@ TEST_CASE("cuda twins: conv ops with an output size not derived from the input (
         backend::conv2d_forward(x, w, &b, y, g);
         backend::conv2d_backward_data(dy, w, dx, g);
         backend::conv2d_backward_filter(x, dy, dw, &db, g);
-        const Tensor<Cuda> xg = cuda::to_device(x), wg = cuda::to_device(w), bg = cuda::to_device(b),
-                           dyg = cuda::to_device(dy);
+        const Tensor<Cuda> xg = backend::cuda::to_device(x), wg = backend::cuda::to_device(w), bg = backend::cuda::to_device(b),
+                           dyg = backend::cuda::to_device(dy);
         Tensor<Cuda> yg(y.extents()), dxg(dx.extents()), dwg(dw.extents()), dbg(db.extents());
         backend::conv2d_forward(xg, wg, &bg, yg, g);
         backend::conv2d_backward_data(dyg, wg, dxg, g);
@@ -226,7 +226,7 @@ TEST_CASE("cuda twins: a whole model (Unpool + Add skips) forward and backward f
     Model<TinyAddNet, Cuda> mg(0);
     copy_state(mc, mg);
     const Tensor<Cpu> x = random_tensor({2, 3, 13, 11}, rng);
-    const Tensor<Cuda> xg = cuda::to_device(x);
+    const Tensor<Cuda> xg = backend::cuda::to_device(x);
     for (Mode mode : {Mode::train, Mode::eval}) {
         mc.zero_grad();
         mg.zero_grad();
@@ -235,7 +235,7 @@ TEST_CASE("cuda twins: a whole model (Unpool + Add skips) forward and backward f
         check_close(yg, yc, "model logits");
         if (mode == Mode::eval) continue;  // no backward after an eval forward (it is an error)
         const Tensor<Cpu> dy = random_tensor(yc.extents(), rng);
-        const Tensor<Cuda> dyg = cuda::to_device(dy);
+        const Tensor<Cuda> dyg = backend::cuda::to_device(dy);
         check_close(mg.backward(dyg), mc.backward(dy), "model input gradient");
         auto sc = mc.state();
         auto sg = mg.state();
@@ -255,7 +255,7 @@ TEST_CASE("cuda twins: eval fusion (conv + BN folded, ReLU after the cuDNN conv)
         if (n.layer->kind() == "BatchNorm") init_cpu(*n.layer, rng);  // non-trivial statistics, gamma, beta
     copy_state(mc, mg);
     const Tensor<Cpu> x = random_tensor({2, 3, 13, 11}, rng);
-    const Tensor<Cuda> xg = cuda::to_device(x);
+    const Tensor<Cuda> xg = backend::cuda::to_device(x);
     mc.set_eval_fusion(false);
     const Tensor<Cpu> reference = mc.forward(x, Mode::eval);
     CHECK(mg.eval_fused_nodes() == 2 + 2 + 2 + 1);
@@ -269,28 +269,28 @@ TEST_CASE("cuda twins: eval fusion (conv + BN folded, ReLU after the cuDNN conv)
 TEST_CASE("cuda: the caching allocator makes no cudaMalloc once a training step's shapes are known") {
     Rng rng(20);
     Model<TinyAddNet, Cuda> m(3);
-    const Tensor<Cuda> x = cuda::to_device(random_tensor({2, 3, 32, 32}, rng));
+    const Tensor<Cuda> x = backend::cuda::to_device(random_tensor({2, 3, 32, 32}, rng));
     auto step = [&] {
         const Tensor<Cuda>& y = m.forward(x, Mode::train);
         Tensor<Cuda> dy(y.extents());
         dy.fill(0.01f);
         m.backward(dy);
-        cuda::synchronize();
+        backend::cuda::synchronize();
     };
     step();
     step();  // cuDNN plans and workspaces are made by now
-    const std::int64_t before = cuda::allocator().stats().mallocs;
+    const std::int64_t before = backend::cuda::allocator().stats().mallocs;
     for (int i = 0; i < 3; ++i) step();
-    CHECK(cuda::allocator().stats().mallocs == before);
-    CHECK(cuda::CachingAllocator::bucket(1000) == 1024);
-    CHECK(cuda::CachingAllocator::bucket((1 << 20) + 1) == (1 << 20) + (1 << 18));
+    CHECK(backend::cuda::allocator().stats().mallocs == before);
+    CHECK(backend::cuda::CachingAllocator::bucket(1000) == 1024);
+    CHECK(backend::cuda::CachingAllocator::bucket((1 << 20) + 1) == (1 << 20) + (1 << 18));
 }
 
 TEST_CASE("cuda: a failing CUDA call throws CudaError naming the call") {
     try {
         SEGNET_CUDA_CHECK(cudaSetDevice(9999));
         FAIL("cudaSetDevice(9999) succeeded");
-    } catch (const cuda::CudaError& e) {
+    } catch (const backend::cuda::CudaError& e) {
         CHECK(e.call() == "cudaSetDevice(9999)");
         CHECK(std::string(e.what()).find("cudaSetDevice(9999) failed") != std::string::npos);
     }

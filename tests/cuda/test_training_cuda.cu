@@ -46,8 +46,8 @@ TEST_CASE("cuda twins: weighted cross-entropy with ignore label (weighted_mean a
         const CrossEntropyOptions o{.class_weights = {0.5f, 1.f, 2.f, 0.f, 1.5f}, .ignore_label = 11, .normalization = norm};
         Tensor<Cpu> gc(z.extents());
         const double lc = CrossEntropyLoss(o).forward_backward(z.view(), y.view(), gc.view());
-        const Tensor<Cuda> zg = cuda::to_device(z);
-        const Tensor<Cuda, std::uint8_t> yg = cuda::to_device(y);
+        const Tensor<Cuda> zg = backend::cuda::to_device(z);
+        const Tensor<Cuda, std::uint8_t> yg = backend::cuda::to_device(y);
         Tensor<Cuda> gg(z.extents());
         const double lg = CrossEntropyLoss(o).forward_backward(zg, yg, gg);
         CHECK(lg == doctest::Approx(lc).epsilon(1e-5));
@@ -58,7 +58,7 @@ TEST_CASE("cuda twins: weighted cross-entropy with ignore label (weighted_mean a
     Tensor<Cpu, std::uint8_t> bad = y;
     bad[3] = 7;
     Tensor<Cuda> gg(z.extents());
-    CHECK_THROWS_AS(CrossEntropyLoss({.ignore_label = 11}).forward_backward(cuda::to_device(z), cuda::to_device(bad), gg),
+    CHECK_THROWS_AS(CrossEntropyLoss({.ignore_label = 11}).forward_backward(backend::cuda::to_device(z), backend::cuda::to_device(bad), gg),
                     std::invalid_argument);
 }
 
@@ -81,7 +81,7 @@ TEST_CASE("cuda twins: SGD (momentum - Nesterov - weight decay) Adam and AdamW u
             auto pg = mg.parameters();
             for (std::size_t i = 0; i < pc.size(); ++i) {
                 *pc[i].grad = random_tensor(pc[i].value->extents(), rng);
-                cuda::copy_to_device(*pc[i].grad, *pg[i].grad);
+                backend::cuda::copy_to_device(*pc[i].grad, *pg[i].grad);
             }
             oc->step();
             og->step();
@@ -106,7 +106,7 @@ TEST_CASE("cuda twins: predicted labels and the confusion matrix from device log
     z[5] = z[5 + 63];  // a tie: the lowest class wins on both devices
     const Tensor<Cpu, std::uint8_t> y = random_labels({2, 1, 9, 7}, 4, 255, rng);
     const Tensor<Cpu, std::uint8_t> pc = backend::predict_labels(z);
-    const Tensor<Cpu, std::uint8_t> pg = backend::predict_labels(cuda::to_device(z));
+    const Tensor<Cpu, std::uint8_t> pg = backend::predict_labels(backend::cuda::to_device(z));
     REQUIRE(pg.extents() == pc.extents());
     CHECK(std::equal(pc.span().begin(), pc.span().end(), pg.span().begin()));
     ConfusionMatrix cc(4), cg(4);
@@ -122,8 +122,8 @@ TEST_CASE("cuda twins: three training steps (loss - backward - Adam) match the C
     copy_state(mc, mg);
     const Tensor<Cpu> x = random_tensor({2, 3, 24, 20}, rng);
     const Tensor<Cpu, std::uint8_t> y = random_labels({2, 1, 24, 20}, 4, 255, rng);
-    const Tensor<Cuda> xg = cuda::to_device(x);
-    const Tensor<Cuda, std::uint8_t> yg = cuda::to_device(y);
+    const Tensor<Cuda> xg = backend::cuda::to_device(x);
+    const Tensor<Cuda, std::uint8_t> yg = backend::cuda::to_device(y);
     const CrossEntropyOptions lo{.ignore_label = 255};
     OptimizerOptions oo;
     oo.lr = 0.01;
@@ -175,8 +175,8 @@ TEST_CASE("cuda: a small SegNet learns the committed shapes set on the GPU (G >=
         double sum = 0;
         int count = 0;
         while (auto b = loader.next()) {
-            cuda::copy_to_device(b->images, x);
-            cuda::copy_to_device(b->labels, y);
+            backend::cuda::copy_to_device(b->images, x);
+            backend::cuda::copy_to_device(b->labels, y);
             const Tensor<Cuda>& z = model.forward(x, Mode::train);
             grad.resize(z.extents());
             sum += loss.forward_backward(z, y, grad);
@@ -190,7 +190,7 @@ TEST_CASE("cuda: a small SegNet learns the committed shapes set on the GPU (G >=
     ConfusionMatrix cm(4);
     BatchLoader val(val_set, {.batch_size = 4, .shuffle = false});
     while (auto b = val.next()) {
-        cuda::copy_to_device(b->images, x);
+        backend::cuda::copy_to_device(b->images, x);
         cm.add(backend::predict_labels(model.forward(x, Mode::eval)).view(), b->labels.view(), 255);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -134,7 +134,7 @@ public:
     /// Writes the argmax over channels of {N, K, H, W} scores into {N, 1, H, W} labels
     /// (the backend's rule, backend/cpu/argmax.hpp: ties go to the lowest class).
     static void argmax_channels(TensorView<Cpu, const float> scores, TensorView<Cpu, std::uint8_t> out) {
-        cpu::argmax_channels(scores, out);
+        backend::cpu::argmax_channels(scores, out);
     }
 
 private:

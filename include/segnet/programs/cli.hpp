@@ -1,10 +1,10 @@
 // segnet/programs/cli.hpp: the small command-line parser the segnet programs share.
 //
-//   segnet::cli::Args args(argc, argv, "segnet-train", usage_text);
+//   segnet::programs::cli::Args args(argc, argv, "segnet-train", usage_text);
 //   int epochs = args.integer("--epochs", 1, 1, 1000000);
 //   args.finish();   // rejects unknown options with a one-line message
 //
-// Every problem is a segnet::cli::UsageError whose message names the option; programs print it
+// Every problem is a segnet::programs::cli::UsageError whose message names the option; programs print it
 // as "<program>: <message>" and exit with status 2.
 //
 // --device cuda: a program compiled by nvcc (examples/segnet_*_cuda.cu, linked with segnet::cuda)
@@ -42,7 +42,7 @@
 #include "segnet/io/files.hpp"
 #include "segnet/io/image.hpp"
 
-namespace segnet::cli {
+namespace segnet::programs::cli {
 
 /// The device `--device cuda` selects: Cuda in an nvcc-built program; Cpu (never reached:
 /// require_device() refuses cuda first) in a g++-built one, so no Cuda code is instantiated there.
@@ -180,7 +180,7 @@ inline std::runtime_error cuda_unavailable(const std::string& program) {
 inline void require_device(const std::string& program, const std::string& device) {
     if (device != "cuda") return;
 #if SEGNET_PROGRAMS_CUDA
-    if (segnet::cuda::device_count() == 0)
+    if (segnet::backend::cuda::device_count() == 0)
         throw std::runtime_error("--device cuda: no CUDA device is visible (driver missing, no GPU, or "
                                  "CUDA_VISIBLE_DEVICES); use --device cpu");
 #else
@@ -266,4 +266,4 @@ int run_program(const char* program, F&& body) {
     }
 }
 
-}  // namespace segnet::cli
+}  // namespace segnet::programs::cli

@@ -114,7 +114,7 @@ inline int run(int argc, char** argv) {
     const auto json = args.text("--json");
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
-    if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
+    if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     args.finish();
     cli::require_device("segnet-evaluate", device);

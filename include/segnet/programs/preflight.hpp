@@ -2,10 +2,10 @@
 // work, so that an image the network cannot take or one that needs more memory than there is
 // is one line up front, not a failure (or an out-of-memory kill) in the middle of a run.
 //
-//   const cli::MemoryBudget budget = cli::memory_budget(args);          // --max-memory, else free memory
-//   const Analysis a = cli::require_input_size<Cpu>("segnet-basic", 11, 360, 480, "'a.png'");
-//   cli::require_memory(cli::inference_bytes(a, 360, 480), budget, "'a.png' (360x480)", "use --size HxW");
-//   cli::require_inference_fits<Cpu>("segnet-basic", 11, files, size, limits, budget);  // segment, evaluate
+//   const programs::cli::MemoryBudget budget = programs::cli::memory_budget(args);          // --max-memory, else free memory
+//   const Analysis a = programs::cli::require_input_size<Cpu>("segnet-basic", 11, 360, 480, "'a.png'");
+//   programs::cli::require_memory(programs::cli::inference_bytes(a, 360, 480), budget, "'a.png' (360x480)", "use --size HxW");
+//   programs::cli::require_inference_fits<Cpu>("segnet-basic", 11, files, size, limits, budget);  // segment, evaluate
 #pragma once
 
 #include <cstdint>
@@ -23,7 +23,7 @@
 #include "segnet/models/registry.hpp"
 #include "segnet/programs/cli.hpp"
 
-namespace segnet::cli {
+namespace segnet::programs::cli {
 
 /// The memory a run may use: --max-memory N (bytes, or with a K/M/G suffix, binary units), else
 /// what the machine has available now (io/process.hpp; unknown: no limit).
@@ -126,4 +126,4 @@ void require_inference_fits(const std::string& model, int classes, const std::ve
     }
 }
 
-}  // namespace segnet::cli
+}  // namespace segnet::programs::cli

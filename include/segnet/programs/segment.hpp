@@ -147,7 +147,7 @@ inline int run(int argc, char** argv) {
     const bool color = args.flag("--color"), with_overlay = args.flag("--overlay");
     const auto palette_file = args.text("--palette");
     const auto size = args.size("--size");
-    if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
+    if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);

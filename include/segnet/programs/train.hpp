@@ -145,7 +145,7 @@ inline int run(int argc, char** argv) {
     const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none", "raw"});
     o.out_dir = args.required("--out");
     o.seed = std::uint64_t(args.integer("--seed", 0, 0, (1LL << 62)));
-    if (const auto t = args.integer("--threads", 1, 1024)) cpu::set_num_threads(int(*t));
+    if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
@@ -227,7 +227,7 @@ inline int run(int argc, char** argv) {
     o.on_start = [&] {
         std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
                   << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
-                  << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(cpu::num_threads()) + " threads");
+                  << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(segnet::num_threads()) + " threads");
         if (!o.class_weights.empty()) {
             std::cerr << ", class weights";
             for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);

@@ -1,7 +1,7 @@
 // segnet/backend/cpu/argmax.hpp: the argmax over the class channels of {N, K, H, W} scores,
 // the rule every prediction follows (evaluation, segment, the confusion matrix's add_logits).
 //
-//   segnet::cpu::argmax_channels(logits.view(), labels.view());   // {N, 1, H, W} uint8 labels
+//   segnet::backend::cpu::argmax_channels(logits.view(), labels.view());   // {N, 1, H, W} uint8 labels
 //
 // Ties go to the lowest class index (strict >); a NaN never replaces the current best.
 // backend/cuda/ops.cuh has the same rule as a kernel.
@@ -15,7 +15,7 @@
 
 #include "segnet/core/tensor.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 /// Writes the argmax over channels of {N, K, H, W} scores into {N, 1, H, W} labels.
 inline void argmax_channels(TensorView<Cpu, const float> scores, TensorView<Cpu, std::uint8_t> out) {
@@ -43,4 +43,4 @@ inline void argmax_channels(TensorView<Cpu, const float> scores, TensorView<Cpu,
     }
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

@@ -2,9 +2,9 @@
 // N, H, W), PyTorch conventions: biased variance to normalise, unbiased for running_var,
 // running = (1 - momentum) * running + momentum * batch.
 //
-//   segnet::cpu::batch_norm_train(x, n, c, plane, gamma, beta, eps, momentum,
+//   segnet::backend::cpu::batch_norm_train(x, n, c, plane, gamma, beta, eps, momentum,
 //                                 running_mean, running_var, y, saved_mean, saved_invstd);
-//   segnet::cpu::batch_norm_backward(x, dy, n, c, plane, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
+//   segnet::backend::cpu::batch_norm_backward(x, dy, n, c, plane, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
 #pragma once
 
 #include <cmath>
@@ -12,7 +12,7 @@
 
 #include "segnet/backend/cpu/thread_pool.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 namespace bn_detail {
 // Channel statistics over planes of up to hundreds of thousands of values: 16 independent float
@@ -170,4 +170,4 @@ inline void batch_norm_eval_backward(const float* x, const float* dy, int n, int
     });
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

@@ -1,9 +1,9 @@
 // segnet/backend/cpu/channels.hpp: copying a block of channels between NCHW tensors, the
 // kernel of channel concatenation (Concat's forward) and its split (Concat's backward).
 //
-//   segnet::cpu::copy_channels(a, 64, 0, y, 128, 0, 64, n, plane, false);   // y[:, 0:64]  = a
-//   segnet::cpu::copy_channels(b, 64, 0, y, 128, 64, 64, n, plane, false);  // y[:, 64:128] = b
-//   segnet::cpu::copy_channels(dy, 128, 64, db, 64, 0, 64, n, plane, true); // db += dy[:, 64:128]
+//   segnet::backend::cpu::copy_channels(a, 64, 0, y, 128, 0, 64, n, plane, false);   // y[:, 0:64]  = a
+//   segnet::backend::cpu::copy_channels(b, 64, 0, y, 128, 64, 64, n, plane, false);  // y[:, 64:128] = b
+//   segnet::backend::cpu::copy_channels(dy, 128, 64, db, 64, 0, 64, n, plane, true); // db += dy[:, 64:128]
 #pragma once
 
 #include <algorithm>
@@ -11,7 +11,7 @@
 
 #include "segnet/backend/cpu/thread_pool.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 /// dst[i, dst_c0 + c] = (or += when accumulate) src[i, src_c0 + c] for c < count, every image i;
 /// src has src_c channels, dst has dst_c, both `plane` values per channel.
@@ -30,4 +30,4 @@ inline void copy_channels(const float* src, int src_c, int src_c0, float* dst, i
     });
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

@@ -4,8 +4,8 @@
 //
 //   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
 //                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
-//   segnet::cpu::conv2d_forward(x, w, bias, y, batch, g);   // y = conv(x, w) + bias
-//   segnet::cpu::conv2d_forward(x, w, folded_bias, y, batch, g, bn_scale, /*relu*/ true);
+//   segnet::backend::cpu::conv2d_forward(x, w, bias, y, batch, g);   // y = conv(x, w) + bias
+//   segnet::backend::cpu::conv2d_forward(x, w, folded_bias, y, batch, g, bn_scale, /*relu*/ true);
 //       // eval fusion: y = max(conv(x, w * bn_scale) + folded_bias, 0), one pass
 //
 // Layout: x [N, in_c, in_h, in_w], y [N, out_c, out_h, out_w], w [out_c, in_c/groups, k, k]
@@ -38,7 +38,7 @@
 #include "segnet/backend/cpu/conv_direct.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 using backend::ConvGeometry;
 
@@ -199,7 +199,7 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
                                     const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
     if (u.k < 1 || pooled_extent(g.in_h, u.k) != u.ph || pooled_extent(g.in_w, u.k) != u.pw)
-        throw std::invalid_argument("segnet::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
+        throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
     if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
@@ -218,7 +218,7 @@ inline bool conv2d_forward_pooled(const float* x, const float* w, const float* b
                                   int k, float* values, std::int32_t* indices, const float* weight_scale = nullptr,
                                   bool relu = false) {
     g.validate();
-    if (k < 1) throw std::invalid_argument("segnet::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
+    if (k < 1) throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
     const direct::Pooled p{values, indices, k};
     if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else if (avx2::usable(g)) avx2::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
@@ -371,4 +371,4 @@ inline void conv2d_forward_reference(const float* x, const float* w, const float
         }
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

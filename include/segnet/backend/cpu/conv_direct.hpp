@@ -2,11 +2,11 @@
 // same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
 // AVX-512 and AVX2 + FMA, chosen at run time from the CPU's features.
 //
-//   if (segnet::cpu::avx512::usable(g)) segnet::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
-//   else if (segnet::cpu::avx2::usable(g)) segnet::cpu::avx2::conv2d_forward(x, w, bias, y, n, g);
-//   segnet::cpu::avx2::conv2d_forward(x, w, bias, y, n, g, bn_scale, /*relu*/ true);   // eval fusion
-//   segnet::cpu::avx2::conv2d_backward_data(dy, w, dx, n, g);
-//   segnet::cpu::avx2::conv2d_backward_filter(x, dy, dw, n, g);      // dw += ...
+//   if (segnet::backend::cpu::avx512::usable(g)) segnet::backend::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
+//   else if (segnet::backend::cpu::avx2::usable(g)) segnet::backend::cpu::avx2::conv2d_forward(x, w, bias, y, n, g);
+//   segnet::backend::cpu::avx2::conv2d_forward(x, w, bias, y, n, g, bn_scale, /*relu*/ true);   // eval fusion
+//   segnet::backend::cpu::avx2::conv2d_backward_data(dy, w, dx, n, g);
+//   segnet::backend::cpu::avx2::conv2d_backward_filter(x, dy, dw, n, g);      // dw += ...
 //
 // Works on the NCHW tensors as they are, without im2col: a band of input rows is copied, with
 // its zero border, into a per-thread buffer whose rows are padded to a multiple of the vector
@@ -58,7 +58,7 @@
 #include "segnet/backend/cpu/thread_pool.hpp"
 #include "segnet/core/shape.hpp"
 
-namespace segnet::cpu::direct {
+namespace segnet::backend::cpu::direct {
 
 using backend::ConvGeometry;
 
@@ -268,7 +268,7 @@ struct Avx2 {
 };
 #endif
 
-}  // namespace segnet::cpu::direct
+}  // namespace segnet::backend::cpu::direct
 
 // The kernels, once per ISA.
 #if SEGNET_HAVE_AVX512_KERNELS
@@ -293,7 +293,7 @@ struct Avx2 {
 #if !SEGNET_HAVE_AVX512_KERNELS || !SEGNET_HAVE_AVX2_KERNELS
 // No x86 kernels in this build: usable() is false, the entry points are never called.
 #define SEGNET_DC_STUB(NS)                                                                                       \
-    namespace segnet::cpu::NS {                                                                                 \
+    namespace segnet::backend::cpu::NS {                                                                        \
     inline bool usable(const backend::ConvGeometry&) { return false; }                                          \
     inline void conv2d_forward(const float*, const float*, const float*, float*, int, const backend::ConvGeometry&, \
                                const float* = nullptr, bool = false, const direct::Unpooled* = nullptr,        \

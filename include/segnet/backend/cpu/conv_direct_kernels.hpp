@@ -2,8 +2,8 @@
 // included by conv_direct.hpp once per instruction set (no include guard, on purpose).
 //
 // conv_direct.hpp defines, for each inclusion,
-//   SEGNET_DC_NS      the namespace under segnet::cpu (avx512, avx2),
-//   SEGNET_DC_ISA     the traits struct in segnet::cpu::direct (Avx512, Avx2),
+//   SEGNET_DC_NS      the namespace under segnet::backend::cpu (avx512, avx2),
+//   SEGNET_DC_ISA     the traits struct in segnet::backend::cpu::direct (Avx512, Avx2),
 //   SEGNET_DC_TARGET  the __attribute__((target(...))) of the micro-kernels.
 // Everything ISA-specific comes from the traits: the vector operations and the register
 // blocking (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr). See conv_direct.hpp.
@@ -11,7 +11,7 @@
 #error "conv_direct_kernels.hpp is included by conv_direct.hpp only"
 #endif
 
-namespace segnet::cpu::SEGNET_DC_NS {
+namespace segnet::backend::cpu::SEGNET_DC_NS {
 
 using backend::ConvGeometry;
 
@@ -355,4 +355,4 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
 
 #pragma GCC diagnostic pop
 
-}  // namespace segnet::cpu::SEGNET_DC_NS
+}  // namespace segnet::backend::cpu::SEGNET_DC_NS

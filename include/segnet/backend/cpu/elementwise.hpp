@@ -1,16 +1,16 @@
 // segnet/backend/cpu/elementwise.hpp: ReLU, addition and dropout kernels.
 //
-//   segnet::cpu::relu_forward(x, y, size);           // y may alias x (ReLU in place)
-//   segnet::cpu::relu_backward(y, dy, dx, size);     // uses the output: dx = dy where y > 0 (dx may alias dy)
-//   segnet::cpu::add(a, b, y, size);                 // y = a + b (y may alias a or b)
-//   segnet::cpu::dropout_forward(x, mask, y, size, keep, key);   // y = x * mask (y may alias x)
+//   segnet::backend::cpu::relu_forward(x, y, size);           // y may alias x (ReLU in place)
+//   segnet::backend::cpu::relu_backward(y, dy, dx, size);     // uses the output: dx = dy where y > 0 (dx may alias dy)
+//   segnet::backend::cpu::add(a, b, y, size);                 // y = a + b (y may alias a or b)
+//   segnet::backend::cpu::dropout_forward(x, mask, y, size, keep, key);   // y = x * mask (y may alias x)
 #pragma once
 
 #include <cstdint>
 
 #include "segnet/backend/cpu/thread_pool.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 inline constexpr std::int64_t elementwise_chunk = 1 << 16;
 
@@ -73,4 +73,4 @@ inline void dropout_backward(const float* mask, const float* dy, float* dx, std:
     }, elementwise_chunk);
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

@@ -1,7 +1,7 @@
 // segnet/backend/cpu/lrn.hpp: Caffe's cross-channel local response normalisation.
 //
-//   segnet::cpu::lrn_forward(x, n, c, plane, 5, 1e-4f, 0.75f, 1.f, y, scale);
-//   segnet::cpu::lrn_backward(x, y, scale, dy, n, c, plane, 5, 1e-4f, 0.75f, dx);
+//   segnet::backend::cpu::lrn_forward(x, n, c, plane, 5, 1e-4f, 0.75f, 1.f, y, scale);
+//   segnet::backend::cpu::lrn_backward(x, y, scale, dy, n, c, plane, 5, 1e-4f, 0.75f, dx);
 //
 // Caffe's LRNLayer, ACROSS_CHANNELS: the per-pixel arithmetic is backend/lrn_math.hpp's, shared
 // with the CUDA kernel; this file runs it over the pixels on the thread pool.
@@ -12,7 +12,7 @@
 #include "segnet/backend/cpu/thread_pool.hpp"
 #include "segnet/backend/lrn_math.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 inline void lrn_forward(const float* x, int n, int c, std::int64_t plane, int size, float alpha, float beta, float k,
                         float* y, float* scale) {
@@ -35,4 +35,4 @@ inline void lrn_backward(const float* x, const float* y, const float* scale, con
     });
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

@@ -1,8 +1,8 @@
 // segnet/backend/cpu/pool.hpp: max pooling that keeps argmax indices, and the unpooling that
 // uses them (SegNet's decoder upsampling).
 //
-//   segnet::cpu::max_pool_forward(x, n, c, 45, 60, 2, y, 23, 30, indices);  // ceil rounding
-//   segnet::cpu::max_unpool_forward(y, indices, n, c, 23, 30, x_up, 45, 60); // back to 45x60
+//   segnet::backend::cpu::max_pool_forward(x, n, c, 45, 60, 2, y, 23, 30, indices);  // ceil rounding
+//   segnet::backend::cpu::max_unpool_forward(y, indices, n, c, 23, 30, x_up, 45, 60); // back to 45x60
 //
 // Window = stride = k (SegNet's 2x2, stride 2). Output size ceil(h / k), as Caffe's ceil mode:
 // a 45-row map pools to 23 rows, the last window holding one row. Indices are flat positions
@@ -19,7 +19,7 @@
 #include "segnet/backend/cpu/simd.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 namespace pool_detail {
 #if SEGNET_HAVE_AVX512_KERNELS
@@ -205,4 +205,4 @@ inline void max_unpool_backward(const float* dy, const std::int32_t* indices, in
     });
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu

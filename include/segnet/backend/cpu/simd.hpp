@@ -1,9 +1,9 @@
 // segnet/backend/cpu/simd.hpp: run-time CPU feature dispatch for the hand-vectorised kernels.
 //
 //   SEGNET_AVX512_TARGET void kernel(...);               // compiled for AVX-512 in any build
-//   if (segnet::cpu::simd::has_avx512()) kernel(...);     // called only where the CPU has it
+//   if (segnet::backend::cpu::simd::has_avx512()) kernel(...);     // called only where the CPU has it
 //   SEGNET_AVX2_TARGET void kernel2(...);                // compiled for AVX2 + FMA in any build
-//   if (segnet::cpu::simd::has_avx2_fma()) kernel2(...);
+//   if (segnet::backend::cpu::simd::has_avx2_fma()) kernel2(...);
 //
 // Kernels marked SEGNET_AVX512_TARGET / SEGNET_AVX2_TARGET are compiled for that ISA whatever
 // -march says, so one binary runs everywhere and uses the widest vectors the CPU has.
@@ -26,7 +26,7 @@
 #define SEGNET_HAVE_AVX2_KERNELS 0
 #endif
 
-namespace segnet::cpu::simd {
+namespace segnet::backend::cpu::simd {
 
 /// True when the environment variable SEGNET_CONV equals `value`.
 inline bool conv_env_is(const char* value) {
@@ -63,4 +63,4 @@ inline bool has_avx2_fma() {
 #endif
 }
 
-}  // namespace segnet::cpu::simd
+}  // namespace segnet::backend::cpu::simd

@@ -1,8 +1,8 @@
 // segnet/backend/cpu/thread_pool.hpp: the CPU backend's worker threads.
 //
-//   segnet::cpu::set_num_threads(2);                       // default: all hardware threads
-//   segnet::cpu::parallel_for(0, rows, [&](std::int64_t b, std::int64_t e, int worker) {...});
-//   int t = segnet::cpu::num_threads();
+//   segnet::set_num_threads(2);                       // default: all hardware threads
+//   segnet::backend::cpu::parallel_for(0, rows, [&](std::int64_t b, std::int64_t e, int worker) {...});
+//   int t = segnet::num_threads();
 //
 // One persistent pool per process; parallel_for splits [begin, end) into one contiguous chunk
 // per worker and runs the first chunk on the calling thread. Kernels get a worker index so
@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-namespace segnet::cpu {
+namespace segnet::backend::cpu {
 
 /// A non-owning reference to a callable fn(begin, end, worker); the callable must outlive it.
 class TaskRef {
@@ -166,4 +166,10 @@ void parallel_for(std::int64_t begin, std::int64_t end, F&& fn, std::int64_t min
     pool().parallel_for(begin, end, task, min_chunk);
 }
 
-}  // namespace segnet::cpu
+}  // namespace segnet::backend::cpu
+
+// The thread count is user-facing: segnet::set_num_threads(n), segnet::num_threads().
+namespace segnet {
+using backend::cpu::num_threads;
+using backend::cpu::set_num_threads;
+}  // namespace segnet

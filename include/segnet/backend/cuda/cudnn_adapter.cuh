@@ -1,8 +1,8 @@
 // segnet/backend/cuda/cudnn_adapter.cuh: every cuDNN call segnet makes, in one place.
 //
-//   segnet::cuda::cudnn::conv_forward(x, w, bias_or_null, y, batch, geometry);
-//   segnet::cuda::cudnn::settings().workspace_limit = 512 << 20;   // bytes per convolution call
-//   segnet::cuda::cudnn::settings().allow_tf32 = true;             // faster, ~1e-3 relative error
+//   segnet::backend::cuda::cudnn::conv_forward(x, w, bias_or_null, y, batch, geometry);
+//   segnet::backend::cuda::cudnn::settings().workspace_limit = 512 << 20;   // bytes per convolution call
+//   segnet::backend::cuda::cudnn::settings().allow_tf32 = true;             // faster, ~1e-3 relative error
 //
 // cuDNN 9 marks the legacy convolution and batch-norm entry points used here deprecated; they are
 // still the documented, supported path, and a later move to the graph API (cudnn_frontend)
@@ -40,18 +40,18 @@
 #include "segnet/backend/cuda/error.cuh"
 #include "segnet/backend/cuda/kernels.cuh"
 
-namespace segnet::cuda {
+namespace segnet::backend::cuda {
 namespace detail {
 inline void check_cudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
     if (status == CUDNN_STATUS_SUCCESS) return;
     throw CudaError(call, cudnnGetErrorString(status), file, line);
 }
 }  // namespace detail
-}  // namespace segnet::cuda
+}  // namespace segnet::backend::cuda
 
-#define SEGNET_CUDNN_CHECK(expr) ::segnet::cuda::detail::check_cudnn((expr), #expr, __FILE__, __LINE__)
+#define SEGNET_CUDNN_CHECK(expr) ::segnet::backend::cuda::detail::check_cudnn((expr), #expr, __FILE__, __LINE__)
 
-namespace segnet::cuda::cudnn {
+namespace segnet::backend::cuda::cudnn {
 
 struct Settings {
     std::size_t workspace_limit = std::size_t(256) << 20;  ///< bytes of workspace one conv call may use
@@ -64,7 +64,7 @@ inline Settings& settings() {
     return s;
 }
 
-/// The process's cuDNN handle, bound to segnet::cuda::stream().
+/// The process's cuDNN handle, bound to segnet::backend::cuda::stream().
 inline cudnnHandle_t handle() {
     static cudnnHandle_t h = [] {
         cudnnHandle_t x = nullptr;
@@ -190,7 +190,7 @@ void choose(ConvPlan& p, Choice<Algo>& choice, A a, B b, C c,
     if (settings().benchmark && find(handle(), a, b, p.conv.d, c, Max, &n, perf) == CUDNN_STATUS_SUCCESS &&
         pick(perf, n, choice))
         return;
-    ::segnet::cuda::detail::check_cudnn(get(handle(), a, b, p.conv.d, c, Max, &n, perf), get_name, __FILE__, __LINE__);
+    ::segnet::backend::cuda::detail::check_cudnn(get(handle(), a, b, p.conv.d, c, Max, &n, perf), get_name, __FILE__, __LINE__);
     if (!pick(perf, n, choice))
         throw CudaError(get_name, "no algorithm meets the workspace/determinism/FP32 settings", __FILE__, __LINE__);
 }
@@ -323,4 +323,4 @@ inline void batch_norm_backward(const float* x, const float* dy, int n, int c, i
                                                        double(eps), saved_mean, saved_invstd));
 }
 
-}  // namespace segnet::cuda::cudnn
+}  // namespace segnet::backend::cuda::cudnn

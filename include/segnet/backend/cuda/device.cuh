@@ -1,11 +1,11 @@
 // segnet/backend/cuda/device.cuh: the CUDA context (device, one stream) and the caching
 // allocator every Tensor<Cuda> draws from.
 //
-//   if (segnet::cuda::device_count() == 0) return;            // no GPU: nothing to do
-//   void* p = segnet::cuda::allocator().allocate(1 << 20);     // cudaMalloc only on a cache miss
-//   segnet::cuda::allocator().deallocate(p);                   // back to its size bucket
+//   if (segnet::backend::cuda::device_count() == 0) return;            // no GPU: nothing to do
+//   void* p = segnet::backend::cuda::allocator().allocate(1 << 20);     // cudaMalloc only on a cache miss
+//   segnet::backend::cuda::allocator().deallocate(p);                   // back to its size bucket
 //
-// All work runs in order on one non-blocking stream (segnet::cuda::stream()), so a block freed
+// All work runs in order on one non-blocking stream (segnet::backend::cuda::stream()), so a block freed
 // by one tensor and handed to the next is safe to reuse without synchronising: every later use
 // is queued after every earlier one. Sizes are rounded to buckets (powers of two up to 1 MiB,
 // then quarter-octave steps, so at most 25% waste) and freed blocks wait in per-bucket free
@@ -25,7 +25,7 @@
 
 #include "segnet/backend/cuda/error.cuh"
 
-namespace segnet::cuda {
+namespace segnet::backend::cuda {
 
 /// Number of visible CUDA devices; 0 when there is none or the driver cannot be reached (never
 /// throws: the GPU tests use it to decide to skip).
@@ -176,4 +176,4 @@ private:
     std::size_t bytes_ = 0;
 };
 
-}  // namespace segnet::cuda
+}  // namespace segnet::backend::cuda

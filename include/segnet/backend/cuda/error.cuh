@@ -1,9 +1,9 @@
-// segnet/backend/cuda/error.cuh: every CUDA failure becomes a segnet::cuda::CudaError naming the
+// segnet/backend/cuda/error.cuh: every CUDA failure becomes a segnet::backend::cuda::CudaError naming the
 // call that failed (the expression text, file and line) and the runtime's own message.
 //
 //   SEGNET_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
 //   SEGNET_CUDA_LAUNCH(relu_kernel<<<blocks, threads, 0, stream>>>(x, y, n));   // checks the launch
-//   try { ... } catch (const segnet::cuda::CudaError& e) { std::cerr << e.what(); }
+//   try { ... } catch (const segnet::backend::cuda::CudaError& e) { std::cerr << e.what(); }
 //
 // cuDNN failures use SEGNET_CUDNN_CHECK, defined with the other cuDNN code in cudnn_adapter.cuh.
 // Compiled by nvcc only (the CUDA backend is never seen by CPU-only translation units).
@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace segnet::cuda {
+namespace segnet::backend::cuda {
 
 /// A failed CUDA runtime or cuDNN call: what() says which call, where, and why.
 class CudaError : public std::runtime_error {
@@ -37,17 +37,17 @@ inline void check_cuda(cudaError_t status, const char* call, const char* file, i
 }
 }  // namespace detail
 
-}  // namespace segnet::cuda
+}  // namespace segnet::backend::cuda
 
 /// Kernels in these headers have internal linkage, so that every translation unit that includes
 /// them may define them (header-only) without duplicate symbols at link time.
 #define SEGNET_KERNEL static __global__
 
-#define SEGNET_CUDA_CHECK(expr) ::segnet::cuda::detail::check_cuda((expr), #expr, __FILE__, __LINE__)
+#define SEGNET_CUDA_CHECK(expr) ::segnet::backend::cuda::detail::check_cuda((expr), #expr, __FILE__, __LINE__)
 /// Launches a kernel and turns a launch failure (bad configuration, no device) into a CudaError
 /// naming the launch. Errors inside the kernel surface at the next synchronising call.
 #define SEGNET_CUDA_LAUNCH(...)                                                                          \
     do {                                                                                                 \
         __VA_ARGS__;                                                                                     \
-        ::segnet::cuda::detail::check_cuda(cudaGetLastError(), #__VA_ARGS__, __FILE__, __LINE__);        \
+        ::segnet::backend::cuda::detail::check_cuda(cudaGetLastError(), #__VA_ARGS__, __FILE__, __LINE__); \
     } while (0)

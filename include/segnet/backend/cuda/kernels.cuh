@@ -1,12 +1,12 @@
 // segnet/backend/cuda/kernels.cuh: the CUDA kernels cuDNN has no equivalent for, each the
 // exact rule of its CPU twin in backend/cpu/ (same layouts, same tie and rounding rules).
 //
-//   segnet::cuda::launch::max_pool_forward(x, n, c, 45, 60, 2, y, 23, 30, indices);  // ceil, Caffe ties
-//   segnet::cuda::launch::max_unpool_forward(y, indices, n, c, 23, 30, up, 45, 60);
-//   segnet::cuda::launch::copy_channels(a, 64, 0, cat, 128, 0, 64, n, plane, false);
+//   segnet::backend::cuda::launch::max_pool_forward(x, n, c, 45, 60, 2, y, 23, 30, indices);  // ceil, Caffe ties
+//   segnet::backend::cuda::launch::max_unpool_forward(y, indices, n, c, 23, 30, up, 45, 60);
+//   segnet::backend::cuda::launch::copy_channels(a, 64, 0, cat, 128, 0, 64, n, plane, false);
 //
 // Kernels take run-time sizes (one instantiation serves every shape) and raw device pointers;
-// launch:: wraps each in a checked launch on segnet::cuda::stream(). Float arithmetic follows
+// launch:: wraps each in a checked launch on segnet::backend::cuda::stream(). Float arithmetic follows
 // the CPU code term by term (powf for std::pow, expf for std::exp), so results agree to a few
 // ulp; only summation order differs where the GPU reduces in parallel.
 #pragma once
@@ -20,7 +20,7 @@
 #include "segnet/backend/cuda/tensor.cuh"
 #include "segnet/backend/lrn_math.hpp"
 
-namespace segnet::cuda {
+namespace segnet::backend::cuda {
 
 namespace kernels {
 
@@ -320,4 +320,4 @@ inline void count_nonfinite(const float* x, std::int64_t n, unsigned int* count)
 }
 }  // namespace launch
 
-}  // namespace segnet::cuda
+}  // namespace segnet::backend::cuda

@@ -19,7 +19,7 @@
 #include "segnet/backend/cuda/kernels.cuh"
 #include "segnet/backend/cuda/tensor.cuh"
 
-namespace segnet::cuda::kernels {
+namespace segnet::backend::cuda::kernels {
 SEGNET_KERNEL void label_histogram(const std::uint8_t* y, std::int64_t n, unsigned long long* counts) {
     __shared__ unsigned int local[256];
     for (int i = threadIdx.x; i < 256; i += blockDim.x) local[i] = 0;
@@ -66,7 +66,7 @@ SEGNET_KERNEL void cross_entropy(const float* z, const std::uint8_t* labels, int
     }
     if (threadIdx.x == 0) atomicAdd(total, s[0]);
 }
-}  // namespace segnet::cuda::kernels
+}  // namespace segnet::backend::cuda::kernels
 
 namespace segnet::backend {
 

@@ -11,7 +11,7 @@
 #include "segnet/backend/cuda/tensor.cuh"
 #include "segnet/backend/optimizer_update.hpp"
 
-namespace segnet::cuda::kernels {
+namespace segnet::backend::cuda::kernels {
 SEGNET_KERNEL void sgd_update(float* w, const float* g, float* b, std::int64_t n, backend::SgdStep s,
                               backend::SgdBuffer mode) {
     namespace u = backend::update;
@@ -35,7 +35,7 @@ SEGNET_KERNEL void adam_update(float* w, const float* g, float* m, float* v, std
         }
     }
 }
-}  // namespace segnet::cuda::kernels
+}  // namespace segnet::backend::cuda::kernels
 
 namespace segnet::backend {
 

@@ -1,13 +1,13 @@
 // segnet/backend/cuda/tensor.cuh: Tensor<Cuda, T>, an NCHW tensor in device memory, and the
 // copies between host and device.
 //
-//   segnet::Tensor<segnet::Cuda> x = segnet::cuda::to_device(host_batch);   // Tensor<Cpu> -> GPU
+//   segnet::Tensor<segnet::Cuda> x = segnet::backend::cuda::to_device(host_batch);   // Tensor<Cpu> -> GPU
 //   const segnet::Tensor<segnet::Cuda>& logits = model.forward(x, segnet::Mode::eval);
-//   segnet::Tensor<segnet::Cpu> out = segnet::cuda::to_host(logits);        // waits for the GPU
+//   segnet::Tensor<segnet::Cpu> out = segnet::backend::cuda::to_host(logits);        // waits for the GPU
 //
 // The same interface as Tensor<Cpu> minus element access: extents, resize (storage grows only,
 // new storage zero-filled), fill/zero, deep copy, cheap move. Storage comes from the caching
-// allocator (device.cuh); all work is queued on segnet::cuda::stream().
+// allocator (device.cuh); all work is queued on segnet::backend::cuda::stream().
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,7 +23,7 @@
 
 namespace segnet {
 
-namespace cuda::kernels {
+namespace backend::cuda::kernels {
 template <class T>
 __global__ void fill(T* p, std::int64_t n, T v) {
     for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -35,11 +35,11 @@ inline unsigned grid_for(std::int64_t n, int threads = 256) {
     const std::int64_t b = (n + threads - 1) / threads;
     return unsigned(b < 1 ? 1 : b > 65535 * 16 ? 65535 * 16 : b);
 }
-}  // namespace cuda::kernels
+}  // namespace backend::cuda::kernels
 
-namespace cuda::detail {
+namespace backend::cuda::detail {
 /// Device storage for Tensor<Cuda, T> (core/tensor.hpp's OwnedTensor): from the caching
-/// allocator, zero-filled, copied on segnet::cuda::stream().
+/// allocator, zero-filled, copied on segnet::backend::cuda::stream().
 template <class T>
 struct DeviceMemory {
     static constexpr const char* name = "segnet::Tensor<Cuda>";
@@ -54,23 +54,23 @@ struct DeviceMemory {
             SEGNET_CUDA_CHECK(cudaMemcpyAsync(dst, src, std::size_t(count) * sizeof(T), cudaMemcpyDeviceToDevice, stream()));
     }
 };
-}  // namespace cuda::detail
+}  // namespace backend::cuda::detail
 
 template <class T>
-class Tensor<Cuda, T> : public detail::OwnedTensor<cuda::detail::DeviceMemory<T>, T> {
+class Tensor<Cuda, T> : public detail::OwnedTensor<backend::cuda::detail::DeviceMemory<T>, T> {
 public:
-    using detail::OwnedTensor<cuda::detail::DeviceMemory<T>, T>::OwnedTensor;
+    using detail::OwnedTensor<backend::cuda::detail::DeviceMemory<T>, T>::OwnedTensor;
     void fill(T v) {
         if (this->size() == 0) return;
-        SEGNET_CUDA_LAUNCH(cuda::kernels::fill<T><<<cuda::kernels::grid_for(this->size()), 256, 0, cuda::stream()>>>(
+        SEGNET_CUDA_LAUNCH(backend::cuda::kernels::fill<T><<<backend::cuda::kernels::grid_for(this->size()), 256, 0, backend::cuda::stream()>>>(
             this->data(), this->size(), v));
     }
     void zero() {
-        if (this->size() > 0) SEGNET_CUDA_CHECK(cudaMemsetAsync(this->data(), 0, this->bytes(), cuda::stream()));
+        if (this->size() > 0) SEGNET_CUDA_CHECK(cudaMemsetAsync(this->data(), 0, this->bytes(), backend::cuda::stream()));
     }
 };
 
-namespace cuda {
+namespace backend::cuda {
 
 /// Copies a host tensor into `dst` (resized to match); returns when the host buffer may change.
 template <class T>
@@ -100,5 +100,5 @@ Tensor<Cpu, T> to_host(const Tensor<Cuda, T>& src) {
     return h;
 }
 
-}  // namespace cuda
+}  // namespace backend::cuda
 }  // namespace segnet
