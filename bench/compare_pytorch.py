@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/compare_pytorch.py --bench build/bench/segnet-bench
     /usr/bin/python3 bench/compare_pytorch.py --bench ... --threads 2 --models segnet-basic --rounds 3
+    /usr/bin/python3 bench/compare_pytorch.py --bench build/bench/segnet-bench --baseline old/build/bench/segnet-bench
 
 For every (model, case, threads) it alternates rounds: one PyTorch process, then one
 segnet-bench process, each timing --iters iterations after warm-up, and reports the median over
@@ -11,6 +12,13 @@ resident memories. Each PyTorch measurement runs in a fresh process (this script
 --torch-worker) so that the peak RSS of one case does not leak into the next. Cases: inference
 (batch 1, eval mode, torch.no_grad) and training (batch 4: forward in train mode, cross-entropy
 with random labels, backward, SGD step with momentum, zero_grad).
+
+--baseline PATH adds a second segnet-bench (say, one built from an earlier commit) to the same
+alternation: each round runs PyTorch, then ours and the baseline in an order that swaps every
+round (so neither always follows PyTorch), with the same arguments (both binaries must accept
+them). Extra columns: the baseline's median ms, ours/baseline for the wall-time medians and for
+the medians of cpu_ms (process CPU time per iteration and thread, steadier on a busy machine),
+and the baseline's peak RSS, whose ratio ours/baseline is in the JSON.
 
 The PyTorch networks mirror include/segnet/models: SegNet-Basic = 4 x [conv7x7 64 (bias) + BN +
 ReLU + maxpool 2x2 ceil_mode, return_indices], 4 x [MaxUnpool2d to the stored pre-pool size +
@@ -141,6 +149,8 @@ def main():
     p.add_argument("--classes", type=int, default=11)
     p.add_argument("--skip", default="", help="comma list of model:case to skip, e.g. segnet:train")
     p.add_argument("--json-out", default="", help="write all results to this file")
+    p.add_argument("--baseline", default="", help="a second segnet-bench (e.g. an earlier build) timed in the same "
+                   "alternation; adds its ms, the ratios ours/baseline (wall, cpu_ms) and its peak RSS")
     # internal: one PyTorch measurement
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="segnet-basic", help=argparse.SUPPRESS)
@@ -157,8 +167,11 @@ def main():
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     results = []
     print(f"machine: {os.uname().nodename}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.2f}; size 3x{h}x{w}")
+    if args.baseline:
+        print(f"ours: {args.bench}; baseline: {args.baseline}")
     print(f"{'model':<13} {'case':<12} {'thr':>3} {'torch ms':>10} {'ours ms':>10} {'ratio':>6} "
-          f"{'torch MB':>9} {'ours MB':>8}")
+          f"{'torch MB':>9} {'ours MB':>8}"
+          + (f" {'base ms':>10} {'/base':>6} {'cpu/base':>8} {'base MB':>8}" if args.baseline else ""))
     for model in args.models.split(","):
         for case in args.cases.split(","):
             if f"{model}:{case}" in skip:
@@ -167,16 +180,18 @@ def main():
             iters = args.iters or (5 if case == "infer" else 2)
             for threads in (int(t) for t in args.threads.split(",")):
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-                tor, ours = [], []
-                for _ in range(args.rounds):
+                tor, ours, base = [], [], []
+                for rnd in range(args.rounds):
                     tor.append(run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", "--model", model,
                                          "--mode", case, "--batch", str(batch), "--h", str(h), "--w", str(w),
                                          "--threads", str(threads), "--iters", str(iters), "--warmup",
                                          str(args.warmup), "--classes", str(args.classes)], env))
-                    ours.append(run_json([args.bench, "--model", model, "--mode", case, "--batch", str(batch),
-                                          "--size", f"{h}x{w}", "--threads", str(threads), "--iters", str(iters),
-                                          "--warmup", str(args.warmup), "--classes", str(args.classes), "--json"],
-                                         env))
+                    bench_args = ["--model", model, "--mode", case, "--batch", str(batch), "--size", f"{h}x{w}",
+                                  "--threads", str(threads), "--iters", str(iters), "--warmup", str(args.warmup),
+                                  "--classes", str(args.classes), "--json"]
+                    runs = [(ours, args.bench)] + ([(base, args.baseline)] if args.baseline else [])
+                    for out, exe in (runs if rnd % 2 == 0 else runs[::-1]):
+                        out.append(run_json([exe] + bench_args, env))
                 t_ms = statistics.median(r["median_ms"] for r in tor)
                 o_ms = statistics.median(r["median_ms"] for r in ours)
                 t_mb = max(r["peak_rss_mb"] for r in tor)
@@ -184,9 +199,21 @@ def main():
                 row = {"model": model, "case": case, "batch": batch, "threads": threads, "torch_ms": t_ms,
                        "ours_ms": o_ms, "ratio": o_ms / t_ms, "torch_mb": t_mb, "ours_mb": o_mb,
                        "torch_rounds": [r["median_ms"] for r in tor], "ours_rounds": [r["median_ms"] for r in ours]}
+                extra = ""
+                if args.baseline:
+                    b_ms = statistics.median(r["median_ms"] for r in base)
+                    b_mb = max(r["peak_rss_mb"] for r in base)
+                    o_cpu = statistics.median(r["cpu_ms"] for r in ours)
+                    b_cpu = statistics.median(r["cpu_ms"] for r in base)
+                    row.update({"base_ms": b_ms, "ours_over_base": o_ms / b_ms, "ours_cpu_ms": o_cpu,
+                                "base_cpu_ms": b_cpu, "ours_over_base_cpu": o_cpu / b_cpu, "base_mb": b_mb,
+                                "ours_over_base_mb": o_mb / b_mb, "base_rounds": [r["median_ms"] for r in base],
+                                "ours_cpu_rounds": [r["cpu_ms"] for r in ours],
+                                "base_cpu_rounds": [r["cpu_ms"] for r in base]})
+                    extra = f" {b_ms:>10.1f} {o_ms / b_ms:>6.3f} {o_cpu / b_cpu:>8.3f} {b_mb:>8.0f}"
                 results.append(row)
                 print(f"{model:<13} {case + ' b' + str(batch):<12} {threads:>3} {t_ms:>10.1f} {o_ms:>10.1f} "
-                      f"{o_ms / t_ms:>6.2f} {t_mb:>9.0f} {o_mb:>8.0f}", flush=True)
+                      f"{o_ms / t_ms:>6.2f} {t_mb:>9.0f} {o_mb:>8.0f}" + extra, flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
     if args.json_out:
         with open(args.json_out, "w") as f:
