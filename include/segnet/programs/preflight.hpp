@@ -36,7 +36,6 @@ inline MemoryBudget memory_budget(Args& args) {
     const auto text = args.text("--max-memory");
     if (!text) return {available_memory_bytes(), false};
     char* end = nullptr;
-    errno = 0;
     const double number = std::strtod(text->c_str(), &end);
     const std::string unit = end ? std::string(end) : "";
     double scale = 0;
@@ -109,7 +108,7 @@ void require_inference_fits(const std::string& model, int classes, const std::ve
                             const MemoryBudget& budget, int batch = 1) {
     std::map<std::pair<int, int>, Analysis> analysed;  // by run size: most folders hold one size
     for (const std::filesystem::path& file : images) {
-        const ImageInfo image = read_image_info(file, limits);  // the header only: no limits applied
+        const ImageInfo image = read_image_info(file, limits);  // the header only; read_image_info does not apply the limits
         image_detail::check_limits(image, limits, file);
         const std::string what = "'" + shortened(file.string()) + "'";
         const auto run = size.value_or(std::pair{image.height, image.width});
