@@ -8,6 +8,7 @@
 
 #include "segnet/core/device.hpp"
 #include "segnet/core/parameter.hpp"
+#include "segnet/core/precision.hpp"
 #include "segnet/core/random.hpp"
 #include "segnet/core/shape.hpp"
 #include "segnet/core/tensor.hpp"

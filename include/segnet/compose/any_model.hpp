@@ -24,6 +24,7 @@
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/eval_plan.hpp"
 #include "segnet/compose/train_plan.hpp"
+#include "segnet/core/precision.hpp"
 
 namespace segnet {
 
@@ -47,6 +48,7 @@ public:
     /// Both modes run on the model's buffer pool; no backward after an eval forward.
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode = Mode::eval) {
         check_input(x.extents());
+        const PrecisionScope precision(precision_);
         output_ = nullptr;
         backward_ready_ = false;
         if (mode == Mode::eval) {
@@ -68,6 +70,13 @@ public:
     /// on by default. Off: every layer runs on its own, as in train mode. The two agree to float
     /// rounding (the folded weights round differently), not bit for bit.
     void set_eval_fusion(bool on) { eval_fusion_ = on; }
+
+    /// The precision the model's convolutions compute in (core/precision.hpp): Precision::bf16
+    /// rounds their operands to bfloat16 and accumulates in FP32 where the device has BF16
+    /// units, and runs FP32 where it does not; parameters, activations and gradients stay FP32.
+    /// Precision::fp32 by default.
+    void set_precision(Precision p) { precision_ = p; }
+    Precision precision() const { return precision_; }
     bool eval_fusion() const { return eval_fusion_; }
     /// How many nodes the eval forward would run as fused steps: for each fused step, the number
     /// of nodes it replaces beyond the first (a conv + batch norm + ReLU step counts 2, an
@@ -103,6 +112,7 @@ public:
             throw std::invalid_argument("segnet::Model::backward: gradient " + to_string(grad_output.extents()) +
                                         " differs from the last output " + to_string(output_->extents()));
         backward_ready_ = false;
+        const PrecisionScope precision(precision_);
         return train_planner().backward(grad_output);
     }
 
@@ -181,6 +191,7 @@ private:
     const Tensor<Device>* output_ = nullptr;
     bool eval_forward_ = false;
     bool eval_fusion_ = true;
+    Precision precision_ = Precision::fp32;
     Dims checked_{};
     bool backward_ready_ = false;                // a train forward that no backward has consumed yet
     std::vector<std::int64_t> out_elements_;     // per node: output elements per image
