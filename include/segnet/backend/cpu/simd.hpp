@@ -63,4 +63,26 @@ inline bool has_avx2_fma() {
 #endif
 }
 
+/// True when the CPU has AVX512-BF16 dot products (vdpbf16ps) besides AVX-512F/BW/VL/DQ and
+/// SEGNET_CONV allows AVX-512 (AMD Zen 4 and later, Intel Cooper Lake and later).
+inline bool has_avx512_bf16() {
+#if SEGNET_HAVE_AVX512_KERNELS
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return has_avx512() && __builtin_cpu_supports("avx512bf16");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
 }  // namespace segnet::backend::cpu::simd
+
+namespace segnet::backend::cpu {
+
+/// Whether this CPU computes Precision::bf16 convolutions on BF16 units; where it does not, they
+/// run in FP32 (core/precision.hpp).
+inline bool bf16_units() { return simd::has_avx512_bf16(); }
+
+}  // namespace segnet::backend::cpu
