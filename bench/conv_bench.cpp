@@ -1,4 +1,4 @@
-// conv-bench: the convolution kernels alone, the dispatched (fast) path against the Eigen path,
+// conv-bench: the convolution kernels alone, the dispatched (fast) path against the im2col path,
 // on the shapes SegNet-Basic and SegNet use, with the largest difference between the two.
 //
 //   conv-bench --threads 2 --iters 5                 # every shape
@@ -26,7 +26,7 @@ struct ConvShape {
 
 constexpr const char* usage =
     "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
-    "Times the dispatched convolution kernels against the Eigen path on SegNet's shapes\n"
+    "Times the dispatched convolution kernels against the im2col path on SegNet's shapes\n"
     "(forward, backward-data, backward-filter) and prints the largest difference between them.\n";
 
 bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
@@ -78,8 +78,8 @@ int run(int argc, char** argv) {
         const char* isa = backend::cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
         std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
     }
-    std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
-                "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");
+    std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "im2col", "GF/s",
+                "bwd-d ms", "im2col", "GF/s", "bwd-w ms", "im2col", "GF/s");
     std::mt19937 gen(1);
     std::normal_distribution<float> nd(0.f, 1.f);
     for (const ConvShape& s : shapes) {
@@ -95,13 +95,13 @@ int run(int argc, char** argv) {
         for (auto& v : bias) v = nd(gen);
         const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
         const double f = time_ms(iters, [&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
-        const double fe = time_ms(iters, [&] { backend::cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const double fe = time_ms(iters, [&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
         const double d = time_ms(iters, [&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
-        const double de = time_ms(iters, [&] { backend::cpu::conv2d_backward_data_eigen(y.data(), w.data(), dx2.data(), s.batch, g); });
+        const double de = time_ms(iters, [&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
         std::fill(dw.begin(), dw.end(), 0.f);
         std::fill(dw2.begin(), dw2.end(), 0.f);
         const double b = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
-        const double be = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter_eigen(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        const double be = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
         std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
                     name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
                     max_rel(y, y2), max_rel(dx, dx2), max_rel(dw, dw2));
