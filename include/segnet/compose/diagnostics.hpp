@@ -99,13 +99,13 @@ struct shape_check<Fault::upsample_size, Stage, Layer, Expected, Actual> {
 
 template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::skip_channels, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Add: the decoder map's channels (got) differ from the paired Encoder's feature map (expected); reduce them first (e.g. a 1x1 Conv)");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a skip join (Add or Concat, at the stage and layer given): its channels (got) differ from the ones it needs (expected: Add, the paired Encoder's feature map; Concat, its declared counts); e.g. a 1x1 Conv first");
     static constexpr bool ok = false;
 };
 
 template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
 struct shape_check<Fault::skip_size, Stage, Layer, Expected, Actual> {
-    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Add: the decoder map's size (got) differs from the paired Encoder's feature map (expected); upsample before adding");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a skip join (Add or Concat, at the stage and layer given): the decoder map's size (got) differs from the paired Encoder's feature map (expected); upsample before joining them");
     static constexpr bool ok = false;
 };
 
@@ -152,8 +152,8 @@ inline std::string_view fault_summary(Fault f) {
         case Fault::unpool_channels: return "the Unpool's input channels differ from the channels its Encoder pooled";
         case Fault::unpool_factor: return "the Unpool's factor differs from its Encoder's pool";
         case Fault::upsample_size: return "the upsampler's input is not its Encoder's pooled size";
-        case Fault::skip_channels: return "Add: channel counts differ";
-        case Fault::skip_size: return "Add: sizes differ";
+        case Fault::skip_channels: return "a skip join (Add, Concat): channel counts differ";
+        case Fault::skip_size: return "a skip join (Add, Concat): sizes differ";
         case Fault::decoder_size: return "the Decoder does not restore its Encoder's size";
         case Fault::input_channels: return "the input's channel count differs from Input<C, ...>";
         case Fault::input_size: return "the input's size differs from the static Input<C, H, W>";

@@ -27,8 +27,8 @@ enum class Fault : int {
     unpool_channels,           // unpool input channels differ from the paired pool's channels
     unpool_factor,             // Unpool<K> pairs with MaxPool<P>, K != P
     upsample_size,             // the decoder input is not the paired pool's output size
-    skip_channels,             // Add: channel counts differ
-    skip_size,                 // Add: spatial sizes differ
+    skip_channels,             // a skip join (Add, Concat): channel counts differ
+    skip_size,                 // a skip join (Add, Concat): spatial sizes differ
     decoder_size,              // a decoder does not restore its encoder's size (no upsampling)
     input_channels,            // the input tensor's channels differ from Input<C, ...>
     input_size,                // the input tensor's H/W differ from a static Input<C, H, W>
