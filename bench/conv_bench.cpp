@@ -4,6 +4,8 @@
 //   conv-bench --threads 2 --iters 5                 # every shape
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
 //   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
+//   conv-bench --winograd compare --cpu-time          # 3x3 shapes: Winograd against direct, alternating
+//   conv-bench --winograd off                         # the dispatched path without Winograd
 #include <segnet/backend/cpu/conv.hpp>
 #include <segnet/programs/cli.hpp>
 
@@ -13,7 +15,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <time.h>
 #include <vector>
 
@@ -26,8 +30,12 @@ struct ConvShape {
 
 constexpr const char* usage =
     "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
+    "                  [--winograd auto|on|off|compare]\n"
     "Times the dispatched convolution kernels against the im2col path on SegNet's shapes\n"
-    "(forward, backward-data, backward-filter) and prints the largest difference between them.\n";
+    "(forward, backward-data, backward-filter) and prints the largest difference between them.\n"
+    "--winograd on/off forces Winograd F(4x4, 3x3) on or off in the dispatched path (auto: the\n"
+    "rule in conv_winograd.hpp); compare times, on the 3x3 shapes, Winograd against the direct\n"
+    "kernels (forward and backward-data, alternating rounds, medians) instead.\n";
 
 bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
 
@@ -35,6 +43,16 @@ double process_cpu_ms() {
     timespec ts{};
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double elapsed_ms(Clock::time_point t0, double c0) {
+    return cpu_time ? (process_cpu_ms() - c0) / segnet::num_threads()
+                    : std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> t) {
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
 }
 
 template <class F>
@@ -45,11 +63,28 @@ double time_ms(int iters, F&& f) {
         const auto t0 = Clock::now();
         const double c0 = process_cpu_ms();
         f();
-        t.push_back(cpu_time ? (process_cpu_ms() - c0) / segnet::num_threads()
-                             : std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        t.push_back(elapsed_ms(t0, c0));
     }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    return median(t);
+}
+
+/// The medians of a() and b() timed in alternating rounds (a busy machine slows both alike).
+template <class A, class B>
+std::pair<double, double> time_alternating_ms(int iters, A&& a, B&& b) {
+    a();
+    b();
+    std::vector<double> ta, tb;
+    for (int i = 0; i < iters; ++i) {
+        auto t0 = Clock::now();
+        double c0 = process_cpu_ms();
+        a();
+        ta.push_back(elapsed_ms(t0, c0));
+        t0 = Clock::now();
+        c0 = process_cpu_ms();
+        b();
+        tb.push_back(elapsed_ms(t0, c0));
+    }
+    return {median(ta), median(tb)};
 }
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
@@ -59,6 +94,38 @@ double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
     return m / scale;
 }
 
+/// Winograd (forced on) against the direct kernels (Winograd off) on one 3x3 shape: forward and
+/// backward-data through the dispatched entry points, alternating rounds.
+void compare_winograd(const char* name, const backend::ConvGeometry& g, int batch, int iters, std::mt19937& gen) {
+    namespace cpu = backend::cpu;
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> x(std::size_t(batch) * g.in_c * g.in_plane()), w(std::size_t(g.weight_size())),
+        bias(std::size_t(g.out_c)), y(std::size_t(batch) * g.out_c * g.out_plane()), y2(y.size()), dx(x.size()),
+        dx2(x.size());
+    for (auto& v : x) v = std::max(0.f, nd(gen));  // a ReLU's output
+    for (auto& v : w) v = nd(gen) * std::sqrt(2.f / float(g.in_c * 9));  // He
+    for (auto& v : bias) v = nd(gen) * 0.1f;
+    const auto with = [](cpu::winograd::Mode m, auto f) {
+        return [m, f] {
+            cpu::winograd::set_mode(m);
+            f();
+        };
+    };
+    using cpu::winograd::Mode;
+    const auto fwd = [&](std::vector<float>& out) {
+        return [&] { cpu::conv2d_forward(x.data(), w.data(), bias.data(), out.data(), batch, g); };
+    };
+    const auto bwd = [&](std::vector<float>& out) {
+        return [&] { cpu::conv2d_backward_data(y.data(), w.data(), out.data(), batch, g); };
+    };
+    const auto [fw, fd] = time_alternating_ms(iters, with(Mode::on, fwd(y)), with(Mode::off, fwd(y2)));
+    const auto [bw, bd] = time_alternating_ms(iters, with(Mode::on, bwd(dx)), with(Mode::off, bwd(dx2)));
+    cpu::winograd::set_mode(Mode::automatic);
+    const double gflop = 2.0 * g.in_c * 9 * g.out_c * g.out_plane() * batch / 1e9;
+    std::printf("%-22s %8.2f | %9.2f %9.2f %7.2f | %9.2f %9.2f %7.2f | %-4s  max rel diff %.1e %.1e\n", name, gflop, fd,
+                fw, fd / fw, bd, bw, bd / bw, cpu::winograd::chosen(g, batch) ? "yes" : "no", max_rel(y, y2), max_rel(dx, dx2));
+}
+
 int run(int argc, char** argv) {
     programs::cli::Args args(argc, argv, "conv-bench", usage);
     const int threads = int(args.integer("--threads", 2, 1, 1024));
@@ -66,7 +133,13 @@ int run(int argc, char** argv) {
     const int batch = int(args.integer("--batch", 1, 1, 4096));
     const std::string only = args.text("--shape", "");
     cpu_time = args.flag("--cpu-time");
+    const std::string winograd = args.text("--winograd", "auto");
     args.finish();
+    using backend::cpu::winograd::Mode;
+    if (winograd == "on") backend::cpu::winograd::set_mode(Mode::on);
+    else if (winograd == "off") backend::cpu::winograd::set_mode(Mode::off);
+    else if (winograd != "auto" && winograd != "compare")
+        throw std::invalid_argument("conv-bench: --winograd takes auto, on, off or compare, not " + winograd);
     segnet::set_num_threads(threads);
     std::vector<ConvShape> shapes = {
         {3, 64, 360, 480, 7, 1},   {64, 64, 360, 480, 7, 1}, {64, 64, 180, 240, 7, 1}, {64, 64, 90, 120, 7, 1},
@@ -78,9 +151,20 @@ int run(int argc, char** argv) {
         const char* isa = backend::cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
         std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
     }
+    std::mt19937 gen(1);
+    if (winograd == "compare") {
+        std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %s\n", "shape (3x3 only)", "GFLOP", "fwd dir", "winograd",
+                    "speedup", "bwd-d dir", "winograd", "speedup", "auto");
+        for (const ConvShape& s : shapes) {
+            char name[64];
+            std::snprintf(name, sizeof name, "%dx%dx%dx%dk%d", s.cin, s.cout, s.h, s.w, s.k);
+            if (s.k != 3 || (!only.empty() && only != name)) continue;
+            compare_winograd(name, {s.cin, s.h, s.w, s.cout, s.h, s.w, 3, 1, 1, 1}, s.batch, iters, gen);
+        }
+        return 0;
+    }
     std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "im2col", "GF/s",
                 "bwd-d ms", "im2col", "GF/s", "bwd-w ms", "im2col", "GF/s");
-    std::mt19937 gen(1);
     std::normal_distribution<float> nd(0.f, 1.f);
     for (const ConvShape& s : shapes) {
         char name[64];

@@ -345,7 +345,7 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
             }
             std::vector<float> y(out, 3.f);
             const bool ran = cpu::conv2d_forward_unpooled(u, w.data(), bias.data(), y.data(), t.batch, g);
-            CHECK(ran == !std::string(cpu::direct_conv_isa(g)).empty());
+            CHECK(ran == (!std::string(cpu::direct_conv_isa(g)).empty() && !cpu::winograd_beats_fusion(g, t.batch)));
             if (ran) CHECK(relative_error(y, ref) < 2e-5);
             else CHECK(y == std::vector<float>(out, 3.f));  // declined: nothing written
         }
@@ -414,7 +414,7 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
                                   indices_ref.data());
             const bool ran = cpu::conv2d_forward_pooled(x.data(), w.data(), bias.data(), t.batch, g, t.pool,
                                                         values.data(), indices.data());
-            CHECK(ran == !std::string(cpu::direct_conv_isa(g)).empty());
+            CHECK(ran == (!std::string(cpu::direct_conv_isa(g)).empty() && !cpu::winograd_beats_fusion(g, t.batch)));
             if (ran) {
                 CHECK(relative_error(values, values_ref) < 2e-5);
                 // An argmax may differ from the reference's only where two values of the window
@@ -571,4 +571,131 @@ TEST_CASE("max pooling 2x2: the vectorised rows keep the scalar rule (ties, NaN,
             CHECK(same);
         }
     }
+}
+
+namespace {
+
+/// One set of Winograd F(4x4, 3x3) kernels (conv_winograd.hpp), called by name.
+struct WinogradPath {
+    const char* name;
+    bool (*usable)(const ConvGeometry&);
+    void (*forward)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*, bool);
+    void (*backward_data)(const float*, const float*, float*, int, const ConvGeometry&);
+};
+const WinogradPath winograd_paths[] = {
+    {"AVX-512", &cpu::avx512::winograd_usable, &cpu::avx512::winograd_forward, &cpu::avx512::winograd_backward_data},
+    {"AVX2", &cpu::avx2::winograd_usable, &cpu::avx2::winograd_forward, &cpu::avx2::winograd_backward_data}};
+
+/// Winograd's error against the im2col path, relative to the output's largest value: measured
+/// below 1e-5 on SegNet's shapes up to 512 channels (conv_winograd.hpp), about 3e-6 at the
+/// channel counts here; the direct kernels' bound (2e-5) would leave little margin.
+constexpr double winograd_tolerance = 5e-5;
+
+/// Winograd forward (with and without bias, with the eval-fusion scale and ReLU) and
+/// backward-data against the im2col path, on realistic data: ReLU'd inputs, He-initialised weights.
+void check_winograd(const WinogradPath& p, int cin, int cout, int h, int w, int batch, int threads) {
+    segnet::set_num_threads(threads);
+    const ConvGeometry g{cin, h, w, cout, h, w, 3, 1, 1, 1};
+    CAPTURE(std::string(p.name));
+    CAPTURE(cin);
+    CAPTURE(cout);
+    CAPTURE(h);
+    CAPTURE(w);
+    CAPTURE(batch);
+    CAPTURE(threads);
+    std::mt19937 gen(unsigned(cin * 131 + cout * 17 + h * 7 + w + batch * 1000 + threads));
+    auto x = random_vector(std::size_t(batch) * cin * h * w, gen);
+    for (auto& v : x) v = std::max(v, 0.f);
+    const auto weights = random_vector(std::size_t(g.weight_size()), gen, std::sqrt(2.f / float(cin * 9)));
+    const auto bias = random_vector(std::size_t(cout), gen);
+    const auto dy = random_vector(std::size_t(batch) * cout * h * w, gen);
+    std::uniform_real_distribution<float> ud(0.3f, 2.f);
+    std::vector<float> scale(static_cast<std::size_t>(cout));
+    for (auto& v : scale) v = ud(gen) * (gen() % 4 == 0 ? -1.f : 1.f);
+
+    std::vector<float> y(dy.size(), 123.f), y_ref(dy.size());
+    for (const float* b : {bias.data(), static_cast<const float*>(nullptr)}) {
+        p.forward(x.data(), weights.data(), b, y.data(), batch, g, nullptr, false);
+        cpu::conv2d_forward_im2col(x.data(), weights.data(), b, y_ref.data(), batch, g);
+        CHECK(relative_error(y, y_ref) < winograd_tolerance);
+    }
+    p.forward(x.data(), weights.data(), bias.data(), y.data(), batch, g, scale.data(), true);
+    cpu::conv2d_forward_im2col(x.data(), weights.data(), bias.data(), y_ref.data(), batch, g, scale.data(), true);
+    CHECK(relative_error(y, y_ref) < winograd_tolerance);
+    CHECK(std::count(y.begin(), y.end(), 0.f) > 0);  // the ReLU clamped something
+
+    std::vector<float> dx(x.size(), -7.f), dx_ref(x.size());
+    p.backward_data(dy.data(), weights.data(), dx.data(), batch, g);
+    cpu::conv2d_backward_data_im2col(dy.data(), weights.data(), dx_ref.data(), batch, g);
+    CHECK(relative_error(dx, dx_ref) < winograd_tolerance);
+}
+
+}  // namespace
+
+TEST_CASE("conv kernels: Winograd F(4x4, 3x3) forward and backward-data against the im2col path") {
+    // Tile tails (sizes not multiples of 4), maps smaller than a tile, rows of several tile
+    // groups with a partial last one (AVX-512 16 tiles = 64 pixels, AVX2 32), more groups than a
+    // block (3), odd channel counts around the register blocks (AVX-512 8, AVX2 4 output
+    // channels), batch > 1, 1 and 2 threads (2: the output channels split into chunks too).
+    struct Shape {
+        int cin, cout, h, w, batch;
+    };
+    const std::vector<Shape> shapes = {
+        {1, 1, 1, 1, 1},   {3, 5, 2, 3, 2},   {5, 7, 4, 4, 1},    {17, 9, 23, 30, 2}, {64, 64, 5, 70, 1},
+        {7, 13, 9, 131, 2}, {3, 64, 13, 11, 1}, {64, 17, 22, 30, 1}, {33, 40, 15, 66, 2},
+    };
+    for (const WinogradPath& p : winograd_paths) {
+        if (!p.usable({8, 8, 8, 8, 8, 8, 3, 1, 1, 1})) {
+            MESSAGE(std::string(p.name) << " Winograd kernels skipped: this CPU (or SEGNET_CONV) does not run them");
+            continue;
+        }
+        for (const Shape& s : shapes)
+            for (int threads : {1, 2}) check_winograd(p, s.cin, s.cout, s.h, s.w, s.batch, threads);
+    }
+}
+
+TEST_CASE("conv kernels: when the entry points take Winograd") {
+    using cpu::winograd::Mode;
+    const ConvGeometry segnet_layer{64, 45, 60, 64, 45, 60, 3, 1, 1, 1};
+    CHECK(cpu::winograd::supports(segnet_layer));
+    for (const ConvGeometry& g : {ConvGeometry{64, 13, 11, 64, 7, 6, 3, 2, 1, 1},      // stride 2
+                                  ConvGeometry{64, 13, 11, 64, 13, 11, 3, 1, 1, 4},    // groups
+                                  ConvGeometry{64, 13, 11, 64, 13, 11, 7, 1, 3, 1},    // 7x7
+                                  ConvGeometry{64, 13, 11, 64, 15, 13, 3, 1, 2, 1}}) {  // not same size
+        CHECK_FALSE(cpu::winograd::supports(g));
+        cpu::winograd::set_mode(Mode::on);
+        CHECK_FALSE(cpu::winograd::chosen(g, 1));
+    }
+    const Mode before = cpu::winograd::mode();
+    cpu::winograd::set_mode(Mode::off);
+    CHECK_FALSE(cpu::winograd::chosen(segnet_layer, 1));
+    // the measured rule: channels >= 64, with AVX-512 >= 2048 pixels in the batch
+    const ConvGeometry small_map{512, 23, 30, 512, 23, 30, 3, 1, 1, 1};
+    for (bool avx512 : {false, true}) {
+        CHECK(cpu::winograd::faster_than_direct(segnet_layer, 1, avx512));
+        CHECK_FALSE(cpu::winograd::faster_than_direct({3, 45, 60, 64, 45, 60, 3, 1, 1, 1}, 1, avx512));
+        CHECK(cpu::winograd::faster_than_direct(small_map, 4, avx512));
+    }
+    CHECK_FALSE(cpu::winograd::faster_than_direct(small_map, 1, true));
+    CHECK(cpu::winograd::faster_than_direct(small_map, 1, false));
+    cpu::winograd::set_mode(Mode::on);
+    CHECK(cpu::winograd::chosen(segnet_layer, 1) == cpu::winograd::usable(segnet_layer));
+    if (cpu::winograd::usable(segnet_layer)) {
+        // the dispatched entry points, forced onto Winograd
+        segnet::set_num_threads(2);
+        std::mt19937 gen(11);
+        const ConvGeometry g{24, 10, 21, 20, 10, 21, 3, 1, 1, 1};
+        const auto x = random_vector(std::size_t(2) * 24 * 10 * 21, gen);
+        const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.1f);
+        std::vector<float> y(std::size_t(2) * 20 * 10 * 21), y_ref(y.size()), dx(x.size()), dx_ref(x.size());
+        cpu::conv2d_forward(x.data(), w.data(), nullptr, y.data(), 2, g);
+        cpu::conv2d_forward_im2col(x.data(), w.data(), nullptr, y_ref.data(), 2, g);
+        CHECK(relative_error(y, y_ref) < winograd_tolerance);
+        cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), 2, g);
+        cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx_ref.data(), 2, g);
+        CHECK(relative_error(dx, dx_ref) < winograd_tolerance);
+    } else {
+        MESSAGE("Winograd kernels skipped: this CPU has neither AVX-512 nor AVX2 + FMA (or SEGNET_CONV=im2col)");
+    }
+    cpu::winograd::set_mode(before);
 }

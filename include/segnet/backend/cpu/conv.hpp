@@ -36,7 +36,9 @@
 #include "segnet/backend/conv_geometry.hpp"
 #include "segnet/backend/cpu/conv_direct.hpp"
 #include "segnet/backend/cpu/gemm.hpp"
+#include "segnet/backend/cpu/conv_winograd.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
+#include "segnet/core/precision.hpp"
 
 namespace segnet::backend::cpu {
 
@@ -196,10 +198,20 @@ inline void conv2d_forward_im2col(const float* x, const float* w, const float* b
     });
 }
 
+/// Whether conv2d_forward_unpooled / _pooled decline g because Winograd (conv_winograd.hpp), which
+/// they do not have, runs it: Winograd and a separate (un)pooling pass beat the fused direct
+/// kernels. SegNet inference, 360x480, batch 1, 2 threads, CPU time per thread on a busy Zen 5
+/// host (segnet-bench): these fusions declined where Winograd runs 450-464 ms, taken by the
+/// direct kernels (Winograd elsewhere) 574-582 ms, no Winograd 690-850 ms.
+inline bool winograd_beats_fusion(const ConvGeometry& g, int batch) {
+    return segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch);
+}
+
 /// conv2d_forward on the max-unpooling `u` describes (the eval-mode fusion of an Unpool and the
 /// convolution after it): the direct kernels build their input bands from the pooled values and
 /// indices, so the unpooled map is never written or read. Only where the direct kernels run g on
-/// this CPU: returns false, and writes nothing, otherwise (the caller then unpools first).
+/// this CPU and Winograd does not (winograd_beats_fusion): returns false, and writes nothing,
+/// otherwise (the caller then unpools first).
 inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, const float* bias, float* y, int batch,
                                     const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
@@ -207,6 +219,7 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
         throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
+    if (winograd_beats_fusion(g, batch)) return false;
     if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else if (avx2::usable(g)) avx2::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else return false;
@@ -217,13 +230,15 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
 /// indices as cpu::max_pool_forward) into `values` and `indices` ({batch, out_c, ceil(h / k),
 /// ceil(w / k)}): the eval-mode fusion of an Encoder's last convolution and its MaxPool. The
 /// direct kernels pool each band of output rows while it is in cache, so the full-size map is
-/// never written. Only where the direct kernels run g on this CPU: returns false, and writes
-/// nothing, otherwise (the caller then convolves and pools separately).
+/// never written. Only where the direct kernels run g on this CPU and Winograd does not
+/// (winograd_beats_fusion): returns false, and writes nothing, otherwise (the caller then
+/// convolves and pools separately).
 inline bool conv2d_forward_pooled(const float* x, const float* w, const float* bias, int batch, const ConvGeometry& g,
                                   int k, float* values, std::int32_t* indices, const float* weight_scale = nullptr,
                                   bool relu = false) {
     g.validate();
     if (k < 1) throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
+    if (winograd_beats_fusion(g, batch)) return false;
     const direct::Pooled p{values, indices, k};
     if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else if (avx2::usable(g)) avx2::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
@@ -322,6 +337,8 @@ inline void conv2d_backward_filter_im2col(const float* x, const float* dy, float
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
+    if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
+        return winograd::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx2::usable(g)) return avx2::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     conv2d_forward_im2col(x, w, bias, y, batch, g, weight_scale, relu);
@@ -330,6 +347,8 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
+    if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
+        return winograd::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx2::usable(g)) return avx2::conv2d_backward_data(dy, w, dx, batch, g);
     conv2d_backward_data_im2col(dy, w, dx, batch, g);
