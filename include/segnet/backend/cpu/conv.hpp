@@ -202,7 +202,8 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
         throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
-    if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    else if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else if (avx2::usable(g)) avx2::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else return false;
     return true;
@@ -220,7 +221,8 @@ inline bool conv2d_forward_pooled(const float* x, const float* w, const float* b
     g.validate();
     if (k < 1) throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
     const direct::Pooled p{values, indices, k};
-    if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    else if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else if (avx2::usable(g)) avx2::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else return false;
     return true;
@@ -316,6 +318,7 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
+    if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx2::usable(g)) return avx2::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     conv2d_forward_eigen(x, w, bias, y, batch, g, weight_scale, relu);
@@ -324,6 +327,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
+    if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx2::usable(g)) return avx2::conv2d_backward_data(dy, w, dx, batch, g);
     conv2d_backward_data_eigen(dy, w, dx, batch, g);
@@ -339,7 +343,9 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
-    if (avx512::usable(g))
+    if (avx512_bf16::wanted(g))
+        avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
+    else if (avx512::usable(g))
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);
     else if (avx2::usable(g))
         avx2::conv2d_backward_filter(x, dy, dw, batch, g);

@@ -73,13 +73,15 @@ inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1
 
 /// Per-thread scratch that only grows (the band buffers and partial gradients are reused from
 /// call to call, so steady-state runs neither allocate nor fault in fresh pages).
-inline float* scratch(std::vector<float>& v, std::int64_t n) {
+template <class T>
+T* scratch(std::vector<T>& v, std::int64_t n) {
     if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
     return v.data();
 }
 
 inline thread_local std::vector<float> band_buffer;
-inline thread_local std::vector<float> packed_buffer;
+template <class Elem>  // float, or the bf16 kernels' pairs of channels
+inline thread_local std::vector<Elem> packed_buffer;
 inline thread_local std::vector<float> partial_buffer;
 inline thread_local std::vector<float> output_band_buffer;  // a band's output before a fused pooling
 inline thread_local std::vector<float> dy_stream_buffer;    // backward-filter: a band of dy as streams
@@ -153,12 +155,12 @@ struct Pooled {
 /// at o0, [ci][ky][kx][m] at offset o0 * in_c * k * k. get(o, i, ky, kx) reads the logical
 /// weight. In parallel: 512 x 512 x 3 x 3 weights, read transposed for backward-data, take
 /// milliseconds on one thread, as long as a whole 23 x 30 convolution.
-template <class Get>
-void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, float* dst) {
+template <class Elem, class Get>
+void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, Elem* dst) {
     parallel_for(0, (out_c + mr_max - 1) / mr_max, [&](std::int64_t b, std::int64_t e, int) {
         for (int o0 = int(b) * mr_max; o0 < std::min<std::int64_t>(out_c, e * mr_max); o0 += mr_max) {
             const int mr = std::min(mr_max, out_c - o0);
-            float* d = dst + std::int64_t(o0) * in_c * k * k;
+            Elem* d = dst + std::int64_t(o0) * in_c * k * k;
             for (int i = 0; i < in_c; ++i)
                 for (int ky = 0; ky < k; ++ky)
                     for (int kx = 0; kx < k; ++kx)
@@ -210,13 +212,27 @@ inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows, i
     return {rows, (h + rows - 1) / rows};
 }
 
+/// The FP32 kernels' operands: the band, the packed weights and the backward-filter streams
+/// hold the FP32 values themselves (the bf16 kernels convert them: conv_direct_bf16.hpp).
+struct Fp32Operands {
+    using elem = float;         // forward: one channel's value per band and weight element
+    using stream_elem = float;  // backward-filter: one pixel's value per stream element
+    static constexpr int channels_per_elem = 1, stream_elems_per_lane = 1;
+    static const float* band_operand(const float* band, int, std::int64_t) { return band; }
+    static const float* stream_operand(const float* stream, std::int64_t, int) { return stream; }
+    template <class Get>
+    static void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, float* dst) {
+        direct::pack_weights(mr_max, out_c, in_c, k, get, dst);
+    }
+};
+
 #if SEGNET_HAVE_AVX512_KERNELS
 // GCC 12 reports its own _mm512_reduce_add_ps (an _mm256_undefined_pd operand) as uninitialised.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 /// AVX-512F: 16 lanes, 32 registers, mask registers for the row tails.
-struct Avx512 {
+struct Avx512 : Fp32Operands {
     using vec = __m512;
     using mask = __mmask16;
     static constexpr int lanes = 16;
@@ -241,7 +257,7 @@ struct Avx512 {
 #if SEGNET_HAVE_AVX2_KERNELS
 /// AVX2 + FMA: 8 lanes, 16 registers, vmaskmov for the forward's row tails (masked-off lanes
 /// are not written).
-struct Avx2 {
+struct Avx2 : Fp32Operands {
     using vec = __m256;
     using mask = __m256i;
     static constexpr int lanes = 8;
@@ -290,7 +306,6 @@ struct Avx2 {
 #undef SEGNET_DC_TARGET
 #endif
 
-#if !SEGNET_HAVE_AVX512_KERNELS || !SEGNET_HAVE_AVX2_KERNELS
 // No x86 kernels in this build: usable() is false, the entry points are never called.
 #define SEGNET_DC_STUB(NS)                                                                                       \
     namespace segnet::backend::cpu::NS {                                                                        \
@@ -307,5 +322,6 @@ SEGNET_DC_STUB(avx512)
 #if !SEGNET_HAVE_AVX2_KERNELS
 SEGNET_DC_STUB(avx2)
 #endif
-#undef SEGNET_DC_STUB
-#endif
+
+// The bf16 kernels on AVX512-BF16 (Precision::bf16): the same kernels once more.
+#include "segnet/backend/cpu/conv_direct_bf16.hpp"

@@ -21,6 +21,8 @@
 #include <immintrin.h>
 #define SEGNET_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")))
 #define SEGNET_AVX2_TARGET __attribute__((target("avx2,fma")))
+#define SEGNET_AVX512_BF16_TARGET \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")))
 #else
 #define SEGNET_HAVE_AVX512_KERNELS 0
 #define SEGNET_HAVE_AVX2_KERNELS 0
