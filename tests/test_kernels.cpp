@@ -9,6 +9,10 @@
 // forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on every
 // path against the reference with pre-scaled weights and a separate ReLU, and the forward on an
 // unpooling read from pooled values and indices (bit for bit the materialised one).
+// The bf16 kernels (Precision::bf16 on AVX512-BF16; skipped on CPUs without it) on the same
+// kinds of shapes against the reference on bf16-rounded operands and within bf16's rounding
+// bound of the plain reference, and Precision::bf16 on a CPU without BF16 units (SEGNET_CONV=avx2
+// here) bit for bit the FP32 result.
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
@@ -129,21 +133,32 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
     return diff / scale;
 }
 
+/// "cin 64 cout 11 13x11 k1 batch 2 threads 1", for CAPTURE.
+std::string describe(const Case& c, int threads) {
+    return "cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout) + " " + std::to_string(c.h) + "x" +
+           std::to_string(c.w) + " k" + std::to_string(c.k) + " batch " + std::to_string(c.batch) + " threads " +
+           std::to_string(threads);
+}
+
+/// A case's random operands, seeded from its sizes.
+struct CaseData {
+    std::mt19937 gen;
+    std::vector<float> x, w, bias, dy;
+    CaseData(const Case& c, int threads, unsigned salt)
+        : gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads) + salt),
+          x(random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen)),
+          w(random_vector(std::size_t(c.cout) * c.cin * c.k * c.k, gen, 0.2f)),
+          bias(random_vector(std::size_t(c.cout), gen)),
+          dy(random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen)) {}
+};
+
 void check_case(const Case& c, int threads) {
     segnet::set_num_threads(threads);
     const ConvGeometry g = same_geometry(c);
-    CAPTURE(c.cin);
-    CAPTURE(c.cout);
-    CAPTURE(c.h);
-    CAPTURE(c.w);
-    CAPTURE(c.k);
-    CAPTURE(c.batch);
-    CAPTURE(threads);
-    std::mt19937 gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads));
-    const auto x = random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen);
-    const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
-    const auto bias = random_vector(std::size_t(c.cout), gen);
-    const auto dy = random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen);
+    const std::string where = describe(c, threads);
+    CAPTURE(where);
+    const CaseData data(c, threads, 0);
+    const auto &x = data.x, &w = data.w, &bias = data.bias, &dy = data.dy;
     const double tol = 2e-5;
 
     // forward (with and without bias)
@@ -582,18 +597,10 @@ bool within_bf16_bound(const std::vector<float>& got, const std::vector<float>& 
 void check_bf16_case(const Case& c, int threads) {
     segnet::set_num_threads(threads);
     const ConvGeometry g = same_geometry(c);
-    CAPTURE(c.cin);
-    CAPTURE(c.cout);
-    CAPTURE(c.h);
-    CAPTURE(c.w);
-    CAPTURE(c.k);
-    CAPTURE(c.batch);
-    CAPTURE(threads);
-    std::mt19937 gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads + 5));
-    const auto x = random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen);
-    const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
-    const auto bias = random_vector(std::size_t(c.cout), gen);
-    const auto dy = random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen);
+    const std::string where = describe(c, threads);
+    CAPTURE(where);
+    CaseData data(c, threads, 5);
+    const auto &x = data.x, &w = data.w, &bias = data.bias, &dy = data.dy;
     const auto xr = bf16_rounded(x), wr = bf16_rounded(w), dyr = bf16_rounded(dy);
     const std::size_t out = dy.size();
 
@@ -620,7 +627,7 @@ void check_bf16_case(const Case& c, int threads) {
     // the eval-fusion epilogue: w * scale rounded, then ReLU
     std::uniform_real_distribution<float> ud(0.3f, 2.f);
     std::vector<float> scale(std::size_t(c.cout));
-    for (auto& v : scale) v = ud(gen) * (gen() % 4 == 0 ? -1.f : 1.f);
+    for (auto& v : scale) v = ud(data.gen) * (data.gen() % 4 == 0 ? -1.f : 1.f);
     std::vector<float> w_scaled(w.size());
     const std::size_t per = w.size() / std::size_t(c.cout);
     for (std::size_t i = 0; i < w.size(); ++i) w_scaled[i] = w[i] * scale[i / per];

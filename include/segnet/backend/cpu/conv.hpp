@@ -14,7 +14,10 @@
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
 // pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
 // conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
-// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=eigen forces the Eigen path). The
+// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=eigen forces the Eigen path). Under
+// Precision::bf16 (core/precision.hpp, per thread) they run the bf16 direct kernels with FP32
+// accumulation instead, where the CPU has AVX512-BF16 (conv_direct_bf16.hpp; the fused unpooled
+// and pooled forwards too); elsewhere, and for the Eigen path, bf16 computes in FP32. The
 // *_eigen functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads

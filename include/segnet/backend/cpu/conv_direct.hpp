@@ -1,6 +1,7 @@
 // segnet/backend/cpu/conv_direct.hpp: register-blocked direct convolution for the stride-1,
 // same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
-// AVX-512 and AVX2 + FMA, chosen at run time from the CPU's features.
+// AVX-512 and AVX2 + FMA, and in bf16 with FP32 accumulation on AVX512-BF16 for Precision::bf16
+// (conv_direct_bf16.hpp), chosen at run time from the CPU's features.
 //
 //   if (segnet::backend::cpu::avx512::usable(g)) segnet::backend::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
 //   else if (segnet::backend::cpu::avx2::usable(g)) segnet::backend::cpu::avx2::conv2d_forward(x, w, bias, y, n, g);
@@ -19,21 +20,28 @@
 // by a scale while packing them (a batch norm folded in: no extra pass, no extra buffer) and
 // applies ReLU to the accumulators before they are stored (the epilogue).
 //
-// One source, two ISAs: the ISA-independent parts (band copy, weight packing, band planning)
-// are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp, written
-// against an ISA traits struct (vector type, lanes, loads / stores / masked tail stores, FMA, max,
-// broadcast, horizontal sum, and the register blocking) and included twice: once as namespace
-// avx512 with direct::Avx512 and __attribute__((target("avx512f,..."))), once as namespace avx2
-// with direct::Avx2 and target("avx2,fma") (GCC's target attribute cannot differ between
+// One source, three kernel sets: the ISA-independent parts (band copy, weight packing, band
+// planning) are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp,
+// written against an ISA traits struct (vector type, lanes, loads / stores / masked tail stores,
+// FMA, max, broadcast, horizontal sum, the register blocking, and the operands the reduction
+// runs over: FP32 values, or bf16 pairs) and included three times: as namespace avx512 with
+// direct::Avx512 and __attribute__((target("avx512f,..."))), as namespace avx2 with direct::Avx2
+// and target("avx2,fma"), and as namespace avx512_bf16 with direct::Avx512Bf16 (AVX-512's
+// vectors and blocking; the multiply-add is vdpbf16ps over pairs of channels, or of pixels in
+// backward-filter) and target("...,avx512bf16") (GCC's target attribute cannot differ between
 // instantiations of one template, hence the inclusion rather than a template parameter). A
-// binary built without -march=native (SEGNET_NATIVE=OFF) contains both; conv.hpp calls AVX-512
-// where the CPU reports it, else AVX2 + FMA, else the Eigen im2col kernels, which are also the
-// reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU,
+// binary built without -march=native (SEGNET_NATIVE=OFF) contains all three; conv.hpp calls the
+// bf16 kernels under Precision::bf16 where the CPU has AVX512-BF16, else AVX-512 where the CPU
+// reports it, else AVX2 + FMA, else the Eigen im2col kernels, which are also the reference the
+// tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU (no bf16 kernels either),
 // SEGNET_CONV=eigen the Eigen path (simd.hpp).
 //
 // Register blocking (accumulators + operands must fit the register file, or the kernel spills):
 //   AVX-512 (32 zmm, 16 lanes): forward 8 channels x 3 vectors (24 accumulators, 48 pixels),
 //                               backward-filter 4 channels x 6 taps (24 accumulators).
+//   AVX512-BF16:                the same blocks; a forward operand vector holds 16 pixels x 2
+//                               channels, a backward-filter one 32 pixels, so each iteration
+//                               does twice the FP32 kernel's multiply-adds.
 //   AVX2    (16 ymm,  8 lanes): forward 4 channels x 3 vectors (12 accumulators + 3 inputs
 //                               + 1 broadcast, 24 pixels), backward-filter 2 channels x 5 taps
 //                               (10 accumulators + 2 dy + 1 input; 3 x 4, 16 registers exactly,

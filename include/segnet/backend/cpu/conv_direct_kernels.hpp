@@ -2,11 +2,15 @@
 // included by conv_direct.hpp once per instruction set (no include guard, on purpose).
 //
 // conv_direct.hpp defines, for each inclusion,
-//   SEGNET_DC_NS      the namespace under segnet::backend::cpu (avx512, avx2),
-//   SEGNET_DC_ISA     the traits struct in segnet::backend::cpu::direct (Avx512, Avx2),
+//   SEGNET_DC_NS      the namespace under segnet::backend::cpu (avx512, avx2, avx512_bf16),
+//   SEGNET_DC_ISA     the traits struct in segnet::backend::cpu::direct (Avx512, Avx2, Avx512Bf16),
 //   SEGNET_DC_TARGET  the __attribute__((target(...))) of the micro-kernels.
-// Everything ISA-specific comes from the traits: the vector operations and the register
-// blocking (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr). See conv_direct.hpp.
+// Everything ISA-specific comes from the traits: the vector operations, the register blocking
+// (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr) and the reduction's operands: the
+// element type of the band and packed weights (float, or a pair of channels in bf16) and of the
+// backward-filter streams (float or bf16), made from the FP32 band, weights and streams by
+// Isa::band_operand, Isa::pack_weights and Isa::stream_operand, and the multiply-add on them
+// (Isa::fmadd: FMA, or vdpbf16ps). See conv_direct.hpp and conv_direct_bf16.hpp.
 #if !defined(SEGNET_DC_NS) || !defined(SEGNET_DC_ISA) || !defined(SEGNET_DC_TARGET)
 #error "conv_direct_kernels.hpp is included by conv_direct.hpp only"
 #endif
