@@ -226,7 +226,7 @@ SEGNET_DC_TARGET void bwf_micro(const StreamElem* dy, std::int64_t dplane, std::
 #pragma GCC unroll 6
         for (int j = 0; j < NR; ++j) {
             Operand xv = Isa::loadu(xo[j] + p);
-            // One load, MR uses, on both ISAs: unmasked, GCC would fold the load into each of
+            // One load, MR uses, on every ISA: unmasked, GCC would fold the load into each of
             // the MR FMAs (28 loads per 24 FMAs, half the speed with AVX-512).
             __asm__("" : "+v"(xv));
 #pragma GCC unroll 4
@@ -239,8 +239,8 @@ SEGNET_DC_TARGET void bwf_micro(const StreamElem* dy, std::int64_t dplane, std::
         for (int j = 0; j < NR; ++j) dw[m * dwstride + j] += Isa::reduce_add(acc[m][j]);
 }
 
-using BwfFn = void (*)(const StreamElem*, std::int64_t, std::int64_t, const StreamElem*, const std::int64_t*, float*,
-                       std::int64_t);
+using BwfFn = void (*)(const StreamElem*, std::int64_t, std::int64_t, const StreamElem*, const std::int64_t*,
+                       float*, std::int64_t);
 template <std::size_t... I>
 constexpr std::array<BwfFn, sizeof...(I)> bwf_table(std::index_sequence<I...>) {
     return {&bwf_micro<int(I / Isa::bwf_nr) + 1, int(I % Isa::bwf_nr) + 1>...};
@@ -265,13 +265,13 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     Elem* packed = scratch(direct::packed_buffer<Elem>, g.weight_size());
     if (weight_scale)
         Isa::pack_weights(Isa::fwd_mr, cout, cin, k,
-                             [&](int o, int i, int ky, int kx) {
-                                 return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
-                             },
-                             packed);
+                          [&](int o, int i, int ky, int kx) {
+                              return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
+                          },
+                          packed);
     else
         Isa::pack_weights(Isa::fwd_mr, cout, cin, k,
-                             [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
+                          [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
     direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled, pooled);
 }
 
@@ -359,8 +359,9 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
                         const int mr = std::min(MR, cout - o0);
                         for (std::int64_t t0 = tc; t0 < std::min(taps, tc + tap_chunk); t0 += NR) {
                             const int nr = int(std::min<std::int64_t>(NR, taps - t0));
-                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](dystream + o0 * dplane, dplane, nvec, xstream,
-                                                                             off.data() + t0, acc + o0 * taps + t0, taps);
+                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](dystream + o0 * dplane, dplane, nvec,
+                                                                             xstream, off.data() + t0,
+                                                                             acc + o0 * taps + t0, taps);
                         }
                     }
         }
