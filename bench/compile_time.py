@@ -58,13 +58,6 @@ int main(int argc, char** argv) {
 """
 
 
-def eigen_include():
-    for d in ("/usr/include/eigen3", "/usr/local/include/eigen3"):
-        if os.path.isdir(d):
-            return d
-    sys.exit("Eigen 3 headers not found")
-
-
 def compile_once(cxx, source_text, flags):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "tu.cpp")
@@ -112,7 +105,7 @@ def main():
     args = ap.parse_args()
 
     flags = ["-std=c++20", "-O3", "-DNDEBUG", "-fno-math-errno", "-I" + os.path.join(ROOT, "include"),
-             "-isystem", eigen_include(), "-isystem", "/usr/include/stb"]
+             "-isystem", "/usr/include/stb"]
     if not args.no_native:
         flags.append("-march=native")
     names = registry_names(args.cxx, flags)

@@ -1,13 +1,13 @@
-// conv-bench: the convolution kernels alone, the dispatched (fast) path against the Eigen path,
+// conv-bench: the convolution kernels alone, the dispatched (fast) path against the im2col path,
 // on the shapes SegNet-Basic and SegNet use, with the largest difference between the two.
 // --precision bf16 runs the dispatched path under Precision::bf16 (the bf16 kernels where the CPU
-// has BF16 units, FP32 where it does not: the header line says which); the Eigen path stays FP32,
-// so the difference column is then the bf16 rounding error. --no-eigen skips the Eigen path.
+// has BF16 units, FP32 where it does not: the header line says which); the im2col path stays
+// FP32, so the difference column is then the bf16 rounding error. --no-im2col skips it.
 //
 //   conv-bench --threads 2 --iters 5                 # every shape
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
 //   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
-//   conv-bench --precision bf16 --no-eigen --cpu-time # bf16 kernels; compare with --precision fp32
+//   conv-bench --precision bf16 --no-im2col --cpu-time # bf16 kernels; compare with --precision fp32
 #include <segnet/backend/cpu/conv.hpp>
 #include <segnet/programs/cli.hpp>
 
@@ -30,11 +30,11 @@ struct ConvShape {
 
 constexpr const char* usage =
     "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
-    "                  [--precision fp32|bf16] [--no-eigen]\n"
-    "Times the dispatched convolution kernels against the Eigen path on SegNet's shapes\n"
+    "                  [--precision fp32|bf16] [--no-im2col]\n"
+    "Times the dispatched convolution kernels against the im2col path on SegNet's shapes\n"
     "(forward, backward-data, backward-filter) and prints the largest difference between them.\n"
-    "--precision bf16: the dispatched kernels under Precision::bf16 (the Eigen path stays FP32).\n"
-    "--no-eigen: time the dispatched kernels only.\n";
+    "--precision bf16: the dispatched kernels under Precision::bf16 (the im2col path stays FP32).\n"
+    "--no-im2col: time the dispatched kernels only.\n";
 
 bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
 
@@ -74,7 +74,7 @@ int run(int argc, char** argv) {
     const std::string only = args.text("--shape", "");
     cpu_time = args.flag("--cpu-time");
     const Precision precision = *parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}));
-    const bool eigen = !args.flag("--no-eigen");
+    const bool im2col = !args.flag("--no-im2col");
     args.finish();
     segnet::set_num_threads(threads);
     std::vector<ConvShape> shapes = {
@@ -89,8 +89,8 @@ int run(int argc, char** argv) {
         std::printf("threads %d, batch %d, precision %s, fast kernels %s%s\n", threads, batch, to_string(precision),
                     *isa ? isa : "off", bf16 ? " with AVX512-BF16" : precision == Precision::bf16 ? " (no BF16 units: FP32)" : "");
     }
-    std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "eigen", "GF/s",
-                "bwd-d ms", "eigen", "GF/s", "bwd-w ms", "eigen", "GF/s");
+    std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s %7s\n", "shape", "GFLOP", "fwd ms", "im2col", "GF/s",
+                "bwd-d ms", "im2col", "GF/s", "bwd-w ms", "im2col", "GF/s");
     std::mt19937 gen(1);
     std::normal_distribution<float> nd(0.f, 1.f);
     for (const ConvShape& s : shapes) {
@@ -105,20 +105,20 @@ int run(int argc, char** argv) {
         for (auto& v : w) v = nd(gen) * 0.05f;
         for (auto& v : bias) v = nd(gen);
         const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
-        // The Eigen path is timed (and compared) only with eigen; NaN prints as "nan".
-        auto reference = [&](auto&& f) { return eigen ? time_ms(iters, f) : NAN; };
-        PrecisionScope scope(precision);  // the dispatched kernels; the *_eigen ones ignore it
+        // The im2col path is timed (and compared) unless --no-im2col; NaN prints as "nan".
+        auto reference = [&](auto&& f) { return im2col ? time_ms(iters, f) : NAN; };
+        PrecisionScope scope(precision);  // the dispatched kernels; the *_im2col ones ignore it
         const double f = time_ms(iters, [&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
-        const double fe = reference([&] { backend::cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const double fe = reference([&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
         const double d = time_ms(iters, [&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
-        const double de = reference([&] { backend::cpu::conv2d_backward_data_eigen(y.data(), w.data(), dx2.data(), s.batch, g); });
+        const double de = reference([&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
         std::fill(dw.begin(), dw.end(), 0.f);
         std::fill(dw2.begin(), dw2.end(), 0.f);
         const double b = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
-        const double be = reference([&] { backend::cpu::conv2d_backward_filter_eigen(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        const double be = reference([&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
         std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
                     name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
-                    eigen ? max_rel(y, y2) : NAN, eigen ? max_rel(dx, dx2) : NAN, eigen ? max_rel(dw, dw2) : NAN);
+                    im2col ? max_rel(y, y2) : NAN, im2col ? max_rel(dx, dx2) : NAN, im2col ? max_rel(dw, dw2) : NAN);
     }
     return 0;
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what segnet needs to build and test, from Debian's archive, when it is missing.
-#   scripts/deps.sh            # C++ toolchain, CMake, Eigen 3.4, stb, doctest
+#   scripts/deps.sh            # C++ toolchain, CMake, stb, doctest
 #   scripts/deps.sh --bench    # also Debian's PyTorch and NumPy for bench/compare_pytorch.py
 #   scripts/deps.sh --plots    # also Debian's matplotlib for scripts/plot_training_log.py
 # (flags combine: scripts/deps.sh --bench --plots)
 set -euo pipefail
-packages=(g++ cmake make python3 libeigen3-dev libstb-dev doctest-dev)
+packages=(g++ cmake make python3 libstb-dev doctest-dev)
 for flag in "$@"; do
   case "$flag" in
     --bench) packages+=(python3-torch python3-numpy) ;;

@@ -15,8 +15,8 @@
 // What the count covers: every operator new / new[] (all forms) and every malloc, calloc,
 // realloc, aligned_alloc (Tensor storage), posix_memalign and memalign made by any thread of
 // the process (the kernels' worker threads included) between the start and the end of the
-// forward. It holds on the direct convolution paths (AVX-512 and AVX2); the Eigen fallback
-// (CPUs without AVX2 + FMA, or SEGNET_CONV=eigen) allocates im2col tiles and GEMM blocks per
+// forward. It holds on the direct convolution paths (AVX-512 and AVX2); the im2col fallback
+// (CPUs without AVX2 + FMA, or SEGNET_CONV=im2col) allocates im2col tiles and GEMM blocks per
 // call, so there the count is reported, not asserted. Under AddressSanitizer / ThreadSanitizer, which own malloc,
 // only operator new is counted.
 #include <doctest/doctest.h>
@@ -237,7 +237,7 @@ TEST_CASE("steady-state SegNet-Basic inference allocates nothing") {
             const bool fast_path = !isa.empty();
             MESSAGE("allocations in the 3rd eval forward (" << threads << " threads, fusion "
                                                           << std::string(fusion ? "on, " : "off, ")
-                                                          << (fast_path ? isa : std::string("Eigen")) << " convolutions, "
+                                                          << (fast_path ? isa : std::string("im2col")) << " convolutions, "
                                                           << std::string(SEGNET_TEST_COUNT_MALLOC ? "malloc and new" : "new only")
                                                           << " counted): " << during);
             if (fast_path) CHECK(during == 0);
@@ -353,7 +353,7 @@ TEST_CASE("eval fusion: [unpool +] conv + batch norm (+ ReLU) [+ max pool] in on
     SUBCASE("FCN-Basic (TransposedConv and AddProjected between the fused steps; the pools stay apart)") {
         check_fused_matches_unfused<models::FcnBasic<11>>({1, 3, 45, 60}, 4 * 2 + 4 * 1);
     }
-    SUBCASE("Bilinear-Interpolation (depthwise conv + BN: the grouped, Eigen path; pools fused)") {
+    SUBCASE("Bilinear-Interpolation (depthwise conv + BN: the grouped, im2col path; pools fused)") {
         check_fused_matches_unfused<models::BilinearInterpolation<11>>({1, 3, 37, 51}, 4 * 2 + 4 * 2 + 4 * 1);
     }
     SUBCASE("conv + ReLU + pool without BN, unpool + conv + BN without ReLU, conv followed by conv") {

@@ -1,6 +1,6 @@
 // Convolution kernels: the dispatched (AVX-512 or AVX2 direct, where the CPU has it) forward,
-// backward-data and backward-filter against plain double-precision loops and against the Eigen
-// im2col path, on odd sizes, every kernel size the models use (1, 3, 7, and 5), channel counts
+// backward-data and backward-filter against plain double-precision loops and against the
+// im2col path (im2col tiles and gemm.hpp, itself checked against plain loops), on odd sizes, every kernel size the models use (1, 3, 7, and 5), channel counts
 // that are not multiples of the vector widths (8, 16) or of the register blocks (forward 4, 8
 // output channels; backward-filter 2, 4 output channels x 5, 6 taps), batch 1 and 2, 1 and 2
 // threads. Every direct
@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
+#include <segnet/backend/cpu/gemm.hpp>
 #include <segnet/backend/cpu/pool.hpp>
 
 #include <algorithm>
@@ -162,23 +163,23 @@ void check_case(const Case& c, int threads) {
     const double tol = 2e-5;
 
     // forward (with and without bias)
-    std::vector<float> y(dy.size(), 123.f), y_ref(dy.size()), y_eigen(dy.size());
+    std::vector<float> y(dy.size(), 123.f), y_ref(dy.size()), y_im2col(dy.size());
     cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g);
     cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), y_ref.data(), c.batch, g);
-    cpu::conv2d_forward_eigen(x.data(), w.data(), bias.data(), y_eigen.data(), c.batch, g);
+    cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y_im2col.data(), c.batch, g);
     CHECK(relative_error(y, y_ref) < tol);
-    CHECK(relative_error(y_eigen, y_ref) < tol);
+    CHECK(relative_error(y_im2col, y_ref) < tol);
     cpu::conv2d_forward(x.data(), w.data(), nullptr, y.data(), c.batch, g);
     cpu::conv2d_forward_reference(x.data(), w.data(), nullptr, y_ref.data(), c.batch, g);
     CHECK(relative_error(y, y_ref) < tol);
 
     // backward-data (dx overwritten: start from garbage)
-    std::vector<float> dx(x.size(), -7.f), dx_eigen(x.size(), 5.f);
+    std::vector<float> dx(x.size(), -7.f), dx_im2col(x.size(), 5.f);
     cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), c.batch, g);
-    cpu::conv2d_backward_data_eigen(dy.data(), w.data(), dx_eigen.data(), c.batch, g);
+    cpu::conv2d_backward_data_im2col(dy.data(), w.data(), dx_im2col.data(), c.batch, g);
     const auto dx_ref = backward_data_reference(dy, w, c.batch, g);
     CHECK(relative_error(dx, dx_ref) < tol);
-    CHECK(relative_error(dx_eigen, dx_ref) < tol);
+    CHECK(relative_error(dx_im2col, dx_ref) < tol);
 
     // backward-filter accumulates into dw and dbias
     std::vector<float> dw(w.size(), 0.5f), dbias(bias.size(), -1.f);
@@ -186,9 +187,9 @@ void check_case(const Case& c, int threads) {
     auto dw_ref = backward_filter_reference(x, dy, c.batch, g);
     for (auto& v : dw_ref) v += 0.5f;
     CHECK(relative_error(dw, dw_ref) < tol);
-    std::vector<float> dw_eigen(w.size(), 0.5f);
-    cpu::conv2d_backward_filter_eigen(x.data(), dy.data(), dw_eigen.data(), nullptr, c.batch, g);
-    CHECK(relative_error(dw_eigen, dw_ref) < tol);
+    std::vector<float> dw_im2col(w.size(), 0.5f);
+    cpu::conv2d_backward_filter_im2col(x.data(), dy.data(), dw_im2col.data(), nullptr, c.batch, g);
+    CHECK(relative_error(dw_im2col, dw_ref) < tol);
     for (int co = 0; co < c.cout; ++co) {
         double s = -1;
         for (int n = 0; n < c.batch; ++n)
@@ -215,11 +216,48 @@ void check_case(const Case& c, int threads) {
 
 }  // namespace
 
+TEST_CASE("gemm: C = A B and C += A B^T against plain loops (panel and block edges, leading dimensions)") {
+    std::mt19937 gen(11);
+    struct Size {
+        std::int64_t m, n, k;
+    };
+    // 1x1x1; edges of the MR-row and NR-column panels; more than one KC block of the reduction
+    // and more than one NC block of columns.
+    for (const Size sz : {Size{1, 1, 1}, Size{7, 33, 5}, Size{17, 47, 300}, Size{9, 2100, 3}, Size{64, 70, 513}})
+        for (const bool transposed : {false, true})
+            for (const bool accumulate : {false, true}) {
+                CAPTURE(sz.m);
+                CAPTURE(sz.n);
+                CAPTURE(sz.k);
+                CAPTURE(transposed);
+                CAPTURE(accumulate);
+                const std::int64_t lda = sz.k + 3, ldb = (transposed ? sz.k : sz.n) + 2, ldc = sz.n + 5;
+                const auto a = random_vector(std::size_t(sz.m * lda), gen);
+                const auto b = random_vector(std::size_t((transposed ? sz.n : sz.k) * ldb), gen);
+                auto c = random_vector(std::size_t(sz.m * ldc), gen);
+                const auto c0 = c;
+                cpu::gemm(sz.m, sz.n, sz.k, a.data(), lda, b.data(), ldb, transposed, c.data(), ldc, accumulate);
+                double worst = 0;
+                for (std::int64_t i = 0; i < sz.m; ++i) {
+                    for (std::int64_t j = 0; j < sz.n; ++j) {
+                        double s = accumulate ? c0[std::size_t(i * ldc + j)] : 0.0;
+                        for (std::int64_t p = 0; p < sz.k; ++p)
+                            s += double(a[std::size_t(i * lda + p)]) *
+                                 b[std::size_t(transposed ? j * ldb + p : p * ldb + j)];
+                        worst = std::max(worst, std::abs(s - c[std::size_t(i * ldc + j)]) / (1.0 + std::abs(s)));
+                    }
+                    // The columns between n and ldc are not C's: untouched.
+                    for (std::int64_t j = sz.n; j < ldc; ++j) REQUIRE(c[std::size_t(i * ldc + j)] == c0[std::size_t(i * ldc + j)]);
+                }
+                CHECK(worst < 1e-5 * std::sqrt(double(sz.k)));
+            }
+}
+
 TEST_CASE("conv kernels: which path runs") {
     const ConvGeometry same{64, 13, 11, 64, 13, 11, 7, 1, 3, 1};
     const std::string isa = cpu::direct_conv_isa(same);
     MESSAGE("direct convolution kernels in use: "
-            << (isa.empty() ? std::string("none (the Eigen path is what runs)") : isa + " (compared with the reference below)"));
+            << (isa.empty() ? std::string("none (the im2col path is what runs)") : isa + " (compared with the reference below)"));
     for (const DirectPath& p : direct_paths)
         MESSAGE(std::string(p.name) << " direct kernels "
                                     << std::string(p.usable(same) ? "run here (tested by name)" : "not available"));
@@ -233,8 +271,8 @@ TEST_CASE("conv kernels: which path runs") {
         CHECK_FALSE(cpu::avx2::usable(g));
         CHECK(std::string(cpu::direct_conv_isa(g)).empty());
     }
-    // SEGNET_CONV=eigen switches every direct kernel off, =avx2 AVX-512 only.
-    if (cpu::simd::conv_env_is("eigen")) CHECK(isa.empty());
+    // SEGNET_CONV=im2col switches every direct kernel off, =avx2 AVX-512 only.
+    if (cpu::simd::conv_env_is("im2col")) CHECK(isa.empty());
     if (cpu::simd::conv_env_is("avx2") && !isa.empty()) CHECK(isa == "AVX2");
 }
 
@@ -415,7 +453,7 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
 namespace {
 
 /// The forward with weight_scale and relu (eval fusion) against the reference on w * scale
-/// followed by max(., 0), on the dispatched and the Eigen path; relu alone is bit for bit the
+/// followed by max(., 0), on the dispatched and the im2col path; relu alone is bit for bit the
 /// plain forward clamped at 0 (the same accumulators, clamped before the store).
 void check_epilogue(const ConvGeometry& g, int batch, int threads) {
     segnet::set_num_threads(threads);
@@ -449,7 +487,7 @@ void check_epilogue(const ConvGeometry& g, int batch, int threads) {
     using Forward = void (*)(const float*, const float*, const float*, float*, int, const ConvGeometry&, const float*,
                              bool);
     std::vector<std::pair<const char*, Forward>> paths = {{"dispatched", &cpu::conv2d_forward},
-                                                          {"eigen", &cpu::conv2d_forward_eigen}};
+                                                          {"im2col", &cpu::conv2d_forward_im2col}};
     for (const DirectPath& p : direct_paths)
         if (p.usable(g)) paths.emplace_back(p.name, p.forward);
     for (const auto& [name, forward] : paths) {
@@ -489,12 +527,12 @@ TEST_CASE("conv kernels: the eval-fusion epilogue (per-channel weight scale, ReL
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_epilogue(same_geometry(c), c.batch, threads);
-    // Depthwise (groups) and stride 2: the Eigen path only.
+    // Depthwise (groups) and stride 2: the im2col path only.
     check_epilogue({8, 13, 11, 8, 13, 11, 3, 1, 1, 8}, 2, 2);
     check_epilogue({5, 13, 11, 7, 7, 6, 3, 2, 1, 1}, 2, 2);
 }
 
-TEST_CASE("conv kernels: geometries the fast path does not take still use the Eigen path") {
+TEST_CASE("conv kernels: geometries the fast path does not take still use the im2col path") {
     segnet::set_num_threads(2);
     std::mt19937 gen(3);
     const ConvGeometry g{5, 13, 11, 7, 7, 6, 3, 2, 1, 1};  // stride 2

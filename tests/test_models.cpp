@@ -319,7 +319,7 @@ TEST_CASE("Model::set_precision(bf16): the convolutions in bf16 where the CPU ha
     // SegNet-Basic (7x7 convolutions, 1x1 classifier, fused pool/unpool in eval): the eval and
     // train forwards and the backward in bf16 differ from FP32 (the bf16 kernels ran) but stay
     // related to it on a CPU with AVX512-BF16, and are FP32 bit for bit on one without (or with
-    // SEGNET_CONV=avx2 / eigen). Only loosely related: a rounding that flips a max-pooling argmax
+    // SEGNET_CONV=avx2 / im2col). Only loosely related: a rounding that flips a max-pooling argmax
     // moves a value to another pixel, and every 7x7 convolution after it spreads the change; on
     // this input (a freshly initialised network) the relative RMS difference was 0.14 to 0.20
     // and the median element difference 8 to 12% of the RMS (AMD Zen 5), while each of these

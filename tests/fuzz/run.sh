@@ -24,10 +24,9 @@ if ! "$cxx" -fsanitize=fuzzer,address,undefined "$probe" -o "$build/probe" 2>"$b
   echo "fuzz: skipped: $cxx cannot link -fsanitize=fuzzer (install libclang-rt-dev): $(head -1 "$build/probe.log")"; exit 0
 fi
 
-eigen_inc=$(pkg-config --cflags-only-I eigen3 2>/dev/null || echo -I/usr/include/eigen3)
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -fsanitize-recover=nonnull-attribute
-       ${SEGNET_FUZZ_EXTRA_INCLUDE:+-I$SEGNET_FUZZ_EXTRA_INCLUDE} -Iinclude $eigen_inc -isystem /usr/include/stb)
+       ${SEGNET_FUZZ_EXTRA_INCLUDE:+-I$SEGNET_FUZZ_EXTRA_INCLUDE} -Iinclude -isystem /usr/include/stb)
 export UBSAN_OPTIONS="suppressions=$PWD/tests/fuzz/ubsan.supp:print_stacktrace=1:${UBSAN_OPTIONS:-}"
 status=0
 for t in "${targets[@]}"; do

@@ -1,6 +1,6 @@
 // segnet/core/device.hpp: device tags that choose where a model's work runs.
 //
-//   segnet::Model<segnet::models::SegNetBasic<11>, segnet::Cpu> m(42);   // Eigen kernels
+//   segnet::Model<segnet::models::SegNetBasic<11>, segnet::Cpu> m(42);   // CPU kernels
 //   segnet::Model<segnet::models::SegNetBasic<11>, segnet::Cuda> g(42);  // cuDNN (own issue)
 //
 // A network type names no device: the device is chosen where the model is instantiated, as

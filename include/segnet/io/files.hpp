@@ -22,7 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -218,9 +217,9 @@ inline int remove_stale_temporaries(const std::filesystem::path& folder, const s
 /// The regular files of `folder` for which keep(path) holds, sorted. An entry whose type cannot
 /// be read (a symlink loop, a dangling link, no permission) is skipped, and skipped(path,
 /// reason) is told, so that one bad entry neither aborts the folder nor is lost without a word.
-inline std::vector<std::filesystem::path> regular_files_in(
-    const std::filesystem::path& folder, const std::function<bool(const std::filesystem::path&)>& keep,
-    const std::function<void(const std::filesystem::path&, const std::string&)>& skipped) {
+/// keep: bool(const path&); skipped: void(const path&, const std::string&).
+template <class Keep, class Skipped>
+std::vector<std::filesystem::path> regular_files_in(const std::filesystem::path& folder, Keep keep, Skipped skipped) {
     namespace fs = std::filesystem;
     std::vector<fs::path> files;
     std::error_code ec;

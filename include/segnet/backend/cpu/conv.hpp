@@ -1,6 +1,6 @@
 // segnet/backend/cpu/conv.hpp: 2-D convolution kernels (forward, backward-data,
 // backward-filter) for the CPU: AVX-512 or AVX2 + FMA direct convolution where the CPU and the
-// geometry allow (conv_direct.hpp), otherwise Eigen GEMMs on im2col tiles of pixels.
+// geometry allow (conv_direct.hpp), otherwise GEMMs (gemm.hpp) on im2col tiles of pixels.
 //
 //   segnet::backend::ConvGeometry g{.in_c = 3, .in_h = 45, .in_w = 60, .out_c = 64,
 //                               .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
@@ -14,11 +14,11 @@
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
 // pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
 // conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
-// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=eigen forces the Eigen path). Under
+// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
 // Precision::bf16 (core/precision.hpp, per thread) they run the bf16 direct kernels with FP32
 // accumulation instead, where the CPU has AVX512-BF16 (conv_direct_bf16.hpp; the fused unpooled
-// and pooled forwards too); elsewhere, and for the Eigen path, bf16 computes in FP32. The
-// *_eigen functions are the portable path and the reference the fast kernels are tested
+// and pooled forwards too); elsewhere, and for the im2col path, bf16 computes in FP32. The
+// *_im2col functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
 // the outputs it fed), so tiles are independent and need no atomic scatter.
@@ -26,11 +26,10 @@
 // multiplies each output channel's weights (a batch norm folded in, batch_norm.hpp's
 // fold_conv_bias gives the matching bias) and relu applies max(., 0) before the result is
 // stored. Both paths apply them inside the kernel: the direct one while packing the weights
-// and in the micro-kernel's store, the Eigen one on a scaled copy of the weights and on the
+// and in the micro-kernel's store, the im2col one on a scaled copy of the weights and on the
 // tile the GEMM just wrote.
 #pragma once
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -39,6 +38,7 @@
 
 #include "segnet/backend/conv_geometry.hpp"
 #include "segnet/backend/cpu/conv_direct.hpp"
+#include "segnet/backend/cpu/gemm.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::backend::cpu {
@@ -46,10 +46,6 @@ namespace segnet::backend::cpu {
 using backend::ConvGeometry;
 
 namespace detail {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
-using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 
 /// Pixels per tile so that a column buffer of `rows` rows stays near 2 MB (cache-friendly GEMM
 /// panels, bounded memory), at least 64 pixels.
@@ -148,22 +144,26 @@ void for_each_tile(int batch, std::int64_t plane, std::int64_t rows, bool pointw
     });
 }
 
-/// A GEMM operand for one tile of one group: for a pointwise convolution the group's `channels`
-/// maps themselves (pixels [p0, p0 + pn) of planes of `plane`), otherwise the rows x pn columns
-/// build(col) writes into col.
+/// A GEMM operand for one tile of one group, row-major with its leading dimension: for a
+/// pointwise convolution the group's maps themselves (pixels [p0, p0 + pn) of planes of
+/// `plane`), otherwise the rows x pn columns build(col) writes into col.
+struct TileOperand {
+    const float* data;
+    std::int64_t ld;
+};
 template <class Build>
-ConstStridedMap tile_operand(bool pointwise, const float* maps, int channels, std::int64_t plane, std::int64_t p0,
-                             std::int64_t pn, std::int64_t rows, float* col, Build build) {
-    if (pointwise) return ConstStridedMap(maps + p0, channels, pn, Eigen::OuterStride<>(plane));
+TileOperand tile_operand(bool pointwise, const float* maps, std::int64_t plane, std::int64_t p0, std::int64_t pn,
+                         float* col, Build build) {
+    if (pointwise) return {maps + p0, plane};
     build(col);
-    return ConstStridedMap(col, rows, pn, Eigen::OuterStride<>(pn));
+    return {col, pn};
 }
 
 }  // namespace detail
 
 /// y = conv(x, w * weight_scale) (+ bias when bias != nullptr), max(., 0) when relu; y is
-/// overwritten. weight_scale: per output channel, or null (1). The Eigen im2col path.
-inline void conv2d_forward_eigen(const float* x, const float* w, const float* bias, float* y, int batch,
+/// overwritten. weight_scale: per output channel, or null (1). The im2col path.
+inline void conv2d_forward_im2col(const float* x, const float* w, const float* bias, float* y, int batch,
                                  const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
     using namespace detail;
@@ -183,13 +183,18 @@ inline void conv2d_forward_eigen(const float* x, const float* w, const float* bi
         const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
         float* yn = y + std::int64_t(n) * g.out_c * P;
         for (int gi = 0; gi < g.groups; ++gi) {
-            ConstStridedMap wg(w + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
-            StridedMap yt(yn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
-            yt.noalias() = wg * tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, cig, P, p0, pn, rows, col,
-                                             [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); });
-            if (bias)
-                for (int co = 0; co < cog; ++co) yt.row(co).array() += bias[gi * cog + co];
-            if (relu) yt = yt.cwiseMax(0.f);
+            const TileOperand cols = tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, P, p0, pn, col,
+                                                  [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); });
+            float* yt = yn + std::int64_t(gi) * cog * P + p0;
+            gemm(cog, pn, rows, w + std::int64_t(gi) * cog * rows, rows, cols.data, cols.ld, false, yt, P, false);
+            for (int co = 0; co < cog; ++co) {
+                float* row = yt + co * P;
+                const float b = bias ? bias[gi * cog + co] : 0.f;
+                if (relu)
+                    for (std::int64_t j = 0; j < pn; ++j) row[j] = std::max(row[j] + b, 0.f);
+                else if (bias)
+                    for (std::int64_t j = 0; j < pn; ++j) row[j] += b;
+            }
         }
     });
 }
@@ -231,8 +236,8 @@ inline bool conv2d_forward_pooled(const float* x, const float* w, const float* b
     return true;
 }
 
-/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. The Eigen im2col path.
-inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
+/// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. The im2col path.
+inline void conv2d_backward_data_im2col(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
     using namespace detail;
     const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
@@ -251,10 +256,11 @@ inline void conv2d_backward_data_eigen(const float* dy, const float* w, float* d
         const float* dyn = dy + std::int64_t(n) * g.out_c * P;
         float* dxn = dx + std::int64_t(n) * g.in_c * Q;
         for (int gi = 0; gi < g.groups; ++gi) {
-            ConstStridedMap wg(wt.data() + std::int64_t(gi) * cig * rows, cig, rows, Eigen::OuterStride<>(rows));
-            StridedMap xt(dxn + std::int64_t(gi) * cig * Q + q0, cig, qn, Eigen::OuterStride<>(Q));
-            xt.noalias() = wg * tile_operand(pointwise, dyn + std::int64_t(gi) * cog * P, cog, P, q0, qn, rows, col,
-                                             [&](float* c) { col_from_outputs_tile(dyn, g, gi * cog, cog, q0, qn, c); });
+            const TileOperand cols =
+                tile_operand(pointwise, dyn + std::int64_t(gi) * cog * P, P, q0, qn, col,
+                             [&](float* c) { col_from_outputs_tile(dyn, g, gi * cog, cog, q0, qn, c); });
+            gemm(cig, qn, rows, wt.data() + std::int64_t(gi) * cig * rows, rows, cols.data, cols.ld, false,
+                 dxn + std::int64_t(gi) * cig * Q + q0, Q, false);
         }
     });
 }
@@ -286,8 +292,8 @@ inline void bias_gradient(const float* dy, float* dbias, int batch, const ConvGe
 }  // namespace detail
 
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
-/// The Eigen im2col path.
-inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float* dw, float* dbias, int batch,
+/// The im2col path.
+inline void conv2d_backward_filter_im2col(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
     using namespace detail;
@@ -302,11 +308,11 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
         const float* xn = x + std::int64_t(n) * g.in_c * g.in_plane();
         const float* dyn = dy + std::int64_t(n) * g.out_c * P;
         for (int gi = 0; gi < g.groups; ++gi) {
-            StridedMap dwg(acc.data() + std::int64_t(gi) * cog * rows, cog, rows, Eigen::OuterStride<>(rows));
-            ConstStridedMap yt(dyn + std::int64_t(gi) * cog * P + p0, cog, pn, Eigen::OuterStride<>(P));
-            dwg.noalias() += yt * tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, cig, P, p0, pn, rows, col,
-                                               [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); })
-                                      .transpose();
+            // dw[co][r] += sum over the tile's pixels j of dy[co][j] * cols[r][j]: cols is B transposed.
+            const TileOperand cols = tile_operand(pointwise, xn + std::int64_t(gi) * cig * P, P, p0, pn, col,
+                                                  [&](float* c) { im2col_tile(xn, g, gi * cig, cig, p0, pn, c); });
+            gemm(cog, rows, pn, dyn + std::int64_t(gi) * cog * P + p0, P, cols.data, cols.ld, true,
+                 acc.data() + std::int64_t(gi) * cog * rows, rows, true);
         }
     });
     for (auto& acc : partial)
@@ -317,14 +323,14 @@ inline void conv2d_backward_filter_eigen(const float* x, const float* dy, float*
 
 /// y = conv(x, w * weight_scale) (+ bias when bias != nullptr), max(., 0) when relu; y is
 /// overwritten (weight_scale: per output channel, null: none). AVX-512 or AVX2 direct
-/// convolution where the CPU and the geometry allow it (conv_direct.hpp), otherwise the Eigen path.
+/// convolution where the CPU and the geometry allow it (conv_direct.hpp), otherwise the im2col path.
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx2::usable(g)) return avx2::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
-    conv2d_forward_eigen(x, w, bias, y, batch, g, weight_scale, relu);
+    conv2d_forward_im2col(x, w, bias, y, batch, g, weight_scale, relu);
 }
 
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
@@ -333,11 +339,11 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx2::usable(g)) return avx2::conv2d_backward_data(dy, w, dx, batch, g);
-    conv2d_backward_data_eigen(dy, w, dx, batch, g);
+    conv2d_backward_data_im2col(dy, w, dx, batch, g);
 }
 
 /// The direct-convolution kernels conv2d_forward and its gradients use for g on this CPU:
-/// "AVX-512", "AVX2" or "" (the Eigen path).
+/// "AVX-512", "AVX2" or "" (the im2col path).
 inline const char* direct_conv_isa(const ConvGeometry& g) {
     return avx512::usable(g) ? "AVX-512" : avx2::usable(g) ? "AVX2" : "";
 }
@@ -353,7 +359,7 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, f
     else if (avx2::usable(g))
         avx2::conv2d_backward_filter(x, dy, dw, batch, g);
     else
-        return conv2d_backward_filter_eigen(x, dy, dw, dbias, batch, g);
+        return conv2d_backward_filter_im2col(x, dy, dw, dbias, batch, g);
     if (dbias) detail::bias_gradient(dy, dbias, batch, g);
 }
 

@@ -32,9 +32,9 @@
 // instantiations of one template, hence the inclusion rather than a template parameter). A
 // binary built without -march=native (SEGNET_NATIVE=OFF) contains all three; conv.hpp calls the
 // bf16 kernels under Precision::bf16 where the CPU has AVX512-BF16, else AVX-512 where the CPU
-// reports it, else AVX2 + FMA, else the Eigen im2col kernels, which are also the reference the
-// tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU (no bf16 kernels either),
-// SEGNET_CONV=eigen the Eigen path (simd.hpp).
+// reports it, else AVX2 + FMA, else the im2col kernels (conv.hpp, on gemm.hpp), which are also
+// the reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU (no bf16
+// kernels either), SEGNET_CONV=im2col the im2col path (simd.hpp).
 //
 // Register blocking (accumulators + operands must fit the register file, or the kernel spills):
 //   AVX-512 (32 zmm, 16 lanes): forward 8 channels x 3 vectors (24 accumulators, 48 pixels),

@@ -9,7 +9,7 @@
 // in the input plane (y * w + x), as PyTorch's return_indices. Ties go to the first maximum in
 // row-major window order, as Caffe (a strictly greater value replaces the current maximum).
 // Full 2x2 windows run 16 at a time with AVX-512 where the CPU has it, 8 at a time with AVX2
-// (the same rule; SEGNET_CONV=eigen turns both off, as for the convolutions).
+// (the same rule; SEGNET_CONV=im2col turns both off, as for the convolutions).
 #pragma once
 
 #include <algorithm>

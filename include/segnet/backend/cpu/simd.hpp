@@ -10,7 +10,7 @@
 // Kernels marked SEGNET_AVX512_TARGET / SEGNET_AVX2_TARGET are compiled for that ISA whatever
 // -march says, so one binary runs everywhere and uses the widest vectors the CPU has.
 // SEGNET_CONV in the environment overrides the choice for timing and testing in one binary:
-// SEGNET_CONV=eigen switches all of them off (the portable path), SEGNET_CONV=avx2 switches
+// SEGNET_CONV=im2col switches all of them off (the portable path), SEGNET_CONV=avx2 switches
 // AVX-512 off (an AVX-512 machine then runs as an AVX2-only one would).
 #pragma once
 
@@ -38,12 +38,12 @@ inline bool conv_env_is(const char* value) {
     return env && std::strcmp(env, value) == 0;
 }
 
-/// True when the CPU runs AVX-512F/BW/VL/DQ and SEGNET_CONV is neither "eigen" nor "avx2".
+/// True when the CPU runs AVX-512F/BW/VL/DQ and SEGNET_CONV is neither "im2col" nor "avx2".
 inline bool has_avx512() {
 #if SEGNET_HAVE_AVX512_KERNELS
     static const bool ok = [] {
         __builtin_cpu_init();
-        if (conv_env_is("eigen") || conv_env_is("avx2")) return false;
+        if (conv_env_is("im2col") || conv_env_is("avx2")) return false;
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     }();
@@ -53,12 +53,12 @@ inline bool has_avx512() {
 #endif
 }
 
-/// True when the CPU runs AVX2 and FMA and SEGNET_CONV is not "eigen".
+/// True when the CPU runs AVX2 and FMA and SEGNET_CONV is not "im2col".
 inline bool has_avx2_fma() {
 #if SEGNET_HAVE_AVX2_KERNELS
     static const bool ok = [] {
         __builtin_cpu_init();
-        if (conv_env_is("eigen")) return false;
+        if (conv_env_is("im2col")) return false;
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }();
     return ok;
