@@ -1,11 +1,15 @@
 // conv-bench: the convolution kernels alone, the dispatched (fast) path against the im2col path,
 // on the shapes SegNet-Basic and SegNet use, with the largest difference between the two.
+// --precision bf16 runs the dispatched path under Precision::bf16 (the bf16 kernels where the CPU
+// has BF16 units, FP32 where it does not: the header line says which); the im2col path stays
+// FP32, so the difference column is then the bf16 rounding error. --no-im2col skips it.
 //
 //   conv-bench --threads 2 --iters 5                 # every shape
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
 //   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
 //   conv-bench --winograd compare --cpu-time          # 3x3 shapes: Winograd against direct, alternating
 //   conv-bench --winograd off                         # the dispatched path without Winograd
+//   conv-bench --precision bf16 --no-im2col --cpu-time # bf16 kernels; compare with --precision fp32
 #include <segnet/backend/cpu/conv.hpp>
 #include <segnet/programs/cli.hpp>
 
@@ -30,12 +34,14 @@ struct ConvShape {
 
 constexpr const char* usage =
     "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
-    "                  [--winograd auto|on|off|compare]\n"
+    "                  [--winograd auto|on|off|compare] [--precision fp32|bf16] [--no-im2col]\n"
     "Times the dispatched convolution kernels against the im2col path on SegNet's shapes\n"
     "(forward, backward-data, backward-filter) and prints the largest difference between them.\n"
     "--winograd on/off forces Winograd F(4x4, 3x3) on or off in the dispatched path (auto: the\n"
     "rule in conv_winograd.hpp); compare times, on the 3x3 shapes, Winograd against the direct\n"
-    "kernels (forward and backward-data, alternating rounds, medians) instead.\n";
+    "kernels (forward and backward-data, alternating rounds, medians) instead.\n"
+    "--precision bf16: the dispatched kernels under Precision::bf16 (the im2col path stays FP32;\n"
+    "Winograd is FP32 only). --no-im2col: time the dispatched kernels only.\n";
 
 bool cpu_time = false;  // --cpu-time: process CPU time / threads instead of wall time
 
@@ -134,6 +140,8 @@ int run(int argc, char** argv) {
     const std::string only = args.text("--shape", "");
     cpu_time = args.flag("--cpu-time");
     const std::string winograd = args.text("--winograd", "auto");
+    const Precision precision = *parse_precision(args.choice("--precision", "fp32", {"fp32", "bf16"}));
+    const bool im2col = !args.flag("--no-im2col");
     args.finish();
     using backend::cpu::winograd::Mode;
     if (winograd == "on") backend::cpu::winograd::set_mode(Mode::on);
@@ -149,7 +157,9 @@ int run(int argc, char** argv) {
     for (ConvShape& s : shapes) s.batch = batch;
     {
         const char* isa = backend::cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
-        std::printf("threads %d, batch %d, fast kernels %s\n", threads, batch, *isa ? isa : "off");
+        const bool bf16 = precision == Precision::bf16 && backend::cpu::bf16_units() && *isa;
+        std::printf("threads %d, batch %d, precision %s, fast kernels %s%s\n", threads, batch, to_string(precision),
+                    *isa ? isa : "off", bf16 ? " with AVX512-BF16" : precision == Precision::bf16 ? " (no BF16 units: FP32)" : "");
     }
     std::mt19937 gen(1);
     if (winograd == "compare") {
@@ -178,17 +188,20 @@ int run(int argc, char** argv) {
         for (auto& v : w) v = nd(gen) * 0.05f;
         for (auto& v : bias) v = nd(gen);
         const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
+        // The im2col path is timed (and compared) unless --no-im2col; NaN prints as "nan".
+        auto reference = [&](auto&& f) { return im2col ? time_ms(iters, f) : NAN; };
+        PrecisionScope scope(precision);  // the dispatched kernels; the *_im2col ones ignore it
         const double f = time_ms(iters, [&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
-        const double fe = time_ms(iters, [&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const double fe = reference([&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
         const double d = time_ms(iters, [&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
-        const double de = time_ms(iters, [&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
+        const double de = reference([&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
         std::fill(dw.begin(), dw.end(), 0.f);
         std::fill(dw2.begin(), dw2.end(), 0.f);
         const double b = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
-        const double be = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        const double be = reference([&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
         std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
                     name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
-                    max_rel(y, y2), max_rel(dx, dx2), max_rel(dw, dw2));
+                    im2col ? max_rel(y, y2) : NAN, im2col ? max_rel(dx, dx2) : NAN, im2col ? max_rel(dw, dw2) : NAN);
     }
     return 0;
 }

@@ -9,6 +9,10 @@
 // forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on every
 // path against the reference with pre-scaled weights and a separate ReLU, and the forward on an
 // unpooling read from pooled values and indices (bit for bit the materialised one).
+// The bf16 kernels (Precision::bf16 on AVX512-BF16; skipped on CPUs without it) on the same
+// kinds of shapes against the reference on bf16-rounded operands and within bf16's rounding
+// bound of the plain reference, and Precision::bf16 on a CPU without BF16 units (SEGNET_CONV=avx2
+// here) bit for bit the FP32 result.
 #include <doctest/doctest.h>
 
 #include <segnet/backend/cpu/conv.hpp>
@@ -130,21 +134,32 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
     return diff / scale;
 }
 
+/// "cin 64 cout 11 13x11 k1 batch 2 threads 1", for CAPTURE.
+std::string describe(const Case& c, int threads) {
+    return "cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout) + " " + std::to_string(c.h) + "x" +
+           std::to_string(c.w) + " k" + std::to_string(c.k) + " batch " + std::to_string(c.batch) + " threads " +
+           std::to_string(threads);
+}
+
+/// A case's random operands, seeded from its sizes.
+struct CaseData {
+    std::mt19937 gen;
+    std::vector<float> x, w, bias, dy;
+    CaseData(const Case& c, int threads, unsigned salt)
+        : gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads) + salt),
+          x(random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen)),
+          w(random_vector(std::size_t(c.cout) * c.cin * c.k * c.k, gen, 0.2f)),
+          bias(random_vector(std::size_t(c.cout), gen)),
+          dy(random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen)) {}
+};
+
 void check_case(const Case& c, int threads) {
     segnet::set_num_threads(threads);
     const ConvGeometry g = same_geometry(c);
-    CAPTURE(c.cin);
-    CAPTURE(c.cout);
-    CAPTURE(c.h);
-    CAPTURE(c.w);
-    CAPTURE(c.k);
-    CAPTURE(c.batch);
-    CAPTURE(threads);
-    std::mt19937 gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads));
-    const auto x = random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen);
-    const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
-    const auto bias = random_vector(std::size_t(c.cout), gen);
-    const auto dy = random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen);
+    const std::string where = describe(c, threads);
+    CAPTURE(where);
+    const CaseData data(c, threads, 0);
+    const auto &x = data.x, &w = data.w, &bias = data.bias, &dy = data.dy;
     const double tol = 2e-5;
 
     // forward (with and without bias)
@@ -698,4 +713,203 @@ TEST_CASE("conv kernels: when the entry points take Winograd") {
         MESSAGE("Winograd kernels skipped: this CPU has neither AVX-512 nor AVX2 + FMA (or SEGNET_CONV=im2col)");
     }
     cpu::winograd::set_mode(before);
+}
+
+// --- bf16 kernels (Precision::bf16 on AVX512-BF16) ------------------------------------------------
+
+namespace {
+
+/// Whether this CPU runs the bf16 kernels (AVX512-BF16, SEGNET_CONV allowing AVX-512): the tests
+/// that need them are reported skipped where it does not, the FP32-fallback test where it does.
+const bool bf16_units = cpu::bf16_units();
+
+std::vector<float> bf16_rounded(std::vector<float> v) {
+    for (auto& e : v) e = cpu::direct::bf16_round(e);
+    return v;
+}
+
+std::vector<float> absolute(std::vector<float> v) {
+    for (auto& e : v) e = std::abs(e);
+    return v;
+}
+
+/// Tolerances of the bf16 kernels, from bf16's rounding (8 significant bits, round to nearest
+/// even: relative error at most 2^-8 per rounded operand):
+///  - against the reference on the bf16-rounded operands: each product of two bf16 values is
+///    exact in FP32 (8 x 8 significant bits), so only the FP32 accumulation order differs from
+///    the double-precision reference: the FP32 kernels' tolerance (2e-5 of max(1, max |ref|)).
+///  - against the plain FP32 reference, element by element: each product is off by at most
+///    (1 + 2^-8)^2 - 1 < 2^-7 * 1.01 of |x w|, so the sum by at most that times sum |x| |w| (the
+///    same convolution on absolute values), plus the accumulation's 2e-5.
+constexpr double bf16_tight_tol = 2e-5;
+constexpr double bf16_product_error = 1.01 / 128;
+
+/// |got - ref| <= bf16_product_error * abs_ref + 2e-5 max(1, max |ref|) everywhere (abs_ref: the
+/// operation on the operands' absolute values).
+bool within_bf16_bound(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<float>& abs_ref) {
+    double scale = 1;
+    for (float v : ref) scale = std::max(scale, double(std::abs(v)));
+    for (std::size_t i = 0; i < got.size(); ++i)
+        if (std::abs(double(got[i]) - ref[i]) > bf16_product_error * abs_ref[i] + 2e-5 * scale) return false;
+    return true;
+}
+
+/// The dispatched forward, backward-data and backward-filter under Precision::bf16 against the
+/// reference on bf16-rounded operands (tight) and on the operands as they are (the bf16 bound),
+/// and different from the FP32 result (the bf16 kernels ran, not FP32); the forward also with
+/// the eval-fusion epilogue (weights scaled before they are rounded, ReLU) and the fused
+/// unpooling / pooling bit for bit the bf16 forward on the materialised map.
+void check_bf16_case(const Case& c, int threads) {
+    segnet::set_num_threads(threads);
+    const ConvGeometry g = same_geometry(c);
+    const std::string where = describe(c, threads);
+    CAPTURE(where);
+    CaseData data(c, threads, 5);
+    const auto &x = data.x, &w = data.w, &bias = data.bias, &dy = data.dy;
+    const auto xr = bf16_rounded(x), wr = bf16_rounded(w), dyr = bf16_rounded(dy);
+    const std::size_t out = dy.size();
+
+    std::vector<float> y_fp32(out), dx_fp32(x.size()), dw_fp32(w.size(), 0.5f);
+    cpu::conv2d_forward(x.data(), w.data(), bias.data(), y_fp32.data(), c.batch, g);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx_fp32.data(), c.batch, g);
+    cpu::conv2d_backward_filter(x.data(), dy.data(), dw_fp32.data(), nullptr, c.batch, g);
+
+    segnet::PrecisionScope bf16(segnet::Precision::bf16);
+    // forward, with and without bias
+    std::vector<float> y(out, 123.f), ref(out), ref_rounded(out), abs_ref(out);
+    cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g);
+    cpu::conv2d_forward_reference(xr.data(), wr.data(), bias.data(), ref_rounded.data(), c.batch, g);
+    cpu::conv2d_forward_reference(x.data(), w.data(), bias.data(), ref.data(), c.batch, g);
+    const auto xa = absolute(x), wa = absolute(w), dya = absolute(dy);
+    cpu::conv2d_forward_reference(xa.data(), wa.data(), nullptr, abs_ref.data(), c.batch, g);
+    CHECK(relative_error(y, ref_rounded) < bf16_tight_tol);
+    CHECK(within_bf16_bound(y, ref, abs_ref));
+    CHECK(y != y_fp32);
+    cpu::conv2d_forward(x.data(), w.data(), nullptr, y.data(), c.batch, g);
+    cpu::conv2d_forward_reference(xr.data(), wr.data(), nullptr, ref_rounded.data(), c.batch, g);
+    CHECK(relative_error(y, ref_rounded) < bf16_tight_tol);
+
+    // the eval-fusion epilogue: w * scale rounded, then ReLU
+    std::uniform_real_distribution<float> ud(0.3f, 2.f);
+    std::vector<float> scale(std::size_t(c.cout));
+    for (auto& v : scale) v = ud(data.gen) * (data.gen() % 4 == 0 ? -1.f : 1.f);
+    std::vector<float> w_scaled(w.size());
+    const std::size_t per = w.size() / std::size_t(c.cout);
+    for (std::size_t i = 0; i < w.size(); ++i) w_scaled[i] = w[i] * scale[i / per];
+    const auto wsr = bf16_rounded(w_scaled);
+    cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g, scale.data(), true);
+    cpu::conv2d_forward_reference(xr.data(), wsr.data(), bias.data(), ref_rounded.data(), c.batch, g);
+    for (auto& v : ref_rounded) v = std::max(v, 0.f);
+    CHECK(relative_error(y, ref_rounded) < bf16_tight_tol);
+
+    // the fused unpooling and pooling (2x2): bit for bit the bf16 forward on the materialised map
+    if (c.h >= 2 && c.w >= 2) {
+        const int ph = (c.h + 1) / 2, pw = (c.w + 1) / 2;
+        std::vector<float> values(std::size_t(c.batch) * c.cin * ph * pw);
+        std::vector<std::int32_t> indices(values.size());
+        cpu::max_pool_forward(x.data(), c.batch, c.cin, c.h, c.w, 2, values.data(), ph, pw, indices.data());
+        std::vector<float> unpooled(x.size());
+        cpu::max_unpool_forward(values.data(), indices.data(), c.batch, c.cin, ph, pw, unpooled.data(), c.h, c.w);
+        std::vector<float> materialised(out, 1.f), fused(out, 2.f);
+        cpu::conv2d_forward(unpooled.data(), w.data(), bias.data(), materialised.data(), c.batch, g, scale.data(), true);
+        const cpu::direct::Unpooled u{values.data(), indices.data(), ph, pw, 2};
+        REQUIRE(cpu::conv2d_forward_unpooled(u, w.data(), bias.data(), fused.data(), c.batch, g, scale.data(), true));
+        CHECK(fused == materialised);
+
+        const int oh = (c.h + 1) / 2, ow = (c.w + 1) / 2;
+        const std::size_t pooled = std::size_t(c.batch) * c.cout * oh * ow;
+        std::vector<float> values_ref(pooled), values_fused(pooled, 3.f);
+        std::vector<std::int32_t> indices_ref(pooled), indices_fused(pooled, -3);
+        cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g);
+        cpu::max_pool_forward(y.data(), c.batch, c.cout, c.h, c.w, 2, values_ref.data(), oh, ow, indices_ref.data());
+        REQUIRE(cpu::conv2d_forward_pooled(x.data(), w.data(), bias.data(), c.batch, g, 2, values_fused.data(),
+                                           indices_fused.data()));
+        CHECK(values_fused == values_ref);
+        CHECK(indices_fused == indices_ref);
+    }
+
+    // backward-data (dx overwritten: start from garbage)
+    std::vector<float> dx(x.size(), -7.f);
+    cpu::conv2d_backward_data(dy.data(), w.data(), dx.data(), c.batch, g);
+    CHECK(relative_error(dx, backward_data_reference(dyr, wr, c.batch, g)) < bf16_tight_tol);
+    CHECK(within_bf16_bound(dx, backward_data_reference(dy, w, c.batch, g), backward_data_reference(dya, wa, c.batch, g)));
+    CHECK(dx != dx_fp32);
+
+    // backward-filter accumulates into dw; dbias stays FP32
+    std::vector<float> dw(w.size(), 0.5f), dbias(bias.size(), -1.f);
+    cpu::conv2d_backward_filter(x.data(), dy.data(), dw.data(), dbias.data(), c.batch, g);
+    auto dw_ref_rounded = backward_filter_reference(xr, dyr, c.batch, g), dw_ref = backward_filter_reference(x, dy, c.batch, g);
+    for (auto& v : dw_ref_rounded) v += 0.5f;
+    for (auto& v : dw_ref) v += 0.5f;
+    CHECK(relative_error(dw, dw_ref_rounded) < bf16_tight_tol);
+    CHECK(within_bf16_bound(dw, dw_ref, backward_filter_reference(xa, dya, c.batch, g)));
+    CHECK(dw != dw_fp32);
+    for (int co = 0; co < c.cout; ++co) {
+        double s = -1;
+        for (int n = 0; n < c.batch; ++n)
+            for (int i = 0; i < c.h * c.w; ++i) s += dy[(std::size_t(n) * c.cout + co) * c.h * c.w + i];
+        CHECK(std::abs(dbias[std::size_t(co)] - s) < 1e-3 * std::max(1.0, std::abs(s)));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("bf16 rounding: to nearest even, as vcvtneps2bf16") {
+    CHECK(cpu::direct::bf16_bits(1.f) == 0x3F80u);
+    CHECK(cpu::direct::bf16_round(1.f + 1.f / 256) == 1.f);               // a tie: to the even 1.0
+    CHECK(cpu::direct::bf16_round(1.f + 3.f / 256) == 1.f + 4.f / 256);   // a tie: to the even 1 + 2/128
+    CHECK(cpu::direct::bf16_round(1.f + 1.f / 256 + 1.f / 4096) == 1.f + 1.f / 128);  // above the tie
+    CHECK(cpu::direct::bf16_round(-3.f) == -3.f);
+    CHECK(std::isinf(cpu::direct::bf16_round(INFINITY)));
+    CHECK(std::isnan(cpu::direct::bf16_round(std::nanf(""))));
+    CHECK(std::isinf(cpu::direct::bf16_round(3.4e38f)));  // above bf16's largest finite value: rounds up
+}
+
+TEST_CASE("bf16 conv kernels match the reference: SegNet-Basic and VGG shapes" * doctest::skip(!bf16_units)) {
+    const std::vector<Case> cases = {
+        {3, 64, 13, 11, 7, 1},  {64, 64, 13, 11, 7, 2}, {64, 11, 13, 11, 1, 2}, {5, 17, 45, 61, 7, 1},
+        {17, 64, 7, 97, 7, 1},  {3, 64, 13, 11, 3, 2},  {64, 64, 13, 11, 3, 1}, {17, 5, 45, 61, 3, 2},
+        {130, 20, 6, 33, 3, 1}, {64, 11, 23, 30, 3, 1}, {9, 9, 2, 1, 3, 1},     {200, 5, 3, 401, 7, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_bf16_case(c, threads);
+}
+
+TEST_CASE("bf16 conv kernels match the reference: odd channels, register-block and row tails" *
+          doctest::skip(!bf16_units)) {
+    // Odd input channel counts (a zero channel pads the last pair), output channels around the
+    // register blocks (8 forward, 4 backward-filter), widths around 16 and 48 pixels, streams
+    // around 32 pixels (backward-filter).
+    const std::vector<Case> cases = {
+        {1, 1, 5, 1, 3, 1},  {2, 3, 4, 7, 3, 1},  {3, 5, 3, 8, 5, 2},   {4, 7, 5, 9, 1, 1},   {5, 9, 2, 23, 3, 1},
+        {7, 4, 4, 25, 7, 2}, {3, 12, 2, 47, 3, 1}, {2, 8, 3, 49, 5, 1}, {11, 2, 5, 33, 7, 1}, {1, 16, 7, 40, 5, 1},
+        {8, 3, 1, 72, 3, 2}, {13, 1, 9, 15, 1, 1},
+    };
+    for (const Case& c : cases)
+        for (int threads : {1, 2}) check_bf16_case(c, threads);
+}
+
+TEST_CASE("Precision::bf16 without BF16 units: the FP32 result" * doctest::skip(bf16_units)) {
+    // Run by the test_kernels.avx2_path CTest entry (SEGNET_CONV=avx2 switches the BF16 units off
+    // on a CPU that has them) and on every CPU without AVX512-BF16.
+    for (const Case& c : {Case{5, 17, 45, 61, 7, 2}, Case{64, 11, 13, 11, 1, 1}, Case{17, 5, 13, 11, 3, 1}}) {
+        CAPTURE(c.cin);
+        const ConvGeometry g = same_geometry(c);
+        std::mt19937 gen(unsigned(c.cin));
+        const auto x = random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen);
+        const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
+        const auto dy = random_vector(std::size_t(c.batch) * c.cout * c.h * c.w, gen);
+        std::vector<float> y32(dy.size()), dx32(x.size()), dw32(w.size()), y16(dy.size()), dx16(x.size()), dw16(w.size());
+        cpu::conv2d_forward(x.data(), w.data(), nullptr, y32.data(), c.batch, g);
+        cpu::conv2d_backward_data(dy.data(), w.data(), dx32.data(), c.batch, g);
+        cpu::conv2d_backward_filter(x.data(), dy.data(), dw32.data(), nullptr, c.batch, g);
+        segnet::PrecisionScope bf16(segnet::Precision::bf16);
+        CHECK_FALSE(cpu::avx512_bf16::wanted(g));
+        cpu::conv2d_forward(x.data(), w.data(), nullptr, y16.data(), c.batch, g);
+        cpu::conv2d_backward_data(dy.data(), w.data(), dx16.data(), c.batch, g);
+        cpu::conv2d_backward_filter(x.data(), dy.data(), dw16.data(), nullptr, c.batch, g);
+        CHECK(y16 == y32);
+        CHECK(dx16 == dx32);
+        CHECK(dw16 == dw32);
+    }
 }

@@ -14,7 +14,10 @@
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
 // pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
 // conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
-// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). The
+// SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
+// Precision::bf16 (core/precision.hpp, per thread) they run the bf16 direct kernels with FP32
+// accumulation instead, where the CPU has AVX512-BF16 (conv_direct_bf16.hpp; the fused unpooled
+// and pooled forwards too); elsewhere, and for the im2col path, bf16 computes in FP32. The
 // *_im2col functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
@@ -220,7 +223,8 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
     if (winograd_beats_fusion(g, batch)) return false;
-    if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
+    else if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else if (avx2::usable(g)) avx2::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else return false;
     return true;
@@ -240,7 +244,8 @@ inline bool conv2d_forward_pooled(const float* x, const float* w, const float* b
     if (k < 1) throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
     if (winograd_beats_fusion(g, batch)) return false;
     const direct::Pooled p{values, indices, k};
-    if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
+    else if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else if (avx2::usable(g)) avx2::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else return false;
     return true;
@@ -337,6 +342,7 @@ inline void conv2d_backward_filter_im2col(const float* x, const float* dy, float
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
+    if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
         return winograd::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
@@ -347,6 +353,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
+    if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_backward_data(dy, w, dx, batch, g);
     if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
         return winograd::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
@@ -364,7 +371,9 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
-    if (avx512::usable(g))
+    if (avx512_bf16::wanted(g))
+        avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
+    else if (avx512::usable(g))
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);
     else if (avx2::usable(g))
         avx2::conv2d_backward_filter(x, dy, dw, batch, g);

@@ -1,6 +1,7 @@
 // segnet/backend/cpu/conv_direct.hpp: register-blocked direct convolution for the stride-1,
 // same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
-// AVX-512 and AVX2 + FMA, chosen at run time from the CPU's features.
+// AVX-512 and AVX2 + FMA, and in bf16 with FP32 accumulation on AVX512-BF16 for Precision::bf16
+// (conv_direct_bf16.hpp), chosen at run time from the CPU's features.
 //
 //   if (segnet::backend::cpu::avx512::usable(g)) segnet::backend::cpu::avx512::conv2d_forward(x, w, bias, y, n, g);
 //   else if (segnet::backend::cpu::avx2::usable(g)) segnet::backend::cpu::avx2::conv2d_forward(x, w, bias, y, n, g);
@@ -19,21 +20,28 @@
 // by a scale while packing them (a batch norm folded in: no extra pass, no extra buffer) and
 // applies ReLU to the accumulators before they are stored (the epilogue).
 //
-// One source, two ISAs: the ISA-independent parts (band copy, weight packing, band planning)
-// are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp, written
-// against an ISA traits struct (vector type, lanes, loads / stores / masked tail stores, FMA, max,
-// broadcast, horizontal sum, and the register blocking) and included twice: once as namespace
-// avx512 with direct::Avx512 and __attribute__((target("avx512f,..."))), once as namespace avx2
-// with direct::Avx2 and target("avx2,fma") (GCC's target attribute cannot differ between
+// One source, three kernel sets: the ISA-independent parts (band copy, weight packing, band
+// planning) are here once; the micro-kernels and their drivers are in conv_direct_kernels.hpp,
+// written against an ISA traits struct (vector type, lanes, loads / stores / masked tail stores,
+// FMA, max, broadcast, horizontal sum, the register blocking, and the operands the reduction
+// runs over: FP32 values, or bf16 pairs) and included three times: as namespace avx512 with
+// direct::Avx512 and __attribute__((target("avx512f,..."))), as namespace avx2 with direct::Avx2
+// and target("avx2,fma"), and as namespace avx512_bf16 with direct::Avx512Bf16 (AVX-512's
+// vectors and blocking; the multiply-add is vdpbf16ps over pairs of channels, or of pixels in
+// backward-filter) and target("...,avx512bf16") (GCC's target attribute cannot differ between
 // instantiations of one template, hence the inclusion rather than a template parameter). A
-// binary built without -march=native (SEGNET_NATIVE=OFF) contains both; conv.hpp calls AVX-512
-// where the CPU reports it, else AVX2 + FMA, else the im2col kernels (conv.hpp, on gemm.hpp), which are also the
-// reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU,
-// SEGNET_CONV=im2col the im2col path (simd.hpp).
+// binary built without -march=native (SEGNET_NATIVE=OFF) contains all three; conv.hpp calls the
+// bf16 kernels under Precision::bf16 where the CPU has AVX512-BF16, else AVX-512 where the CPU
+// reports it, else AVX2 + FMA, else the im2col kernels (conv.hpp, on gemm.hpp), which are also
+// the reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU (no bf16
+// kernels either), SEGNET_CONV=im2col the im2col path (simd.hpp).
 //
 // Register blocking (accumulators + operands must fit the register file, or the kernel spills):
 //   AVX-512 (32 zmm, 16 lanes): forward 8 channels x 3 vectors (24 accumulators, 48 pixels),
 //                               backward-filter 4 channels x 6 taps (24 accumulators).
+//   AVX512-BF16:                the same blocks; a forward operand vector holds 16 pixels x 2
+//                               channels, a backward-filter one 32 pixels, so each iteration
+//                               does twice the FP32 kernel's multiply-adds.
 //   AVX2    (16 ymm,  8 lanes): forward 4 channels x 3 vectors (12 accumulators + 3 inputs
 //                               + 1 broadcast, 24 pixels), backward-filter 2 channels x 5 taps
 //                               (10 accumulators + 2 dy + 1 input; 3 x 4, 16 registers exactly,
@@ -73,13 +81,15 @@ inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1
 
 /// Per-thread scratch that only grows (the band buffers and partial gradients are reused from
 /// call to call, so steady-state runs neither allocate nor fault in fresh pages).
-inline float* scratch(std::vector<float>& v, std::int64_t n) {
+template <class T>
+T* scratch(std::vector<T>& v, std::int64_t n) {
     if (std::int64_t(v.size()) < n) v.resize(std::size_t(n));
     return v.data();
 }
 
 inline thread_local std::vector<float> band_buffer;
-inline thread_local std::vector<float> packed_buffer;
+template <class Elem>  // float, or the bf16 kernels' pairs of channels
+inline thread_local std::vector<Elem> packed_buffer;
 inline thread_local std::vector<float> partial_buffer;
 inline thread_local std::vector<float> output_band_buffer;  // a band's output before a fused pooling
 inline thread_local std::vector<float> dy_stream_buffer;    // backward-filter: a band of dy as streams
@@ -153,12 +163,12 @@ struct Pooled {
 /// at o0, [ci][ky][kx][m] at offset o0 * in_c * k * k. get(o, i, ky, kx) reads the logical
 /// weight. In parallel: 512 x 512 x 3 x 3 weights, read transposed for backward-data, take
 /// milliseconds on one thread, as long as a whole 23 x 30 convolution.
-template <class Get>
-void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, float* dst) {
+template <class Elem, class Get>
+void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, Elem* dst) {
     parallel_for(0, (out_c + mr_max - 1) / mr_max, [&](std::int64_t b, std::int64_t e, int) {
         for (int o0 = int(b) * mr_max; o0 < std::min<std::int64_t>(out_c, e * mr_max); o0 += mr_max) {
             const int mr = std::min(mr_max, out_c - o0);
-            float* d = dst + std::int64_t(o0) * in_c * k * k;
+            Elem* d = dst + std::int64_t(o0) * in_c * k * k;
             for (int i = 0; i < in_c; ++i)
                 for (int ky = 0; ky < k; ++ky)
                     for (int kx = 0; kx < k; ++kx)
@@ -210,13 +220,27 @@ inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows, i
     return {rows, (h + rows - 1) / rows};
 }
 
+/// The FP32 kernels' operands: the band, the packed weights and the backward-filter streams
+/// hold the FP32 values themselves (the bf16 kernels convert them: conv_direct_bf16.hpp).
+struct Fp32Operands {
+    using elem = float;         // forward: one channel's value per band and weight element
+    using stream_elem = float;  // backward-filter: one pixel's value per stream element
+    static constexpr int channels_per_elem = 1, stream_elems_per_lane = 1;
+    static const float* band_operand(const float* band, int, std::int64_t) { return band; }
+    static const float* stream_operand(const float* stream, std::int64_t, int) { return stream; }
+    template <class Get>
+    static void pack_weights(int mr_max, int out_c, int in_c, int k, Get get, float* dst) {
+        direct::pack_weights(mr_max, out_c, in_c, k, get, dst);
+    }
+};
+
 #if SEGNET_HAVE_AVX512_KERNELS
 // GCC 12 reports its own _mm512_reduce_add_ps (an _mm256_undefined_pd operand) as uninitialised.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 /// AVX-512F: 16 lanes, 32 registers, mask registers for the row tails.
-struct Avx512 {
+struct Avx512 : Fp32Operands {
     using vec = __m512;
     using mask = __mmask16;
     static constexpr int lanes = 16;
@@ -241,7 +265,7 @@ struct Avx512 {
 #if SEGNET_HAVE_AVX2_KERNELS
 /// AVX2 + FMA: 8 lanes, 16 registers, vmaskmov for the forward's row tails (masked-off lanes
 /// are not written).
-struct Avx2 {
+struct Avx2 : Fp32Operands {
     using vec = __m256;
     using mask = __m256i;
     static constexpr int lanes = 8;
@@ -290,7 +314,6 @@ struct Avx2 {
 #undef SEGNET_DC_TARGET
 #endif
 
-#if !SEGNET_HAVE_AVX512_KERNELS || !SEGNET_HAVE_AVX2_KERNELS
 // No x86 kernels in this build: usable() is false, the entry points are never called.
 #define SEGNET_DC_STUB(NS)                                                                                       \
     namespace segnet::backend::cpu::NS {                                                                        \
@@ -307,5 +330,6 @@ SEGNET_DC_STUB(avx512)
 #if !SEGNET_HAVE_AVX2_KERNELS
 SEGNET_DC_STUB(avx2)
 #endif
-#undef SEGNET_DC_STUB
-#endif
+
+// The bf16 kernels on AVX512-BF16 (Precision::bf16): the same kernels once more.
+#include "segnet/backend/cpu/conv_direct_bf16.hpp"

@@ -2,11 +2,15 @@
 // included by conv_direct.hpp once per instruction set (no include guard, on purpose).
 //
 // conv_direct.hpp defines, for each inclusion,
-//   SEGNET_DC_NS      the namespace under segnet::backend::cpu (avx512, avx2),
-//   SEGNET_DC_ISA     the traits struct in segnet::backend::cpu::direct (Avx512, Avx2),
+//   SEGNET_DC_NS      the namespace under segnet::backend::cpu (avx512, avx2, avx512_bf16),
+//   SEGNET_DC_ISA     the traits struct in segnet::backend::cpu::direct (Avx512, Avx2, Avx512Bf16),
 //   SEGNET_DC_TARGET  the __attribute__((target(...))) of the micro-kernels.
-// Everything ISA-specific comes from the traits: the vector operations and the register
-// blocking (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr). See conv_direct.hpp.
+// Everything ISA-specific comes from the traits: the vector operations, the register blocking
+// (Isa::fwd_mr x Isa::fwd_nv, Isa::bwf_mr x Isa::bwf_nr) and the reduction's operands: the
+// element type of the band and packed weights (float, or a pair of channels in bf16) and of the
+// backward-filter streams (float or bf16), made from the FP32 band, weights and streams by
+// Isa::band_operand, Isa::pack_weights and Isa::stream_operand, and the multiply-add on them
+// (Isa::fmadd: FMA, or vdpbf16ps). See conv_direct.hpp and conv_direct_bf16.hpp.
 #if !defined(SEGNET_DC_NS) || !defined(SEGNET_DC_ISA) || !defined(SEGNET_DC_TARGET)
 #error "conv_direct_kernels.hpp is included by conv_direct.hpp only"
 #endif
@@ -31,13 +35,21 @@ using direct::round_up;
 using direct::scratch;
 using vec = Isa::vec;
 inline constexpr int L = Isa::lanes;
+/// The forward's band and packed-weight element (float, or a pair of channels' bf16 values) and
+/// the vector of them that a multiply-add takes (Isa::fmadd: FMA, or a bf16 pair dot product).
+using Elem = Isa::elem;
+using Operand = decltype(Isa::loadu(std::declval<const Elem*>()));
+/// The backward-filter's stream element (float or bf16) and how many one vector holds.
+using StreamElem = Isa::stream_elem;
+inline constexpr int S = L * Isa::stream_elems_per_lane;
 
 /// y[m][0 .. L NV) = bias[m] + sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx + ...]
 /// for MR output channels, max(., 0) when relu; of the last vector only the first `last_n`
-/// lanes are stored.
+/// lanes are stored. ci runs over the band's elements: channels (FP32) or pairs of channels
+/// (bf16, whose multiply-add sums the pair).
 template <int MR, int NV, int KS = 0>
-SEGNET_DC_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, int cin, int k_runtime,
-                                const float* wpk, float* y, std::int64_t yplane, int last_n, const float* bias,
+SEGNET_DC_TARGET void fwd_micro(const Elem* xb, std::int64_t cstride, int wp, int cin, int k_runtime,
+                                const Elem* wpk, float* y, std::int64_t yplane, int last_n, const float* bias,
                                 bool relu) {
     const int k = KS ? KS : k_runtime;  // KS: the kernel size fixed at compile time (unrolled taps)
     vec acc[MR][NV];
@@ -46,21 +58,21 @@ SEGNET_DC_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, i
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[m][v] = bias ? Isa::set1(bias[m]) : Isa::zero();
     for (int ci = 0; ci < cin; ++ci) {
-        const float* xc = xb + ci * cstride;
+        const Elem* xc = xb + ci * cstride;
         {
             // The next channel's rows are a long stride away: ask for them early (a cache line
             // per 16 floats).
-            const float* nx = xc + 2 * cstride;
+            const Elem* nx = xc + 2 * cstride;
             for (int ky = 0; ky < k; ++ky)
 #pragma GCC unroll 4
                 for (int v = 0; v * 16 <= NV * L; ++v)
                     _mm_prefetch(reinterpret_cast<const char*>(nx + ky * wp + 16 * v), _MM_HINT_T0);
         }
         for (int ky = 0; ky < k; ++ky) {
-            const float* xr = xc + std::int64_t(ky) * wp;
+            const Elem* xr = xc + std::int64_t(ky) * wp;
 #pragma GCC unroll 7
             for (int kx = 0; kx < k; ++kx) {
-                vec xv[NV];
+                Operand xv[NV];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) {
                     xv[v] = Isa::loadu(xr + kx + L * v);
@@ -70,7 +82,7 @@ SEGNET_DC_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, i
                 }
 #pragma GCC unroll 8
                 for (int m = 0; m < MR; ++m) {
-                    const vec wv = Isa::set1(wpk[m]);
+                    const Operand wv = Isa::set1(wpk[m]);
 #pragma GCC unroll 4
                     for (int v = 0; v < NV; ++v) acc[m][v] = Isa::fmadd(wv, xv[v], acc[m][v]);
                 }
@@ -94,7 +106,7 @@ SEGNET_DC_TARGET void fwd_micro(const float* xb, std::int64_t cstride, int wp, i
     }
 }
 
-using FwdFn = void (*)(const float*, std::int64_t, int, int, int, const float*, float*, std::int64_t, int,
+using FwdFn = void (*)(const Elem*, std::int64_t, int, int, int, const Elem*, float*, std::int64_t, int,
                        const float*, bool);
 template <std::size_t... I>
 constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
@@ -103,8 +115,9 @@ constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
 inline constexpr auto fwd_kernels = fwd_table(std::make_index_sequence<Isa::fwd_mr * Isa::fwd_nv>{});
 
 /// `rows` output rows of one image from the band buffer (row 0 = input row y0 - pad), written
-/// to y (the first of those rows of output channel 0; channels yplane floats apart).
-inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cout, int k, const float* packed,
+/// to y (the first of those rows of output channel 0; channels yplane floats apart). cin counts
+/// the band's elements per pixel (channels, or pairs of channels).
+inline void fwd_band(const Elem* buf, int rows_in_buf, int wp, int cin, int cout, int k, const Elem* packed,
                      const float* bias, bool relu, float* y, std::int64_t yplane, int w, int rows) {
     constexpr int MR = Isa::fwd_mr, NV = Isa::fwd_nv;
     const std::int64_t cstride = std::int64_t(rows_in_buf) * wp;
@@ -125,7 +138,7 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
         for (int o0 = 0; o0 < cout; o0 += MR) {
             const int mr = std::min(MR, cout - o0);
             for (int r = 0; r < rows; ++r) {
-                const float* xrow = buf + std::int64_t(r) * wp;
+                const Elem* xrow = buf + std::int64_t(r) * wp;
                 float* yrow = y + std::int64_t(r) * w;
                 for (int ox0 = g0; ox0 < std::min(w, g0 + group_tiles * tile); ox0 += tile) {
                     const int rem = std::min(tile, w - ox0);
@@ -151,8 +164,9 @@ inline void fwd_band(const float* buf, int rows_in_buf, int wp, int cin, int cou
 /// backward-data. With `unpooled`, x is unused and the input is that unpooling (never stored).
 /// With `pooled`, y is unused: each band is computed into a per-thread buffer and max-pooled
 /// from there into pooled->values and indices while it is still in cache (the bands hold whole
-/// pooling windows).
-inline void direct_conv(const float* x, const float* packed, const float* bias, bool relu, float* y, int batch,
+/// pooling windows). The band is built in FP32 and handed to the micro-kernels as
+/// Isa::band_operand makes it (the bf16 kernels round it to pairs of channels).
+inline void direct_conv(const float* x, const Elem* packed, const float* bias, bool relu, float* y, int batch,
                         int cin, int cout, int h, int w, int k, const direct::Unpooled* unpooled = nullptr,
                         const direct::Pooled* pooled = nullptr) {
     const int pad = k / 2;
@@ -169,14 +183,16 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
                 direct::fill_band_unpooled(*unpooled, n, cin, h, w, pad, y0, rows_in_buf, wp, buf);
             else
                 direct::fill_band(x + std::int64_t(n) * cin * h * w, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+            const Elem* band = Isa::band_operand(buf, cin, std::int64_t(rows_in_buf) * wp);
+            const int units = (cin + Isa::channels_per_elem - 1) / Isa::channels_per_elem;
             if (!pooled) {
-                fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu,
+                fwd_band(band, rows_in_buf, wp, units, cout, k, packed, bias, relu,
                          y + std::int64_t(n) * cout * h * w + std::int64_t(y0) * w, std::int64_t(h) * w, w, rows);
                 continue;
             }
             const std::int64_t yplane = std::int64_t(rows) * w;
             float* yband = scratch(direct::output_band_buffer, std::int64_t(cout) * b.rows * w);
-            fwd_band(buf, rows_in_buf, wp, cin, cout, k, packed, bias, relu, yband, yplane, w, rows);
+            fwd_band(band, rows_in_buf, wp, units, cout, k, packed, bias, relu, yband, yplane, w, rows);
             const int pk = pooled->k, ph = pooled_extent(h, pk), pw = pooled_extent(w, pk);
             const std::int64_t pplane = std::int64_t(ph) * pw;
             const int oy0 = y0 / pk, oy1 = std::min(ph, ceil_div(y0 + rows, pk));
@@ -190,26 +206,27 @@ inline void direct_conv(const float* x, const float* packed, const float* bias, 
 
 /// dw[m][j] += sum over a band's stream of dy[m][p] * x[tap j][p] for MR output channels and NR
 /// filter taps at offsets off[j] in the band buffer, p over nvec whole vectors (the streams of
-/// conv2d_backward_filter: no row structure, no masks).
+/// conv2d_backward_filter: no row structure, no masks). The bf16 multiply-add sums the products
+/// of adjacent pixels into one lane: the same total.
 template <int MR, int NR>
-SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t dplane, std::int64_t nvec, const float* buf,
+SEGNET_DC_TARGET void bwf_micro(const StreamElem* dy, std::int64_t dplane, std::int64_t nvec, const StreamElem* buf,
                                 const std::int64_t* off, float* dw, std::int64_t dwstride) {
     vec acc[MR][NR];
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 6
         for (int j = 0; j < NR; ++j) acc[m][j] = Isa::zero();
-    const float* xo[NR];
+    const StreamElem* xo[NR];
 #pragma GCC unroll 6
     for (int j = 0; j < NR; ++j) xo[j] = buf + off[j];
-    for (std::int64_t p = 0; p < nvec * L; p += L) {
-        vec dv[MR];
+    for (std::int64_t p = 0; p < nvec * S; p += S) {
+        Operand dv[MR];
 #pragma GCC unroll 4
         for (int m = 0; m < MR; ++m) dv[m] = Isa::loadu(dy + m * dplane + p);
 #pragma GCC unroll 6
         for (int j = 0; j < NR; ++j) {
-            vec xv = Isa::loadu(xo[j] + p);
-            // One load, MR uses, on both ISAs: unmasked, GCC would fold the load into each of
+            Operand xv = Isa::loadu(xo[j] + p);
+            // One load, MR uses, on every ISA: unmasked, GCC would fold the load into each of
             // the MR FMAs (28 loads per 24 FMAs, half the speed with AVX-512).
             __asm__("" : "+v"(xv));
 #pragma GCC unroll 4
@@ -222,8 +239,8 @@ SEGNET_DC_TARGET void bwf_micro(const float* dy, std::int64_t dplane, std::int64
         for (int j = 0; j < NR; ++j) dw[m * dwstride + j] += Isa::reduce_add(acc[m][j]);
 }
 
-using BwfFn = void (*)(const float*, std::int64_t, std::int64_t, const float*, const std::int64_t*, float*,
-                       std::int64_t);
+using BwfFn = void (*)(const StreamElem*, std::int64_t, std::int64_t, const StreamElem*, const std::int64_t*,
+                       float*, std::int64_t);
 template <std::size_t... I>
 constexpr std::array<BwfFn, sizeof...(I)> bwf_table(std::index_sequence<I...>) {
     return {&bwf_micro<int(I / Isa::bwf_nr) + 1, int(I % Isa::bwf_nr) + 1>...};
@@ -245,16 +262,16 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
     const std::int64_t kk = std::int64_t(k) * k;
-    float* packed = scratch(direct::packed_buffer, g.weight_size());
+    Elem* packed = scratch(direct::packed_buffer<Elem>, g.weight_size());
     if (weight_scale)
-        direct::pack_weights(Isa::fwd_mr, cout, cin, k,
-                             [&](int o, int i, int ky, int kx) {
-                                 return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
-                             },
-                             packed);
+        Isa::pack_weights(Isa::fwd_mr, cout, cin, k,
+                          [&](int o, int i, int ky, int kx) {
+                              return w[(o * cin + i) * kk + ky * k + kx] * weight_scale[o];
+                          },
+                          packed);
     else
-        direct::pack_weights(Isa::fwd_mr, cout, cin, k,
-                             [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
+        Isa::pack_weights(Isa::fwd_mr, cout, cin, k,
+                          [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
     direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled, pooled);
 }
 
@@ -265,8 +282,8 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
     const std::int64_t kk = std::int64_t(k) * k;
-    float* packed = scratch(direct::packed_buffer, g.weight_size());
-    direct::pack_weights(
+    Elem* packed = scratch(direct::packed_buffer<Elem>, g.weight_size());
+    Isa::pack_weights(
         Isa::fwd_mr, cin, cout, k,
         [&](int o, int i, int ky, int kx) { return w[(i * cin + o) * kk + (k - 1 - ky) * k + (k - 1 - kx)]; }, packed);
     direct_conv(dy, packed, nullptr, false, dx, batch, cout, cin, g.in_h, g.in_w, k);
@@ -307,12 +324,12 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
             const int y0 = int(item % bands) * rows;
             const int nrows = std::min(rows, h - y0);
             const int rows_in_buf = nrows + k - 1;
-            // The last vector of a stream reads up to L + k - 1 floats past the band: zeros.
+            // The last vector of a stream reads up to S + k - 1 values past the band: zeros.
             const std::int64_t band = std::int64_t(cin) * rows_in_buf * wq;
-            float* buf = scratch(direct::band_buffer, band + L + k);
+            float* buf = scratch(direct::band_buffer, band + S + k);
             direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wq, buf);
-            std::fill_n(buf + band, L + k, 0.f);
-            const std::int64_t nvec = (std::int64_t(nrows) * wq + L - 1) / L, dplane = nvec * L;
+            std::fill_n(buf + band, S + k, 0.f);
+            const std::int64_t nvec = (std::int64_t(nrows) * wq + S - 1) / S, dplane = nvec * S;
             float* dys = scratch(direct::dy_stream_buffer, std::int64_t(cout) * dplane);
             const float* dyn = dy + std::int64_t(n) * cout * plane + std::int64_t(y0) * w;
             for (int co = 0; co < cout; ++co) {
@@ -323,6 +340,8 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
                 }
                 std::fill(d + std::int64_t(nrows) * wq, d + dplane, 0.f);
             }
+            const StreamElem* xstream = Isa::stream_operand(buf, band + S + k, 0);
+            const StreamElem* dystream = Isa::stream_operand(dys, std::int64_t(cout) * dplane, 1);
             for (std::int64_t t = 0; t < taps; ++t) {
                 const std::int64_t ci = t / (k * k), ky = t / k % k, kx = t % k;
                 off[std::size_t(t)] = (ci * rows_in_buf + ky) * wq + kx;
@@ -340,8 +359,9 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
                         const int mr = std::min(MR, cout - o0);
                         for (std::int64_t t0 = tc; t0 < std::min(taps, tc + tap_chunk); t0 += NR) {
                             const int nr = int(std::min<std::int64_t>(NR, taps - t0));
-                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](dys + o0 * dplane, dplane, nvec, buf,
-                                                                             off.data() + t0, acc + o0 * taps + t0, taps);
+                            bwf_kernels[std::size_t((mr - 1) * NR + nr - 1)](dystream + o0 * dplane, dplane, nvec,
+                                                                             xstream, off.data() + t0,
+                                                                             acc + o0 * taps + t0, taps);
                         }
                     }
         }

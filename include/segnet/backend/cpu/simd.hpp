@@ -4,6 +4,8 @@
 //   if (segnet::backend::cpu::simd::has_avx512()) kernel(...);     // called only where the CPU has it
 //   SEGNET_AVX2_TARGET void kernel2(...);                // compiled for AVX2 + FMA in any build
 //   if (segnet::backend::cpu::simd::has_avx2_fma()) kernel2(...);
+//   SEGNET_AVX512_BF16_TARGET void kernel3(...);         // AVX-512 + AVX512-BF16 (vdpbf16ps)
+//   if (segnet::backend::cpu::simd::has_avx512_bf16()) kernel3(...);
 //
 // Kernels marked SEGNET_AVX512_TARGET / SEGNET_AVX2_TARGET are compiled for that ISA whatever
 // -march says, so one binary runs everywhere and uses the widest vectors the CPU has.
@@ -21,6 +23,8 @@
 #include <immintrin.h>
 #define SEGNET_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")))
 #define SEGNET_AVX2_TARGET __attribute__((target("avx2,fma")))
+#define SEGNET_AVX512_BF16_TARGET \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")))
 #else
 #define SEGNET_HAVE_AVX512_KERNELS 0
 #define SEGNET_HAVE_AVX2_KERNELS 0
