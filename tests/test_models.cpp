@@ -1,15 +1,18 @@
 // Models and skip policies at run time: one training step (forward, cross-entropy, backward) of
 // every built-in model on a small batch, with a finite loss and a non-zero gradient in every
 // parameter tensor; finite-difference checks of the skip layers (NoSkip, AddProjected, Concat)
-// alone and inside a model; the registry's dispatch and its errors.
+// alone and inside a model; the registry's dispatch and its errors; Model::set_precision and
+// PrecisionScope.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
+#include "segnet/backend/cpu/simd.hpp"  // bf16_units
 #include "segnet/programs/preflight.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
@@ -310,4 +313,70 @@ TEST_CASE("with_model: unknown names list the valid ones; unsupported class coun
         CHECK(std::string(e.what()).find("11, 12, 19, 21") != std::string::npos);
     }
     CHECK_THROWS_AS(models::with_model("segnet", 0, f), std::invalid_argument);
+}
+
+// --- Precision (core/precision.hpp) ----------------------------------------------------------------
+
+namespace {
+
+/// A model's eval and train outputs and input gradient, on one input, in the model's precision.
+struct PrecisionRun {
+    Tensor<Cpu> eval, train, input_grad;
+};
+
+PrecisionRun run_in(Precision precision) {
+    Model<models::SegNetBasic<11>, Cpu> model(5);
+    model.set_precision(precision);
+    CHECK(model.precision() == precision);  // the request, whatever the CPU runs
+    Rng rng(3);
+    const Tensor<Cpu> x = random_tensor({2, 3, 32, 48}, rng);
+    PrecisionRun r;
+    r.eval = model.forward(x, Mode::eval);
+    r.train = model.forward(x, Mode::train);
+    Tensor<Cpu> grad(r.train.extents());
+    for (auto& v : grad.span()) v = rng.uniform() - 0.5f;
+    model.zero_grad();
+    r.input_grad = model.backward(grad);
+    return r;
+}
+
+bool same_bits(const Tensor<Cpu>& a, const Tensor<Cpu>& b) {
+    if (a.extents() != b.extents()) return false;
+    for (std::int64_t i = 0; i < a.size(); ++i)
+        if (std::memcmp(&a.data()[i], &b.data()[i], sizeof(float)) != 0) return false;
+    return true;
+}
+
+}  // namespace
+
+// Where the CPU has BF16 units the outputs differ by design (test_kernels.cpp bounds the error);
+// CTest's test_models.no_bf16_units runs this case with SEGNET_CONV=avx2, a CPU without them.
+TEST_CASE("Model::set_precision(bf16) on a CPU without BF16 units computes exactly FP32" *
+          doctest::skip(backend::cpu::bf16_units())) {
+    const PrecisionRun fp32 = run_in(Precision::fp32), bf16 = run_in(Precision::bf16);
+    CHECK(same_bits(fp32.eval, bf16.eval));
+    CHECK(same_bits(fp32.train, bf16.train));
+    CHECK(same_bits(fp32.input_grad, bf16.input_grad));
+}
+
+TEST_CASE("PrecisionScope sets the thread's precision and restores the previous one; Model's forward leaves it as it was") {
+    CHECK(compute_precision() == Precision::fp32);
+    {
+        const PrecisionScope outer(Precision::bf16);
+        CHECK(compute_precision() == Precision::bf16);
+        {
+            const PrecisionScope inner(Precision::fp32);
+            CHECK(compute_precision() == Precision::fp32);
+        }
+        CHECK(compute_precision() == Precision::bf16);
+        Model<models::SegNetBasic<11>, Cpu> model(5);  // fp32 by default: its forward sets fp32, then restores
+        Rng rng(3);
+        model.forward(random_tensor({1, 3, 16, 16}, rng), Mode::eval);
+        CHECK(compute_precision() == Precision::bf16);
+    }
+    CHECK(compute_precision() == Precision::fp32);
+    CHECK(parse_precision("bf16") == Precision::bf16);
+    CHECK(parse_precision("fp32") == Precision::fp32);
+    CHECK_FALSE(parse_precision("auto").has_value());
+    CHECK(std::string_view(to_string(Precision::bf16)) == "bf16");
 }
