@@ -348,9 +348,7 @@ int bench_named(const Options& o, Precision precision) {
 }
 
 template <class Device>
-int run_on(const Options& o) {
-    const Precision precision =
-        programs::cli::resolve_precision(program_name, o.precision, std::is_same_v<Device, Cpu> ? "cpu" : "cuda");
+int run_on(const Options& o, Precision precision) {
 #ifdef SEGNET_BENCH_HAS_REGISTRY
     // Every built-in model; the class counts compiled in are SEGNET_CLASS_COUNTS (bench/CMakeLists.txt).
     return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net, Device>(o, precision); });
@@ -363,6 +361,8 @@ int run_on(const Options& o) {
 
 int run(const Options& o) {
     if (o.threads > 0) segnet::set_num_threads(o.threads);
+    // Before the device checks: bf16 with --device cuda is a usage error (exit 2) with or without a GPU.
+    const Precision precision = programs::cli::resolve_precision(program_name, o.precision, o.cuda ? "cuda" : "cpu");
     // Only one device is compiled into each build, so each model is instantiated once: Cpu in
     // segnet-bench (g++, the program flags), Cuda in segnet-bench-cuda (nvcc).
 #if SEGNET_PROGRAMS_CUDA
@@ -374,10 +374,10 @@ int run(const Options& o) {
     } catch (const std::runtime_error& e) {
         throw DeviceUnavailable(e.what());
     }
-    return run_on<Cuda>(o);
+    return run_on<Cuda>(o, precision);
 #else
     if (o.cuda) throw DeviceUnavailable(programs::cli::cuda_unavailable("segnet-bench").what());
-    return run_on<Cpu>(o);
+    return run_on<Cpu>(o, precision);
 #endif
 }
 
