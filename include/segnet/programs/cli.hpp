@@ -217,6 +217,17 @@ inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
 #endif
 }
 
+/// Whether the CPU itself reports AVX512-BF16, whatever SEGNET_CONV says (bf16_units() also
+/// needs the AVX-512 kernels allowed).
+inline bool cpu_reports_avx512_bf16() {
+#if SEGNET_HAVE_AVX512_KERNELS
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
 /// The value of `--precision fp32|bf16|auto`, or nothing when it is absent; resolve_precision()
 /// turns it into the precision a run computes in.
 inline std::optional<std::string> precision_request(Args& args) {
@@ -245,10 +256,12 @@ inline Precision resolve_precision(const std::string& program, const std::string
         throw UsageError("--precision bf16: the CUDA kernels compute in FP32 only; use --precision fp32 (or auto) "
                          "with --device cuda");
     if (!cpu_bf16) {
-        const char* why = backend::cpu::simd::conv_env_is("eigen") || backend::cpu::simd::conv_env_is("avx2")
-                              ? "SEGNET_CONV turns the AVX-512 kernels off"
-                              : "this CPU has no AVX512-BF16 dot products";
-        std::fprintf(stderr, "%s: --precision bf16 runs in FP32: %s\n", program.c_str(), why);
+        // The CPU has the units but bf16_units() says no: SEGNET_CONV switched the AVX-512 kernels off.
+        const char* conv = std::getenv("SEGNET_CONV");
+        const std::string why = cpu_reports_avx512_bf16() && conv
+                                    ? "SEGNET_CONV=" + std::string(conv) + " turns the AVX-512 kernels off"
+                                    : "this CPU has no AVX512-BF16 dot products";
+        std::fprintf(stderr, "%s: --precision bf16 runs in FP32: %s\n", program.c_str(), why.c_str());
         return Precision::fp32;
     }
     return Precision::bf16;
