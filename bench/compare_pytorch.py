@@ -228,8 +228,9 @@ def takes_precision(exe):
 def parse_list(text, known, what):
     items = [t.strip() for t in text.split(",") if t.strip()]
     for t in items:
-        if t not in known:
-            sys.exit(f"compare_pytorch.py: {what}: '{t}' is not one of {', '.join(known)}")
+        if t not in known:  # a usage error: exit 2, as argparse does
+            print(f"compare_pytorch.py: {what}: '{t}' is not one of {', '.join(known)}", file=sys.stderr)
+            sys.exit(2)
     return items
 
 
@@ -286,12 +287,18 @@ def main():
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     torch_modes = parse_list(args.torch_modes, list(TORCH_MODES), "--torch-modes")
     cases = parse_list(args.cases, ["infer", "train"], "--cases")
+    for flag, exe in (("--bench", args.bench), ("--baseline", args.baseline)):
+        if exe and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            print(f"compare_pytorch.py: {flag} '{exe}' is not an executable file (build segnet-bench first)",
+                  file=sys.stderr)
+            sys.exit(2)
     cpu = cpu_info()
     bf16_units = cpu["flags"]["avx512_bf16"] or cpu["flags"]["amx_bf16"]
     precisions = [q for q in PRECISIONS if any(TORCH_MODES[m][0] == q for m in torch_modes)]
     if "bf16" in precisions and not takes_precision(args.bench):
-        sys.exit(f"compare_pytorch.py: --bench {args.bench} does not take --precision; build segnet-bench from this "
-                 "tree, or --torch-modes fp32-eager,fp32-jit")
+        print(f"compare_pytorch.py: --bench {args.bench} does not take --precision; build segnet-bench from this "
+              "tree, or --torch-modes fp32-eager,fp32-jit", file=sys.stderr)
+        sys.exit(2)
     # Each binary gets --precision only when it knows it: a baseline built before the option runs
     # its FP32 (its only precision) and sits out the bf16 rows.
     flags = {exe: takes_precision(exe) for exe in [args.bench] + ([args.baseline] if args.baseline else [])}
@@ -384,8 +391,8 @@ def precision_row(model, case, batch, threads, precision, ours, base, tor):
 
 
 def format_row(row, with_baseline):
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
+    def num(v, fmt):  # fmt: ">W.Pf"; a missing value is "-" in the same width
+        return format("-", fmt.split(".")[0]) if v is None else format(v, fmt)
     text = (f"{row['model']:<13} {row['case'] + ' b' + str(row['batch']):<9} {row['threads']:>3} "
             f"{row['precision']:<4} {row['ours_ran']:<4} {row['ours_ms']:>9.1f} {num(row['torch_ms'], '>9.1f')} "
             f"{num(row['ratio'], '>6.2f')} {row['torch_best'] or '-':<13} {row['ours_mb']:>7.0f} "
