@@ -5,6 +5,7 @@
 //   segnet-bench --model segnet --mode train --batch 4 --json
 //   segnet-bench --model segnet-basic --layers        # per-layer forward (and backward) times
 //   segnet-bench --model segnet --mode infer --no-fusion   # eval without the [unpool+]conv+BN+ReLU[+pool] fusions
+//   segnet-bench --model segnet-basic --precision bf16     # the convolutions in bf16 (FP32 accumulation)
 //
 // Train mode times one full step: forward(Mode::train), cross-entropy loss and its gradient
 // (random labels), backward, SGD step and zero_grad. GFLOP/s counts the forward FLOPs only in
@@ -13,6 +14,9 @@
 // the median process CPU time per iteration divided by the threads (all workers; the pool's
 // workers sleep when idle), less disturbed by a busy machine than wall time. --no-fusion turns
 // off the eval-mode fusions, [unpool +] conv + batch norm + ReLU [+ max pool] (set_eval_fusion(false)).
+// --precision fp32|bf16|auto (default fp32) is the precision timed (Model::set_precision); the
+// output names the one that ran, which is fp32 for bf16 on a CPU without BF16 units
+// (programs::cli::resolve_precision, which says so on stderr).
 //
 // --device cuda: this file is also compiled by nvcc as segnet-bench-cuda (segnet_bench_cuda.cu
 // includes it; SEGNET_PROGRAMS_CUDA is 1 there), which times Model<Net, Cuda> and synchronises
@@ -60,6 +64,7 @@ struct Options {
     std::string model = "segnet-basic";
     int h = 360, w = 480, batch = 1, threads = 0, iters = 10, warmup = 2, classes = 11;
     bool train = false, json = false, layers = false, fusion = true;
+    std::string precision = "fp32";  // as given: fp32, bf16 or auto; resolved in run()
     bool cuda = SEGNET_PROGRAMS_CUDA;  // --device cuda (the default of segnet-bench-cuda)
 };
 
@@ -72,17 +77,21 @@ constexpr const char* usage =
 #if SEGNET_PROGRAMS_CUDA
     "usage: segnet-bench-cuda [--device cuda] [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
     "                         [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
+    "                         [--precision fp32]\n"
     "segnet-bench on the GPU (Model<Net, Cuda>; the device is synchronised before every timer read):\n"
     "times inference or one training step and prints median/min ms, images/s, GFLOP/s, peak host\n"
     "RSS and the GPU memory the caching allocator reserved. For the CPU, run segnet-bench.\n"
+    "--precision: fp32 (default) or auto; the CUDA kernels compute in FP32 only.\n"
 #else
     "usage: segnet-bench [--model NAME] [--size HxW] [--batch B] [--mode infer|train]\n"
     "                    [--threads T] [--iters N] [--warmup W] [--classes K] [--json] [--layers]\n"
-    "                    [--no-fusion]\n"
+    "                    [--no-fusion] [--precision fp32|bf16|auto]\n"
     "Times inference (forward, eval mode) or one training step (forward, loss, backward, SGD)\n"
     "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
     "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
     "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU [+ max pool]).\n"
+    "--precision: the precision of the convolutions timed (default fp32; auto: bf16 on a CPU with\n"
+    "AVX512-BF16, else fp32; bf16 without BF16 units runs fp32); the output names the one that ran.\n"
     "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.\n"
 #endif
     ;
@@ -102,6 +111,7 @@ Options parse(int argc, char** argv) {
     o.json = args.flag("--json");
     o.layers = args.flag("--layers");
     o.fusion = !args.flag("--no-fusion");
+    o.precision = programs::cli::precision_request(args, o.precision);
     args.finish();
     return o;
 }
@@ -153,11 +163,14 @@ struct BenchDevice<Cuda> {
 #endif
 
 template <class Net, class Device>
-int bench(const Options& o) {
+int bench(const Options& o, Precision precision) {
     using Dev = BenchDevice<Device>;
     constexpr bool on_gpu = !std::is_same_v<Device, Cpu>;
     Model<Net, Device> model(42);
     model.set_eval_fusion(o.fusion);
+    model.set_precision(precision);
+    // --layers calls the layers directly, past Model's own scope: the same precision for them.
+    const PrecisionScope precision_scope(precision);
     Tensor<Cpu> x_host({o.batch, 3, o.h, o.w});
     std::mt19937 gen(7);
     std::normal_distribution<float> nd(0.f, 1.f);
@@ -262,12 +275,13 @@ int bench(const Options& o) {
                 "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
                 "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
                 "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"cuda\", \"gpu\": \"%s\", "
-                "\"gpu_peak_mb\": %.1f}\n",
+                "\"gpu_peak_mb\": %.1f, \"precision\": \"%s\"}\n",
                 o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, segnet::num_threads(), o.iters, med, mn,
-                ips, gflops, flops_per_image / 1e9, rss, gpu.c_str(), device_mb);
+                ips, gflops, flops_per_image / 1e9, rss, gpu.c_str(), device_mb, to_string(precision));
         } else {
-            std::printf("%s %s, batch %d, 3x%dx%d, on %s (cuda), %d iterations (%d warm-up)\n", o.model.c_str(),
-                        o.train ? "training step" : "inference", o.batch, o.h, o.w, gpu.c_str(), o.iters, o.warmup);
+            std::printf("%s %s, batch %d, 3x%dx%d, on %s (cuda), precision %s, %d iterations (%d warm-up)\n",
+                        o.model.c_str(), o.train ? "training step" : "inference", o.batch, o.h, o.w, gpu.c_str(),
+                        to_string(precision), o.iters, o.warmup);
             std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
                         "GPU memory %.0f MB (caching allocator)\n",
                         med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss, device_mb);
@@ -277,13 +291,15 @@ int bench(const Options& o) {
         std::printf(
             "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
             "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
-            "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"cpu_ms\": %.3f, \"fusion\": %s}\n",
+            "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"cpu_ms\": %.3f, \"fusion\": %s, "
+            "\"precision\": \"%s\", \"bf16_units\": %s}\n",
             o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, segnet::num_threads(), o.iters, med, mn,
-            ips, gflops, flops_per_image / 1e9, rss, cpu_med, o.fusion ? "true" : "false");
+            ips, gflops, flops_per_image / 1e9, rss, cpu_med, o.fusion ? "true" : "false", to_string(precision),
+            backend::cpu::bf16_units() ? "true" : "false");
     } else {
-        std::printf("%s %s, batch %d, 3x%dx%d, %d threads, %d iterations (%d warm-up)\n", o.model.c_str(),
-                    o.train ? "training step" : "inference", o.batch, o.h, o.w, segnet::num_threads(), o.iters,
-                    o.warmup);
+        std::printf("%s %s, batch %d, 3x%dx%d, %d threads, precision %s, %d iterations (%d warm-up)\n",
+                    o.model.c_str(), o.train ? "training step" : "inference", o.batch, o.h, o.w, segnet::num_threads(),
+                    to_string(precision), o.iters, o.warmup);
         std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
                     "CPU time %.2f ms per thread%s\n",
                     med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss, cpu_med,
@@ -322,29 +338,31 @@ int bench(const Options& o) {
 }
 
 template <template <int> class Net, class Device>
-int bench_named(const Options& o) {
+int bench_named(const Options& o, Precision precision) {
     switch (o.classes) {
-        case 11: return bench<Net<11>, Device>(o);
-        case 12: return bench<Net<12>, Device>(o);
-        case 21: return bench<Net<21>, Device>(o);
+        case 11: return bench<Net<11>, Device>(o, precision);
+        case 12: return bench<Net<12>, Device>(o, precision);
+        case 21: return bench<Net<21>, Device>(o, precision);
         default: throw std::invalid_argument("--classes: this program is built for 11, 12 or 21 classes");
     }
 }
 
 template <class Device>
-int run_on(const Options& o) {
+int run_on(const Options& o, Precision precision) {
 #ifdef SEGNET_BENCH_HAS_REGISTRY
     // Every built-in model; the class counts compiled in are SEGNET_CLASS_COUNTS (bench/CMakeLists.txt).
-    return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net, Device>(o); });
+    return models::with_model(o.model, o.classes, [&]<class Net>() -> int { return bench<Net, Device>(o, precision); });
 #else
-    if (o.model == "segnet-basic") return bench_named<models::SegNetBasic, Device>(o);
-    if (o.model == "segnet") return bench_named<models::SegNet, Device>(o);
+    if (o.model == "segnet-basic") return bench_named<models::SegNetBasic, Device>(o, precision);
+    if (o.model == "segnet") return bench_named<models::SegNet, Device>(o, precision);
     throw std::invalid_argument("unknown model '" + o.model + "' (segnet-basic, segnet)");
 #endif
 }
 
 int run(const Options& o) {
     if (o.threads > 0) segnet::set_num_threads(o.threads);
+    // Before the device checks: bf16 with --device cuda is a usage error (exit 2) with or without a GPU.
+    const Precision precision = programs::cli::resolve_precision(program_name, o.precision, o.cuda ? "cuda" : "cpu");
     // Only one device is compiled into each build, so each model is instantiated once: Cpu in
     // segnet-bench (g++, the program flags), Cuda in segnet-bench-cuda (nvcc).
 #if SEGNET_PROGRAMS_CUDA
@@ -356,10 +374,10 @@ int run(const Options& o) {
     } catch (const std::runtime_error& e) {
         throw DeviceUnavailable(e.what());
     }
-    return run_on<Cuda>(o);
+    return run_on<Cuda>(o, precision);
 #else
     if (o.cuda) throw DeviceUnavailable(programs::cli::cuda_unavailable("segnet-bench").what());
-    return run_on<Cpu>(o);
+    return run_on<Cpu>(o, precision);
 #endif
 }
 

@@ -2,17 +2,19 @@
 // every built-in model on a small batch, with a finite loss and a non-zero gradient in every
 // parameter tensor; finite-difference checks of the skip layers (NoSkip, AddProjected, Concat)
 // alone and inside a model; the registry's dispatch and its errors; Model::set_precision(bf16)
-// against FP32.
+// against FP32, and PrecisionScope.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "segnet/backend/cpu/simd.hpp"  // bf16_units
 #include "segnet/programs/preflight.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
@@ -358,4 +360,26 @@ TEST_CASE("Model::set_precision(bf16): the convolutions in bf16 where the CPU ha
             CHECK(relative_rms == 0);
         }
     }
+}
+
+TEST_CASE("PrecisionScope sets the thread's precision and restores the previous one; Model's forward leaves it as it was") {
+    CHECK(compute_precision() == Precision::fp32);
+    {
+        const PrecisionScope outer(Precision::bf16);
+        CHECK(compute_precision() == Precision::bf16);
+        {
+            const PrecisionScope inner(Precision::fp32);
+            CHECK(compute_precision() == Precision::fp32);
+        }
+        CHECK(compute_precision() == Precision::bf16);
+        Model<models::SegNetBasic<11>, Cpu> model(5);  // fp32 by default: its forward sets fp32, then restores
+        Rng rng(3);
+        model.forward(random_tensor({1, 3, 16, 16}, rng), Mode::eval);
+        CHECK(compute_precision() == Precision::bf16);
+    }
+    CHECK(compute_precision() == Precision::fp32);
+    CHECK(parse_precision("bf16") == Precision::bf16);
+    CHECK(parse_precision("fp32") == Precision::fp32);
+    CHECK_FALSE(parse_precision("auto").has_value());
+    CHECK(std::string_view(to_string(Precision::bf16)) == "bf16");
 }

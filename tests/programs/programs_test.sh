@@ -357,6 +357,56 @@ printf '%s\n' "$data/val/images/0000.png" "$data/val/images/0001.png" > "$rel/on
 check "segment a one-column list" 0 "0001.png" -- "$bin/segnet-segment" --weights "$ckpt" --input "$rel/one_column.txt" --out "$rel/o_one"
 check "  ... both label maps" 0 "" -- test -f "$rel/o_one/0000.png" -a -f "$rel/o_one/0001.png"
 
+# 11. --precision fp32|bf16|auto: a bad value is one usage line; bf16 runs on any CPU, in bf16
+# where the CPU has AVX512-BF16 (the programs' summary names the precision that ran) and in FP32
+# with one note line where it has not (SEGNET_CONV=avx2 turns the AVX-512 kernels off, so any
+# machine can stand in for one without BF16 units).
+if grep -qw avx512_bf16 /proc/cpuinfo && [[ "${SEGNET_CONV:-}" != im2col && "${SEGNET_CONV:-}" != avx2 ]]; then
+  bf16_runs=bf16
+else
+  bf16_runs=fp32
+fi
+for program in segnet-segment segnet-evaluate segnet-train; do
+  check "$program --precision fp16 is refused" 2 "^$program: --precision: 'fp16' is not one of fp32, bf16, auto\$" -- \
+    "$bin/$program" --precision fp16
+done
+check "segment --precision fp32" 0 "^segmented 8 images with segnet-basic on cpu, precision fp32\$" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$data/val/images" --out "$rel/o_fp32" --precision fp32
+check "segment --precision bf16" 0 "^segmented 8 images with segnet-basic on cpu, precision $bf16_runs\$" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$data/val/images" --out "$rel/o_bf16" --precision bf16
+check "  ... labels for every image" 0 "" -- test "$(ls "$rel/o_bf16" | wc -l)" -eq 8
+check "segment --precision bf16 without BF16 units runs FP32 and says why" 0 \
+  "^segnet-segment: --precision bf16 runs in FP32: (SEGNET_CONV=avx2 turns the AVX-512 kernels off|this CPU has no AVX512-BF16 dot products)\$" -- \
+  env SEGNET_CONV=avx2 "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_avx2" --precision bf16
+check "  ... and names fp32 in its summary" 0 "precision fp32\$" -- \
+  env SEGNET_CONV=avx2 "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_avx2" --precision bf16
+"$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_avx2_fp32" --precision fp32 >/dev/null 2>&1
+check "  ... the same label map as --precision fp32 there" 0 "" -- cmp -s "$rel/o_avx2/0000.png" "$rel/o_avx2_fp32/0000.png"
+check "segment's default precision is auto" 0 "precision $bf16_runs\$" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_auto"
+check "evaluate's default precision is fp32" 0 "^model segnet-basic \(.*\), precision fp32\$" -- \
+  "$bin/segnet-evaluate" --weights "$ckpt" --list "$data/val/list.txt" --no-bf
+check "evaluate --precision bf16" 0 "^model segnet-basic \(.*\), precision $bf16_runs\$" -- \
+  "$bin/segnet-evaluate" --weights "$ckpt" --list "$data/val/list.txt" --no-bf --precision bf16
+check "evaluate --precision with --pred/--gt is refused" 2 "--precision applies to running a checkpoint" -- \
+  "$bin/segnet-evaluate" --pred "$work/pred" --gt "$data/val/labels" --classes 4 --ignore -1 --precision bf16
+check "--precision bf16 with --device cuda is refused" 2 "--precision bf16: the CUDA kernels compute in FP32 only" -- \
+  "$bin/segnet-segment" --weights "$ckpt" --input "$img" --out "$rel/o_cuda" --device cuda --precision bf16
+check "train --precision bf16" 0 "precision $bf16_runs" -- "$bin/segnet-train" "${sgd[@]}" --epochs 1 --out "$rel/bf16" --precision bf16
+check "  ... its checkpoint records the precision" 0 "" -- grep -q "\"precision\":\"$bf16_runs\"" "$rel/bf16/last.safetensors"
+check "train's default precision is fp32" 0 "precision fp32" -- "$bin/segnet-train" "${sgd[@]}" --epochs 1 --out "$rel/fp32"
+check "  ... its checkpoint records fp32" 0 "" -- grep -q '"precision":"fp32"' "$rel/fp32/last.safetensors"
+set_meta "$rel/fp32/last.safetensors" "$rel/fp32/bf16_trained.safetensors" precision bf16
+check "a resume in another precision says so in one line" 0 "was trained in bf16; continuing in fp32 \(--precision\)" -- \
+  "$bin/segnet-train" "${sgd[@]}" --epochs 2 --out "$rel/fp32" --resume "$rel/fp32/bf16_trained.safetensors"
+bench="$bin/../bench/segnet-bench"
+if [[ -x "$bench" ]]; then
+  check "segnet-bench --precision fp16 is refused" 2 "^segnet-bench: --precision: 'fp16' is not one of fp32, bf16, auto\$" -- \
+    "$bench" --precision fp16
+  check "segnet-bench --precision bf16 names the precision that ran" 0 "\"precision\": \"$bf16_runs\"" -- \
+    "$bench" --size 32x32 --iters 1 --warmup 0 --threads 2 --json --precision bf16
+fi
+
 check "no temporary files left behind" 0 "" -- test -z "$(find "$work" -name '*.tmp*')"
 
 echo "$passes passed, $failures failed"

@@ -11,6 +11,9 @@
 // runs models on the GPU (SEGNET_PROGRAMS_CUDA is 1 there). A g++-built program answers it with
 // cuda_unavailable(); its main() may first hand the run to the nvcc-built twin installed next to
 // it (exec_cuda_variant), which is how `segnet-train --device cuda` reaches `segnet-train-cuda`.
+//
+// --precision fp32|bf16|auto: the precision the model's convolutions compute in (core/precision.hpp),
+// read by precision_request() and resolve_precision(); each program chooses its own default.
 #pragma once
 
 #if defined(__CUDACC__) && !defined(SEGNET_NO_CUDA)
@@ -34,7 +37,9 @@
 #include <utility>
 #include <vector>
 
+#include "segnet/backend/cpu/simd.hpp"
 #include "segnet/core/device.hpp"
+#include "segnet/core/precision.hpp"
 
 #include <filesystem>
 #include <new>
@@ -210,6 +215,56 @@ inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
 #else
     (void)argc, (void)argv, (void)variant;
 #endif
+}
+
+/// Whether the CPU itself reports AVX512-BF16, whatever SEGNET_CONV says (bf16_units() also
+/// needs the AVX-512 kernels allowed).
+inline bool cpu_reports_avx512_bf16() {
+#if SEGNET_HAVE_AVX512_KERNELS
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+/// The value of `--precision fp32|bf16|auto`, or nothing when it is absent; resolve_precision()
+/// turns it into the precision a run computes in.
+inline std::optional<std::string> precision_request(Args& args) {
+    const auto value = args.text("--precision");
+    if (value && *value != "fp32" && *value != "bf16" && *value != "auto")
+        throw UsageError("--precision: '" + *value + "' is not one of fp32, bf16, auto");
+    return value;
+}
+/// The value of `--precision`, `fallback` when it is absent.
+inline std::string precision_request(Args& args, const std::string& fallback) {
+    return precision_request(args).value_or(fallback);
+}
+
+/// The precision a run on `device` ("cpu" or "cuda") computes in, for the `--precision` value
+/// `requested`:
+///   auto  bf16 on a CPU with BF16 units (backend::cpu::bf16_units()), fp32 elsewhere and on cuda;
+///   bf16  on a CPU without BF16 units: fp32, said in one line on stderr (the results are right,
+///         the run is only not faster); on cuda: a UsageError (the CUDA kernels compute in FP32);
+///   fp32  fp32.
+/// Called after Args::finish(), so that a usage error is reported before the note.
+inline Precision resolve_precision(const std::string& program, const std::string& requested, const std::string& device) {
+    if (requested == "fp32") return Precision::fp32;
+    const bool cpu_bf16 = device != "cuda" && backend::cpu::bf16_units();
+    if (requested == "auto") return cpu_bf16 ? Precision::bf16 : Precision::fp32;
+    if (device == "cuda")
+        throw UsageError("--precision bf16: the CUDA kernels compute in FP32 only; use --precision fp32 (or auto) "
+                         "with --device cuda");
+    if (!cpu_bf16) {
+        // The CPU has the units but bf16_units() says no: SEGNET_CONV switched the AVX-512 kernels off.
+        const char* conv = std::getenv("SEGNET_CONV");
+        const std::string why = cpu_reports_avx512_bf16() && conv
+                                    ? "SEGNET_CONV=" + std::string(conv) + " turns the AVX-512 kernels off"
+                                    : "this CPU has no AVX512-BF16 dot products";
+        std::fprintf(stderr, "%s: --precision bf16 runs in FP32: %s\n", program.c_str(), why.c_str());
+        return Precision::fp32;
+    }
+    return Precision::bf16;
 }
 
 /// The image size limit every program applies before decoding (--max-image-pixels N, default

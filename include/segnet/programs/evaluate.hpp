@@ -48,6 +48,8 @@ script (void not masked) unless --mask-void-bf.
   --json FILE        also write the results as JSON
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-evaluate-cuda, -DSEGNET_CUDA=ON)
+  --precision P      with --weights: fp32 | bf16 | auto (bf16 on a CPU with AVX512-BF16, else fp32);
+                     default fp32, so that the metrics are reproducible on any machine
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available);
                      with --weights, an image whose network run needs more is refused up front
@@ -95,9 +97,10 @@ inline void report(const SegmentationScores& s, int classes, bool bf, const std:
 /// Loads the checkpoint into a model on Device and scores it.
 template <class Device>
 SegmentationScores evaluate_on(const std::string& weights, const CheckpointInfo& info, const SegmentationDataset& data,
-                               const EvaluationOptions& eo) {
+                               const EvaluationOptions& eo, Precision precision) {
     const auto model = models::make_model<Device>(info.model, info.classes);
     load_checkpoint(weights, *model, info.model);
+    model->set_precision(precision);
     return evaluate_model(*model, data, eo);
 }
 
@@ -116,6 +119,8 @@ inline int run(int argc, char** argv) {
     const cli::MemoryBudget budget = cli::memory_budget(args);
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
+    // fp32: published and compared metrics must not depend on the machine's BF16 units.
+    const std::optional<std::string> precision_requested = cli::precision_request(args);
     args.finish();
     cli::require_device("segnet-evaluate", device);
     if (json) cli::check_writable_file(*json);
@@ -123,6 +128,8 @@ inline int run(int argc, char** argv) {
     if (pred || gt) {
         if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
         if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
+        if (precision_requested)
+            throw cli::UsageError("--precision applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
         SegmentationEvaluator eval(k, void_label, bf, mask_void);
         if (!fs::is_directory(*pred)) throw DataError("segnet: --pred '" + shortened(*pred) + "' is not a folder");
@@ -166,6 +173,7 @@ inline int run(int argc, char** argv) {
         return 0;
     }
     if (!weights || !list) throw cli::UsageError("give --pred DIR --gt DIR, or --weights CKPT --list LIST (see --help)");
+    const Precision precision = cli::resolve_precision("segnet-evaluate", precision_requested.value_or("fp32"), device);
     const CheckpointInfo info = read_checkpoint_info(*weights);
     if (classes && *classes != info.classes)
         throw cli::UsageError("--classes " + std::to_string(*classes) + " differs from the checkpoint's " +
@@ -187,9 +195,9 @@ inline int run(int argc, char** argv) {
     if (size) std::tie(eo.height, eo.width) = *size;
     eo.boundary_f1 = bf;
     eo.mask_void_for_bf = mask_void;
-    const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo)
-                                                  : evaluate_on<Cpu>(*weights, info, data, eo);
-    std::printf("model %s (%s)\n", info.model.c_str(), weights->c_str());
+    const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo, precision)
+                                                  : evaluate_on<Cpu>(*weights, info, data, eo, precision);
+    std::printf("model %s (%s), precision %s\n", info.model.c_str(), weights->c_str(), to_string(precision));
     report(s, info.classes, bf, json);
     return 0;
 }

@@ -61,6 +61,9 @@ run
   --threads T            CPU threads (default: all)
   --seed S               initialisation, data order and augmentation seed (default 0)
   --device cpu|cuda      where to train (default cpu; cuda: segnet-train-cuda, built with -DSEGNET_CUDA=ON)
+  --precision P          fp32 (default: the paper's reproduction) | bf16 | auto (bf16 on a CPU with
+                         AVX512-BF16, else fp32): bf16 rounds the convolutions' operands to bfloat16
+                         and accumulates in FP32; weights, gradients and the optimiser stay FP32
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N         memory the run may use, e.g. 8G (default: what the machine has available)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
@@ -114,10 +117,13 @@ void check_sample_sizes(const SegmentationDataset& set, const TrainOptions& o, c
     }
 }
 
-/// Builds the model on Device (initialised with o.seed, or restored by train() from o.resume) and trains it.
+/// Builds the model on Device (initialised with o.seed, or restored by train() from o.resume) and
+/// trains it with its convolutions in `precision`.
 template <class Device>
-TrainResult train_on(const TrainOptions& o, const SegmentationDataset& train_set, const SegmentationDataset* val_set) {
+TrainResult train_on(const TrainOptions& o, Precision precision, const SegmentationDataset& train_set,
+                     const SegmentationDataset* val_set) {
     const auto model = models::make_model<Device>(o.model_name, o.classes, o.seed);
+    model->set_precision(precision);  // train() records it in the checkpoints' metadata
     return train(*model, o, train_set, val_set);
 }
 
@@ -147,14 +153,18 @@ inline int run(int argc, char** argv) {
     o.seed = std::uint64_t(args.integer("--seed", 0, 0, (1LL << 62)));
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     const std::string device = args.choice("--device", "cpu", {"cpu", "cuda"});
+    // fp32: the paper's reproduction trains in FP32; bf16 is the user's choice.
+    const std::string precision_requested = cli::precision_request(args, "fp32");
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
     const bool overwrite = args.flag("--overwrite");
     args.finish();
+    const Precision precision = cli::resolve_precision("segnet-train", precision_requested, device);
     cli::require_device("segnet-train", device);
 
+    std::string resumed_precision_note;  // printed with the banner, so that a refusal stays one line
     if (resume) {
         const CheckpointInfo saved = read_checkpoint_info(*resume);
         (void)resume_state(saved, *resume);  // a bad value is one line now, not a failure after the banner
@@ -167,6 +177,9 @@ inline int run(int argc, char** argv) {
         o.classes = saved.classes;
         o.ignore_label = saved.ignore_label;
         o.resume = *resume;
+        if (const auto it = saved.extra.find("precision"); it != saved.extra.end() && it->second != to_string(precision))
+            resumed_precision_note = "segnet-train: note: '" + shortened(*resume) + "' was trained in " + it->second +
+                                     "; continuing in " + to_string(precision) + " (--precision)\n";
     } else {
         if (!model_arg) throw cli::UsageError("--model is required (or --resume a checkpoint)");
         o.model_name = *model_arg;
@@ -228,17 +241,19 @@ inline int run(int argc, char** argv) {
         std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
                   << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
                   << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(segnet::num_threads()) + " threads");
+        std::cerr << ", precision " << to_string(precision);
         if (!o.class_weights.empty()) {
             std::cerr << ", class weights";
             for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
         }
-        std::cerr << "\n";
+        std::cerr << "\n" << resumed_precision_note;
     };
 
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
     const SegmentationDataset* val = val_set ? &*val_set : nullptr;
-    const TrainResult r = device == "cuda" ? train_on<cli::CudaDevice>(o, train_set, val) : train_on<Cpu>(o, train_set, val);
+    const TrainResult r = device == "cuda" ? train_on<cli::CudaDevice>(o, precision, train_set, val)
+                                           : train_on<Cpu>(o, precision, train_set, val);
     if (r.status == TrainStatus::interrupted) return 130;
     if (r.best)
         std::printf("best: G %.2f C %.2f mIoU %.2f BF %.2f (%s)\n", r.best->global_accuracy, r.best->class_accuracy,

@@ -224,6 +224,9 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     info.normalization = o.normalization;
     info.class_weights = o.class_weights;
     info.seed = o.seed;
+    // The precision the convolutions computed in, for whoever reads the checkpoint later (a
+    // resumed run may continue in another; old checkpoints without it load as before).
+    info.extra["precision"] = to_string(model.precision());
     LoaderPosition start{};
     double epoch_loss_sum = 0, epoch_seconds = 0, best_value = -1;
     std::int64_t epoch_loss_count = 0;
