@@ -247,11 +247,15 @@ struct Avx512 : direct::Avx512 {
         }
     }
     /// The patch columns 4 and 5 (the next tile's 0 and 1) from deinterleave4(p)'s columns 0 and
-    /// 1: shifted one lane, with p[4 L] and p[4 L + 1] in the last (2 loads and 2 valignd instead
-    /// of a second deinterleave4).
+    /// 1: shifted one lane, with p[4 L] and p[4 L + 1] in the last (2 broadcasts and 2 valignd
+    /// instead of a second deinterleave4). Broadcasts, not vector loads: a patch row holds 4 L + 4
+    /// floats, and a 16-float load at p + 4 L would read past its end (past the image or the
+    /// patch buffer).
     SEGNET_AVX512_TARGET static void next_tile_columns(const float* p, const vec (&v)[4], vec& c4, vec& c5) {
-        c4 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(loadu(p + 64)), _mm512_castps_si512(v[0]), 1));
-        c5 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(loadu(p + 65)), _mm512_castps_si512(v[1]), 1));
+        c4 = _mm512_castsi512_ps(
+            _mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(p[64])), _mm512_castps_si512(v[0]), 1));
+        c5 = _mm512_castsi512_ps(
+            _mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(p[65])), _mm512_castps_si512(v[1]), 1));
     }
     /// p[4 j + c] = v[c][j]: the inverse of deinterleave4.
     SEGNET_AVX512_TARGET static void interleave4(const vec (&v)[4], float* p) {
