@@ -314,8 +314,9 @@ struct Avx2 : Fp32Operands {
 #undef SEGNET_DC_TARGET
 #endif
 
-// No x86 kernels in this build: usable() is false, the entry points are never called.
-#define SEGNET_DC_STUB(NS)                                                                                       \
+// A kernel set this build does not compile (not x86, or below the build's baseline: simd.hpp):
+// usable() is false, so the entry points are never called.
+#define SEGNET_DC_ABSENT_ISA(NS)                                                                                       \
     namespace segnet::backend::cpu::NS {                                                                        \
     inline bool usable(const backend::ConvGeometry&) { return false; }                                          \
     inline void conv2d_forward(const float*, const float*, const float*, float*, int, const backend::ConvGeometry&, \
@@ -325,10 +326,10 @@ struct Avx2 : Fp32Operands {
     inline void conv2d_backward_filter(const float*, const float*, float*, int, const backend::ConvGeometry&) {} \
     }
 #if !SEGNET_HAVE_AVX512_KERNELS
-SEGNET_DC_STUB(avx512)
+SEGNET_DC_ABSENT_ISA(avx512)
 #endif
 #if !SEGNET_HAVE_AVX2_KERNELS
-SEGNET_DC_STUB(avx2)
+SEGNET_DC_ABSENT_ISA(avx2)
 #endif
 
 // The bf16 kernels on AVX512-BF16 (Precision::bf16): the same kernels once more.

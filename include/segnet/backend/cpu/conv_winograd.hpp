@@ -331,8 +331,9 @@ struct Avx2 : direct::Avx2 {
 #endif
 
 #if !SEGNET_HAVE_AVX512_KERNELS || !SEGNET_HAVE_AVX2_KERNELS
-// No x86 kernels in this build: winograd_usable() is false, the entry points are never called.
-#define SEGNET_WG_STUB(NS)                                                                                        \
+// A kernel set this build does not compile (not x86, or below the build's baseline: simd.hpp):
+// winograd_usable() is false, so the entry points are never called.
+#define SEGNET_WG_ABSENT_ISA(NS)                                                                                        \
     namespace segnet::backend::cpu::NS {                                                                         \
     inline bool winograd_usable(const backend::ConvGeometry&) { return false; }                                  \
     inline void winograd_forward(const float*, const float*, const float*, float*, int,                         \
@@ -340,12 +341,12 @@ struct Avx2 : direct::Avx2 {
     inline void winograd_backward_data(const float*, const float*, float*, int, const backend::ConvGeometry&) {} \
     }
 #if !SEGNET_HAVE_AVX512_KERNELS
-SEGNET_WG_STUB(avx512)
+SEGNET_WG_ABSENT_ISA(avx512)
 #endif
 #if !SEGNET_HAVE_AVX2_KERNELS
-SEGNET_WG_STUB(avx2)
+SEGNET_WG_ABSENT_ISA(avx2)
 #endif
-#undef SEGNET_WG_STUB
+#undef SEGNET_WG_ABSENT_ISA
 #endif
 
 namespace segnet::backend::cpu::winograd {
