@@ -146,7 +146,7 @@ struct Avx512Bf16 : Avx512 {
 #undef SEGNET_DC_ISA
 #undef SEGNET_DC_TARGET
 #else
-SEGNET_DC_STUB(avx512_bf16)
+SEGNET_DC_ABSENT_ISA(avx512_bf16)
 #endif
 
 namespace segnet::backend::cpu::avx512_bf16 {
