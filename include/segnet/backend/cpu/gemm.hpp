@@ -126,13 +126,13 @@ inline void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
     const std::int64_t nc_max = std::min(NC, (n + NR - 1) / NR * NR);
     if (std::int64_t(packed_b.size()) < nc_max * KC) packed_b.resize(std::size_t(nc_max * KC));
     alignas(64) float ab[MR * NR];
-    for (std::int64_t j0 = 0; j0 < n; j0 += NC) {
-        const std::int64_t nc = std::min(NC, n - j0);
-        for (std::int64_t p0 = 0; p0 < k; p0 += KC) {
-            const std::int64_t kc = std::min(KC, k - p0);
+    for (std::int64_t p0 = 0; p0 < k; p0 += KC) {
+        const std::int64_t kc = std::min(KC, k - p0);
+        pack_a(m, kc, a + p0, lda, packed_a.data());  // once per block of the reduction
+        for (std::int64_t j0 = 0; j0 < n; j0 += NC) {
+            const std::int64_t nc = std::min(NC, n - j0);
             const float* b_block = b_transposed ? b + j0 * ldb + p0 : b + p0 * ldb + j0;
             pack_b(kc, nc, b_block, ldb, b_transposed, packed_b.data());
-            pack_a(m, kc, a + p0, lda, packed_a.data());
             for (std::int64_t jr = 0; jr < nc; jr += NR) {
                 const std::int64_t cols = std::min<std::int64_t>(NR, nc - jr);
                 const float* bp = packed_b.data() + jr * kc;
