@@ -9,7 +9,7 @@
 // forward's eval-fusion arguments (weights scaled per output channel, ReLU at the store) on every
 // path against the reference with pre-scaled weights and a separate ReLU, and the forward on an
 // unpooling read from pooled values and indices (bit for bit the materialised one).
-// The bf16 kernels (Precision::bf16 on AVX512-BF16; skipped on CPUs without it) on the same
+// The bf16 kernels (Precision::bf16 on AMX or AVX512-BF16; skipped on CPUs without them) on the same
 // kinds of shapes against the reference on bf16-rounded operands and within bf16's rounding
 // bound of the plain reference, and Precision::bf16 on a CPU without BF16 units (SEGNET_CONV=avx2
 // here) bit for bit the FP32 result.
@@ -813,8 +813,11 @@ void check_bf16_case(const Case& c, int threads) {
         std::vector<float> materialised(out, 1.f), fused(out, 2.f);
         cpu::conv2d_forward(unpooled.data(), w.data(), bias.data(), materialised.data(), c.batch, g, scale.data(), true);
         const cpu::direct::Unpooled u{values.data(), indices.data(), ph, pw, 2};
-        REQUIRE(cpu::conv2d_forward_unpooled(u, w.data(), bias.data(), fused.data(), c.batch, g, scale.data(), true));
-        CHECK(fused == materialised);
+        // The AMX kernels have no fused (un)pooling: the calls decline and write nothing.
+        const bool fused_kernels = !cpu::amx::wanted(g);
+        CHECK(cpu::conv2d_forward_unpooled(u, w.data(), bias.data(), fused.data(), c.batch, g, scale.data(), true) ==
+              fused_kernels);
+        CHECK(fused == (fused_kernels ? materialised : std::vector<float>(out, 2.f)));
 
         const int oh = (c.h + 1) / 2, ow = (c.w + 1) / 2;
         const std::size_t pooled = std::size_t(c.batch) * c.cout * oh * ow;
@@ -822,10 +825,10 @@ void check_bf16_case(const Case& c, int threads) {
         std::vector<std::int32_t> indices_ref(pooled), indices_fused(pooled, -3);
         cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), c.batch, g);
         cpu::max_pool_forward(y.data(), c.batch, c.cout, c.h, c.w, 2, values_ref.data(), oh, ow, indices_ref.data());
-        REQUIRE(cpu::conv2d_forward_pooled(x.data(), w.data(), bias.data(), c.batch, g, 2, values_fused.data(),
-                                           indices_fused.data()));
-        CHECK(values_fused == values_ref);
-        CHECK(indices_fused == indices_ref);
+        CHECK(cpu::conv2d_forward_pooled(x.data(), w.data(), bias.data(), c.batch, g, 2, values_fused.data(),
+                                         indices_fused.data()) == fused_kernels);
+        CHECK(values_fused == (fused_kernels ? values_ref : std::vector<float>(pooled, 3.f)));
+        CHECK(indices_fused == (fused_kernels ? indices_ref : std::vector<std::int32_t>(pooled, -3)));
     }
 
     // backward-data (dx overwritten: start from garbage)
@@ -887,6 +890,25 @@ TEST_CASE("bf16 conv kernels match the reference: odd channels, register-block a
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_bf16_case(c, threads);
+}
+
+TEST_CASE("AMX conv kernels match the reference: channels around the tiles, position tails" *
+          doctest::skip(!cpu::simd::has_amx_bf16())) {
+    // Channel counts around the tiles (16 rows, 32 input channels per step, output channels in
+    // blocks of 32), widths and heights around the 32 positions of a tile pair (positions are
+    // counted with the padded pitch w + k - 1), every odd kernel size SegNet-like models use.
+    const std::vector<Case> cases = {
+        {16, 16, 5, 7, 3, 1},  {17, 33, 6, 4, 5, 2},  {32, 31, 1, 30, 3, 1},  {33, 48, 9, 11, 3, 2},
+        {64, 64, 23, 30, 7, 1}, {96, 64, 13, 9, 3, 3}, {64, 16, 2, 33, 1, 1},  {48, 65, 3, 2, 7, 1},
+        {31, 17, 12, 12, 5, 1}, {64, 96, 4, 26, 3, 2},
+    };
+    for (const Case& c : cases) {
+        CHECK(cpu::amx::usable(same_geometry(c)));
+        for (int threads : {1, 2}) check_bf16_case(c, threads);
+    }
+    // Fewer than 16 channels on either side: the AVX512-BF16 kernels run them.
+    CHECK_FALSE(cpu::amx::usable(same_geometry({3, 64, 13, 11, 7, 1})));
+    CHECK_FALSE(cpu::amx::usable(same_geometry({64, 11, 13, 11, 1, 1})));
 }
 
 TEST_CASE("Precision::bf16 without BF16 units: the FP32 result" * doctest::skip(bf16_units)) {

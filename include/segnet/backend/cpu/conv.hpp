@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "segnet/backend/conv_geometry.hpp"
+#include "segnet/backend/cpu/conv_amx.hpp"
 #include "segnet/backend/cpu/conv_direct.hpp"
 #include "segnet/backend/cpu/gemm.hpp"
 #include "segnet/backend/cpu/conv_winograd.hpp"
@@ -222,7 +223,7 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
         throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_unpooled: pooled " + std::to_string(u.ph) + "x" +
                                     std::to_string(u.pw) + " is not the " + std::to_string(u.k) + "x pooling of " +
                                     std::to_string(g.in_h) + "x" + std::to_string(g.in_w));
-    if (winograd_beats_fusion(g, batch)) return false;
+    if (winograd_beats_fusion(g, batch) || amx::wanted(g)) return false;
     if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else if (avx512::usable(g)) avx512::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
     else if (avx2::usable(g)) avx2::conv2d_forward(nullptr, w, bias, y, batch, g, weight_scale, relu, &u);
@@ -242,7 +243,7 @@ inline bool conv2d_forward_pooled(const float* x, const float* w, const float* b
                                   bool relu = false) {
     g.validate();
     if (k < 1) throw std::invalid_argument("segnet::backend::cpu::conv2d_forward_pooled: pooling window " + std::to_string(k));
-    if (winograd_beats_fusion(g, batch)) return false;
+    if (winograd_beats_fusion(g, batch) || amx::wanted(g)) return false;
     const direct::Pooled p{values, indices, k};
     if (avx512_bf16::wanted(g)) avx512_bf16::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
     else if (avx512::usable(g)) avx512::conv2d_forward(x, w, bias, nullptr, batch, g, weight_scale, relu, nullptr, &p);
@@ -342,6 +343,7 @@ inline void conv2d_backward_filter_im2col(const float* x, const float* dy, float
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
+    if (amx::wanted(g)) return amx::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
         return winograd::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
@@ -353,6 +355,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten.
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     g.validate();
+    if (amx::wanted(g)) return amx::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_backward_data(dy, w, dx, batch, g);
     if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
         return winograd::conv2d_backward_data(dy, w, dx, batch, g);
@@ -371,7 +374,9 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
-    if (avx512_bf16::wanted(g))
+    if (amx::wanted(g))
+        amx::conv2d_backward_filter(x, dy, dw, batch, g);
+    else if (avx512_bf16::wanted(g))
         avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
     else if (avx512::usable(g))
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);

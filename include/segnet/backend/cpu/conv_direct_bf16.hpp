@@ -51,27 +51,31 @@ inline float bf16_round(float v) {
 inline thread_local std::vector<std::uint32_t> band_pairs_buffer;
 inline thread_local std::vector<std::uint16_t> bf16_stream_buffers[2];
 
-/// out[p][i] = [bf16 band[2p][i], bf16 band[2p + 1][i]] (low, high; zero past channel c - 1) for
-/// planes of `plane` floats.
-SEGNET_AVX512_BF16_TARGET inline void pair_channels(const float* band, int c, std::int64_t plane,
-                                                    std::uint32_t* out) {
-    // cvtne2ps puts the first plane's 16 values in elements 0..15 and the second's in 16..31;
+/// out[i] = [bf16 first[i], bf16 second[i]] (low, high; second null: zero) for i < n.
+SEGNET_AVX512_BF16_TARGET inline void pair_run(const float* first, const float* second, std::int64_t n,
+                                               std::uint32_t* out) {
+    // cvtne2ps puts the first run's 16 values in elements 0..15 and the second's in 16..31;
     // this permutation interleaves them into pairs.
     alignas(64) static constexpr std::uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
                                                                  21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26,
                                                                  11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     const __m512i order = _mm512_load_si512(interleave);
+    for (std::int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+        const __m512 lo = _mm512_maskz_loadu_ps(m, first + i);
+        const __m512 hi = second ? _mm512_maskz_loadu_ps(m, second + i) : _mm512_setzero_ps();
+        const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_mask_storeu_epi32(out + i, m, _mm512_permutexvar_epi16(order, both));
+    }
+}
+
+/// out[p][i] = [bf16 band[2p][i], bf16 band[2p + 1][i]] (low, high; zero past channel c - 1) for
+/// planes of `plane` floats.
+SEGNET_AVX512_BF16_TARGET inline void pair_channels(const float* band, int c, std::int64_t plane,
+                                                    std::uint32_t* out) {
     for (int p = 0; p < (c + 1) / 2; ++p) {
         const float* first = band + 2 * p * plane;
-        const float* second = 2 * p + 1 < c ? first + plane : nullptr;
-        std::uint32_t* d = out + p * plane;
-        for (std::int64_t i = 0; i < plane; i += 16) {
-            const __mmask16 m = plane - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (plane - i)) - 1);
-            const __m512 lo = _mm512_maskz_loadu_ps(m, first + i);
-            const __m512 hi = second ? _mm512_maskz_loadu_ps(m, second + i) : _mm512_setzero_ps();
-            const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_mask_storeu_epi32(d + i, m, _mm512_permutexvar_epi16(order, both));
-        }
+        pair_run(first, 2 * p + 1 < c ? first + plane : nullptr, plane, out + p * plane);
     }
 }
 

@@ -6,12 +6,15 @@
 //   if (segnet::backend::cpu::simd::has_avx2_fma()) kernel2(...);
 //   SEGNET_AVX512_BF16_TARGET void kernel3(...);         // AVX-512 + AVX512-BF16 (vdpbf16ps)
 //   if (segnet::backend::cpu::simd::has_avx512_bf16()) kernel3(...);
+//   SEGNET_AMX_TARGET void kernel4(...);                 // AMX-BF16 tiles (and AVX512-BF16)
+//   if (segnet::backend::cpu::simd::has_amx_bf16()) kernel4(...);   // asks Linux for AMX state once
 //
 // Kernels marked SEGNET_AVX512_TARGET / SEGNET_AVX2_TARGET are compiled for that ISA whatever
 // -march says, so one binary runs everywhere and uses the widest vectors the CPU has.
 // SEGNET_CONV in the environment overrides the choice for timing and testing in one binary:
 // SEGNET_CONV=im2col switches all of them off (the portable path), SEGNET_CONV=avx2 switches
-// AVX-512 off (an AVX-512 machine then runs as an AVX2-only one would).
+// AVX-512 off (an AVX-512 machine then runs as an AVX2-only one would), SEGNET_CONV=avx512
+// switches AMX off (bf16 then runs on AVX512-BF16 dot products, as on AMD Zen 4/5).
 //
 // Kernels below the build's baseline are not compiled, as Highway skips the targets worse than
 // its static one: a translation unit compiled for AVX-512 (-march=native on an AVX-512 CPU)
@@ -38,7 +41,18 @@
 #define SEGNET_AVX2_TARGET __attribute__((target("avx2,fma")))
 #define SEGNET_AVX512_BF16_TARGET \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")))
+#define SEGNET_AMX_TARGET \
+    __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")))
+#if defined(__linux__) && __has_include(<sys/syscall.h>)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SEGNET_HAVE_AMX_KERNELS 1
 #else
+#define SEGNET_HAVE_AMX_KERNELS 0  // AMX state needs the OS's permission, asked for on Linux only
+#endif
+#else
+#define SEGNET_HAVE_AMX_KERNELS 0
 #define SEGNET_HAVE_AVX512_KERNELS 0
 #define SEGNET_HAVE_AVX2_KERNELS 0
 #endif
@@ -87,6 +101,29 @@ inline bool has_avx512_bf16() {
     static const bool ok = [] {
         __builtin_cpu_init();
         return has_avx512() && __builtin_cpu_supports("avx512bf16");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
+/// True when the CPU has AMX-BF16 tiles (Intel Sapphire Rapids and later) besides AVX512-BF16,
+/// Linux granted this process the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM, asked for on
+/// the first call; it holds for the whole process) and SEGNET_CONV is not avx512 (nor avx2 or
+/// im2col, which switch AVX-512 off).
+inline bool has_amx_bf16() {
+#if SEGNET_HAVE_AMX_KERNELS
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        if (conv_env_is("avx512") || !has_avx512_bf16()) return false;
+        // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE (GCC 12's __builtin_cpu_supports
+        // does not detect AMX).
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+        if (!(edx & (1u << 22)) || !(edx & (1u << 24))) return false;
+        constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+        return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
     }();
     return ok;
 #else
