@@ -118,25 +118,43 @@ SEGNET_AMX_TARGET inline void pair_planes(const float* x, int c, int pairs, cons
     });
 }
 
+/// The weights of the convolution the kernels compute, read from an OIHW array: w(o, c, tap) =
+/// w[o * o_stride + c * c_stride + (flip ? kk - 1 - tap : tap)] * scale[o] (scale null: 1). The
+/// forward reads the weights as they are, backward-data transposed and flipped.
+struct WeightView {
+    const float* w;
+    std::int64_t o_stride, c_stride;
+    bool flip;
+    const float* scale;
+};
+
 /// The forward's A operands: for each block of 16 output channels ob (out_c padded to 32), each
-/// block of 32 input channels cb and each tap, a 16 x 32 bf16 tile [o][c] of get(o, c, ky, kx),
-/// zero past out_c and in_c; tiles in that order, 512 values each.
-template <class Get>
-void pack_weights(int out_c, int in_c, int k, Get get, std::uint16_t* dst) {
+/// block of 32 input channels cb and each tap, a 16 x 32 bf16 tile [o][c] of v(o, c, tap), zero
+/// past out_c and in_c; tiles in that order, 512 values each. Each row is two gathers.
+SEGNET_AVX512_BF16_TARGET inline void pack_weights(int out_c, int in_c, int k, const WeightView& v, std::uint16_t* dst) {
     const int out_blocks = int(round_up(out_c, 32) / 16), in_blocks = int(round_up(in_c, 32) / 32), kk = k * k;
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(int(v.c_stride)));
     parallel_for(0, out_blocks, [&](std::int64_t b, std::int64_t e, int) {
-        for (std::int64_t ob = b; ob < e; ++ob) {
-            std::uint16_t* block = dst + ob * in_blocks * kk * 512;
+        for (std::int64_t ob = b; ob < e; ++ob)
             for (int ol = 0; ol < 16; ++ol) {
                 const int o = int(ob) * 16 + ol;
-                for (int c = 0; c < in_blocks * 32; ++c) {
-                    std::uint16_t* at = block + (std::int64_t(c / 32) * kk) * 512 + ol * 32 + c % 32;
-                    for (int ky = 0; ky < k; ++ky)
-                        for (int kx = 0; kx < k; ++kx, at += 512)
-                            *at = o < out_c && c < in_c ? std::uint16_t(direct::bf16_bits(get(o, c, ky, kx))) : 0;
+                std::uint16_t* row = dst + ob * in_blocks * kk * 512 + ol * 32;
+                const __m512 scale = _mm512_set1_ps(o < out_c && v.scale ? v.scale[o] : 1.f);
+                for (int cb = 0; cb < in_blocks; ++cb) {
+                    const int left = o < out_c ? std::clamp(in_c - cb * 32, 0, 32) : 0;
+                    const __mmask16 lo = __mmask16((1u << std::min(left, 16)) - 1);
+                    const __mmask16 hi = __mmask16((1u << std::max(left - 16, 0)) - 1);
+                    const float* base = v.w + std::int64_t(std::min(o, out_c - 1)) * v.o_stride + std::int64_t(cb) * 32 * v.c_stride;
+                    for (int tap = 0; tap < kk; ++tap, row += 512) {
+                        const float* at = base + (v.flip ? kk - 1 - tap : tap);
+                        const __m512 first = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lo, lanes, at, 4);
+                        const __m512 second = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), hi, lanes, at + 16 * v.c_stride, 4);
+                        _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(second, scale),
+                                                                              _mm512_mul_ps(first, scale)));
+                    }
                 }
             }
-        }
     });
 }
 
@@ -208,15 +226,14 @@ SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, in
     }
 }
 
-/// y = conv(x, w) (+ bias, max(., 0) when relu) for every image, get(o, c, ky, kx) the (scaled)
-/// weights of an in_c -> out_c, k x k, stride-1 same-size convolution on h x w planes.
-template <class Get>
-void forward(const float* x, Get get, const float* bias, float* y, int batch, int in_c, int out_c, int h, int w, int k,
+/// y = conv(x, w) (+ bias, max(., 0) when relu) for every image, for the weights `weights` of an
+/// in_c -> out_c, k x k, stride-1 same-size convolution on h x w planes.
+inline void forward(const float* x, const WeightView& weights, const float* bias, float* y, int batch, int in_c, int out_c, int h, int w, int k,
              bool relu) {
     const Planes s(k, h, w);
     const int in_blocks = int(round_up(in_c, 32) / 32), out_pairs = int(round_up(out_c, 32) / 32), kk = k * k;
     std::uint16_t* packed = direct::scratch(packed_weight_buffer, std::int64_t(out_pairs) * 2 * in_blocks * kk * 512);
-    pack_weights(out_c, in_c, k, get, packed);
+    pack_weights(out_c, in_c, k, weights, packed);
     std::uint32_t* pairs = direct::scratch(input_operand_buffer, std::int64_t(in_blocks) * 16 * s.plane);
     const std::int64_t q_blocks = s.positions_rounded / 32;
     // Work items: (chunk of positions, group of 32-channel output blocks), enough of them to
@@ -353,14 +370,8 @@ SEGNET_AMX_TARGET inline void backward_filter_tiles(const std::uint16_t* a, std:
 inline void conv2d_forward(const float* x, const float* w, const float* bias, float* y, int batch,
                            const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
 #if SEGNET_HAVE_AMX_KERNELS
-    const int k = g.k, ci = g.in_c;
-    forward(
-        x,
-        [&](int o, int c, int ky, int kx) {
-            const float v = w[((std::int64_t(o) * ci + c) * k + ky) * k + kx];
-            return weight_scale ? v * weight_scale[o] : v;
-        },
-        bias, y, batch, g.in_c, g.out_c, g.in_h, g.in_w, k, relu);
+    const std::int64_t kk = std::int64_t(g.k) * g.k;
+    forward(x, {w, g.in_c * kk, kk, false, weight_scale}, bias, y, batch, g.in_c, g.out_c, g.in_h, g.in_w, g.k, relu);
 #else
     (void)x, (void)w, (void)bias, (void)y, (void)batch, (void)g, (void)weight_scale, (void)relu;
 #endif
@@ -369,11 +380,9 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
 /// dx = d(sum dy * conv(x, w)) / dx; dx is overwritten. Requires usable(g).
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
 #if SEGNET_HAVE_AMX_KERNELS
-    const int k = g.k, ci = g.in_c;
+    const std::int64_t kk = std::int64_t(g.k) * g.k;
     // The forward of the transposed, flipped kernel: dy's out_c channels in, dx's in_c out.
-    forward(
-        dy, [&](int c, int o, int ky, int kx) { return w[((std::int64_t(o) * ci + c) * k + (k - 1 - ky)) * k + (k - 1 - kx)]; },
-        nullptr, dx, batch, g.out_c, g.in_c, g.in_h, g.in_w, k, false);
+    forward(dy, {w, kk, g.in_c * kk, true, nullptr}, nullptr, dx, batch, g.out_c, g.in_c, g.in_h, g.in_w, g.k, false);
 #else
     (void)dy, (void)w, (void)dx, (void)batch, (void)g;
 #endif
