@@ -158,8 +158,9 @@ int run(int argc, char** argv) {
     {
         const char* isa = backend::cpu::direct_conv_isa({64, 45, 60, 64, 45, 60, 3, 1, 1, 1});
         const bool bf16 = precision == Precision::bf16 && backend::cpu::bf16_units() && *isa;
-        std::printf("threads %d, batch %d, precision %s, fast kernels %s%s\n", threads, batch, to_string(precision),
-                    *isa ? isa : "off", bf16 ? " with AVX512-BF16" : precision == Precision::bf16 ? " (no BF16 units: FP32)" : "");
+        std::printf("threads %d, batch %d, precision %s, fast kernels %s%s%s\n", threads, batch, to_string(precision),
+                    *isa ? isa : "off", bf16 ? " with " : "",
+                    bf16 ? backend::cpu::bf16_units_name() : precision == Precision::bf16 ? " (no BF16 units: FP32)" : "");
     }
     std::mt19937 gen(1);
     if (winograd == "compare") {

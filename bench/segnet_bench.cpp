@@ -292,14 +292,16 @@ int bench(const Options& o, Precision precision) {
             "{\"model\": \"%s\", \"mode\": \"%s\", \"batch\": %d, \"height\": %d, \"width\": %d, \"threads\": %d, "
             "\"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"images_per_s\": %.4f, \"gflops\": %.2f, "
             "\"forward_gflop_per_image\": %.3f, \"peak_rss_mb\": %.1f, \"cpu_ms\": %.3f, \"fusion\": %s, "
-            "\"precision\": \"%s\", \"bf16_units\": %s}\n",
+            "\"precision\": \"%s\", \"bf16_units\": %s, \"bf16_kernels\": \"%s\"}\n",
             o.model.c_str(), o.train ? "train" : "infer", o.batch, o.h, o.w, segnet::num_threads(), o.iters, med, mn,
             ips, gflops, flops_per_image / 1e9, rss, cpu_med, o.fusion ? "true" : "false", to_string(precision),
-            backend::cpu::bf16_units() ? "true" : "false");
+            backend::cpu::bf16_units() ? "true" : "false", backend::cpu::bf16_units_name());
     } else {
-        std::printf("%s %s, batch %d, 3x%dx%d, %d threads, precision %s, %d iterations (%d warm-up)\n",
+        std::printf("%s %s, batch %d, 3x%dx%d, %d threads, precision %s%s%s%s, %d iterations (%d warm-up)\n",
                     o.model.c_str(), o.train ? "training step" : "inference", o.batch, o.h, o.w, segnet::num_threads(),
-                    to_string(precision), o.iters, o.warmup);
+                    to_string(precision), precision == Precision::bf16 ? " (" : "",
+                    precision == Precision::bf16 ? backend::cpu::bf16_units_name() : "",
+                    precision == Precision::bf16 ? ")" : "", o.iters, o.warmup);
         std::printf("  median %.2f ms, min %.2f ms, %.3f images/s, %.1f GFLOP/s (%.2f GFLOP %s), peak RSS %.0f MB, "
                     "CPU time %.2f ms per thread%s\n",
                     med, mn, ips, gflops, flops / 1e9, o.train ? "fwd+bwd" : "forward", rss, cpu_med,

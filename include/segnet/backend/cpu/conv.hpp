@@ -15,9 +15,11 @@
 // pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
 // conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
 // SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
-// Precision::bf16 (core/precision.hpp, per thread) they run the bf16 direct kernels with FP32
-// accumulation instead, where the CPU has AVX512-BF16 (conv_direct_bf16.hpp; the fused unpooled
-// and pooled forwards too); elsewhere, and for the im2col path, bf16 computes in FP32. The
+// Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation
+// instead: on AMX tiles where the CPU has AMX-BF16 and the layer at least 16 input and output
+// channels (conv_amx.hpp; the fused unpooled and pooled forwards then decline), else with the
+// bf16 direct kernels where it has AVX512-BF16 (conv_direct_bf16.hpp; the fused forwards too);
+// elsewhere, and for the im2col path, bf16 computes in FP32. The
 // *_im2col functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
@@ -214,8 +216,8 @@ inline bool winograd_beats_fusion(const ConvGeometry& g, int batch) {
 /// conv2d_forward on the max-unpooling `u` describes (the eval-mode fusion of an Unpool and the
 /// convolution after it): the direct kernels build their input bands from the pooled values and
 /// indices, so the unpooled map is never written or read. Only where the direct kernels run g on
-/// this CPU and Winograd does not (winograd_beats_fusion): returns false, and writes nothing,
-/// otherwise (the caller then unpools first).
+/// this CPU and neither Winograd (winograd_beats_fusion) nor AMX does: returns false, and writes
+/// nothing, otherwise (the caller then unpools first).
 inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, const float* bias, float* y, int batch,
                                     const ConvGeometry& g, const float* weight_scale = nullptr, bool relu = false) {
     g.validate();
@@ -235,9 +237,9 @@ inline bool conv2d_forward_unpooled(const direct::Unpooled& u, const float* w, c
 /// indices as cpu::max_pool_forward) into `values` and `indices` ({batch, out_c, ceil(h / k),
 /// ceil(w / k)}): the eval-mode fusion of an Encoder's last convolution and its MaxPool. The
 /// direct kernels pool each band of output rows while it is in cache, so the full-size map is
-/// never written. Only where the direct kernels run g on this CPU and Winograd does not
-/// (winograd_beats_fusion): returns false, and writes nothing, otherwise (the caller then
-/// convolves and pools separately).
+/// never written. Only where the direct kernels run g on this CPU and neither Winograd
+/// (winograd_beats_fusion) nor AMX does: returns false, and writes nothing, otherwise (the
+/// caller then convolves and pools separately).
 inline bool conv2d_forward_pooled(const float* x, const float* w, const float* bias, int batch, const ConvGeometry& g,
                                   int k, float* values, std::int32_t* indices, const float* weight_scale = nullptr,
                                   bool relu = false) {
@@ -364,8 +366,9 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     conv2d_backward_data_im2col(dy, w, dx, batch, g);
 }
 
-/// The direct-convolution kernels conv2d_forward and its gradients use for g on this CPU:
-/// "AVX-512", "AVX2" or "" (the im2col path).
+/// The FP32 direct-convolution kernels conv2d_forward and its gradients use for g on this CPU:
+/// "AVX-512", "AVX2" or "" (the im2col path). Under Precision::bf16, bf16_units_name() (simd.hpp)
+/// names the units that run instead.
 inline const char* direct_conv_isa(const ConvGeometry& g) {
     return avx512::usable(g) ? "AVX-512" : avx2::usable(g) ? "AVX2" : "";
 }

@@ -86,6 +86,9 @@ SEGNET_AMX_TARGET inline void configure_tiles() {
     _tile_loadconfig(&config);
 }
 
+/// Releases this thread's tiles (their state no longer needs saving).
+SEGNET_AMX_TARGET inline void release_tiles() { _tile_release(); }
+
 /// The kernels' operands: per calling thread (the workers share them), they only grow.
 inline thread_local std::vector<std::uint32_t> input_operand_buffer;
 inline thread_local std::vector<std::uint16_t> packed_weight_buffer, gradient_operand_buffer;
@@ -94,7 +97,7 @@ inline thread_local std::vector<float> filter_accumulator_buffer;
 
 /// out[p][.] = the padded plane of pairs of channels [x[2p], x[2p + 1]] of one image (c planes of
 /// h x w), for p < pairs (zero past channel c - 1).
-SEGNET_AMX_TARGET inline void pair_planes(const float* x, int c, int pairs, const Planes& s, std::uint32_t* out) {
+inline void pair_planes(const float* x, int c, int pairs, const Planes& s, std::uint32_t* out) {
     const std::int64_t hw = std::int64_t(s.h) * s.w;
     parallel_for(0, pairs, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t p = b; p < e; ++p) {
@@ -131,30 +134,32 @@ struct WeightView {
 /// The forward's A operands: for each block of 16 output channels ob (out_c padded to 32), each
 /// block of 32 input channels cb and each tap, a 16 x 32 bf16 tile [o][c] of v(o, c, tap), zero
 /// past out_c and in_c; tiles in that order, 512 values each. Each row is two gathers.
-SEGNET_AVX512_BF16_TARGET inline void pack_weights(int out_c, int in_c, int k, const WeightView& v, std::uint16_t* dst) {
-    const int out_blocks = int(round_up(out_c, 32) / 16), in_blocks = int(round_up(in_c, 32) / 32), kk = k * k;
+SEGNET_AVX512_BF16_TARGET inline void pack_weight_block(int ob, int out_c, int in_c, int k, const WeightView& v,
+                                                        std::uint16_t* dst) {
+    const int in_blocks = int(round_up(in_c, 32) / 32), kk = k * k;
     const __m512i lanes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                              _mm512_set1_epi32(int(v.c_stride)));
-    parallel_for(0, out_blocks, [&](std::int64_t b, std::int64_t e, int) {
-        for (std::int64_t ob = b; ob < e; ++ob)
-            for (int ol = 0; ol < 16; ++ol) {
-                const int o = int(ob) * 16 + ol;
-                std::uint16_t* row = dst + ob * in_blocks * kk * 512 + ol * 32;
-                const __m512 scale = _mm512_set1_ps(o < out_c && v.scale ? v.scale[o] : 1.f);
-                for (int cb = 0; cb < in_blocks; ++cb) {
-                    const int left = o < out_c ? std::clamp(in_c - cb * 32, 0, 32) : 0;
-                    const __mmask16 lo = __mmask16((1u << std::min(left, 16)) - 1);
-                    const __mmask16 hi = __mmask16((1u << std::max(left - 16, 0)) - 1);
-                    const float* base = v.w + std::int64_t(std::min(o, out_c - 1)) * v.o_stride + std::int64_t(cb) * 32 * v.c_stride;
-                    for (int tap = 0; tap < kk; ++tap, row += 512) {
-                        const float* at = base + (v.flip ? kk - 1 - tap : tap);
-                        const __m512 first = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lo, lanes, at, 4);
-                        const __m512 second = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), hi, lanes, at + 16 * v.c_stride, 4);
-                        _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(second, scale),
-                                                                              _mm512_mul_ps(first, scale)));
-                    }
-                }
+    for (int ol = 0; ol < 16; ++ol) {
+        const int o = ob * 16 + ol;
+        std::uint16_t* row = dst + std::int64_t(ob) * in_blocks * kk * 512 + ol * 32;
+        const __m512 scale = _mm512_set1_ps(o < out_c && v.scale ? v.scale[o] : 1.f);
+        for (int cb = 0; cb < in_blocks; ++cb) {
+            const int left = o < out_c ? std::clamp(in_c - cb * 32, 0, 32) : 0;
+            const __mmask16 lo = __mmask16((1u << std::min(left, 16)) - 1);
+            const __mmask16 hi = __mmask16((1u << std::max(left - 16, 0)) - 1);
+            const float* base = v.w + std::int64_t(std::min(o, out_c - 1)) * v.o_stride + std::int64_t(cb) * 32 * v.c_stride;
+            for (int tap = 0; tap < kk; ++tap, row += 512) {
+                const float* at = base + (v.flip ? kk - 1 - tap : tap);
+                const __m512 first = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lo, lanes, at, 4);
+                const __m512 second = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), hi, lanes, at + 16 * v.c_stride, 4);
+                _mm512_storeu_si512(row, (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(second, scale), _mm512_mul_ps(first, scale)));
             }
+        }
+    }
+}
+inline void pack_weights(int out_c, int in_c, int k, const WeightView& v, std::uint16_t* dst) {
+    parallel_for(0, round_up(out_c, 32) / 16, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t ob = b; ob < e; ++ob) pack_weight_block(int(ob), out_c, in_c, k, v, dst);
     });
 }
 
@@ -189,8 +194,8 @@ SEGNET_AMX_TARGET inline void forward_tiles(const std::uint16_t* a0, const std::
 
 /// Writes the rows of out[32][32] (output channels o0.., positions q0..q0 + 31) that are output
 /// channels below out_c and positions inside the image to y (one image), plus bias, ReLU.
-SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, int out_c, std::int64_t q0, const Planes& s,
-                                                    const float* bias, bool relu, float* y) {
+SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, int out_c, std::int64_t q0,
+                                                    const Planes& s, const float* bias, bool relu, float* y) {
     struct Run {
         int from, length;
         std::int64_t at;
@@ -228,8 +233,8 @@ SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, in
 
 /// y = conv(x, w) (+ bias, max(., 0) when relu) for every image, for the weights `weights` of an
 /// in_c -> out_c, k x k, stride-1 same-size convolution on h x w planes.
-inline void forward(const float* x, const WeightView& weights, const float* bias, float* y, int batch, int in_c, int out_c, int h, int w, int k,
-             bool relu) {
+inline void forward(const float* x, const WeightView& weights, const float* bias, float* y, int batch, int in_c,
+                    int out_c, int h, int w, int k, bool relu) {
     const Planes s(k, h, w);
     const int in_blocks = int(round_up(in_c, 32) / 32), out_pairs = int(round_up(out_c, 32) / 32), kk = k * k;
     std::uint16_t* packed = direct::scratch(packed_weight_buffer, std::int64_t(out_pairs) * 2 * in_blocks * kk * 512);
@@ -259,7 +264,7 @@ inline void forward(const float* x, const WeightView& weights, const float* bias
                         store_outputs(out, 32 * op, out_c, qb * 32, s, bias, relu, yn);
                     }
             }
-            _tile_release();
+            release_tiles();
         });
     }
 }
@@ -267,8 +272,8 @@ inline void forward(const float* x, const WeightView& weights, const float* bias
 /// The padded bf16 planes of one image's output gradient, laid out for backward_filter_tiles:
 /// out[o][lead + q] = bf16 dy[o][y][x] at q = y * wp + x (x < w), zero elsewhere, rows `row`
 /// values apart, for o < rows_total (zero past out_c).
-SEGNET_AVX512_BF16_TARGET inline void gradient_rows(const float* dy, int out_c, int rows_total, const Planes& s,
-                                                    std::int64_t lead, std::int64_t row, std::uint16_t* out) {
+inline void gradient_rows(const float* dy, int out_c, int rows_total, const Planes& s, std::int64_t lead,
+                          std::int64_t row, std::uint16_t* out) {
     const std::int64_t hw = std::int64_t(s.h) * s.w;
     parallel_for(0, rows_total, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t o = b; o < e; ++o) {
@@ -281,10 +286,43 @@ SEGNET_AVX512_BF16_TARGET inline void gradient_rows(const float* dy, int out_c, 
     });
 }
 
+/// out[j * channels + i] = the 32-bit pair r0 + j of bf16 plane i, for i, j < 16 (planes `plane`
+/// values apart): a 16 x 16 transpose of 32-bit elements in 4 rounds of unpack / shuffle.
+SEGNET_AVX512_BF16_TARGET inline void transpose_pairs(const std::uint16_t* planes, std::int64_t plane, std::int64_t r0,
+                                                      int channels, std::uint32_t* out) {
+    __m512i v[16];
+    for (int i = 0; i < 16; ++i)
+        v[i] = _mm512_loadu_si512(reinterpret_cast<const std::uint32_t*>(planes + i * plane) + r0);
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        t[i] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0x88);
+        t[i + 8] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0xDD);
+        t[i + 12] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; ++i) {
+        v[i] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0x88);
+        v[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0xDD);
+        v[i + 4] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0x88);
+        v[i + 12] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0xDD);
+    }
+    // v[j] is now column j: pair r0 + j of the 16 planes.
+    for (int j = 0; j < 16; ++j) _mm512_storeu_si512(out + j * channels, v[j]);
+}
+
 /// The padded input of one image transposed to pairs of positions: out[u / 2][c] = [bf16
 /// x_padded[c][u], bf16 x_padded[c][u + 1]] for c < channels (a multiple of 16; zero past in_c).
-SEGNET_AVX512_BF16_TARGET inline void position_pairs(const float* x, int in_c, int channels, const Planes& s,
-                                                     std::uint32_t* out) {
+inline void position_pairs(const float* x, int in_c, int channels, const Planes& s, std::uint32_t* out) {
     // Each channel's padded plane in bf16 first, then 16 x 16 transposes of 32-bit pairs.
     std::uint16_t* planes = direct::scratch(rounded_input_buffer, std::int64_t(channels) * s.plane);
     const std::int64_t hw = std::int64_t(s.h) * s.w;
@@ -302,35 +340,7 @@ SEGNET_AVX512_BF16_TARGET inline void position_pairs(const float* x, int in_c, i
     parallel_for(0, row_blocks * (channels / 16), [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t item = b; item < e; ++item) {
             const std::int64_t r0 = (item % row_blocks) * 16, c0 = (item / row_blocks) * 16;
-            __m512i v[16];
-            for (int i = 0; i < 16; ++i)
-                v[i] = _mm512_loadu_si512(reinterpret_cast<const std::uint32_t*>(planes + (c0 + i) * s.plane) + r0);
-            // 16 x 16 transpose of 32-bit elements: 4 rounds of unpack / shuffle.
-            __m512i t[16];
-            for (int i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-                t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
-            }
-            for (int i = 0; i < 16; i += 4) {
-                v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-                v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-                v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-                v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-            }
-            for (int i = 0; i < 4; ++i) {
-                t[i] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0x88);
-                t[i + 4] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0x88);
-                t[i + 8] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0xDD);
-                t[i + 12] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0xDD);
-            }
-            for (int i = 0; i < 4; ++i) {
-                v[i] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0x88);
-                v[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0xDD);
-                v[i + 4] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0x88);
-                v[i + 12] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0xDD);
-            }
-            // v[j] is now column j: the pair of positions r0 + j for channels c0..c0 + 15.
-            for (int j = 0; j < 16; ++j) _mm512_storeu_si512(out + (r0 + j) * channels + c0, v[j]);
+            transpose_pairs(planes + c0 * s.plane, s.plane, r0, channels, out + r0 * channels + c0);
         }
     });
 }
@@ -422,7 +432,7 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
                         backward_filter_tiles(a, row, positions + c0 / 2 * channels + cp * 32, channels, steps,
                                               acc + ((std::int64_t(tap) * out_pairs + op) * in_pairs + cp) * 1024);
                 }
-                _tile_release();
+                release_tiles();
             });
         }
     }

@@ -31,7 +31,8 @@
 // backward-filter) and target("...,avx512bf16") (GCC's target attribute cannot differ between
 // instantiations of one template, hence the inclusion rather than a template parameter). A
 // binary built without -march=native (SEGNET_NATIVE=OFF) contains all three; conv.hpp calls the
-// bf16 kernels under Precision::bf16 where the CPU has AVX512-BF16, else AVX-512 where the CPU
+// bf16 kernels under Precision::bf16 where the CPU has AVX512-BF16 (and AMX does not take the
+// layer: conv_amx.hpp), else AVX-512 where the CPU
 // reports it, else AVX2 + FMA, else the im2col kernels (conv.hpp, on gemm.hpp), which are also
 // the reference the tests compare with. SEGNET_CONV=avx2 forces AVX2 on an AVX-512 CPU (no bf16
 // kernels either), SEGNET_CONV=im2col the im2col path (simd.hpp).

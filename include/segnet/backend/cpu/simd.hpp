@@ -139,4 +139,10 @@ namespace segnet::backend::cpu {
 /// run in FP32 (core/precision.hpp).
 inline bool bf16_units() { return simd::has_avx512_bf16(); }
 
+/// The units Precision::bf16 convolutions run on: "AMX-BF16" (tiles; layers with fewer than 16
+/// input or output channels on the AVX512-BF16 dot products), "AVX512-BF16", or "" (none: FP32).
+inline const char* bf16_units_name() {
+    return simd::has_amx_bf16() ? "AMX-BF16" : simd::has_avx512_bf16() ? "AVX512-BF16" : "";
+}
+
 }  // namespace segnet::backend::cpu
