@@ -35,8 +35,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <new>
+
+#if __has_include(<sys/mman.h>)
+#include <sys/mman.h>
+#endif
 
 #include "segnet/backend/cpu/conv_direct_bf16.hpp"
 #include "segnet/core/precision.hpp"
@@ -89,11 +94,42 @@ SEGNET_AMX_TARGET inline void configure_tiles() {
 /// Releases this thread's tiles (their state no longer needs saving).
 SEGNET_AMX_TARGET inline void release_tiles() { _tile_release(); }
 
+/// Scratch that only grows, in 2 MB pages where the OS gives them (madvise; transparent huge pages
+/// in "madvise" mode, Debian's default): a tile load reads 16 rows up to a plane apart, each in
+/// its own 4 KB page otherwise, and the TLB misses cost more than the loads.
+template <class T>
+class HugePageScratch {
+public:
+    HugePageScratch() = default;
+    HugePageScratch(const HugePageScratch&) = delete;
+    HugePageScratch& operator=(const HugePageScratch&) = delete;
+    ~HugePageScratch() { std::free(data_); }
+    /// Room for n values (contents undefined after growing).
+    T* get(std::int64_t n) {
+        constexpr std::size_t page = std::size_t(2) << 20;
+        const std::size_t need = (std::size_t(n) * sizeof(T) + page - 1) / page * page;
+        if (need > bytes_) {
+            std::free(data_);
+            data_ = static_cast<T*>(std::aligned_alloc(page, need));
+            bytes_ = data_ ? need : 0;
+            if (!data_) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+            madvise(data_, need, MADV_HUGEPAGE);
+#endif
+        }
+        return data_;
+    }
+
+private:
+    T* data_ = nullptr;
+    std::size_t bytes_ = 0;
+};
+
 /// The kernels' operands: per calling thread (the workers share them), they only grow.
-inline thread_local std::vector<std::uint32_t> input_operand_buffer;
-inline thread_local std::vector<std::uint16_t> packed_weight_buffer, gradient_operand_buffer;
-inline thread_local std::vector<std::uint16_t> rounded_input_buffer;
-inline thread_local std::vector<float> filter_accumulator_buffer;
+inline thread_local HugePageScratch<std::uint32_t> input_operand_buffer;
+inline thread_local HugePageScratch<std::uint16_t> packed_weight_buffer, gradient_operand_buffer;
+inline thread_local HugePageScratch<std::uint16_t> rounded_input_buffer;
+inline thread_local HugePageScratch<float> filter_accumulator_buffer;
 
 /// out[p][.] = the padded plane of pairs of channels [x[2p], x[2p + 1]] of one image (c planes of
 /// h x w), for p < pairs (zero past channel c - 1).
@@ -219,9 +255,9 @@ SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, in
         const __m512 b = _mm512_set1_ps(bias ? bias[o0 + ol] : 0.f);
         __m512 v0 = _mm512_add_ps(_mm512_loadu_ps(out + ol * 32), b);
         __m512 v1 = _mm512_add_ps(_mm512_loadu_ps(out + ol * 32 + 16), b);
-        if (relu) {
-            v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
-            v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+        if (relu) {  // masked max: the plain one starts from _mm512_undefined (a GCC 12 warning)
+            v0 = _mm512_maskz_max_ps(0xFFFF, v0, _mm512_setzero_ps());
+            v1 = _mm512_maskz_max_ps(0xFFFF, v1, _mm512_setzero_ps());
         }
         alignas(64) float row[32];
         _mm512_store_ps(row, v0);
@@ -237,9 +273,9 @@ inline void forward(const float* x, const WeightView& weights, const float* bias
                     int out_c, int h, int w, int k, bool relu) {
     const Planes s(k, h, w);
     const int in_blocks = int(round_up(in_c, 32) / 32), out_pairs = int(round_up(out_c, 32) / 32), kk = k * k;
-    std::uint16_t* packed = direct::scratch(packed_weight_buffer, std::int64_t(out_pairs) * 2 * in_blocks * kk * 512);
+    std::uint16_t* packed = packed_weight_buffer.get(std::int64_t(out_pairs) * 2 * in_blocks * kk * 512);
     pack_weights(out_c, in_c, k, weights, packed);
-    std::uint32_t* pairs = direct::scratch(input_operand_buffer, std::int64_t(in_blocks) * 16 * s.plane);
+    std::uint32_t* pairs = input_operand_buffer.get(std::int64_t(in_blocks) * 16 * s.plane);
     const std::int64_t q_blocks = s.positions_rounded / 32;
     // Work items: (chunk of positions, group of 32-channel output blocks), enough of them to
     // balance the threads; a chunk's operands stay in L2 while every block of the group runs.
@@ -290,31 +326,35 @@ inline void gradient_rows(const float* dy, int out_c, int rows_total, const Plan
 /// values apart): a 16 x 16 transpose of 32-bit elements in 4 rounds of unpack / shuffle.
 SEGNET_AVX512_BF16_TARGET inline void transpose_pairs(const std::uint16_t* planes, std::int64_t plane, std::int64_t r0,
                                                       int channels, std::uint32_t* out) {
+    // The masked forms (all lanes) because the plain ones start from _mm512_undefined, which
+    // GCC 12 reports as uninitialised here.
+    const __mmask16 all16 = 0xFFFF;
+    const __mmask8 all8 = 0xFF;
     __m512i v[16];
     for (int i = 0; i < 16; ++i)
         v[i] = _mm512_loadu_si512(reinterpret_cast<const std::uint32_t*>(planes + i * plane) + r0);
     __m512i t[16];
     for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+        t[i] = _mm512_maskz_unpacklo_epi32(all16, v[i], v[i + 1]);
+        t[i + 1] = _mm512_maskz_unpackhi_epi32(all16, v[i], v[i + 1]);
     }
     for (int i = 0; i < 16; i += 4) {
-        v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+        v[i] = _mm512_maskz_unpacklo_epi64(all8, t[i], t[i + 2]);
+        v[i + 1] = _mm512_maskz_unpackhi_epi64(all8, t[i], t[i + 2]);
+        v[i + 2] = _mm512_maskz_unpacklo_epi64(all8, t[i + 1], t[i + 3]);
+        v[i + 3] = _mm512_maskz_unpackhi_epi64(all8, t[i + 1], t[i + 3]);
     }
     for (int i = 0; i < 4; ++i) {
-        t[i] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0x88);
-        t[i + 8] = _mm512_shuffle_i32x4(v[i], v[i + 4], 0xDD);
-        t[i + 12] = _mm512_shuffle_i32x4(v[i + 8], v[i + 12], 0xDD);
+        t[i] = _mm512_maskz_shuffle_i32x4(all16, v[i], v[i + 4], 0x88);
+        t[i + 4] = _mm512_maskz_shuffle_i32x4(all16, v[i + 8], v[i + 12], 0x88);
+        t[i + 8] = _mm512_maskz_shuffle_i32x4(all16, v[i], v[i + 4], 0xDD);
+        t[i + 12] = _mm512_maskz_shuffle_i32x4(all16, v[i + 8], v[i + 12], 0xDD);
     }
     for (int i = 0; i < 4; ++i) {
-        v[i] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0x88);
-        v[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 4], 0xDD);
-        v[i + 4] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0x88);
-        v[i + 12] = _mm512_shuffle_i32x4(t[i + 8], t[i + 12], 0xDD);
+        v[i] = _mm512_maskz_shuffle_i32x4(all16, t[i], t[i + 4], 0x88);
+        v[i + 8] = _mm512_maskz_shuffle_i32x4(all16, t[i], t[i + 4], 0xDD);
+        v[i + 4] = _mm512_maskz_shuffle_i32x4(all16, t[i + 8], t[i + 12], 0x88);
+        v[i + 12] = _mm512_maskz_shuffle_i32x4(all16, t[i + 8], t[i + 12], 0xDD);
     }
     // v[j] is now column j: pair r0 + j of the 16 planes.
     for (int j = 0; j < 16; ++j) _mm512_storeu_si512(out + j * channels, v[j]);
@@ -324,7 +364,7 @@ SEGNET_AVX512_BF16_TARGET inline void transpose_pairs(const std::uint16_t* plane
 /// x_padded[c][u], bf16 x_padded[c][u + 1]] for c < channels (a multiple of 16; zero past in_c).
 inline void position_pairs(const float* x, int in_c, int channels, const Planes& s, std::uint32_t* out) {
     // Each channel's padded plane in bf16 first, then 16 x 16 transposes of 32-bit pairs.
-    std::uint16_t* planes = direct::scratch(rounded_input_buffer, std::int64_t(channels) * s.plane);
+    std::uint16_t* planes = rounded_input_buffer.get(std::int64_t(channels) * s.plane);
     const std::int64_t hw = std::int64_t(s.h) * s.w;
     parallel_for(0, channels, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t c = b; c < e; ++c) {
@@ -407,10 +447,10 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, i
     const int in_pairs = channels / 32, out_pairs = out_rows / 32;
     const std::int64_t lead = round_up(std::int64_t(k - 1) * (s.wp + 1), 32);
     const std::int64_t row = lead + s.plane + 32;
-    std::uint16_t* grad = direct::scratch(gradient_operand_buffer, std::int64_t(out_rows) * row);
-    std::uint32_t* positions = direct::scratch(input_operand_buffer, s.plane / 2 * channels);
+    std::uint16_t* grad = gradient_operand_buffer.get(std::int64_t(out_rows) * row);
+    std::uint32_t* positions = input_operand_buffer.get(s.plane / 2 * channels);
     const std::int64_t tile_sets = std::int64_t(kk) * out_pairs * in_pairs;
-    float* acc = direct::scratch(filter_accumulator_buffer, tile_sets * 1024);
+    float* acc = filter_accumulator_buffer.get(tile_sets * 1024);
     std::memset(acc, 0, sizeof(float) * std::size_t(tile_sets * 1024));
     // Only the positions of image rows carry input; sweep them in chunks of up to 1024.
     const std::int64_t u0 = std::int64_t(s.pad) * s.wp / 32 * 32;
