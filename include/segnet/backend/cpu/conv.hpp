@@ -50,6 +50,11 @@ namespace segnet::backend::cpu {
 
 using backend::ConvGeometry;
 
+/// Whether conv2d_forward and its gradients, called now on this thread, compute g in bf16:
+/// Precision::bf16 asked for and BF16 units that take g (AMX, or AVX512-BF16 where there is no
+/// AMX). Otherwise they compute it in FP32, exactly as under Precision::fp32.
+inline bool bf16_kernels_run(const ConvGeometry& g) { return amx::wanted(g) || avx512_bf16::wanted(g); }
+
 namespace detail {
 
 /// Pixels per tile so that a column buffer of `rows` rows stays near 2 MB (cache-friendly GEMM
@@ -210,7 +215,7 @@ inline void conv2d_forward_im2col(const float* x, const float* w, const float* b
 /// host (segnet-bench): these fusions declined where Winograd runs 450-464 ms, taken by the
 /// direct kernels (Winograd elsewhere) 574-582 ms, no Winograd 690-850 ms.
 inline bool winograd_beats_fusion(const ConvGeometry& g, int batch) {
-    return segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch);
+    return !bf16_kernels_run(g) && winograd::chosen(g, batch);
 }
 
 /// conv2d_forward on the max-unpooling `u` describes (the eval-mode fusion of an Unpool and the
@@ -347,7 +352,7 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     g.validate();
     if (amx::wanted(g)) return amx::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
-    if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
+    if (!bf16_kernels_run(g) && winograd::chosen(g, batch))
         return winograd::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx512::usable(g)) return avx512::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
     if (avx2::usable(g)) return avx2::conv2d_forward(x, w, bias, y, batch, g, weight_scale, relu);
@@ -359,7 +364,7 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     g.validate();
     if (amx::wanted(g)) return amx::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512_bf16::wanted(g)) return avx512_bf16::conv2d_backward_data(dy, w, dx, batch, g);
-    if (segnet::compute_precision() == Precision::fp32 && winograd::chosen(g, batch))
+    if (!bf16_kernels_run(g) && winograd::chosen(g, batch))
         return winograd::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx512::usable(g)) return avx512::conv2d_backward_data(dy, w, dx, batch, g);
     if (avx2::usable(g)) return avx2::conv2d_backward_data(dy, w, dx, batch, g);

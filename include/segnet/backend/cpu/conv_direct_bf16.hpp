@@ -154,7 +154,12 @@ SEGNET_DC_ABSENT_ISA(avx512_bf16)
 #endif
 
 namespace segnet::backend::cpu::avx512_bf16 {
-/// Whether the dispatching entry points (conv.hpp) run g in bf16: Precision::bf16 asked for on
-/// this thread, a CPU with BF16 units (and SEGNET_CONV allowing AVX-512), a direct geometry.
-inline bool wanted(const backend::ConvGeometry& g) { return compute_precision() == Precision::bf16 && usable(g); }
+/// Whether the dispatching entry points (conv.hpp) run g on these kernels: Precision::bf16 asked
+/// for on this thread, a CPU with AVX512-BF16 (and SEGNET_CONV allowing AVX-512), a direct
+/// geometry, and no AMX. On CPUs with AMX (Intel), vdpbf16ps issues at half the rate of FP32 FMAs
+/// and these kernels ran 1.5-2x slower than the FP32 ones (conv-bench, docs/performance.md 7.4):
+/// there the layers AMX does not take (fewer than 16 channels) run FP32.
+inline bool wanted(const backend::ConvGeometry& g) {
+    return compute_precision() == Precision::bf16 && usable(g) && !simd::has_amx_bf16();
+}
 }  // namespace segnet::backend::cpu::avx512_bf16
