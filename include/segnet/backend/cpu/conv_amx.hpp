@@ -259,11 +259,16 @@ SEGNET_AVX512_BF16_TARGET inline void store_outputs(const float* out, int o0, in
             v0 = _mm512_maskz_max_ps(0xFFFF, v0, _mm512_setzero_ps());
             v1 = _mm512_maskz_max_ps(0xFFFF, v1, _mm512_setzero_ps());
         }
-        alignas(64) float row[32];
-        _mm512_store_ps(row, v0);
-        _mm512_store_ps(row + 16, v1);
+        // Each run straight from the registers: position j of the block goes to base + j, where
+        // base = yo + at - from; masked-off lanes are not touched.
         float* yo = y + std::int64_t(o0 + ol) * hw;
-        for (int r = 0; r < n; ++r) std::memcpy(yo + runs[r].at, row + runs[r].from, sizeof(float) * std::size_t(runs[r].length));
+        for (int r = 0; r < n; ++r) {
+            const std::uint32_t lanes = std::uint32_t((std::uint64_t(1) << runs[r].length) - 1) << runs[r].from;
+            const std::uintptr_t base =
+                reinterpret_cast<std::uintptr_t>(yo + runs[r].at) - std::uintptr_t(runs[r].from) * sizeof(float);
+            _mm512_mask_storeu_ps(reinterpret_cast<float*>(base), __mmask16(lanes & 0xFFFF), v0);
+            _mm512_mask_storeu_ps(reinterpret_cast<float*>(base + 16 * sizeof(float)), __mmask16(lanes >> 16), v1);
+        }
     }
 }
 
