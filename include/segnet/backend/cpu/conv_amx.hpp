@@ -199,6 +199,28 @@ inline void pack_weights(int out_c, int in_c, int k, const WeightView& v, std::u
     });
 }
 
+/// Accumulator tiles 0..3 += the 2 x 2 products of A tiles (a0, a1; rows a_stride bytes apart)
+/// and B tiles (b0, b1; rows b_stride bytes apart): 0 += a0 b0, 1 += a0 b1, 2 += a1 b0, 3 += a1 b1.
+SEGNET_AMX_TARGET inline void multiply_2x2(const void* a0, const void* a1, long a_stride, const void* b0,
+                                           const void* b1, long b_stride) {
+    _tile_loadd(4, a0, a_stride);
+    _tile_loadd(5, a1, a_stride);
+    _tile_loadd(6, b0, b_stride);
+    _tile_loadd(7, b1, b_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
+/// Stores accumulator tiles 0..3 at t0..t3 (rows `stride` bytes apart).
+SEGNET_AMX_TARGET inline void store_2x2(float* t0, float* t1, float* t2, float* t3, long stride) {
+    _tile_stored(0, t0, stride);
+    _tile_stored(1, t1, stride);
+    _tile_stored(2, t2, stride);
+    _tile_stored(3, t3, stride);
+}
+
 /// out[32][32] = the products for output channels [32 op, 32 op + 32) (a0, a1: their two blocks'
 /// packed tiles) and the 32 positions from q (b: the pairs planes at q).
 SEGNET_AMX_TARGET inline void forward_tiles(const std::uint16_t* a0, const std::uint16_t* a1, const std::uint32_t* b,
@@ -212,20 +234,10 @@ SEGNET_AMX_TARGET inline void forward_tiles(const std::uint16_t* a0, const std::
         for (int ky = 0; ky < s.k; ++ky) {
             const std::uint32_t* row = b + std::int64_t(cb) * 16 * s.plane + std::int64_t(ky) * s.wp;
             for (int kx = 0; kx < s.k; ++kx, a0 += 512, a1 += 512) {
-                _tile_loadd(4, a0, 64);
-                _tile_loadd(5, a1, 64);
-                _tile_loadd(6, row + kx, b_stride);
-                _tile_loadd(7, row + kx + 16, b_stride);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+                multiply_2x2(a0, a1, 64, row + kx, row + kx + 16, b_stride);
             }
         }
-    _tile_stored(0, out, 128);
-    _tile_stored(1, out + 16, 128);
-    _tile_stored(2, out + 512, 128);
-    _tile_stored(3, out + 528, 128);
+    store_2x2(out, out + 16, out + 512, out + 528, 128);
 }
 
 /// Writes the rows of out[32][32] (output channels o0.., positions q0..q0 + 31) that are output
@@ -402,20 +414,9 @@ SEGNET_AMX_TARGET inline void backward_filter_tiles(const std::uint16_t* a, std:
     _tile_loadd(3, acc + 768, 64);
     const long a_stride = long(a_row) * 2, b_stride = long(channels) * 4;
     const std::uint16_t* a1 = a + 16 * a_row;
-    for (std::int64_t step = 0; step < steps; ++step, a += 32, a1 += 32, b += 16 * std::int64_t(channels)) {
-        _tile_loadd(4, a, a_stride);
-        _tile_loadd(5, a1, a_stride);
-        _tile_loadd(6, b, b_stride);
-        _tile_loadd(7, b + 16, b_stride);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-    }
-    _tile_stored(0, acc, 64);
-    _tile_stored(1, acc + 256, 64);
-    _tile_stored(2, acc + 512, 64);
-    _tile_stored(3, acc + 768, 64);
+    for (std::int64_t step = 0; step < steps; ++step, a += 32, a1 += 32, b += 16 * std::int64_t(channels))
+        multiply_2x2(a, a1, a_stride, b, b + 16, b_stride);
+    store_2x2(acc, acc + 256, acc + 512, acc + 768, 64);
 }
 
 #endif  // SEGNET_HAVE_AMX_KERNELS
