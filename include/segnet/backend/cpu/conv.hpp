@@ -18,8 +18,9 @@
 // Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation
 // instead: on AMX tiles where the CPU has AMX-BF16 and the layer at least 16 input and output
 // channels (conv_amx.hpp; the fused unpooled and pooled forwards then decline), else with the
-// bf16 direct kernels where it has AVX512-BF16 (conv_direct_bf16.hpp; the fused forwards too);
-// elsewhere, and for the im2col path, bf16 computes in FP32. The
+// bf16 direct kernels where the CPU has AVX512-BF16 but no AMX (conv_direct_bf16.hpp; the fused
+// forwards too); elsewhere (the layers AMX does not take, CPUs without BF16 units, the im2col
+// path) bf16 computes exactly FP32 (bf16_kernels_run). The
 // *_im2col functions are the portable path and the reference the fast kernels are tested
 // against: they never materialise a whole-image im2col buffer: columns are built for one tile
 // of pixels (about 2 MB) per worker thread. Backward-data is a gather (each input pixel reads
