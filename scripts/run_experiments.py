@@ -132,7 +132,7 @@ def train(plan, run, out, data, bin_dir):
         if stage["until"] <= done:
             continue
         command = [os.path.join(bin_dir, "segnet-train")]
-        if done:
+        if os.path.exists(os.path.join(out, "last.safetensors")):  # also a run stopped inside its first epoch
             command += ["--resume", os.path.join(out, "last.safetensors")]
         else:
             command += ["--model", run["model"]]
