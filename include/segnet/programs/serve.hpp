@@ -373,6 +373,12 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
     // still answers) instead of connections waiting unseen in httplib's own task queue.
     const std::size_t http_threads = std::size_t(options.queue) + 4;
     server.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+    // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second segnet-serve on
+    // the same port would start and silently share the connections instead of failing.
+    server.set_socket_options([](socket_t sock) {
+        const int yes = 1;
+        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     server.set_payload_max_length(options.max_upload_bytes);
     server.set_read_timeout(options.io_timeout_seconds, 0);
     server.set_write_timeout(options.io_timeout_seconds, 0);
