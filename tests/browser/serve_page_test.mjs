@@ -1,7 +1,8 @@
 // segnet-serve's page in headless Chromium (CTest serve_browser; docs/serve.md):
 //   node tests/browser/serve_page_test.mjs BUILD_DIR OUT_DIR
 // Loads the page, uploads a bundled image, waits for the overlay, checks the legend (11 classes,
-// shares adding up to 100 %), does the same with a compiled-in sample, and saves OUT_DIR/serve.png.
+// shares adding up to 100 %), does the same with a compiled-in sample and a dropped file, and
+// saves OUT_DIR/serve.png.
 // Exits 77 (CTest: skipped), saying why, when Debian's chromium, puppeteer-core (`npm ci` in
 // tests/browser) or segnet-serve is missing.
 import { spawn } from "node:child_process";
@@ -88,6 +89,17 @@ try {
   await page.select("#sample", sample);
   const picked = await shown();
   check(legendAddsUp(picked), "sample " + sample + ": the legend adds up to 100 %", picked.shares);
+
+  // A file dropped on the drop zone: a DragEvent carrying a File, as the browser builds one for a real drop.
+  await page.evaluate(async (name) => {
+    const blob = await (await fetch("/samples/" + encodeURIComponent(name))).blob();
+    const files = new DataTransfer();
+    files.items.add(new File([blob], "dropped.png", { type: "image/png" }));
+    document.querySelector("#drop").dispatchEvent(new DragEvent("drop", { dataTransfer: files, bubbles: true, cancelable: true }));
+  }, sample);
+  const dropped = await shown();
+  check(legendAddsUp(dropped) && (await page.$eval("#sample", (e) => e.value)) === "",
+        "a dropped file is segmented like an upload", dropped.shares);
   check(pageErrors.length === 0, "no JavaScript errors", pageErrors);
 } catch (e) {
   check(false, "the page test ran to the end", String(e));

@@ -336,6 +336,15 @@ inline void add_routes(httplib::Server& server, Segmenter& segmenter, const Pale
 }
 
 inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
+    // SIGTERM and SIGINT are taken by one thread (sigwait) and blocked in every other, first
+    // thing: every thread started later (the kernels' pool, the HTTP threads) inherits the mask,
+    // so a signal never ends the process with a request half-way.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
     cli::Args args(argc, argv, "segnet-serve", usage);
     const std::filesystem::path weights = args.required("--weights");
     Options options;
@@ -356,14 +365,6 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
     if (options.size)
         cli::require_input_size<Cpu, cli::UsageError>(info.model, info.classes, options.size->first,
                                                       options.size->second, "--size");
-
-    // SIGTERM and SIGINT are taken by one thread (sigwait), blocked in every other: the HTTP
-    // threads inherit the mask, so a signal never interrupts a request half-way.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     const Palette palette = Palette::for_classes(info.classes);
     Segmenter segmenter(weights, info, precision, options);
