@@ -199,6 +199,13 @@ def group_sigterm(build):
     except OSError:
         refused = True
     check(refused, "SIGTERM: no longer listening")
+    # The port is printed just before listening starts: a SIGTERM at once lands in that window.
+    early = Server(os.path.join(build, "examples", "segnet-serve"), WEIGHTS)
+    try:
+        status = early.stop(timeout=20)
+    except subprocess.TimeoutExpired:
+        status = "still running after 20 s"
+    check(status == 0, "SIGTERM as soon as the port is printed: exit status 0", status)
 
 
 def group_cli(build):

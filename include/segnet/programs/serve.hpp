@@ -394,20 +394,23 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
                         " (address in use, or not an address of this machine)");
 
     std::atomic<int> stop_signal{0};
+    std::atomic<bool> listen_ended{false};
     std::thread signal_thread([&] {
         int signal = 0;
         sigwait(&stop_signals, &signal);
+        if (listen_ended) return;  // the wake-up below
         stop_signal = signal;
         std::fprintf(stderr, "segnet-serve: %s, finishing the requests in flight\n", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+        // A signal sent while the model loaded is taken before listen runs, when stop() would do nothing.
+        while (!server.is_running() && !listen_ended) std::this_thread::sleep_for(std::chrono::milliseconds(5));
         server.stop();
     });
     std::printf("segnet-serve: %s (%d classes, precision %s) on http://%s:%d/\n", info.model.c_str(), info.classes,
                 to_string(precision), options.host.c_str(), port);
     std::fflush(stdout);
     const bool listened = server.listen_after_bind();
-    if (stop_signal == 0) {  // listen ended without a signal: wake the signal thread to end it
-        pthread_kill(signal_thread.native_handle(), SIGTERM);
-    }
+    listen_ended = true;
+    if (stop_signal == 0) pthread_kill(signal_thread.native_handle(), SIGTERM);  // ended by itself: end the signal thread
     signal_thread.join();
     if (!listened && stop_signal == 0) throw DataError("segnet-serve: the server stopped accepting connections");
     std::printf("segnet-serve: stopped\n");
