@@ -8,7 +8,7 @@
 // The graph is written from the network's type by the same walk that builds the model
 // (compose/analysis.hpp): each layer declares what it computes (its `export_as`, the layer
 // contract in layers/layer.hpp) and a layer without one is a compile-time error naming it
-// (export_check below). Operators: Conv (groups for depthwise), BatchNormalization, Relu,
+// (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
 // MaxPool with its Indices output feeding MaxUnpool with output_shape (the encoder's pre-pool
 // size, so 45 -> 23 -> 45 round-trips), Add, Concat, ConvTranspose + Slice (the crop to the
 // encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
@@ -38,6 +38,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "segnet/backend/ops.hpp"
@@ -176,16 +177,42 @@ private:
     std::set<std::string, std::less<>> constants_;
 };
 
-/// Instantiated for every layer the exporter meets: a layer without `export_as` fails here,
-/// with the layer's type in the instantiation line above the message.
+/// Instantiated for the network's first layer without `export_as` (void: none): the error names
+/// the layer in its instantiation line, above the message.
 template <class L>
 struct export_check {
     static_assert(layer_traits<L>::exportable,
                   "segnet::onnx::export_model: this layer (the template argument of export_check) declares no "
                   "export_as, so it cannot be written as ONNX; declare `static constexpr ExportSpec export_as` "
                   "(layers/layer.hpp) or leave the layer out of the exported network");
-    static constexpr bool ok = layer_traits<L>::exportable;
 };
+template <>
+struct export_check<void> {};
+
+/// The first of T... that is not void (void: none).
+template <class... T>
+struct first_non_void {
+    using type = void;
+};
+template <class T, class... Rest>
+struct first_non_void<T, Rest...> {
+    using type = std::conditional_t<std::is_void_v<T>, typename first_non_void<Rest...>::type, T>;
+};
+/// The first layer of a stage or element that declares no export_as, or void.
+template <class E>
+struct unexportable {
+    using type = std::conditional_t<layer_traits<E>::exportable, void, E>;
+};
+template <class... E>
+struct unexportable<Block<E...>> : first_non_void<typename unexportable<E>::type...> {};
+template <class... E>
+struct unexportable<Decoder<E...>> : first_non_void<typename unexportable<E>::type...> {};
+template <class Body, class Pool>
+struct unexportable<Encoder<Body, Pool>> : first_non_void<typename unexportable<Body>::type, typename unexportable<Pool>::type> {};
+/// The network's first layer without export_as (as a pointer type: void* for none). Takes the
+/// Network base of a named network (models::SegNet<11> derives from Network<...>).
+template <class In, class... Stages>
+auto first_unexportable(const Network<In, Stages...>*) -> typename first_non_void<typename unexportable<Stages>::type...>::type*;
 
 /// What an Encoder leaves for its Decoder in the graph: the names of its pre-pool map and of its
 /// pool's indices, and the map's size.
@@ -212,8 +239,7 @@ public:
 
     template <class L>
     void layer(Dims in, int, int layer_number, int link) {
-        static_assert(export_check<L>::ok);
-        if constexpr (layer_traits<L>::exportable) {
+        if constexpr (layer_traits<L>::exportable) {  // else to_onnx has reported it (export_check)
             const std::string prefix = naming_.prefix<L>(layer_number);
             const std::string name = prefix.substr(0, prefix.size() - 1);  // "encoder0.0"
             EncoderValues* encoder = link >= 0 ? &encoders_[std::size_t(link)] : nullptr;
@@ -275,14 +301,23 @@ private:
                     {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
                      int_attribute("ceil_mode", 1)});
             break;
-        case ExportOp::unpool:
+        case ExportOp::unpool: {
             // output_shape is the encoder's map (45 rows for 23 pooled: ceil mode). Runtimes check
-            // that it is at least (in - 1) * s + k - pads, so the end pads say that a ceil-mode
-            // pool may have covered up to k - 1 rows it did not have; the indices place the values.
-            g_.node("MaxUnpool", {current_, encoder->indices, feature_shape(*encoder)}, {name}, name,
-                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
-                     ints_attribute("pads", {0, 0, k - 1, k - 1})});
+            // that it is at least (in - 1) * s + k - pads, so the end pads are the rows a ceil-mode
+            // pool covered that the map did not have: known in a static graph (none when the map
+            // divides evenly, which OpenCV needs), at most k - 1 in a symbolic one; the indices
+            // place the values either way.
+            const std::int64_t pad_h = static_size_ ? (in.h - 1) * s + k - encoder->size.h : k - 1;
+            const std::int64_t pad_w = static_size_ ? (in.w - 1) * s + k - encoder->size.w : k - 1;
+            const proto::Message kernel = ints_attribute("kernel_shape", {k, k}), strides = ints_attribute("strides", {s, s});
+            const std::string shape = feature_shape(*encoder);
+            if (pad_h == 0 && pad_w == 0)
+                g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name, {kernel, strides});
+            else
+                g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name,
+                        {kernel, strides, ints_attribute("pads", {0, 0, pad_h, pad_w})});
             break;
+        }
         case ExportOp::add_skip: g_.node("Add", {current_, encoder->feature}, {name}, name); break;
         case ExportOp::add_projected_skip: {
             const std::string projection = name + ".projection";
@@ -375,6 +410,8 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 template <NetworkType Net, class Device>
 std::string to_onnx(Model<Net, Device>& model, const ExportOptions& options = {}) {
     using namespace detail;
+    // A layer without an ONNX form: one error naming it (sizeof keeps this line from adding a second).
+    static_assert(sizeof(export_check<std::remove_pointer_t<decltype(first_unexportable(static_cast<const Net*>(nullptr)))>>) > 0);
     const bool static_size = options.height != dyn || options.width != dyn;
     if (static_size && (options.height < 1 || options.width < 1))
         throw std::invalid_argument("segnet::onnx: a static size needs a positive height and width (got " +
