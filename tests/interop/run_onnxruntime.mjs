@@ -7,7 +7,7 @@
 // SegNet-Basic) or the shapes differ. The differences are reported, not bounded: a near-tied 2x2
 // pooling window may pick another maximum under different rounding, and unpooling then moves that
 // value, which later layers spread (docs/interop.md).
-// Exit 77 (skipped) when onnxruntime-node is not installed (cd tests/interop && npm ci).
+// Exit 77 (skipped) when onnxruntime-node is not installed (cd tests/interop && npm ci --ignore-scripts).
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ let ort;
 try {
     ort = require("onnxruntime-node");
 } catch {
-    console.log("onnx_onnxruntime: onnxruntime-node is not installed (cd tests/interop && npm ci): skipped");
+    console.log("onnx_onnxruntime: onnxruntime-node is not installed (cd tests/interop && npm ci --ignore-scripts): skipped");
     process.exit(77);
 }
 
