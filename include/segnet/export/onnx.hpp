@@ -247,7 +247,7 @@ public:
                 encoder->size = in;
                 encoder->pool = geometry_of<L>.down;
             }
-            write<L>(layer_traits<L>::export_as, in, prefix, name, encoder);
+            write(layer_traits<L>::export_as, in, prefix, name, encoder);
             if (current_ != name) return;  // identity: no new value
             // The value's shape, so that shape inference checks it and runtimes can plan with it.
             ShapeResult out{};
@@ -266,7 +266,6 @@ public:
     }
 
 private:
-    template <class L>
     void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder) {
         const std::int64_t k = op.kernel, s = op.stride;
         switch (op.op) {
