@@ -5,6 +5,8 @@
 #   scripts/deps.sh --plots    # also Debian's matplotlib for scripts/plot_training_log.py
 #   scripts/deps.sh --serve    # also cpp-httplib for segnet-serve (docs/serve.md)
 #   scripts/deps.sh --browser  # also chromium and Node.js for serve_browser (then: cd tests/browser && npm ci)
+#   scripts/deps.sh --onnx     # also Debian's onnx (checker) and OpenCV, and Node.js, for the ONNX export's
+#                              # tests (then: cd tests/interop && npm ci --ignore-scripts, for onnxruntime-node)
 # (flags combine: scripts/deps.sh --bench --plots)
 set -euo pipefail
 packages=(g++ cmake make python3 libstb-dev doctest-dev)
@@ -15,7 +17,8 @@ for flag in "$@"; do
     --serve) packages+=(libcpp-httplib-dev pkg-config) ;;
     # npm only where no npm is on PATH: NodeSource's nodejs package brings its own and conflicts with Debian's.
     --browser) packages+=(chromium nodejs); command -v npm >/dev/null || packages+=(npm) ;;
-    *) echo "scripts/deps.sh: unknown flag '$flag' (expected --bench, --plots, --serve or --browser)" >&2; exit 2 ;;
+    --onnx) packages+=(python3-onnx python3-opencv nodejs); command -v npm >/dev/null || packages+=(npm) ;;
+    *) echo "scripts/deps.sh: unknown flag '$flag' (expected --bench, --plots, --serve, --browser or --onnx)" >&2; exit 2 ;;
   esac
 done
 missing=()

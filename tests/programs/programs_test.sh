@@ -426,6 +426,25 @@ if [[ -x "$bench" ]]; then
     "$bench" --size 32x32 --iters 1 --warmup 0 --threads 2 --json --precision bf16
 fi
 
+# segnet-export (issue 21): the checkpoint as an ONNX file; its bad input as for the others.
+exp="$work/export" && mkdir -p "$exp"
+check "export with symbolic sizes" 0 "^wrote .*model.onnx: segnet-basic, 4 classes, opset 13, input batch x 3 x height x width" -- \
+  "$bin/segnet-export" --weights "$ckpt" --onnx "$exp/model.onnx"
+check "  ... an ONNX model: ir_version 7 first (field 1, varint)" 0 "" -- test "$(head -c 2 "$exp/model.onnx" | od -An -tx1 | tr -d ' ')" = "0807"
+check "export static 64x80" 0 "input 1x3x64x80" -- "$bin/segnet-export" --weights "$ckpt" --onnx "$exp/static.onnx" --size 64x80
+check "--size and --dynamic together" 2 "^segnet-export: --size and --dynamic exclude each other" -- \
+  "$bin/segnet-export" --weights "$ckpt" --onnx "$exp/x.onnx" --size 64x80 --dynamic
+check "--size the network cannot take" 2 "^segnet-export: --size 8x8: .*pooling window" -- \
+  "$bin/segnet-export" --weights "$ckpt" --onnx "$exp/x.onnx" --size 8x8
+check "--onnx missing" 2 "^segnet-export: --onnx is required" -- "$bin/segnet-export" --weights "$ckpt"
+check "--onnx is the checkpoint" 2 "is the checkpoint" -- "$bin/segnet-export" --weights "$ckpt" --onnx "$ckpt"
+check "--onnx in a missing folder" 1 "no-such-folder.*does not exist" -- \
+  "$bin/segnet-export" --weights "$ckpt" --onnx "$exp/no-such-folder/x.onnx"
+printf 'kept' > "$exp/kept.onnx"
+check "export of a truncated checkpoint" 1 "cut_data.safetensors" -- \
+  "$bin/segnet-export" --weights "$bad/cut_data.safetensors" --onnx "$exp/kept.onnx"
+check "  ... the existing file is untouched" 0 "" -- test "$(cat "$exp/kept.onnx")" = "kept"
+
 check "no temporary files left behind" 0 "" -- test -z "$(find "$work" -name '*.tmp*')"
 
 echo "$passes passed, $failures failed"

@@ -36,22 +36,40 @@ struct ModelNode {
     FusionRole fusion_role() const { return fusion_role_of(*layer); }
 };
 
+/// The parameter names of the walk (the header comment): a visitor that names layers (the model
+/// builder, the exporters) keeps one and calls begin_stage() and prefix<L>() in walk order.
+struct ParameterNaming {
+    std::string stage_prefix{};
+    bool single = false;
+
+    void begin_stage(StageKind kind, int stage_number, int ordinal, bool single_layer) {
+        single = single_layer;
+        if (kind == StageKind::encoder) stage_prefix = "encoder" + std::to_string(ordinal);
+        else if (kind == StageKind::decoder) stage_prefix = "decoder" + std::to_string(ordinal);
+        else stage_prefix = "stage" + std::to_string(stage_number);
+    }
+    /// "encoder0.2." for layer 3 of the first Encoder; a layer alone as a stage: "stage<N>." or
+    /// its declared parameter_prefix ("classifier.").
+    template <class L>
+    std::string prefix(int layer_number) const {
+        if (!single) return stage_prefix + "." + std::to_string(layer_number - 1) + ".";
+        constexpr std::string_view own = layer_traits<L>::parameter_prefix;
+        return own.empty() ? stage_prefix + "." : std::string(own) + ".";
+    }
+};
+
 namespace detail {
 template <class Device>
 struct ModelBuilder {
     std::vector<ModelNode<Device>>& nodes;
     std::vector<std::unique_ptr<SkipLink<Device>>>& links;
-    std::string stage_prefix{};
-    bool single = false;
+    ParameterNaming naming{};
     int stage = 0;
     std::vector<std::size_t> tap_nodes{};  // per link, its Tap's node
 
     void begin_stage(StageKind kind, int stage_number, int ordinal, bool single_layer) {
         stage = stage_number;
-        single = single_layer;
-        if (kind == StageKind::encoder) stage_prefix = "encoder" + std::to_string(ordinal);
-        else if (kind == StageKind::decoder) stage_prefix = "decoder" + std::to_string(ordinal);
-        else stage_prefix = "stage" + std::to_string(stage_number);
+        naming.begin_stage(kind, stage_number, ordinal, single_layer);
     }
 
     template <class L>
@@ -64,12 +82,7 @@ struct ModelBuilder {
             int& first = nodes[tap_nodes[std::size_t(link)]].feature_backward;
             if (first < 0) first = int(nodes.size());  // backward runs in reverse: the first reader is the last to run
         }
-        std::string prefix = stage_prefix + "." + std::to_string(layer_number - 1) + ".";
-        if (single) {
-            constexpr std::string_view own = layer_traits<L>::parameter_prefix;  // e.g. the Classifier's
-            prefix = own.empty() ? stage_prefix + "." : std::string(own) + ".";
-        }
-        nodes.push_back({std::move(l), std::move(prefix), stage});
+        nodes.push_back({std::move(l), naming.prefix<L>(layer_number), stage});
     }
     void tap(int link) {
         links.push_back(std::make_unique<SkipLink<Device>>());

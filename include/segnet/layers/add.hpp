@@ -46,6 +46,7 @@ private:
 
 struct Add {
     static constexpr std::string_view name = "Add";
+    static constexpr ExportSpec export_as{.op = ExportOp::add_skip};
     /// It reads the Encoder's whole feature map.
     static constexpr SkipStorage skip_storage(Dims, SkipDims skip) { return {false, skip.feature.c, true}; }
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {

@@ -92,6 +92,7 @@ private:
 struct BatchNorm {
     static constexpr std::string_view name = "BatchNorm";
     static constexpr float eps = 1e-5f, momentum = 0.1f;
+    static constexpr ExportSpec export_as{.op = ExportOp::batch_norm, .epsilon = eps};
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims in) { return 2LL * in.c; }
     static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? 2LL * in.elements() : 0; }
@@ -132,6 +133,7 @@ private:
 
 struct ReLU {
     static constexpr std::string_view name = "ReLU";
+    static constexpr ExportSpec export_as{.op = ExportOp::relu};
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims) { return 0; }
     static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? in.elements() : 0; }

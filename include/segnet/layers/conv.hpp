@@ -156,6 +156,7 @@ struct Conv {
     static constexpr int out_channels = OutC, kernel = K, groups = Groups;
     static constexpr bool has_bias = B == Bias::with;
     static constexpr LayerGeometry geometry{K, 1, 1};
+    static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = K, .groups = Groups, .bias = has_bias};
 
     static constexpr ShapeResult infer(Dims in) { return detail::conv_infer(in, OutC, Groups); }
     static constexpr std::int64_t parameter_count(Dims in) {
@@ -177,6 +178,7 @@ struct DepthwiseConv {
     static constexpr int kernel = K;
     static constexpr bool has_bias = B == Bias::with;
     static constexpr LayerGeometry geometry{K, 1, 1};
+    static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = K, .groups = 0, .bias = has_bias};
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims in) { return std::int64_t(in.c) * K * K + (has_bias ? in.c : 0); }
@@ -196,6 +198,7 @@ struct Classifier {
     static constexpr std::string_view name = "Classifier";
     static constexpr int classes = Classes;
     static constexpr LayerGeometry geometry{KernelSize, 1, 1};
+    static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = KernelSize, .bias = true};
     static constexpr std::string_view parameter_prefix = "classifier";  // alone as a stage: classifier.weight
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok({Classes, in.h, in.w}); }

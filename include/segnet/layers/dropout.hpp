@@ -70,6 +70,7 @@ template <int Percent>
 struct Dropout {
     static_assert(Percent >= 0 && Percent < 100, "Dropout<Percent>: Percent must be in [0, 100)");
     static constexpr std::string_view name = "Dropout";
+    static constexpr ExportSpec export_as{};  // identity at inference
     static constexpr float keep = 1.f - float(Percent) / 100.f;
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims) { return 0; }

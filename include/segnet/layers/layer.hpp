@@ -22,6 +22,8 @@
 //     parameter_prefix : string_view       its parameters' prefix when it is a stage of its own
 //                                          (default "stage<N>"; Classifier: "classifier")
 //     passes_input_through : bool          forward returns its input: no new map (default false)
+//     export_as : ExportSpec               what it computes at inference, for exporters
+//                                          (export/onnx.hpp); none: the layer cannot be exported
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
 // run time (one kernel instantiation serves every shape); only the checking lives in types.
 // Optional run-time capabilities are separate interfaces its class may also derive from, each
@@ -186,6 +188,34 @@ struct LayerGeometry {
     int up = 1;
 };
 
+/// What a layer computes at inference, in the terms of standard operator sets, for exporters
+/// (export/onnx.hpp writes ONNX from it): declared as `static constexpr ExportSpec export_as`.
+/// The exporter reads the layer's tensors from the model by their names (prefix + "weight",
+/// "bias", "running_mean", ...) and its paired Encoder's map, indices and size from the walk.
+enum class ExportOp {
+    identity,            // y = x (Dropout at inference, NoSkip)
+    conv,                // K x K convolution, stride 1, same padding; "weight" (+ "bias")
+    batch_norm,          // inference batch norm from "weight", "bias", "running_mean", "running_var"
+    relu,
+    max_pool,            // K x K window, stride K, ceil mode; its indices go to the paired Unpool
+    unpool,              // max unpooling with the paired pool's indices to the encoder's map size
+    add_skip,            // y = x + the encoder's map
+    add_projected_skip,  // y = x + (1 x 1 convolution "weight", no bias) of the encoder's map
+    concat_skip,         // y = [x, the encoder's map] along channels
+    transposed_conv,     // K x K, stride S, pad ceil((K - S) / 2), cropped to the encoder's map size
+    lrn,                 // cross-channel local response normalisation
+};
+struct ExportSpec {
+    ExportOp op = ExportOp::identity;
+    int kernel = 1;
+    int stride = 1;               // pooling, unpooling, transposed convolution
+    int groups = 1;               // 0: one group per input channel (depthwise)
+    bool bias = false;            // the layer has a "bias" tensor
+    bool fixed_bilinear = false;  // transposed convolution: FCN's fixed bilinear kernel, no "weight"
+    float epsilon = 0.f;          // batch norm
+    float alpha = 0.f, beta = 0.f, k = 0.f;  // LRN: y = x / (k + alpha / kernel * sum x^2)^beta
+};
+
 /// The required members, a layer that reads only its input.
 template <class L>
 concept PlainLayer = requires(Dims d) {
@@ -214,6 +244,7 @@ concept optional_members_well_typed =
      requires { { L::parameter_prefix } -> std::convertible_to<std::string_view>; }) &&
     (!requires { L::passes_input_through; } ||
      requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
+    (!requires { L::export_as; } || requires { { L::export_as } -> std::convertible_to<ExportSpec>; }) &&
     (!requires { &L::skip_storage; } ||
      requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
 }  // namespace detail
@@ -242,6 +273,11 @@ struct layer_traits {
     static constexpr bool passes_input_through = [] {
         if constexpr (requires { L::passes_input_through; }) return bool(L::passes_input_through);
         else return false;
+    }();
+    static constexpr bool exportable = requires { L::export_as; };
+    static constexpr ExportSpec export_as = [] {
+        if constexpr (exportable) return ExportSpec(L::export_as);
+        else return ExportSpec{};
     }();
     static constexpr SkipStorage skip_storage(Dims in, SkipDims skip) {
         if constexpr (requires { &L::skip_storage; }) return L::skip_storage(in, skip);

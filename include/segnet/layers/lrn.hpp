@@ -51,12 +51,14 @@ template <int Size = 5, int AlphaMicro = 100, int BetaCenti = 75>
 struct LRN {
     static_assert(Size > 0 && Size % 2 == 1, "LRN<Size>: Size must be a positive odd number");
     static constexpr std::string_view name = "LRN";
+    static constexpr ExportSpec export_as{
+        .op = ExportOp::lrn, .kernel = Size, .alpha = AlphaMicro * 1e-6f, .beta = BetaCenti * 1e-2f, .k = 1.f};
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims) { return 0; }
     static constexpr std::int64_t flops(Dims in) { return in.spatial_static() ? (2LL * Size + 4) * in.elements() : 0; }
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
-        return std::make_unique<LrnLayer<Device>>(Size, AlphaMicro * 1e-6f, BetaCenti * 1e-2f, 1.f);
+        return std::make_unique<LrnLayer<Device>>(Size, export_as.alpha, export_as.beta, export_as.k);
     }
 };
 

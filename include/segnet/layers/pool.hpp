@@ -63,6 +63,7 @@ template <int K>
 struct MaxPool {
     static_assert(K >= 2, "MaxPool<K>: K (window and stride) must be at least 2");
     static constexpr std::string_view name = "MaxPool";
+    static constexpr ExportSpec export_as{.op = ExportOp::max_pool, .kernel = K, .stride = K};
     static constexpr int factor = K;
     static constexpr LayerGeometry geometry{K, K, 1};  // window = stride: an Encoder's pool
     static constexpr ShapeResult infer(Dims in) {
@@ -129,6 +130,7 @@ template <int K>
 struct Unpool {
     static_assert(K >= 2, "Unpool<K>: K must be at least 2 (and equal to its paired MaxPool's)");
     static constexpr std::string_view name = "Unpool";
+    static constexpr ExportSpec export_as{.op = ExportOp::unpool, .kernel = K, .stride = K};
     static constexpr int factor = K;
     static constexpr LayerGeometry geometry{1, 1, K};  // one pooled value per output
     /// It reads only its Encoder's pooling indices (and the map's size).

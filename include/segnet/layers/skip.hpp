@@ -63,6 +63,7 @@ public:
 /// The decoder reads nothing from its Encoder (besides the size its upsampler restores).
 struct NoSkip {
     static constexpr std::string_view name = "NoSkip";
+    static constexpr ExportSpec export_as{};
     static constexpr bool passes_input_through = true;  // its output is its input: no new map
     static constexpr ShapeResult infer(Dims in, SkipDims) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims) { return 0; }
@@ -139,6 +140,7 @@ template <int C, int FeatureC>
 struct AddProjected {
     static_assert(C > 0 && FeatureC > 0, "AddProjected<C, FeatureC>: both channel counts must be positive");
     static constexpr std::string_view name = "AddProjected";
+    static constexpr ExportSpec export_as{.op = ExportOp::add_projected_skip};
     static constexpr int channels = C, feature_channels = FeatureC;
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (skip.feature.c != FeatureC) return ShapeResult::fail(Fault::skip_channels, FeatureC, skip.feature.c);
@@ -196,6 +198,7 @@ private:
 /// encoder map {F, H, W} give {C + F, H, W}.
 struct Concat {
     static constexpr std::string_view name = "Concat";
+    static constexpr ExportSpec export_as{.op = ExportOp::concat_skip};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
         if (auto r = detail::check_skip_size(in, skip); r.fault != Fault::none) return r;
         return ShapeResult::ok({in.c + skip.feature.c, in.h, in.w});

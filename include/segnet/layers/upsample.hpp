@@ -116,6 +116,8 @@ struct BilinearUpsample {
     static_assert(Factor >= 2, "BilinearUpsample<F>: F must be at least 2");
     static constexpr std::string_view name = "BilinearUpsample";
     static constexpr int factor = Factor, kernel = 2 * Factor - Factor % 2;
+    static constexpr ExportSpec export_as{
+        .op = ExportOp::transposed_conv, .kernel = kernel, .stride = Factor, .groups = 0, .fixed_bilinear = true};
     /// A kernel of size k with stride f reads ceil(k / f) inputs per axis.
     static constexpr LayerGeometry geometry{ceil_div(kernel, Factor), 1, Factor};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {
@@ -139,6 +141,7 @@ struct TransposedConv {
     static_assert(OutC > 0, "TransposedConv<OutC, K, Stride>: OutC must be positive");
     static_assert(Stride >= 2 && K >= Stride, "TransposedConv<OutC, K, Stride>: need Stride >= 2 and K >= Stride");
     static constexpr std::string_view name = "TransposedConv";
+    static constexpr ExportSpec export_as{.op = ExportOp::transposed_conv, .kernel = K, .stride = Stride};
     static constexpr int factor = Stride;
     static constexpr LayerGeometry geometry{ceil_div(K, Stride), 1, Stride};
     static constexpr ShapeResult infer(Dims in, SkipDims skip) {

@@ -1,0 +1,496 @@
+// segnet/export/onnx.hpp: writes a model as an ONNX file (standard operators, opset 13) that
+// onnxruntime, OpenCV's DNN module and other runtimes run without segnet.
+//
+//   Model<models::SegNetBasic<11>, Cpu> model;
+//   const CheckpointInfo info = load_checkpoint("models/segnet-basic-camvid.safetensors", model);
+//   onnx::export_model(model, "segnet-basic.onnx", {.normalization = info.normalization});
+//
+// The graph is written from the network's type by the same walk that builds the model
+// (compose/analysis.hpp): each layer declares what it computes (its `export_as`, the layer
+// contract in layers/layer.hpp) and a layer without one is a compile-time error naming it
+// (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
+// MaxPool with its Indices output feeding MaxUnpool with output_shape (the encoder's pre-pool
+// size, so 45 -> 23 -> 45 round-trips), Add, Concat, ConvTranspose + Slice (the crop to the
+// encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
+// checkpoint's names (encoder0.0.weight, ...); node outputs are named by the layer
+// (encoder0.0, encoder0.3.indices); the graph's input is "image", its output "logits".
+//
+// Input contract: float32 NCHW RGB. With ExportOptions::normalization the graph takes pixel
+// values 0..255 and normalises them itself ((x * scale - mean) / std per channel: Mul, Sub, Div,
+// as segnet-segment does); without, it takes normalised values. Either way the metadata
+// (segnet.input, normalization_mean/_std/_scale) says which. Sizes: batch, height and width
+// are symbolic ("batch", "height", "width") unless ExportOptions gives a static height and
+// width, which fixes the batch to 1 and writes every shape as a constant (for runtimes that
+// need a static graph).
+//
+// Why a hand-written writer: the file is a protobuf message (export/protobuf.hpp) of which
+// this writer needs ten message types; the field numbers below are onnx.proto's (onnx 1.12).
+// The tests check every file with the ONNX project's own checker and shape inference.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "segnet/backend/ops.hpp"
+#include "segnet/compose/builder.hpp"
+#include "segnet/compose/model.hpp"
+#include "segnet/data/dataset.hpp"
+#include "segnet/export/protobuf.hpp"
+#include "segnet/io/files.hpp"
+#include "segnet/layers/upsample.hpp"
+#include "segnet/version.hpp"
+
+namespace segnet::onnx {
+
+/// The operator set the files use (onnx's default domain); the IR version that goes with it.
+inline constexpr int opset_version = 13;
+inline constexpr int ir_version = 7;
+
+struct ExportOptions {
+    /// A static input size (both or neither): batch 1 and every shape a constant. dyn: symbolic.
+    int height = dyn, width = dyn;
+    /// The checkpoint's input normalisation, written into the graph (it then takes 0..255
+    /// pixels); nullopt: the graph takes normalised values.
+    std::optional<Normalization> normalization{};
+    /// Written to the metadata (segnet.model); empty: the network's name.
+    std::string model_name{};
+};
+
+namespace detail {
+
+// Field numbers of onnx.proto (https://github.com/onnx/onnx/blob/v1.12.0/onnx/onnx.proto).
+namespace field {
+inline constexpr int model_ir_version = 1, model_producer_name = 2, model_producer_version = 3, model_doc_string = 6,
+                     model_graph = 7, model_opset_import = 8, model_metadata_props = 14;
+inline constexpr int opset_domain = 1, opset_version = 2;            // OperatorSetIdProto
+inline constexpr int entry_key = 1, entry_value = 2;                 // StringStringEntryProto
+inline constexpr int graph_node = 1, graph_name = 2, graph_initializer = 5, graph_input = 11, graph_output = 12,
+                     graph_value_info = 13;
+inline constexpr int node_input = 1, node_output = 2, node_name = 3, node_op_type = 4, node_attribute = 5;
+inline constexpr int attribute_name = 1, attribute_f = 2, attribute_i = 3, attribute_ints = 8, attribute_type = 20;
+inline constexpr int attribute_type_float = 1, attribute_type_int = 2, attribute_type_ints = 7;  // AttributeType
+inline constexpr int tensor_dims = 1, tensor_data_type = 2, tensor_name = 8, tensor_raw_data = 9;
+inline constexpr int data_type_float = 1, data_type_int64 = 7;      // TensorProto.DataType
+inline constexpr int value_info_name = 1, value_info_type = 2;      // ValueInfoProto
+inline constexpr int type_tensor_type = 1;                           // TypeProto
+inline constexpr int tensor_type_elem_type = 1, tensor_type_shape = 2;  // TypeProto.Tensor
+inline constexpr int shape_dim = 1, dim_value = 1, dim_param = 2;     // TensorShapeProto(.Dimension)
+}  // namespace field
+
+inline proto::Message int_attribute(std::string_view name, std::int64_t value) {
+    proto::Message a;
+    a.bytes(field::attribute_name, name).integer(field::attribute_i, value);
+    a.varint(field::attribute_type, field::attribute_type_int);
+    return a;
+}
+inline proto::Message ints_attribute(std::string_view name, std::initializer_list<std::int64_t> values) {
+    proto::Message a;
+    a.bytes(field::attribute_name, name);
+    for (std::int64_t v : values) a.integer(field::attribute_ints, v);
+    a.varint(field::attribute_type, field::attribute_type_ints);
+    return a;
+}
+inline proto::Message float_attribute(std::string_view name, float value) {
+    proto::Message a;
+    a.bytes(field::attribute_name, name).float32(field::attribute_f, value);
+    a.varint(field::attribute_type, field::attribute_type_float);
+    return a;
+}
+
+/// One dimension of a value: a number, or for dyn a name (symbolic) or nothing (unknown).
+struct Dimension {
+    std::int64_t value = dyn;
+    std::string_view symbol{};
+};
+
+/// A GraphProto being written: nodes in order, initializers, the input and the output.
+class GraphWriter {
+public:
+    void node(std::string_view op, std::initializer_list<std::string_view> inputs,
+              std::initializer_list<std::string_view> outputs, std::string_view name,
+              std::initializer_list<proto::Message> attributes = {}) {
+        proto::Message n;
+        for (std::string_view in : inputs) n.bytes(field::node_input, in);
+        for (std::string_view out : outputs) n.bytes(field::node_output, out);
+        n.bytes(field::node_name, name).bytes(field::node_op_type, op);
+        for (const proto::Message& a : attributes) n.message(field::node_attribute, a);
+        graph_.message(field::graph_node, n);
+    }
+    void initializer(std::string_view name, const std::vector<std::int64_t>& dims, const std::vector<float>& values) {
+        write_initializer(name, dims, field::data_type_float, values.data(), values.size() * sizeof(float));
+    }
+    void initializer(std::string_view name, const std::vector<std::int64_t>& dims, const std::vector<std::int64_t>& values) {
+        write_initializer(name, dims, field::data_type_int64, values.data(), values.size() * sizeof(std::int64_t));
+    }
+    /// An int64 vector constant under `name`, written once however often it is asked for.
+    std::string_view constant(const std::string& name, const std::vector<std::int64_t>& values) {
+        if (constants_.emplace(name).second) initializer(name, {std::int64_t(values.size())}, values);
+        return *constants_.find(name);
+    }
+    void input(std::string_view name, const std::vector<Dimension>& dims) { write_value_info(field::graph_input, name, dims); }
+    void output(std::string_view name, const std::vector<Dimension>& dims) { write_value_info(field::graph_output, name, dims); }
+    /// The type and shape of an inner value (float32); unknown sizes are left unnamed.
+    void value_info(std::string_view name, const std::vector<Dimension>& dims) {
+        write_value_info(field::graph_value_info, name, dims);
+    }
+    proto::Message finish(std::string_view name) {
+        graph_.bytes(field::graph_name, name);
+        return std::move(graph_);
+    }
+
+private:
+    void write_initializer(std::string_view name, const std::vector<std::int64_t>& dims, int type, const void* data,
+                           std::size_t bytes) {
+        proto::Message t;
+        for (std::int64_t d : dims) t.integer(field::tensor_dims, d);
+        t.varint(field::tensor_data_type, std::uint64_t(type)).bytes(field::tensor_name, name);
+        t.bytes(field::tensor_raw_data, std::string_view(static_cast<const char*>(data), bytes));
+        graph_.message(field::graph_initializer, t);
+    }
+    void write_value_info(int which, std::string_view name, const std::vector<Dimension>& dims) {
+        proto::Message shape;
+        for (const Dimension& d : dims) {
+            proto::Message dim;
+            if (d.value != dyn) dim.integer(field::dim_value, d.value);
+            else if (!d.symbol.empty()) dim.bytes(field::dim_param, d.symbol);
+            shape.message(field::shape_dim, dim);
+        }
+        proto::Message tensor_type;
+        tensor_type.varint(field::tensor_type_elem_type, field::data_type_float).message(field::tensor_type_shape, shape);
+        proto::Message type;
+        type.message(field::type_tensor_type, tensor_type);
+        proto::Message info;
+        info.bytes(field::value_info_name, name).message(field::value_info_type, type);
+        graph_.message(which, info);
+    }
+    proto::Message graph_;
+    std::set<std::string, std::less<>> constants_;
+};
+
+/// Instantiated for the network's first layer without `export_as` (void: none): the error names
+/// the layer in its instantiation line, above the message.
+template <class L>
+struct export_check {
+    static_assert(layer_traits<L>::exportable,
+                  "segnet::onnx::export_model: this layer (the template argument of export_check) declares no "
+                  "export_as, so it cannot be written as ONNX; declare `static constexpr ExportSpec export_as` "
+                  "(layers/layer.hpp) or leave the layer out of the exported network");
+};
+template <>
+struct export_check<void> {};
+
+/// The first of T... that is not void (void: none).
+template <class... T>
+struct first_non_void {
+    using type = void;
+};
+template <class T, class... Rest>
+struct first_non_void<T, Rest...> {
+    using type = std::conditional_t<std::is_void_v<T>, typename first_non_void<Rest...>::type, T>;
+};
+/// The first layer of a stage or element that declares no export_as, or void.
+template <class E>
+struct unexportable {
+    using type = std::conditional_t<layer_traits<E>::exportable, void, E>;
+};
+template <class... E>
+struct unexportable<Block<E...>> : first_non_void<typename unexportable<E>::type...> {};
+template <class... E>
+struct unexportable<Decoder<E...>> : first_non_void<typename unexportable<E>::type...> {};
+template <class Body, class Pool>
+struct unexportable<Encoder<Body, Pool>> : first_non_void<typename unexportable<Body>::type, typename unexportable<Pool>::type> {};
+/// The network's first layer without export_as (as a pointer type: void* for none). Takes the
+/// Network base of a named network (models::SegNet<11> derives from Network<...>).
+template <class In, class... Stages>
+auto first_unexportable(const Network<In, Stages...>*) -> typename first_non_void<typename unexportable<Stages>::type...>::type*;
+
+/// What an Encoder leaves for its Decoder in the graph: the names of its pre-pool map and of its
+/// pool's indices, and the map's size.
+struct EncoderValues {
+    std::string stage;    // "encoder0"
+    std::string feature;  // the pre-pool map's value
+    std::string indices;  // the pool's Indices output
+    Dims size{};          // the pre-pool map's (dyn in a symbolic graph)
+    int pool = 0;         // the pool's factor
+};
+
+/// The walk's visitor (compose/analysis.hpp): one or a few nodes per layer.
+template <class Device>
+class GraphBuilder {
+public:
+    GraphBuilder(GraphWriter& g, std::vector<ParamRef<Device>> state, std::string input, Dimension batch)
+        : g_(g), current_(std::move(input)), batch_(batch), static_size_(batch.value != dyn) {
+        for (ParamRef<Device>& p : state) tensors_.emplace(p.name, std::move(p));
+    }
+    void begin_stage(StageKind kind, int stage_number, int ordinal, bool single_layer) {
+        naming_.begin_stage(kind, stage_number, ordinal, single_layer);
+    }
+    void tap(int) { encoders_.push_back({naming_.stage_prefix, current_, "", {}}); }
+
+    template <class L>
+    void layer(Dims in, int, int layer_number, int link) {
+        if constexpr (layer_traits<L>::exportable) {  // else to_onnx has reported it (export_check)
+            const std::string prefix = naming_.prefix<L>(layer_number);
+            const std::string name = prefix.substr(0, prefix.size() - 1);  // "encoder0.0"
+            EncoderValues* encoder = link >= 0 ? &encoders_[std::size_t(link)] : nullptr;
+            if (encoder && encoder->size.c == 0) {  // the first layer after the Tap: its pool
+                encoder->size = in;
+                encoder->pool = geometry_of<L>.down;
+            }
+            write(layer_traits<L>::export_as, in, prefix, name, encoder);
+            if (current_ != name) return;  // identity: no new value
+            // The value's shape, so that shape inference checks it and runtimes can plan with it.
+            ShapeResult out{};
+            if constexpr (PairedLayer<L>) out = L::infer(in, SkipDims{encoder->size, encoder->pool});
+            else out = L::infer(in);
+            g_.value_info(name, {batch_, Dimension{out.out.c}, Dimension{out.out.h}, Dimension{out.out.w}});
+        }
+    }
+    const std::string& output() const { return current_; }
+    /// Tensors of the model no layer wrote (none for a correct export).
+    std::vector<std::string> unused_tensors() const {
+        std::vector<std::string> out;
+        for (const auto& [name, p] : tensors_)
+            if (!used_.contains(name)) out.push_back(name);
+        return out;
+    }
+
+private:
+    void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder) {
+        const std::int64_t k = op.kernel, s = op.stride;
+        switch (op.op) {
+        case ExportOp::identity: return;
+        case ExportOp::conv: {
+            const std::string weight = tensor(prefix + "weight");
+            const std::int64_t groups = op.groups == 0 ? in.c : op.groups;
+            const proto::Message attributes[] = {ints_attribute("kernel_shape", {k, k}),
+                                                 ints_attribute("pads", {k / 2, k / 2, k / 2, k / 2}),
+                                                 ints_attribute("strides", {1, 1}), ints_attribute("dilations", {1, 1}),
+                                                 int_attribute("group", groups)};
+            if (op.bias) {
+                const std::string bias = tensor(prefix + "bias");
+                g_.node("Conv", {current_, weight, bias}, {name}, name,
+                        {attributes[0], attributes[1], attributes[2], attributes[3], attributes[4]});
+            } else {
+                g_.node("Conv", {current_, weight}, {name}, name,
+                        {attributes[0], attributes[1], attributes[2], attributes[3], attributes[4]});
+            }
+            break;
+        }
+        case ExportOp::batch_norm:
+            g_.node("BatchNormalization",
+                    {current_, tensor(prefix + "weight"), tensor(prefix + "bias"), tensor(prefix + "running_mean"),
+                     tensor(prefix + "running_var")},
+                    {name}, name, {float_attribute("epsilon", op.epsilon)});
+            break;
+        case ExportOp::relu: g_.node("Relu", {current_}, {name}, name); break;
+        case ExportOp::max_pool:
+            encoder->indices = name + ".indices";
+            g_.node("MaxPool", {current_}, {name, encoder->indices}, name,
+                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
+                     int_attribute("ceil_mode", 1)});
+            break;
+        case ExportOp::unpool: {
+            // output_shape is the encoder's map (45 rows for 23 pooled: ceil mode). Runtimes check
+            // that it is at least (in - 1) * s + k - pads, so the end pads are the rows a ceil-mode
+            // pool covered that the map did not have: known in a static graph (none when the map
+            // divides evenly, which OpenCV needs), at most k - 1 in a symbolic one; the indices
+            // place the values either way.
+            const std::int64_t pad_h = static_size_ ? (in.h - 1) * s + k - encoder->size.h : k - 1;
+            const std::int64_t pad_w = static_size_ ? (in.w - 1) * s + k - encoder->size.w : k - 1;
+            const proto::Message kernel = ints_attribute("kernel_shape", {k, k}), strides = ints_attribute("strides", {s, s});
+            const std::string shape = feature_shape(*encoder);
+            if (pad_h == 0 && pad_w == 0)
+                g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name, {kernel, strides});
+            else
+                g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name,
+                        {kernel, strides, ints_attribute("pads", {0, 0, pad_h, pad_w})});
+            break;
+        }
+        case ExportOp::add_skip: g_.node("Add", {current_, encoder->feature}, {name}, name); break;
+        case ExportOp::add_projected_skip: {
+            const std::string projection = name + ".projection";
+            g_.node("Conv", {encoder->feature, tensor(prefix + "weight")}, {projection}, projection,
+                    {ints_attribute("kernel_shape", {1, 1})});
+            g_.node("Add", {current_, projection}, {name}, name);
+            break;
+        }
+        case ExportOp::concat_skip: g_.node("Concat", {current_, encoder->feature}, {name}, name, {int_attribute("axis", 1)}); break;
+        case ExportOp::transposed_conv: {
+            // segnet's transposed convolution is pad p on both sides, then only the encoder's
+            // size kept (FCN's crop): ConvTranspose with pads p, then Slice to that size.
+            const std::int64_t pad = (k - s + 1) / 2, groups = op.groups == 0 ? in.c : op.groups;
+            std::string weight;
+            if (op.fixed_bilinear) {
+                weight = prefix + "bilinear_kernel";  // not a parameter: FCN's fixed kernel, one per channel
+                const std::vector<float> kernel = segnet::detail::bilinear_kernel(int(k));
+                std::vector<float> w;
+                for (int c = 0; c < in.c; ++c) w.insert(w.end(), kernel.begin(), kernel.end());
+                g_.initializer(weight, {in.c, 1, k, k}, w);
+            } else {
+                weight = tensor(prefix + "weight");
+            }
+            const std::string full = name + ".uncropped";
+            g_.node("ConvTranspose", {current_, weight}, {full}, full,
+                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
+                     ints_attribute("pads", {pad, pad, pad, pad}), int_attribute("group", groups)});
+            g_.node("Slice", {full, g_.constant("zeros.2", {0, 0}), feature_spatial_size(*encoder),
+                              g_.constant("axes.height_width", {2, 3})},
+                    {name}, name);
+            break;
+        }
+        case ExportOp::lrn:
+            g_.node("LRN", {current_}, {name}, name,
+                    {int_attribute("size", k), float_attribute("alpha", op.alpha), float_attribute("beta", op.beta),
+                     float_attribute("bias", op.k)});
+            break;
+        }
+        current_ = name;
+    }
+
+    /// The model's tensor `name` as an initializer (written once), or std::logic_error.
+    std::string tensor(const std::string& name) {
+        const auto it = tensors_.find(name);
+        if (it == tensors_.end())
+            throw std::logic_error("segnet::onnx::export_model: the model has no tensor '" + name + "'");
+        if (used_.insert(name).second) {
+            const ParamRef<Device>& p = it->second;
+            g_.initializer(name, {p.shape.begin(), p.shape.end()}, backend::download(*p.value));
+        }
+        return name;
+    }
+    /// The encoder's pre-pool map size [N, C, H, W] as a value: a constant in a static graph,
+    /// else a Shape node on the map.
+    std::string feature_shape(const EncoderValues& e) {
+        const std::string name = e.stage + ".shape";
+        if (static_size_) return std::string(g_.constant(name, {1, e.size.c, e.size.h, e.size.w}));
+        if (shape_nodes_.insert(name).second) g_.node("Shape", {e.feature}, {name}, name);
+        return name;
+    }
+    /// Its [H, W].
+    std::string feature_spatial_size(const EncoderValues& e) {
+        const std::string name = e.stage + ".size";
+        if (static_size_) return std::string(g_.constant(name, {e.size.h, e.size.w}));
+        if (shape_nodes_.insert(name).second)
+            g_.node("Slice", {feature_shape(e), g_.constant("two", {2}), g_.constant("four", {4})}, {name}, name);
+        return name;
+    }
+
+    GraphWriter& g_;
+    std::map<std::string, ParamRef<Device>, std::less<>> tensors_;
+    std::set<std::string, std::less<>> used_, shape_nodes_;
+    std::vector<EncoderValues> encoders_;
+    ParameterNaming naming_;
+    std::string current_;
+    Dimension batch_;
+    bool static_size_;
+};
+
+inline proto::Message metadata(std::string_view key, std::string_view value) {
+    proto::Message entry;
+    entry.bytes(field::entry_key, key).bytes(field::entry_value, value);
+    return entry;
+}
+
+}  // namespace detail
+
+/// The ONNX file of `model` (its current weights), as bytes. Throws std::invalid_argument for a
+/// static size the network cannot take or a normalisation that does not fit its input.
+template <NetworkType Net, class Device>
+std::string to_onnx(Model<Net, Device>& model, const ExportOptions& options = {}) {
+    using namespace detail;
+    // A layer without an ONNX form: one error naming it (sizeof keeps this line from adding a second).
+    static_assert(sizeof(export_check<std::remove_pointer_t<decltype(first_unexportable(static_cast<const Net*>(nullptr)))>>) > 0);
+    const bool static_size = options.height != dyn || options.width != dyn;
+    if (static_size && (options.height < 1 || options.width < 1))
+        throw std::invalid_argument("segnet::onnx: a static size needs a positive height and width (got " +
+                                    std::to_string(options.height) + "x" + std::to_string(options.width) + ")");
+    const int channels = Net::input::channels;
+    const Dims input{channels, static_size ? options.height : Net::input::height,
+                     static_size ? options.width : Net::input::width};
+    const Analysis analysis = Net::analyse(input);
+    if (!analysis.ok())
+        throw std::invalid_argument(describe(analysis.diag) + " for an input of " + std::to_string(input.h) + "x" +
+                                    std::to_string(input.w));
+    if (options.normalization) {
+        if (channels != 3)
+            throw std::invalid_argument("segnet::onnx: the normalisation is per RGB channel; this network takes " +
+                                        std::to_string(channels) + " channels");
+        if (const std::string problem = options.normalization->problem(); !problem.empty())
+            throw std::invalid_argument("segnet::onnx: the normalisation's " + problem);
+    }
+
+    GraphWriter g;
+    std::string first = "image";
+    if (const auto& n = options.normalization) {  // (x * scale - mean) / std, as segnet-segment
+        g.initializer("normalization.scale", {1}, std::vector<float>{n->scale});
+        g.initializer("normalization.mean", {1, 3, 1, 1}, std::vector<float>(n->mean.begin(), n->mean.end()));
+        g.initializer("normalization.std", {1, 3, 1, 1}, std::vector<float>(n->stddev.begin(), n->stddev.end()));
+        g.node("Mul", {"image", "normalization.scale"}, {"normalization.scaled"}, "normalization.scaled");
+        g.node("Sub", {"normalization.scaled", "normalization.mean"}, {"normalization.centred"}, "normalization.centred");
+        g.node("Div", {"normalization.centred", "normalization.std"}, {"normalized"}, "normalized");
+        first = "normalized";
+    }
+    const Dimension batch = static_size ? Dimension{1} : Dimension{dyn, "batch"};
+    GraphBuilder<Device> builder(g, model.state(), first, batch);
+    Net::walk(input, builder);
+    if (const auto unused = builder.unused_tensors(); !unused.empty())
+        throw std::logic_error("segnet::onnx::export_model: no layer wrote the model's tensor '" + unused.front() + "'");
+    g.node("Identity", {builder.output()}, {"logits"}, "logits");
+
+    const Dimension height = input.h == dyn ? Dimension{dyn, "height"} : Dimension{input.h};
+    const Dimension width = input.w == dyn ? Dimension{dyn, "width"} : Dimension{input.w};
+    g.input("image", {batch, Dimension{channels}, height, width});
+    // Every network's output has its input's size (same-padded convolutions; decoders restore
+    // their encoders' sizes, which the walk checks).
+    g.output("logits", {batch, Dimension{analysis.output.c}, height, width});
+
+    proto::Message opset;
+    opset.bytes(field::opset_domain, "").integer(field::opset_version, opset_version);
+    proto::Message m;
+    m.integer(field::model_ir_version, ir_version)
+        .bytes(field::model_producer_name, "segnet")
+        .bytes(field::model_producer_version, version_string)
+        .bytes(field::model_doc_string, "segnet network '" + std::string(model.name()) + "' exported by segnet " +
+                                            version_string)
+        .message(field::model_graph, g.finish(options.model_name.empty() ? model.name() : options.model_name))
+        .message(field::model_opset_import, opset);
+    const std::string input_contract = options.normalization
+        ? "image: float32 NCHW RGB, pixel values 0..255; the graph normalises them ((x * scale - mean) / std)"
+        : "image: float32 NCHW RGB, already normalised as in training";
+    m.message(field::model_metadata_props, metadata("segnet.model", options.model_name.empty() ? model.name() : options.model_name));
+    m.message(field::model_metadata_props, metadata("segnet.classes", std::to_string(analysis.output.c)));
+    m.message(field::model_metadata_props, metadata("segnet.input", input_contract));
+    if (const auto& n = options.normalization) {
+        const auto join = [](std::initializer_list<float> v) {  // as the checkpoint writes them
+            std::ostringstream s;
+            s.precision(9);
+            for (float x : v) s << (s.tellp() > 0 ? "," : "") << x;
+            return s.str();
+        };
+        m.message(field::model_metadata_props, metadata("normalization_mean", join({n->mean[0], n->mean[1], n->mean[2]})));
+        m.message(field::model_metadata_props, metadata("normalization_std", join({n->stddev[0], n->stddev[1], n->stddev[2]})));
+        m.message(field::model_metadata_props, metadata("normalization_scale", join({n->scale})));
+    }
+    return m.encoded();
+}
+
+/// Writes `model` as an ONNX file at `path` (atomically: a temporary file, then a rename; an
+/// existing file is replaced only by a complete one). Throws as to_onnx, and DataError for I/O.
+template <NetworkType Net, class Device>
+void export_model(Model<Net, Device>& model, const std::filesystem::path& path, const ExportOptions& options = {}) {
+    const std::string bytes = to_onnx(model, options);
+    write_file_atomically(path, [&](FileSink& f) { f.write(bytes); });
+}
+
+}  // namespace segnet::onnx

@@ -1,0 +1,141 @@
+// Writes ONNX files for the runtimes' tests and the logits segnet computes, for them to compare:
+//   onnx_reference OUT_DIR CHECKPOINT IMAGE...
+// OUT_DIR/models/: every built-in network (11 classes, prepare() below) exported twice, with symbolic
+// sizes (<name>.onnx) and static 45x61 (<name>.static.onnx), for the ONNX checker; each runs on the
+// first IMAGE resized to 45x61 (normalised) as a case of cases.json.
+// OUT_DIR/cases.json lists what the runtimes run, each case an ONNX file, an input (raw float32
+// NCHW) and segnet's eval logits for it (raw float32 NCHW): SegNet-Basic from CHECKPOINT with its
+// normalisation in the graph (input: pixels 0..255) on each IMAGE at its own size, through the
+// symbolic-size file and a static one, and on the first IMAGE resized to 352x480 (static); and
+// SegNet (the weights of models/segnet.onnx, no normalisation in the graph: the input is
+// normalised) on the first IMAGE resized to 192x256, static and symbolic.
+#include <segnet/export/onnx.hpp>
+#include <segnet/io/image.hpp>
+#include <segnet/segnet.hpp>
+#include <segnet/train/checkpoint.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace segnet;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_raw(const fs::path& path, const Tensor<Cpu>& t) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(t.data()), std::streamsize(t.size() * sizeof(float)));
+    if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
+/// Seed 1, and batch-norm statistics from one train forward: eval mode is then not the identity
+/// on every batch norm, and a random network's logits are less tied.
+template <class Net>
+void prepare(Model<Net, Cpu>& model) {
+    model.initialize(1);
+    Tensor<Cpu> warm({2, 3, 64, 64});
+    Rng rng(3);
+    for (float& v : warm.span()) v = rng.normal(0.2f, 1.5f);
+    model.forward(warm, Mode::train);
+}
+
+Tensor<Cpu> normalised(const Tensor<Cpu>& pixels, const Normalization& norm) {
+    Tensor<Cpu> x = pixels;
+    const std::int64_t plane = x.extents().plane();
+    for (int c = 0; c < 3; ++c)
+        for (std::int64_t i = 0; i < plane; ++i) x.data()[c * plane + i] = norm.apply(x.data()[c * plane + i], c);
+    return x;
+}
+
+/// Runs `model` on `pixels` normalised as `norm` and writes the graph's input (`graph_input`)
+/// and segnet's logits as NAME.input.bin and NAME.logits.bin; returns the case's cases.json entry
+/// (min_agreement: the share of pixels whose argmax the runtimes must reproduce).
+template <class Net>
+std::string write_case(Model<Net, Cpu>& model, const std::string& name, const std::string& onnx_file,
+                       const Tensor<Cpu>& pixels, const Normalization& norm, const Tensor<Cpu>& graph_input,
+                       double min_agreement, const fs::path& out) {
+    const Tensor<Cpu>& logits = model.forward(normalised(pixels, norm), Mode::eval);
+    write_raw(out / (name + ".input.bin"), graph_input);
+    write_raw(out / (name + ".logits.bin"), logits);
+    return "{\"name\": \"" + name + "\", \"onnx\": \"" + onnx_file + "\", \"shape\": [1, 3, " +
+           std::to_string(pixels.h()) + ", " + std::to_string(pixels.w()) + "], \"classes\": " +
+           std::to_string(logits.c()) + ", \"pools\": " + std::to_string(Net::analysis.encoder_count) +
+           ", \"min_agreement\": " + std::to_string(min_agreement) + "}";
+}
+
+/// Every built-in network: its files in models/ and a case that runs the symbolic-size one on
+/// `input` (normalised; random weights, so the argmax bar is 99.5% as for SegNet below).
+template <template <int> class... M>
+void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>& input, std::vector<std::string>& cases) {
+    const auto one = [&]<class Net>() {
+        Model<Net, Cpu> model;
+        prepare(model);
+        const std::string file = "models/" + std::string(Net::name);
+        onnx::export_model(model, out / (file + ".onnx"));
+        onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
+        cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+    };
+    (one.template operator()<M<11>>(), ...);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 4) {
+        std::fprintf(stderr, "usage: onnx_reference OUT_DIR CHECKPOINT IMAGE...\n");
+        return 2;
+    }
+    try {
+        const fs::path out = argv[1];
+        fs::create_directories(out / "models");
+        std::vector<std::string> cases;
+        Model<models::SegNetBasic<11>, Cpu> basic;
+        const CheckpointInfo info = load_checkpoint(argv[2], basic, "segnet-basic");
+        export_all(models::BuiltinModels{}, out,
+                   normalised(resize_bilinear(load_rgb_tensor(argv[3]).view(), 45, 61), info.normalization), cases);
+        onnx::export_model(basic, out / "segnet-basic-camvid.onnx", {.normalization = info.normalization});
+        const auto static_export = [&](auto& model, const std::string& file, const Tensor<Cpu>& pixels,
+                                       std::optional<Normalization> norm) {
+            onnx::export_model(model, out / file, {.height = int(pixels.h()), .width = int(pixels.w()), .normalization = norm});
+            return file;
+        };
+        // The trained network: its argmax must agree on 99.9% of the pixels (the bar).
+        for (int i = 3; i < argc; ++i) {
+            const std::string name = "segnet-basic-camvid." + fs::path(argv[i]).stem().string();
+            const Tensor<Cpu> pixels = load_rgb_tensor(argv[i]);
+            const std::string file = static_export(basic, name + ".static.onnx", pixels, info.normalization);
+            cases.push_back(write_case(basic, name, "segnet-basic-camvid.onnx", pixels, info.normalization, pixels, 0.999, out));
+            cases.push_back(write_case(basic, name + ".static", file, pixels, info.normalization, pixels, 0.999, out));
+        }
+        // A size that divides evenly at every pool, which OpenCV 4.6 needs (check_opencv.py).
+        const Tensor<Cpu> even = resize_bilinear(load_rgb_tensor(argv[3]).view(), 352, 480);
+        const std::string even_file = static_export(basic, "segnet-basic-camvid.352x480.static.onnx", even, info.normalization);
+        cases.push_back(write_case(basic, "segnet-basic-camvid.352x480", even_file, even, info.normalization, even, 0.999, out));
+        // SegNet has no trained checkpoint here: random weights (those of models/segnet.onnx) give
+        // near-tied logits, on which segnet's own two eval paths (fused and unfused) already
+        // disagree on about 0.1% of the pixels; 99.5% is the bar there. No normalisation in this
+        // graph: its input is normalised.
+        Model<models::SegNet<11>, Cpu> segnet;
+        prepare(segnet);
+        const Tensor<Cpu> small = resize_bilinear(load_rgb_tensor(argv[3]).view(), 192, 256);
+        const std::string segnet_file = static_export(segnet, "segnet.random.192x256.static.onnx", small, std::nullopt);
+        cases.push_back(write_case(segnet, "segnet.random", segnet_file, small, info.normalization,
+                                   normalised(small, info.normalization), 0.995, out));
+        cases.push_back(write_case(segnet, "segnet.random.dynamic", "models/segnet.onnx", small, info.normalization,
+                                   normalised(small, info.normalization), 0.995, out));
+
+        std::ofstream json(out / "cases.json");
+        json << "[\n";
+        for (std::size_t i = 0; i < cases.size(); ++i) json << "  " << cases[i] << (i + 1 < cases.size() ? ",\n" : "\n");
+        json << "]\n";
+        std::printf("wrote %s: %zu models, %zu cases\n", out.string().c_str(), models::BuiltinModels::size, cases.size());
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "onnx_reference: %s\n", e.what());
+        return 1;
+    }
+}
