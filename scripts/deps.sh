@@ -3,6 +3,7 @@
 #   scripts/deps.sh            # C++ toolchain, CMake, stb, doctest
 #   scripts/deps.sh --bench    # also Debian's PyTorch and NumPy for bench/compare_pytorch.py
 #   scripts/deps.sh --plots    # also Debian's matplotlib for scripts/plot_training_log.py
+#   scripts/deps.sh --mpi      # also OpenMPI for data-parallel training (segnet-train-mpi, test_distributed)
 # (flags combine: scripts/deps.sh --bench --plots)
 set -euo pipefail
 packages=(g++ cmake make python3 libstb-dev doctest-dev)
@@ -10,7 +11,8 @@ for flag in "$@"; do
   case "$flag" in
     --bench) packages+=(python3-torch python3-numpy) ;;
     --plots) packages+=(python3-matplotlib) ;;
-    *) echo "scripts/deps.sh: unknown flag '$flag' (expected --bench or --plots)" >&2; exit 2 ;;
+    --mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
+    *) echo "scripts/deps.sh: unknown flag '$flag' (expected --bench, --plots or --mpi)" >&2; exit 2 ;;
   esac
 done
 missing=()
