@@ -6,6 +6,8 @@
 #include <segnet/data/synthetic.hpp>
 #include <segnet/train/trainer.hpp>
 
+#include "tiny_training.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -15,19 +17,11 @@
 #include <sstream>
 
 using namespace segnet;
+using testing_support::TinyNet;
+using testing_support::tiny_options;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A small SegNet: two encoders of 16 channels, index unpooling, 4 shape classes.
-struct TinyNet : Network<Input<3, dyn, dyn>,
-                         Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Decoder<Unpool<2>, Block<Conv<16, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Decoder<Unpool<2>, Block<Conv<16, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Classifier<4>> {
-    static constexpr std::string_view name = "tiny";
-};
 
 fs::path fresh_dir(const std::string& name) {
     const fs::path dir = fs::temp_directory_path() / ("segnet-test-" + name + "-" + std::to_string(::getpid()));
@@ -48,23 +42,6 @@ std::vector<float> all_values(Model<Net, Cpu>& m) {
     std::vector<float> v;
     for (auto& p : m.state()) v.insert(v.end(), p.value->data(), p.value->data() + p.value->size());
     return v;
-}
-
-TrainOptions tiny_options(const fs::path& out) {
-    TrainOptions o;
-    o.model_name = "tiny";
-    o.classes = 4;
-    o.ignore_label = 255;
-    o.batch_size = 4;
-    o.optimizer = "sgd";
-    o.optimizer_options.lr = 0.05;
-    o.out_dir = out;
-    o.seed = 3;
-    o.boundary_f1 = false;
-    o.progress = ProgressStyle::none;
-    static std::ostringstream sink;
-    o.log = &sink;
-    return o;
 }
 
 }  // namespace

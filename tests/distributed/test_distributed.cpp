@@ -9,6 +9,8 @@
 #include <segnet/segnet.hpp>
 #include <segnet/train/trainer.hpp>
 
+#include "../tiny_training.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -17,20 +19,13 @@
 #include <unistd.h>
 
 using namespace segnet;
+using testing_support::TinyNet;
+using testing_support::tiny_options;
 namespace fs = std::filesystem;
 
 namespace {
 
 MpiCommunicator* world = nullptr;
-
-struct TinyNet : Network<Input<3, dyn, dyn>,
-                         Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Decoder<Unpool<2>, Block<Conv<8, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Decoder<Unpool<2>, Block<Conv<8, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Classifier<4>> {
-    static constexpr std::string_view name = "tiny";
-};
 
 // One folder for both ranks (rank 0's process id, broadcast), emptied by rank 0.
 fs::path shared_dir(const std::string& name) {
@@ -44,22 +39,6 @@ fs::path shared_dir(const std::string& name) {
     double done = 0;
     world->sum(&done, 1);  // the folder exists before any rank uses it
     return dir;
-}
-
-TrainOptions tiny_options(const fs::path& out) {
-    TrainOptions o;
-    o.model_name = "tiny";
-    o.classes = 4;
-    o.ignore_label = 255;
-    o.batch_size = 4;
-    o.optimizer_options.lr = 0.05;
-    o.out_dir = out;
-    o.seed = 3;
-    o.boundary_f1 = false;
-    o.progress = ProgressStyle::none;
-    static std::ostringstream sink;
-    o.log = &sink;
-    return o;
 }
 
 std::vector<float> state_of(AnyModel<Cpu>& m) {
@@ -98,12 +77,11 @@ bool every_rank_has(const std::vector<float>& mine) {
     return std::abs(v[1] / n - mean * mean) <= 1e-9 * std::max(1.0, mean * mean);
 }
 
-}  // namespace
-
-TEST_CASE("synchronized batch norm: 2 ranks x 2 images train the weights 1 process x 4 images trains") {
-    const auto data = make_synthetic_dataset({.count = 12, .height = 16, .width = 16, .seed = 4},
-                                             {.ignore_label = 255});  // 3 steps of 4 images
-    const fs::path dir = shared_dir("sync");
+// Trains `data` with synchronized batch norm on the 2 ranks and, on rank 0, alone; checks that
+// every rank ends with the same state and that it is one process's. Returns the run's folder.
+fs::path check_sync_bn_matches_one_process(const SegmentationDataset& data, const std::string& name,
+                                            std::size_t bucket_bytes) {
+    const fs::path dir = shared_dir(name);
     std::vector<float> single;
     if (world->rank() == 0) {
         Model<TinyNet, Cpu> m(3);
@@ -113,33 +91,30 @@ TEST_CASE("synchronized batch norm: 2 ranks x 2 images train the weights 1 proce
     TrainOptions o = tiny_options(dir / "ranks");
     o.communicator = world;
     o.data_parallel.synchronized_batch_norm = true;
-    o.data_parallel.bucket_bytes = 4096;  // several buckets, started as backward goes
+    o.data_parallel.bucket_bytes = bucket_bytes;
     Model<TinyNet, Cpu> m(world->rank() == 0 ? 3 : 100);  // rank 1 starts elsewhere: rank 0's state is broadcast
     REQUIRE(train(m, o, data).status == TrainStatus::completed);
     CHECK(every_rank_has(state_of(m)));
     if (world->rank() == 0) {
         CHECK(max_relative_difference(state_of(m), single) <= same_weights);
         CHECK(state_of(m) == checkpoint_state(dir / "ranks" / "last.safetensors"));
-        CHECK(fs::exists(dir / "ranks" / "log.csv"));
     }
+    return dir;
+}
+
+}  // namespace
+
+TEST_CASE("synchronized batch norm: 2 ranks x 2 images train the weights 1 process x 4 images trains") {
+    const auto data = make_synthetic_dataset({.count = 12, .height = 16, .width = 16, .seed = 4},
+                                             {.ignore_label = 255});  // 3 steps of 4 images
+    // Buckets of 4 KB: several, started as backward goes.
+    const fs::path dir = check_sync_bn_matches_one_process(data, "sync", 4096);
+    if (world->rank() == 0) CHECK(fs::exists(dir / "ranks" / "log.csv"));
 }
 
 TEST_CASE("synchronized batch norm: a last batch of 1 image (rank 1's share empty) still matches 1 process") {
     const auto data = make_synthetic_dataset({.count = 9, .height = 16, .width = 16, .seed = 8}, {.ignore_label = 255});
-    const fs::path dir = shared_dir("tail");
-    std::vector<float> single;
-    if (world->rank() == 0) {
-        Model<TinyNet, Cpu> m(3);
-        REQUIRE(train(m, tiny_options(dir / "single"), data).status == TrainStatus::completed);
-        single = state_of(m);
-    }
-    TrainOptions o = tiny_options(dir / "ranks");
-    o.communicator = world;
-    o.data_parallel.synchronized_batch_norm = true;
-    Model<TinyNet, Cpu> m(3);
-    REQUIRE(train(m, o, data).status == TrainStatus::completed);
-    CHECK(every_rank_has(state_of(m)));
-    if (world->rank() == 0) CHECK(max_relative_difference(state_of(m), single) <= same_weights);
+    check_sync_bn_matches_one_process(data, "tail", DataParallelOptions{}.bucket_bytes);
 }
 
 TEST_CASE("per-rank batch norm: a step is the mean of the halves' gradients, each normalised by its own statistics") {

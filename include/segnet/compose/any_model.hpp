@@ -120,7 +120,9 @@ public:
     /// Called during backward with a node's index (in layers()) as soon as that node's backward has
     /// run, so its parameters' gradients are final: data-parallel training starts summing a bucket
     /// of gradients across processes while backward goes on (train/data_parallel.hpp). Empty: none.
-    void set_backward_observer(std::function<void(std::size_t node)> observer) { backward_observer_ = std::move(observer); }
+    void set_backward_observer(std::function<void(std::size_t node)> observer) {
+        backward_observer_ = std::move(observer);
+    }
 
     /// Trainable parameters with PyTorch-style names ("encoder0.0.weight", "classifier.bias").
     std::vector<ParamRef<Device>> parameters() {

@@ -29,6 +29,9 @@ public:
     virtual void start_sum(float* values, std::size_t count) = 0;
     /// Waits for every sum start_sum() started.
     virtual void wait_all() = 0;
+    /// Lets started sums advance without waiting (MPI moves a non-blocking collective on only
+    /// inside MPI calls); called between layers of backward.
+    virtual void progress() {}
     /// Copies root's bytes (or floats) to every rank.
     virtual void broadcast(void* bytes, std::size_t count, int root) = 0;
     /// The channel a synchronized batch norm sums its statistics on (same ranks, own ordering).

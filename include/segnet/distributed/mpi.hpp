@@ -73,13 +73,20 @@ public:
     }
     void start_sum(float* values, std::size_t count) override {
         requests_.push_back(MPI_REQUEST_NULL);
-        mpi_detail::check(MPI_Iallreduce(MPI_IN_PLACE, values, int(count), MPI_FLOAT, MPI_SUM, comm_, &requests_.back()),
+        MPI_Request& request = requests_.back();
+        mpi_detail::check(MPI_Iallreduce(MPI_IN_PLACE, values, int(count), MPI_FLOAT, MPI_SUM, comm_, &request),
                           "MPI_Iallreduce");
     }
     void wait_all() override {
         const int code = MPI_Waitall(int(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
         requests_.clear();
         mpi_detail::check(code, "MPI_Waitall");
+    }
+    void progress() override {
+        int done = 0;
+        if (!requests_.empty())
+            mpi_detail::check(MPI_Testall(int(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
+                              "MPI_Testall");
     }
     void broadcast(void* bytes, std::size_t count, int root) override {
         mpi_detail::check(MPI_Bcast(bytes, int(count), MPI_BYTE, root, comm_), "MPI_Bcast");

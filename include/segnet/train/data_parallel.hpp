@@ -212,6 +212,7 @@ private:
             }
             comm_.start_sum(b.values.data(), b.values.size());
         }
+        if (next_bucket_ > 0) comm_.progress();
     }
 
     AnyModel<Device>& model_;

@@ -33,13 +33,13 @@
 //
 // Data-parallel (o.communicator set, e.g. an MpiCommunicator from distributed/mpi.hpp, every
 // rank calling train() with the same options): batch_size is the whole batch; rank r trains on
-// the positions r, r + N, ... of every batch of the shared shuffled order, the gradients are summed
-// across ranks as backward runs (train/data_parallel.hpp), every rank makes the same optimiser
-// step. Rank 0 alone writes out_dir (checkpoints, log.csv) and prints; validation is split across
-// the ranks and their metrics' totals summed. Before each step the ranks agree on one small sum:
-// a stop request on any rank stops all of them at the same step (rank 0 saves), and a rank that
-// fails (a bad file) stops every rank with its message (RanksStopped, a DataError). A checkpoint holds the
-// global position, so a run resumes with any number of ranks.
+// the positions r, r + N, ... of every batch of the shared shuffled order, the gradients are
+// summed across ranks as backward runs (train/data_parallel.hpp), every rank makes the same
+// optimiser step. Rank 0 alone writes out_dir (checkpoints, log.csv) and prints; validation is
+// split across the ranks and their metrics' totals summed. Before each step the ranks agree on
+// one small sum: a stop request on any rank stops all of them at the same step (rank 0 saves),
+// and a rank that fails (a bad file) stops every rank with its message (RanksStopped, a
+// DataError). A checkpoint holds the global position, so a run resumes with any number of ranks.
 #pragma once
 
 #include <atomic>
@@ -335,6 +335,10 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                                               : "the last good checkpoint is '" + good.string() + "'") +
                                 " (try a lower learning rate)");
     };
+    auto check_loss = [&](double value, int epoch, std::size_t batch) {
+        if (!std::isfinite(value))
+            throw diverged(at_step(epoch, batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
+    };
     // Every saved tensor and statistic must be finite (else the file would not load): a run that
     // reaches a NaN or Inf has diverged, and the file it would replace stays.
     auto save_checked = [&](const std::filesystem::path& path, const Optimizer* opt, const std::string& when) {
@@ -411,8 +415,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                 const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
                 grad.resize(logits.extents());
                 value = loss.forward_backward(logits, staging.labels(batch->labels), grad);
-                if (!std::isfinite(value))
-                    throw diverged(at_step(epoch, batch->batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
+                check_loss(value, epoch, batch->batch);
                 model.zero_grad();
                 model.backward(grad);
             } else {
@@ -430,8 +433,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                     dp->contribute_nothing();
                 }
                 value = dp->finish_gradients(value);
-                if (!std::isfinite(value))
-                    throw diverged(at_step(epoch, batch->batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
+                check_loss(value, epoch, batch->batch);
             }
             optimizer->step();
             // A finite loss can still end in an update that overflows: never save such weights.
@@ -440,8 +442,9 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             ++steps_this_run;
             epoch_loss_sum += value;
             ++epoch_loss_count;
-            images += dp ? std::int64_t(std::min<std::size_t>(std::size_t(o.batch_size), train_set.size() - batch->batch * std::size_t(o.batch_size)))
-                         : batch->images.n();
+            // data-parallel: the whole batch's images (this rank's share is batch->images)
+            const std::size_t first = batch->batch * std::size_t(o.batch_size);
+            images += dp ? std::int64_t(std::min(std::size_t(o.batch_size), train_set.size() - first)) : batch->images.n();
             const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
             const double rate = images / std::max(elapsed, 1e-9);
             const std::int64_t done = std::int64_t(batch->batch) + 1;

@@ -61,7 +61,8 @@ inline double channel_squared_deviation(const float* x, int n, int c, std::int64
 /// saves them for backward and updates the running averages.
 inline void normalize_channel(const float* x, int n, int c, std::int64_t ch, std::int64_t plane, double m, double mean,
                               double sq, const float* gamma, const float* beta, float eps, float momentum,
-                              float* running_mean, float* running_var, float* y, float* saved_mean, float* saved_invstd) {
+                              float* running_mean, float* running_var, float* y, float* saved_mean,
+                              float* saved_invstd) {
     const double var = sq / m;
     const float invstd = float(1.0 / std::sqrt(var + eps));
     saved_mean[ch] = float(mean);
@@ -136,7 +137,8 @@ double batch_norm_train_synced(const float* x, int n, int c, std::int64_t plane,
     std::vector<double> squares(static_cast<std::size_t>(c));
     parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
         for (std::int64_t ch = b; ch < e; ++ch)
-            squares[std::size_t(ch)] = bn_detail::channel_squared_deviation(x, n, c, ch, plane, float(totals[std::size_t(ch)] / m));
+            squares[std::size_t(ch)] =
+                bn_detail::channel_squared_deviation(x, n, c, ch, plane, float(totals[std::size_t(ch)] / m));
     });
     sum(squares.data(), squares.size());
     parallel_for(0, c, [&](std::int64_t b, std::int64_t e, int) {
