@@ -7,14 +7,16 @@
 //   dp.broadcast_state();                         // every rank starts from rank 0's weights
 //   StepAgreement a = agree_step(communicator, weight_sum, stop, failure);  // one small sum per step
 //   model.forward(...); loss with batch_weight_sum = a.weight_sum; model.backward(...);
-//   dp.finish_gradients();                        // waits for the buckets, writes the sums back
+//                                                 // (a rank with no images: dp.contribute_nothing())
+//   double whole = dp.finish_gradients(share);    // waits for the buckets, writes the sums back
 //
 // The gradient of the whole batch is the sum of the ranks' gradients when every rank's loss is
 // divided by the whole batch's weight sum (CrossEntropyOptions::batch_weight_sum), so buckets
 // are plain sums and a rank with more or fewer images counts as much as its images do.
 // Buckets hold the parameters in backward order (the classifier first), about
 // bucket_bytes each; a bucket starts once backward has passed the first layer it holds
-// (AnyModel::set_backward_observer). Batch norm: each rank's own statistics by default (as DDP);
+// (AnyModel::set_backward_observer), and the started sums are moved on after every later layer
+// (Communicator::progress). Batch norm: each rank's own statistics by default (as DDP);
 // synchronized_batch_norm sums them across ranks (layers/batch_norm.hpp), so N ranks compute
 // what one process computes on the whole batch. The transfers run through host memory: CPU only
 // for now (the NCCL all-reduce of the CUDA build is not written yet, docs/distributed.md).
