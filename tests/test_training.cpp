@@ -320,3 +320,52 @@ TEST_CASE("trainer: temporaries a killed save left in out_dir are removed by the
     CHECK(fs::exists(out / "last.safetensors"));
     fs::remove_all(out);
 }
+
+TEST_CASE("data parallel: gradient buckets start while backward is still running, one per bucket") {
+    // A communicator of one rank that records, at each bucket's start, whether backward had
+    // already reached the first layer (its weight gradient no longer zero).
+    struct Recorder final : Communicator {
+        const Tensor<Cpu>* first_layer_grad = nullptr;
+        std::vector<bool> first_layer_done;
+        int rank() const override { return 0; }
+        int size() const override { return 1; }
+        void sum(double*, std::size_t) override {}
+        void start_sum(float*, std::size_t) override {
+            const float* g = first_layer_grad->data();
+            first_layer_done.push_back(std::any_of(g, g + first_layer_grad->size(), [](float v) { return v != 0; }));
+        }
+        void wait_all() override {}
+        void broadcast(void*, std::size_t, int) override {}
+        Communicator& statistics() override { return *this; }
+        [[noreturn]] void abort(int) override { std::abort(); }
+    };
+    const auto data = make_synthetic_dataset({.count = 2, .height = 16, .width = 16, .seed = 2}, {.ignore_label = 255});
+    Tensor<Cpu> images({2, 3, 16, 16});
+    Tensor<Cpu, std::uint8_t> labels({2, 1, 16, 16});
+    for (int k = 0; k < 2; ++k) {
+        const Sample s = data.load(std::size_t(k));
+        std::copy_n(s.image.data(), s.image.size(), images.image(k).data());
+        std::copy_n(s.label.data(), s.label.size(), labels.image(k).data());
+    }
+    for (const std::size_t bucket_bytes : {std::size_t(4096), DataParallelOptions{}.bucket_bytes}) {
+        CAPTURE(bucket_bytes);
+        Model<TinyNet, Cpu> m(3);
+        Recorder recorder;
+        for (auto& p : m.parameters())
+            if (p.name == "encoder0.0.weight") recorder.first_layer_grad = p.grad;
+        REQUIRE(recorder.first_layer_grad);
+        DataParallel<Cpu> dp(m, recorder, {.bucket_bytes = bucket_bytes});
+        const Tensor<Cpu>& logits = m.forward(images, Mode::train);
+        Tensor<Cpu> grad(logits.extents());
+        CrossEntropyLoss({.ignore_label = 255}).forward_backward(logits, labels, grad);
+        m.zero_grad();
+        m.backward(grad);
+        dp.finish_gradients(0);
+        // TinyNet's gradients are about 30 KB: several buckets of 4 KB, one of 25 MB.
+        CHECK((dp.buckets() > 1) == (bucket_bytes == 4096));
+        REQUIRE(recorder.first_layer_done.size() == dp.buckets());
+        // The last bucket holds the first layer: it starts once backward has passed it.
+        CHECK(recorder.first_layer_done.back());
+        if (dp.buckets() > 1) CHECK_FALSE(recorder.first_layer_done.front());  // the others: before
+    }
+}
