@@ -23,9 +23,8 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "segnet/core/communicator.hpp"
-
 #include "segnet/backend/ops.hpp"
+#include "segnet/core/communicator.hpp"
 #include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 

@@ -62,8 +62,8 @@
 #include <vector>
 
 #include "segnet/compose/model.hpp"
-#include "segnet/data/dataset.hpp"
 #include "segnet/core/communicator.hpp"
+#include "segnet/data/dataset.hpp"
 #include "segnet/train/checkpoint.hpp"
 #include "segnet/train/data_parallel.hpp"
 #include "segnet/train/evaluate.hpp"
