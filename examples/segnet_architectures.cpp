@@ -6,10 +6,12 @@
 //
 //   segnet-architectures            # Markdown table on stdout (quoted in docs/models.md; CTest
 //                                   # docs_models_table checks that the page shows it as printed)
+//   segnet-architectures --json     # the same numbers as a JSON array (scripts/run_experiments.py)
 #include <segnet/segnet.hpp>
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -76,15 +78,49 @@ void print_row() {
                 r.training_mib, r.receptive_field, r.classes, r.height, r.width);
 }
 
+template <NetworkType Net>
+void print_json_row(bool first) {
+    constexpr Row r = row<Net>();
+    const auto& paper = Net::paper;
+    const std::string paper_storage_json = paper.storage.kind == models::PaperStorage::Kind::multiplier
+                                               ? std::to_string(paper.storage.value)
+                                               : paper.storage.kind == models::PaperStorage::Kind::not_applicable ? "\"n/a\""
+                                                                                                                  : "null";
+    std::printf("%s\n  {\"name\": \"%s\", \"parameters\": %lld, \"paper_parameters\": %lld, \"storage_multiplier\": %s, "
+                "\"paper_storage_multiplier\": %s, \"gflops\": %.3f, \"inference_mib\": %.2f, \"training_mib\": %.2f, "
+                "\"receptive_field\": %d, \"classes\": %d, \"height\": %d, \"width\": %d}",
+                first ? "" : ",", std::string(r.name).c_str(), static_cast<long long>(r.params),
+                static_cast<long long>(paper.parameters), r.storage ? std::to_string(*r.storage).c_str() : "\"n/a\"",
+                paper_storage_json.c_str(), r.gflops, r.inference_mib, r.training_mib, r.receptive_field, r.classes,
+                r.height, r.width);
+}
+
 /// One row per built-in model, in the registry's order (models/registry.hpp: the one list).
 template <template <int> class... Models>
 void print_rows(models::ModelList<Models...>) {
     (print_row<Models<11>>(), ...);
 }
 
+template <template <int> class... Models>
+void print_json_rows(models::ModelList<Models...>) {
+    bool first = true;
+    ((print_json_row<Models<11>>(first), first = false), ...);
+    std::printf("\n]\n");
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    const bool json = argc == 2 && std::strcmp(argv[1], "--json") == 0;
+    if (argc > 2 || (argc == 2 && !json)) {
+        std::fprintf(stderr, "segnet-architectures: unknown option '%s' (usage: segnet-architectures [--json])\n", argv[1]);
+        return 2;
+    }
+    if (json) {
+        std::printf("[");  // parameters 0 / storage null: not in the paper; "n/a" as the paper prints it
+        print_json_rows(models::BuiltinModels{});
+        return 0;
+    }
     std::printf("SegNet family at 3x360x480, 11 classes (CamVid). Every number is a compile-time constant of\n"
                 "the model's type; params and storage multiplier of the paper (Table 1) beside ours.\n\n");
     std::printf("| model | params (M) | paper (M) | storage | paper storage | GFLOPs | inference MiB (batch 1) "

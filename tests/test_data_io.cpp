@@ -262,6 +262,23 @@ TEST_CASE("image: PNG round trips for RGB and labels; grey and RGBA become RGB")
     CHECK(info.width == 3);
 }
 
+TEST_CASE("image: in memory, decode_rgb and encode_*_png agree with the file functions") {
+    TempDir dir;
+    const auto label = label_map(7, 5, 12);
+    write_label_png(dir / "label.png", label);
+    CHECK(encode_label_png(label) == read_bytes(dir / "label.png"));
+    const ImageU8 rgb = gradient_image(7, 5);
+    write_rgb_png(dir / "rgb.png", rgb);
+    const auto png = encode_rgb_png(rgb);
+    CHECK(png == read_bytes(dir / "rgb.png"));
+    CHECK(decode_rgb(png, "upload").pixels == rgb.pixels);
+    ImageLimits limits;
+    limits.max_pixels = 34;  // 7x5 is 35: refused from the header, named as given
+    CHECK_THROWS_CONTAINING(decode_rgb(png, "the upload", limits), "'the upload': 7x5 exceeds the image size limit of 34");
+    CHECK_THROWS_CONTAINING(decode_rgb(std::vector<unsigned char>(png.begin(), png.begin() + 40), "the upload"),
+                            "'the upload': corrupt or truncated PNG");
+}
+
 TEST_CASE("image: JPEG images load as RGB; JPEG labels are refused") {
     TempDir dir;
     const ImageU8 img = gradient_image(16, 8);

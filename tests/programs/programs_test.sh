@@ -36,6 +36,21 @@ check "train 2 epochs" 0 "best: G" -- "$bin/segnet-train" "${train[@]}" --epochs
 check "log.csv has a header and 2 rows" 0 "" -- test "$(wc -l < "$work/run/log.csv")" -eq 3
 check "resume to 3 epochs" 0 "resuming" -- "$bin/segnet-train" "${train[@]}" --epochs 3 --out "$work/run" --resume "$work/run/last.safetensors"
 check "log.csv has 3 rows after resume" 0 "" -- test "$(wc -l < "$work/run/log.csv")" -eq 4
+# Stages: --stop-after ends a run on the schedule of --epochs; resuming it equals one run.
+check "a straight 3-epoch run" 0 "best: G" -- "$bin/segnet-train" "${train[@]}" --epochs 3 --schedule poly --out "$work/straight"
+check "stage 1: stop after epoch 1 of 3" 0 "last checkpoint" -- "$bin/segnet-train" "${train[@]}" --epochs 3 --schedule poly \
+  --stop-after 1 --out "$work/staged"
+check "stage 1 wrote one epoch" 0 "" -- test "$(wc -l < "$work/staged/log.csv")" -eq 2
+check "stage 2: resume to 3" 0 "best: G" -- "$bin/segnet-train" "${train[@]}" --epochs 3 --schedule poly \
+  --resume "$work/staged/last.safetensors" --out "$work/staged"
+check "the staged run's lr and loss equal the straight run's" 0 "" -- \
+  cmp <(cut -d, -f1-3 "$work/straight/log.csv") <(cut -d, -f1-3 "$work/staged/log.csv")
+check "--stop-after at the epochs done" 2 "--stop-after 3: .* has 3 epochs done already" -- "$bin/segnet-train" \
+  "${train[@]}" --epochs 4 --stop-after 3 --resume "$work/staged/last.safetensors" --out "$work/staged"
+check "train small, validate at the images' size" 0 "val G" -- "$bin/segnet-train" "${train[@]}" --epochs 1 \
+  --size 32x32 --val-size native --out "$work/small"
+check "bad --val-size" 2 "--val-size: expected HxW .e.g. 360x480., got 'big'" -- "$bin/segnet-train" "${train[@]}" \
+  --val-size big --out "$work/x"
 check "evaluate a checkpoint" 0 "^G [0-9.]+  C [0-9.]+  mIoU [0-9.]+  BF [0-9.]+" -- \
   "$bin/segnet-evaluate" --weights "$work/run/best.safetensors" --list "$data/val/list.txt" --json "$work/scores.json"
 check "evaluate writes JSON" 0 "" -- grep -q '"global_accuracy": [0-9]' "$work/scores.json"

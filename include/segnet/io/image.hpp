@@ -205,13 +205,20 @@ inline void append_bytes(void* context, void* data, int size) {
     out->insert(out->end(), p, p + size);
 }
 
-inline void write_png(const std::filesystem::path& path, int width, int height, int channels,
-                      const std::uint8_t* pixels) {
-    const std::string head = "segnet: cannot write " + io_detail::quoted(path) + ": ";
+/// PNG bytes of an 8-bit HWC image; `what` names it in the error.
+inline std::vector<unsigned char> encode_png(int width, int height, int channels, const std::uint8_t* pixels,
+                                             const std::string& what) {
+    const std::string head = "segnet: cannot write " + what + ": ";
     if (width <= 0 || height <= 0) throw DataError(head + "empty image");
     std::vector<unsigned char> png;
     if (!stbi_write_png_to_func(&append_bytes, &png, width, height, channels, pixels, width * channels))
         throw DataError(head + "PNG encoding failed");
+    return png;
+}
+
+inline void write_png(const std::filesystem::path& path, int width, int height, int channels,
+                      const std::uint8_t* pixels) {
+    const auto png = encode_png(width, height, channels, pixels, io_detail::quoted(path));
     write_file_atomically(path, [&](FileSink& f) { f.write(png.data(), png.size()); });
 }
 
@@ -222,12 +229,18 @@ inline ImageInfo read_image_info(const std::filesystem::path& path, const ImageL
     return image_detail::probe(read_file_bytes(path, limits.max_file_bytes, "load"), path);
 }
 
+/// Decodes PNG or JPEG bytes held in memory (an upload) as 8-bit RGB; `name` stands for the
+/// file in errors. The header's size is checked against `limits` before anything is decoded.
+inline ImageU8 decode_rgb(const std::vector<unsigned char>& bytes, const std::filesystem::path& name,
+                          const ImageLimits& limits = {}) {
+    const ImageInfo info = image_detail::probe(bytes, name);
+    image_detail::check_limits(info, limits, name);
+    return image_detail::decode(bytes, info, 3, name);
+}
+
 /// Loads a PNG or JPEG as 8-bit RGB (grey is replicated, alpha dropped).
 inline ImageU8 load_rgb(const std::filesystem::path& path, const ImageLimits& limits = {}) {
-    const auto bytes = read_file_bytes(path, limits.max_file_bytes, "load");
-    const ImageInfo info = image_detail::probe(bytes, path);
-    image_detail::check_limits(info, limits, path);
-    return image_detail::decode(bytes, info, 3, path);
+    return decode_rgb(read_file_bytes(path, limits.max_file_bytes, "load"), path, limits);
 }
 
 /// Converts an 8-bit HWC image to a float {1, C, H, W} tensor with values 0..255.
@@ -263,6 +276,21 @@ inline Tensor<Cpu, std::uint8_t> load_label(const std::filesystem::path& path, c
     Tensor<Cpu, std::uint8_t> label({1, 1, img.height, img.width});
     std::copy(img.pixels.begin(), img.pixels.end(), label.data());
     return label;
+}
+
+/// A {1, 1, H, W} label map as 8-bit greyscale PNG bytes (what write_label_png writes).
+inline std::vector<unsigned char> encode_label_png(TensorView<Cpu, const std::uint8_t> label) {
+    if (label.n() != 1 || label.c() != 1)
+        throw DataError("segnet: cannot encode a label map: it must be 1x1xHxW, got " + to_string(label.extents()));
+    return image_detail::encode_png(label.w(), label.h(), 1, label.data(), "a label map");
+}
+
+/// An RGB image (colour masks, overlays) as PNG bytes.
+inline std::vector<unsigned char> encode_rgb_png(const ImageU8& rgb) {
+    if (rgb.channels != 3 || rgb.pixels.size() != std::size_t(rgb.width) * std::size_t(rgb.height) * 3)
+        throw DataError("segnet: cannot encode an RGB image: the pixel buffer does not match " +
+                        std::to_string(rgb.width) + "x" + std::to_string(rgb.height) + "x3");
+    return image_detail::encode_png(rgb.width, rgb.height, 3, rgb.pixels.data(), "an RGB image");
 }
 
 /// Writes a {1, 1, H, W} label map as an 8-bit greyscale PNG, atomically.

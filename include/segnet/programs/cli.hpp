@@ -135,16 +135,21 @@ public:
     std::optional<std::pair<int, int>> size(const std::string& name) {
         const auto v = text(name);
         if (!v) return std::nullopt;
-        const auto x = v->find('x');
+        return parse_size(name, *v);
+    }
+
+    /// `value` of option `name` as "HxW" with sizes 1..16384.
+    static std::pair<int, int> parse_size(const std::string& name, const std::string& value) {
+        const auto x = value.find('x');
         auto parse = [&](const std::string& s) {
             char* end = nullptr;
             const long n = std::strtol(s.c_str(), &end, 10);
             if (s.empty() || *end != '\0' || n < 1 || n > 16384)
-                throw UsageError(name + ": expected HxW with sizes 1..16384 (e.g. 360x480), got '" + *v + "'");
+                throw UsageError(name + ": expected HxW with sizes 1..16384 (e.g. 360x480), got '" + value + "'");
             return int(n);
         };
-        if (x == std::string::npos) throw UsageError(name + ": expected HxW (e.g. 360x480), got '" + *v + "'");
-        return std::pair{parse(v->substr(0, x)), parse(v->substr(x + 1))};
+        if (x == std::string::npos) throw UsageError(name + ": expected HxW (e.g. 360x480), got '" + value + "'");
+        return std::pair{parse(value.substr(0, x)), parse(value.substr(x + 1))};
     }
 
     /// One of `choices`.

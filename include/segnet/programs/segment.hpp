@@ -21,6 +21,25 @@
 
 namespace segnet::programs {
 
+/// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
+/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
+/// segnet-serve both call it, so that their label maps agree pixel for pixel.
+template <class Device>
+Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Staging<Device>& staging,
+                                        const Normalization& normalization, const ImageU8& rgb,
+                                        const std::optional<std::pair<int, int>>& size) {
+    Tensor<Cpu> x = to_tensor(rgb);
+    for (int c = 0; c < 3; ++c)
+        for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
+            float& v = x.data()[c * x.extents().plane() + i];
+            v = normalization.apply(v, c);
+        }
+    if (size) x = resize_bilinear(x.view(), size->first, size->second);
+    Tensor<Cpu, std::uint8_t> labels = backend::predict_labels(model.forward(staging.images(x), Mode::eval));
+    if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
+    return labels;
+}
+
 namespace segment_detail {
 
 namespace fs = std::filesystem;
@@ -124,16 +143,7 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
     backend::Staging<Device> staging;
     for (const fs::path& file : files) {
         const ImageU8 rgb = load_rgb(file, limits);
-        Tensor<Cpu> x = to_tensor(rgb);
-        for (int c = 0; c < 3; ++c)
-            for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
-                float& v = x.data()[c * x.extents().plane() + i];
-                v = info.normalization.apply(v, c);
-            }
-        if (size) x = resize_bilinear(x.view(), size->first, size->second);
-        Tensor<Cpu, std::uint8_t> labels =
-            backend::predict_labels(model.forward(staging.images(x), Mode::eval));
-        if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
+        const Tensor<Cpu, std::uint8_t> labels = segment_image(model, staging, info.normalization, rgb, size);
         const std::vector<fs::path> written = outputs_of(file, out, color, with_overlay);
         write_label_png(written[0], labels.view());
         if (color) write_rgb_png(written[1], colorize(labels.view(), palette));

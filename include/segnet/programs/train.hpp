@@ -43,6 +43,8 @@ data
   --classes K            number of classes (default 11)
   --ignore V             label value to ignore, e.g. void (default 11; -1: none)
   --size HxW             resize every sample (e.g. 180x240); default: the images' own size
+  --val-size HxW|native  validate at this size instead (native: the images' own size), e.g. to
+                         train small and select the checkpoint at the size it will run at
   --augment              random horizontal flip and scale (0.75..1.25) with a crop back to size
   --normalize MODE       meanstd (per-channel, from the training set; default) | none ([0,1])
                          | raw (0..255, for segnet-basic-caffe, whose LRN normalises its input)
@@ -51,6 +53,8 @@ model and loss
   --balance MODE         median (median-frequency balancing, default) | natural | FILE (one weight per class)
 optimisation
   --epochs N             total epochs (a resumed run continues up to N; default 1)
+  --stop-after E         end this run after epoch E, on the schedule of --epochs; a --resume
+                         continues (train in stages, e.g. small images first, then full size)
   --batch B              batch size (default 4)
   --optimizer NAME       sgd (default) | adam | adamw
   --lr X                 learning rate (default: sgd 0.1, adam/adamw 0.001)
@@ -122,14 +126,16 @@ inline void check_output_run(const fs::path& out, const std::optional<std::strin
 }
 
 /// Refuses, before training starts, a set whose images the network cannot take at the run size
-/// (--size, else their own), mixed image sizes in batches of more than one without --size, and
-/// a batch that needs more memory than the budget (training set only: `budget` null for validation).
+/// (height x width, 0: their own), mixed image sizes in batches of more than one at their own
+/// size, and a batch that needs more memory than the budget (training set only: `budget` null
+/// for validation).
 template <class Device>
-void check_sample_sizes(const SegmentationDataset& set, const TrainOptions& o, const cli::MemoryBudget* budget) {
+void check_sample_sizes(const SegmentationDataset& set, int height, int width, const TrainOptions& o,
+                        const cli::MemoryBudget* budget) {
     std::map<std::pair<int, int>, std::size_t> sizes;  // run size -> its first sample
     for (std::size_t i = 0; i < set.size() && !set.in_memory(); ++i) {
         const ImageInfo image = read_image_info(set.list().samples[i].image);
-        const std::pair run = o.height ? std::pair{o.height, o.width} : std::pair{image.height, image.width};
+        const std::pair run = height ? std::pair{height, width} : std::pair{image.height, image.width};
         sizes.emplace(run, i);
     }
     if (sizes.size() > 1 && o.batch_size > 1) {
@@ -171,6 +177,7 @@ inline int run(int argc, char** argv, Communicator* comm) {
     o.ignore_label = int(args.integer("--ignore", 11, -1, 255));
     const std::string balance = args.text("--balance", "median");
     o.epochs = int(args.integer("--epochs", 1, 1, 1000000));
+    o.stop_after_epoch = int(args.integer("--stop-after", 0, 1, 1000000));
     o.batch_size = int(args.integer("--batch", 4, 1, 4096));
     o.optimizer = args.choice("--optimizer", "sgd", {"sgd", "adam", "adamw"});
     o.optimizer_options.lr = args.real("--lr", 0, 100);
@@ -179,6 +186,9 @@ inline int run(int argc, char** argv, Communicator* comm) {
     o.schedule = args.choice("--schedule", "constant", {"constant", "step", "poly", "cosine"});
     if (o.schedule == "step") o.schedule_options.step_size = 1;  // per step: decay every step would be odd
     if (const auto size = args.size("--size")) std::tie(o.height, o.width) = *size;
+    if (const auto size = args.text("--val-size"))
+        std::tie(o.validation_height, o.validation_width) =
+            *size == "native" ? std::pair{0, 0} : cli::Args::parse_size("--val-size", *size);
     const bool augment = args.flag("--augment");
     const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none", "raw"});
     o.out_dir = args.required("--out");
@@ -216,6 +226,9 @@ inline int run(int argc, char** argv, Communicator* comm) {
         if (saved.epoch >= o.epochs)
             throw cli::UsageError("--epochs " + std::to_string(o.epochs) + ": '" + shortened(*resume) + "' has " +
                                   std::to_string(saved.epoch) + " epochs done already; give a larger --epochs");
+        if (o.stop_after_epoch > 0 && saved.epoch >= o.stop_after_epoch)
+            throw cli::UsageError("--stop-after " + std::to_string(o.stop_after_epoch) + ": '" + shortened(*resume) +
+                                  "' has " + std::to_string(saved.epoch) + " epochs done already");
         o.model_name = saved.model;
         o.classes = saved.classes;
         o.ignore_label = saved.ignore_label;
@@ -237,6 +250,12 @@ inline int run(int argc, char** argv, Communicator* comm) {
         cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
     else if (o.height)
         cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
+    if (o.validation_height > 0 && device == "cuda")
+        cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, o.validation_height,
+                                                                  o.validation_width, "--val-size");
+    else if (o.validation_height > 0)
+        cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, o.validation_height,
+                                                       o.validation_width, "--val-size");
 
     on_every_rank_of(comm, [&] {
         if (!writer) return;  // rank 0 alone writes --out
@@ -262,12 +281,14 @@ inline int run(int argc, char** argv, Communicator* comm) {
             vopt.normalization = o.normalization;
             val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
         }
+        const int val_height = o.validation_height >= 0 ? o.validation_height : o.height;
+        const int val_width = o.validation_width >= 0 ? o.validation_width : o.width;
         if (device == "cuda") {
-            check_sample_sizes<cli::CudaDevice>(train_set, o, &budget);
-            if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, o, nullptr);
+            check_sample_sizes<cli::CudaDevice>(train_set, o.height, o.width, o, &budget);
+            if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, val_height, val_width, o, nullptr);
         } else {
-            check_sample_sizes<Cpu>(train_set, o, &budget);
-            if (val_set) check_sample_sizes<Cpu>(*val_set, o, nullptr);
+            check_sample_sizes<Cpu>(train_set, o.height, o.width, o, &budget);
+            if (val_set) check_sample_sizes<Cpu>(*val_set, val_height, val_width, o, nullptr);
         }
 
         if (balance == "median") {

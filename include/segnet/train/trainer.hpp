@@ -102,6 +102,9 @@ struct TrainOptions {
     LossNormalization loss_normalization = LossNormalization::weighted_mean;
     Augmentation augmentation{};
     int height = 0, width = 0;  ///< resize training and validation samples (0: own size)
+    /// Validation size when it differs from training's (progressive resizing trains small and
+    /// validates at the size the model will run at): -1 the training size, 0 the images' own size.
+    int validation_height = -1, validation_width = -1;
     std::filesystem::path out_dir = "segnet-run";
     std::uint64_t seed = 0;
     std::filesystem::path resume{};  ///< empty: start from He initialisation
@@ -109,6 +112,10 @@ struct TrainOptions {
     bool boundary_f1 = true;  ///< compute BF in validation (costs a few ms per image)
     Normalization normalization{};  ///< stored in checkpoints for segment/evaluate
     std::int64_t stop_after_steps = -1;  ///< behave as if interrupted after this many steps (tests)
+    /// End this run after that epoch (0: run to `epochs`), with its checkpoints written as at any
+    /// epoch's end; a resumed run continues towards `epochs` on the same schedule. Runs in stages
+    /// (progressive resizing: small images first) change their options between such runs.
+    int stop_after_epoch = 0;
     ProgressStyle progress = ProgressStyle::automatic;
     std::ostream* log = nullptr;  ///< progress and messages (default std::cerr)
     int prefetch = 2;
@@ -472,8 +479,8 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             EvaluationOptions eo;
             eo.batch_size = o.batch_size;
             eo.ignore_label = o.ignore_label;
-            eo.height = o.height;
-            eo.width = o.width;
+            eo.height = o.validation_height >= 0 ? o.validation_height : o.height;
+            eo.width = o.validation_width >= 0 ? o.validation_width : o.width;
             eo.boundary_f1 = o.boundary_f1;
             if (!dp) {
                 record.validation = evaluate_model(model, *val_set, eo);
@@ -525,6 +532,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             if (writer) save_checked(best_path, nullptr, epoch_end);
         }
         result.epochs.push_back(std::move(record));
+        if (o.stop_after_epoch > 0 && epoch + 1 >= o.stop_after_epoch) break;
     }
     return result;
 }
