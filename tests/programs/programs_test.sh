@@ -49,6 +49,10 @@ check "--stop-after at the epochs done" 2 "--stop-after 3: .* has 3 epochs done 
   "${train[@]}" --epochs 4 --stop-after 3 --resume "$work/staged/last.safetensors" --out "$work/staged"
 check "train small, validate at the images' size" 0 "val G" -- "$bin/segnet-train" "${train[@]}" --epochs 1 \
   --size 32x32 --val-size native --out "$work/small"
+check "train on crops, validate on whole images" 0 "48x32 crops.*" -- "$bin/segnet-train" "${train[@]}" --epochs 1 \
+  --crop 32x48 --augment --out "$work/crops"
+check "a crop the network cannot take" 2 "--crop is 5x4, a size segnet-basic cannot take" -- "$bin/segnet-train" \
+  "${train[@]}" --crop 4x5 --out "$work/x"
 check "bad --val-size" 2 "--val-size: expected HxW .e.g. 360x480., got 'big'" -- "$bin/segnet-train" "${train[@]}" \
   --val-size big --out "$work/x"
 check "evaluate a checkpoint" 0 "^G [0-9.]+  C [0-9.]+  mIoU [0-9.]+  BF [0-9.]+" -- \

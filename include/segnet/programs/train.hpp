@@ -46,6 +46,8 @@ data
   --val-size HxW|native  validate at this size instead (native: the images' own size), e.g. to
                          train small and select the checkpoint at the size it will run at
   --augment              random horizontal flip and scale (0.75..1.25) with a crop back to size
+  --crop HxW             train on random HxW crops (after --size and --augment's scaling; the
+                         network is fully convolutional: train on crops, validate on whole images)
   --normalize MODE       meanstd (per-channel, from the training set; default) | none ([0,1])
                          | raw (0..255, for segnet-basic-caffe, whose LRN normalises its input)
 model and loss
@@ -190,6 +192,7 @@ inline int run(int argc, char** argv, Communicator* comm) {
         std::tie(o.validation_height, o.validation_width) =
             *size == "native" ? std::pair{0, 0} : cli::Args::parse_size("--val-size", *size);
     const bool augment = args.flag("--augment");
+    const auto crop = args.size("--crop");
     const std::string normalize = args.choice("--normalize", "meanstd", {"meanstd", "none", "raw"});
     o.out_dir = args.required("--out");
     o.seed = std::uint64_t(args.integer("--seed", 0, 0, (1LL << 62)));
@@ -250,6 +253,10 @@ inline int run(int argc, char** argv, Communicator* comm) {
         cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
     else if (o.height)
         cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, o.height, o.width, "--size");
+    if (crop && device == "cuda")
+        cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, crop->first, crop->second, "--crop");
+    else if (crop)
+        cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, crop->first, crop->second, "--crop");
     if (o.validation_height > 0 && device == "cuda")
         cli::require_input_size<cli::CudaDevice, cli::UsageError>(o.model_name, o.classes, o.validation_height,
                                                                   o.validation_width, "--val-size");
@@ -281,13 +288,15 @@ inline int run(int argc, char** argv, Communicator* comm) {
             vopt.normalization = o.normalization;
             val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
         }
+        // what the network is trained on: the crop, else the (resized) images
+        const int train_height = crop ? crop->first : o.height, train_width = crop ? crop->second : o.width;
         const int val_height = o.validation_height >= 0 ? o.validation_height : o.height;
         const int val_width = o.validation_width >= 0 ? o.validation_width : o.width;
         if (device == "cuda") {
-            check_sample_sizes<cli::CudaDevice>(train_set, o.height, o.width, o, &budget);
+            check_sample_sizes<cli::CudaDevice>(train_set, train_height, train_width, o, &budget);
             if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, val_height, val_width, o, nullptr);
         } else {
-            check_sample_sizes<Cpu>(train_set, o.height, o.width, o, &budget);
+            check_sample_sizes<Cpu>(train_set, train_height, train_width, o, &budget);
             if (val_set) check_sample_sizes<Cpu>(*val_set, val_height, val_width, o, nullptr);
         }
 
@@ -307,6 +316,7 @@ inline int run(int argc, char** argv, Communicator* comm) {
             o.augmentation.crop_height = o.height ? o.height : first.label.h();
             o.augmentation.crop_width = o.width ? o.width : first.label.w();
         }
+        if (crop) std::tie(o.augmentation.crop_height, o.augmentation.crop_width) = *crop;
     });
     const SegmentationDataset& train_set = *train_data;
     o.on_start = [&] {
@@ -314,6 +324,8 @@ inline int run(int argc, char** argv, Communicator* comm) {
                   << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
                   << (device == "cuda" ? std::string(", on the GPU (cuda)") : ", " + std::to_string(segnet::num_threads()) + " threads");
         std::cerr << ", precision " << to_string(precision);
+        if (o.augmentation.crop_height)
+            std::cerr << ", " << o.augmentation.crop_width << "x" << o.augmentation.crop_height << " crops";
         if (!o.class_weights.empty()) {
             std::cerr << ", class weights";
             for (float w : o.class_weights) std::fprintf(stderr, " %.4f", w);
