@@ -6,6 +6,8 @@
 #include <segnet/data/synthetic.hpp>
 #include <segnet/train/trainer.hpp>
 
+#include "tiny_training.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -15,19 +17,11 @@
 #include <sstream>
 
 using namespace segnet;
+using testing_support::TinyNet;
+using testing_support::tiny_options;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A small SegNet: two encoders of 16 channels, index unpooling, 4 shape classes.
-struct TinyNet : Network<Input<3, dyn, dyn>,
-                         Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Encoder<Block<Conv<16, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-                         Decoder<Unpool<2>, Block<Conv<16, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Decoder<Unpool<2>, Block<Conv<16, 3, Bias::without>, BatchNorm, ReLU>>,
-                         Classifier<4>> {
-    static constexpr std::string_view name = "tiny";
-};
 
 fs::path fresh_dir(const std::string& name) {
     const fs::path dir = fs::temp_directory_path() / ("segnet-test-" + name + "-" + std::to_string(::getpid()));
@@ -48,23 +42,6 @@ std::vector<float> all_values(Model<Net, Cpu>& m) {
     std::vector<float> v;
     for (auto& p : m.state()) v.insert(v.end(), p.value->data(), p.value->data() + p.value->size());
     return v;
-}
-
-TrainOptions tiny_options(const fs::path& out) {
-    TrainOptions o;
-    o.model_name = "tiny";
-    o.classes = 4;
-    o.ignore_label = 255;
-    o.batch_size = 4;
-    o.optimizer = "sgd";
-    o.optimizer_options.lr = 0.05;
-    o.out_dir = out;
-    o.seed = 3;
-    o.boundary_f1 = false;
-    o.progress = ProgressStyle::none;
-    static std::ostringstream sink;
-    o.log = &sink;
-    return o;
 }
 
 }  // namespace
@@ -342,4 +319,53 @@ TEST_CASE("trainer: temporaries a killed save left in out_dir are removed by the
     CHECK(!fs::exists(out / ".last.safetensors.tmp-999999999-0"));
     CHECK(fs::exists(out / "last.safetensors"));
     fs::remove_all(out);
+}
+
+TEST_CASE("data parallel: gradient buckets start while backward is still running, one per bucket") {
+    // A communicator of one rank that records, at each bucket's start, whether backward had
+    // already reached the first layer (its weight gradient no longer zero).
+    struct Recorder final : Communicator {
+        const Tensor<Cpu>* first_layer_grad = nullptr;
+        std::vector<bool> first_layer_done;
+        int rank() const override { return 0; }
+        int size() const override { return 1; }
+        void sum(double*, std::size_t) override {}
+        void start_sum(float*, std::size_t) override {
+            const float* g = first_layer_grad->data();
+            first_layer_done.push_back(std::any_of(g, g + first_layer_grad->size(), [](float v) { return v != 0; }));
+        }
+        void wait_all() override {}
+        void broadcast(void*, std::size_t, int) override {}
+        Communicator& statistics() override { return *this; }
+        [[noreturn]] void abort(int) override { std::abort(); }
+    };
+    const auto data = make_synthetic_dataset({.count = 2, .height = 16, .width = 16, .seed = 2}, {.ignore_label = 255});
+    Tensor<Cpu> images({2, 3, 16, 16});
+    Tensor<Cpu, std::uint8_t> labels({2, 1, 16, 16});
+    for (int k = 0; k < 2; ++k) {
+        const Sample s = data.load(std::size_t(k));
+        std::copy_n(s.image.data(), s.image.size(), images.image(k).data());
+        std::copy_n(s.label.data(), s.label.size(), labels.image(k).data());
+    }
+    for (const std::size_t bucket_bytes : {std::size_t(4096), DataParallelOptions{}.bucket_bytes}) {
+        CAPTURE(bucket_bytes);
+        Model<TinyNet, Cpu> m(3);
+        Recorder recorder;
+        for (auto& p : m.parameters())
+            if (p.name == "encoder0.0.weight") recorder.first_layer_grad = p.grad;
+        REQUIRE(recorder.first_layer_grad);
+        DataParallel<Cpu> dp(m, recorder, {.bucket_bytes = bucket_bytes});
+        const Tensor<Cpu>& logits = m.forward(images, Mode::train);
+        Tensor<Cpu> grad(logits.extents());
+        CrossEntropyLoss({.ignore_label = 255}).forward_backward(logits, labels, grad);
+        m.zero_grad();
+        m.backward(grad);
+        dp.finish_gradients(0);
+        // TinyNet's gradients are about 30 KB: several buckets of 4 KB, one of 25 MB.
+        CHECK((dp.buckets() > 1) == (bucket_bytes == 4096));
+        REQUIRE(recorder.first_layer_done.size() == dp.buckets());
+        // The last bucket holds the first layer: it starts once backward has passed it.
+        CHECK(recorder.first_layer_done.back());
+        if (dp.buckets() > 1) CHECK_FALSE(recorder.first_layer_done.front());  // the others: before
+    }
 }

@@ -32,6 +32,10 @@ struct CrossEntropyOptions {
     /// Pixels with this label add nothing to the loss and get zero gradient; negative = none.
     int ignore_label = -1;
     LossNormalization normalization = LossNormalization::weighted_mean;
+    /// weighted_mean's denominator when these logits are one rank's share of a batch spread over
+    /// processes (data-parallel training): the whole batch's sum of w_y, so that the ranks'
+    /// losses and gradients add up to the whole batch's. Negative: these logits' own sum.
+    double batch_weight_sum = -1;
 };
 
 namespace backend::loss {
@@ -89,8 +93,9 @@ double weight_sum(const CountT (&count)[256], int classes, const CrossEntropyOpt
 }
 
 /// 1/D: the factor of every pixel's loss and gradient (0 when nothing counted, not 1/0).
-inline double inv_norm(double weight_sum, LossNormalization n) {
-    if (n == LossNormalization::sum) return 1.0;
+inline double inv_norm(double weight_sum, const CrossEntropyOptions& o) {
+    if (o.normalization == LossNormalization::sum) return 1.0;
+    if (o.batch_weight_sum >= 0) weight_sum = o.batch_weight_sum;
     return weight_sum > 0.0 ? 1.0 / weight_sum : 0.0;
 }
 

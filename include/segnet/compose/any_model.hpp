@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -116,6 +117,13 @@ public:
         return train_planner().backward(grad_output);
     }
 
+    /// Called during backward with a node's index (in layers()) as soon as that node's backward has
+    /// run, so its parameters' gradients are final: data-parallel training starts summing a bucket
+    /// of gradients across processes while backward goes on (train/data_parallel.hpp). Empty: none.
+    void set_backward_observer(std::function<void(std::size_t node)> observer) {
+        backward_observer_ = std::move(observer);
+    }
+
     /// Trainable parameters with PyTorch-style names ("encoder0.0.weight", "classifier.bias").
     std::vector<ParamRef<Device>> parameters() {
         auto all = state();
@@ -155,7 +163,9 @@ protected:
     std::vector<std::unique_ptr<SkipLink<Device>>> links_;
 
 private:
-    TrainPlanner<Device> train_planner() { return {nodes_, pool_, out_elements_, checked_.elements()}; }
+    TrainPlanner<Device> train_planner() {
+        return {nodes_, pool_, out_elements_, checked_.elements(), backward_observer_};
+    }
 
     void check_input(const Extents& e) {
         auto fail = [&](Fault f, int expected, int actual) {
@@ -196,6 +206,7 @@ private:
     bool backward_ready_ = false;                // a train forward that no backward has consumed yet
     std::vector<std::int64_t> out_elements_;     // per node: output elements per image
     BufferPool<Device> pool_;                    // activation and gradient buffers
+    std::function<void(std::size_t)> backward_observer_;
 };
 
 }  // namespace segnet

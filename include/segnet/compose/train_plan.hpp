@@ -1,7 +1,7 @@
 // segnet/compose/train_plan.hpp: the train-mode forward and the backward that follows, planned
 // as one pass over the model's buffer pool from what each layer's backward reads.
 //
-//   TrainPlanner<Cpu> plan{nodes, pool, out_elements, in_elements0};
+//   TrainPlanner<Cpu> plan{nodes, pool, out_elements, in_elements0, after_backward};
 //   const Tensor<Cpu>& y = plan.forward(x);
 //   const Tensor<Cpu>& dx = plan.backward(dy);   // same planner state: once per forward
 //
@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -30,10 +31,13 @@ template <class Device>
 class TrainPlanner {
 public:
     /// out_elements: per node, its output's elements per image; input_elements: the network's
-    /// input's, per image.
+    /// input's, per image. after_backward (may be empty): called with a node's index once its
+    /// backward has run, i.e. once its parameters' gradients are final.
     TrainPlanner(std::vector<ModelNode<Device>>& nodes, BufferPool<Device>& pool,
-                 const std::vector<std::int64_t>& out_elements, std::int64_t input_elements)
-        : nodes_(nodes), pool_(pool), out_elements_(out_elements), input_elements_(input_elements) {}
+                 const std::vector<std::int64_t>& out_elements, std::int64_t input_elements,
+                 const std::function<void(std::size_t)>& after_backward)
+        : nodes_(nodes), pool_(pool), out_elements_(out_elements), input_elements_(input_elements),
+          after_backward_(after_backward) {}
 
     const Tensor<Device>& forward(const Tensor<Device>& x) {
         pool_.start_pass();
@@ -104,6 +108,7 @@ public:
                 g_buf = -1;
             }
             g = dx;
+            if (after_backward_) after_backward_(i);
         }
         return *g;
     }
@@ -118,6 +123,7 @@ private:
     BufferPool<Device>& pool_;
     const std::vector<std::int64_t>& out_elements_;
     std::int64_t input_elements_;
+    const std::function<void(std::size_t)>& after_backward_;
 };
 
 }  // namespace segnet

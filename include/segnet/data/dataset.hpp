@@ -405,6 +405,10 @@ struct LoaderOptions {
     int resize_height = 0;  ///< resize every sample first (evaluation "--size"); 0 keeps its size
     int resize_width = 0;
     int prefetch = 2;  ///< batches prepared ahead of the consumer
+    /// Data-parallel training: this process's share of every batch, the positions shard,
+    /// shard + shards, ... of it (batch_size is the whole batch's). A share may be empty (a last
+    /// batch smaller than `shards`): next() then returns a batch of no images.
+    int shard = 0, shards = 1;
 };
 
 /// Where a loader continues: the next batch next() will return. With the seed, the loader's
@@ -437,6 +441,9 @@ public:
         if (options_.batch_size < 1)
             throw std::invalid_argument("segnet::BatchLoader: batch_size must be >= 1, got " +
                                         std::to_string(options_.batch_size));
+        if (options_.shards < 1 || options_.shard < 0 || options_.shard >= options_.shards)
+            throw std::invalid_argument("segnet::BatchLoader: shard " + std::to_string(options_.shard) + " of " +
+                                        std::to_string(options_.shards) + " does not exist");
         options_.prefetch = std::max(1, options_.prefetch);
         worker_ = std::thread([this] { run(); });
     }
@@ -539,15 +546,18 @@ private:
 
     std::optional<Batch> make_batch(const std::vector<std::size_t>& order, int epoch, std::size_t b) {
         const std::size_t first = b * std::size_t(options_.batch_size);
-        const std::size_t count = std::min(std::size_t(options_.batch_size), order.size() - first);
+        const std::size_t whole = std::min(std::size_t(options_.batch_size), order.size() - first);
+        const std::size_t shard = std::size_t(options_.shard), shards = std::size_t(options_.shards);
+        const std::size_t count = whole > shard ? (whole - shard + shards - 1) / shards : 0;
         Batch batch;
         batch.epoch = epoch;
         batch.batch = b;
         for (std::size_t k = 0; k < count; ++k) {
             if (stopping()) return std::nullopt;  // do not keep decoding for a consumer that left
-            const std::size_t index = order[first + k];
+            const std::size_t position = first + shard + k * shards;
+            const std::size_t index = order[position];
             Sample s = dataset_.load(index, options_.resize_height, options_.resize_width);
-            Rng rng = sample_rng(options_.seed, epoch, first + k);
+            Rng rng = sample_rng(options_.seed, epoch, position);
             augment(s.image, s.label, options_.augmentation, rng, std::uint8_t(dataset_.options().ignore_label));
             if (k == 0) {
                 batch.images.resize({int(count), s.image.c(), s.image.h(), s.image.w()});

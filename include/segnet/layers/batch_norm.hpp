@@ -11,11 +11,20 @@
 // the sign of its output, so in a model's train pass a ReLU after a BatchNorm runs in place.
 // In a model's eval pass a BatchNorm (and a ReLU) after a convolution is folded into it
 // (eval_affine(), layers/fusion.hpp; compose/eval_plan.hpp).
+//
+// Synchronized batch norm (data-parallel training, train/data_parallel.hpp): after
+// synchronize(&communicator.statistics()) the train-mode statistics are those of the whole batch
+// spread over the ranks (two sums across ranks in forward, one in backward), so N ranks compute
+// what one process computes on the whole batch; CPU only. Without it each rank normalises with
+// its own share's statistics (PyTorch DDP's default).
 #pragma once
 
 #include <memory>
+#include <stdexcept>
+#include <type_traits>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/core/communicator.hpp"
 #include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
@@ -36,7 +45,11 @@ public:
         x_ = &x;
         mode_ = mode;
         out.resize(x.extents());
-        if (mode == Mode::train)
+        if (mode == Mode::train && sync_) {
+            if constexpr (std::is_same_v<Device, Cpu>)
+                synced_count_ = backend::batch_norm_train_synced(x, gamma_, beta_, eps_, momentum_, running_mean_,
+                                                                 running_var_, out, saved_mean_, saved_invstd_, sum_across());
+        } else if (mode == Mode::train)
             backend::batch_norm_train(x, gamma_, beta_, eps_, momentum_, running_mean_, running_var_, out, saved_mean_,
                                       saved_invstd_);
         else
@@ -46,7 +59,11 @@ public:
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
         dx.resize(dy.extents());
-        if (mode_ == Mode::train) {
+        if (mode_ == Mode::train && sync_) {
+            if constexpr (std::is_same_v<Device, Cpu>)
+                backend::batch_norm_backward_synced(*x_, dy, synced_count_, gamma_, saved_mean_, saved_invstd_, dx,
+                                                    gamma_grad_, beta_grad_, sum_across());
+        } else if (mode_ == Mode::train) {
             backend::batch_norm_backward(*x_, dy, gamma_, saved_mean_, saved_invstd_, dx, gamma_grad_, beta_grad_);
         } else {
             // Eval mode is a fixed affine map (frozen statistics): gamma and beta still learn.
@@ -80,7 +97,21 @@ public:
     }
     std::string_view kind() const override { return "BatchNorm"; }
 
+    /// Train-mode statistics over every rank of `statistics` (nullptr: this process's batch only).
+    void synchronize(Communicator* statistics) {
+        if (statistics && !std::is_same_v<Device, Cpu>)
+            throw std::invalid_argument("segnet: synchronized batch norm runs on the CPU only (not on " +
+                                        std::string(Device::name) + ")");
+        sync_ = statistics;
+    }
+
 private:
+    auto sum_across() {
+        return [this](double* values, std::size_t count) { sync_->sum(values, count); };
+    }
+
+    Communicator* sync_ = nullptr;
+    double synced_count_ = 0;  // the whole batch's values per channel, from the last synced forward
     int c_;
     float eps_, momentum_;
     Mode mode_ = Mode::train;

@@ -376,6 +376,22 @@ public:
         return n > 0 ? bf_sum_ / double(n) : 0.0;
     }
     /// Per class, mean F1 (%) over the images in which it was counted; NaN if never counted.
+    /// Its sums and counts as doubles, to be summed across processes, and back (same layout).
+    std::vector<double> totals() const {
+        std::vector<double> t{bf_sum_, double(images_), double(images_without_boundaries_)};
+        t.insert(t.end(), class_f1_sum_.begin(), class_f1_sum_.end());
+        t.insert(t.end(), class_images_.begin(), class_images_.end());
+        return t;
+    }
+    void assign_totals(const double* t) {
+        bf_sum_ = t[0];
+        images_ = std::int64_t(t[1]);
+        images_without_boundaries_ = std::int64_t(t[2]);
+        const std::size_t k = class_f1_sum_.size();
+        for (std::size_t c = 0; c < k; ++c) class_f1_sum_[c] = t[3 + c];
+        for (std::size_t c = 0; c < k; ++c) class_images_[c] = std::int64_t(t[3 + k + c]);
+    }
+
     std::vector<double> class_mean_f1() const {
         std::vector<double> r(num_classes(), std::numeric_limits<double>::quiet_NaN());
         for (int c = 0; c < num_classes(); ++c)

@@ -97,6 +97,11 @@ public:
         return *this;
     }
     void reset() { std::fill(counts_.begin(), counts_.end(), 0); }
+    /// The counts as doubles (exact below 2^53), to be summed across processes, and back.
+    std::vector<double> totals() const { return {counts_.begin(), counts_.end()}; }
+    void assign_totals(const double* totals) {
+        for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] = std::int64_t(totals[i]);
+    }
 
     std::int64_t total() const {
         std::int64_t s = 0;

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "segnet/metrics/boundary_f1.hpp"
@@ -51,6 +53,24 @@ public:
         s.pixels = confusion_.total();
         s.images = images_;
         return s;
+    }
+    /// Everything scores() reads, as doubles: summed over the processes that each scored a share
+    /// of a dataset (data-parallel validation) and assigned back, it scores the whole dataset.
+    std::vector<double> totals() const {
+        std::vector<double> t = confusion_.totals();
+        const std::vector<double> bf = bf_.totals();
+        t.insert(t.end(), bf.begin(), bf.end());
+        t.push_back(double(images_));
+        return t;
+    }
+    void assign_totals(const std::vector<double>& t) {
+        if (t.size() != totals().size())
+            throw std::invalid_argument("segnet::SegmentationEvaluator::assign_totals: " + std::to_string(t.size()) +
+                                        " totals for an evaluator of " + std::to_string(totals().size()));
+        const std::size_t k = confusion_.totals().size();
+        confusion_.assign_totals(t.data());
+        bf_.assign_totals(t.data() + k);
+        images_ = std::int64_t(t.back());
     }
     const ConfusionMatrix& confusion() const { return confusion_; }
     bool boundary_f1_enabled() const { return bf_enabled_; }

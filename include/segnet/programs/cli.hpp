@@ -11,6 +11,8 @@
 // runs models on the GPU (SEGNET_PROGRAMS_CUDA is 1 there). A g++-built program answers it with
 // cuda_unavailable(); its main() may first hand the run to the nvcc-built twin installed next to
 // it (exec_cuda_variant), which is how `segnet-train --device cuda` reaches `segnet-train-cuda`.
+// Under `mpirun -np N`, exec_mpi_variant hands the run to the MPI-built twin the same way
+// (`segnet-train` -> `segnet-train-mpi`, docs/distributed.md).
 //
 // --precision fp32|bf16|auto: the precision the model's convolutions compute in (core/precision.hpp),
 // read by precision_request() and resolve_precision(); each program chooses its own default.
@@ -198,16 +200,9 @@ inline void require_device(const std::string& program, const std::string& device
 #endif
 }
 
-/// For the main() of a g++-built program: when the arguments say `--device cuda` and `variant`
-/// (e.g. "segnet-train-cuda", the nvcc-built twin) is an executable next to this one, replaces
-/// this process with it, same arguments. Returns when there is nothing to do or exec fails (the
-/// program then reports cuda_unavailable()). Does nothing in an nvcc-built program.
-inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
-#if !SEGNET_PROGRAMS_CUDA
-    bool cuda = false;
-    for (int i = 1; i + 1 < argc; ++i)
-        if (std::string_view(argv[i]) == "--device" && std::string_view(argv[i + 1]) == "cuda") cuda = true;
-    if (!cuda) return;
+/// Replaces this process with `variant`, an executable next to this one, same arguments; returns
+/// when there is none or exec fails.
+inline void exec_twin(int argc, char** argv, const char* variant) {
     std::error_code ec;
     const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
     if (ec) return;
@@ -217,9 +212,36 @@ inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
     args[0] = const_cast<char*>(twin.c_str());
     args.push_back(nullptr);
     ::execv(twin.c_str(), args.data());
+}
+
+/// For the main() of a g++-built program: when the arguments say `--device cuda` and `variant`
+/// (e.g. "segnet-train-cuda", the nvcc-built twin) is an executable next to this one, replaces
+/// this process with it, same arguments. Returns when there is nothing to do or exec fails (the
+/// program then reports cuda_unavailable()). Does nothing in an nvcc-built program.
+inline void exec_cuda_variant(int argc, char** argv, const char* variant) {
+#if !SEGNET_PROGRAMS_CUDA
+    bool cuda = false;
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::string_view(argv[i]) == "--device" && std::string_view(argv[i + 1]) == "cuda") cuda = true;
+    if (cuda) exec_twin(argc, argv, variant);
 #else
     (void)argc, (void)argv, (void)variant;
 #endif
+}
+
+/// Whether this process is one of several an MPI launcher started (mpirun -np N with N > 1:
+/// OpenMPI's OMPI_COMM_WORLD_SIZE, MPICH's PMI_SIZE).
+inline bool launched_as_ranks() {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+        if (const char* v = std::getenv(name); v && std::atoi(v) > 1) return true;
+    return false;
+}
+
+/// For the main() of a program without MPI: under `mpirun -np N` (N > 1), hands the run to
+/// `variant` (e.g. "segnet-train-mpi", built with segnet::mpi) next to it, so that
+/// `mpirun -np 4 segnet-train ...` trains data-parallel; returns when there is no such program.
+inline void exec_mpi_variant(int argc, char** argv, const char* variant) {
+    if (launched_as_ranks()) exec_twin(argc, argv, variant);
 }
 
 /// Whether the CPU itself reports AVX512-BF16, whatever SEGNET_CONV says (bf16_units() also

@@ -6,6 +6,12 @@
 //   segnet-train --model segnet-basic --train train.txt --val val.txt --classes 11 --ignore 11
 //                --balance median --epochs 100 --batch 4 --lr 0.1 --out runs/basic
 //   segnet-train --resume runs/basic/last.safetensors --train train.txt --val val.txt --epochs 200 --out runs/basic
+//   mpirun -np 4 segnet-train --model segnet-basic ... --batch 16 --sync-bn   # data-parallel, 4 ranks
+//
+// Data-parallel (train_main with a Communicator: segnet-train-mpi, which `segnet-train` becomes
+// under mpirun): --batch is the whole batch, split across the ranks; rank 0 alone writes --out
+// and prints; a failure any rank meets before training (a bad list or image) is agreed, so
+// every rank exits with rank 0's one line; docs/distributed.md.
 #pragma once
 
 #include "segnet/models/registry.hpp"
@@ -72,8 +78,34 @@ run
                          and accumulates in FP32; weights, gradients and the optimiser stay FP32
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N         memory the run may use, e.g. 8G (default: what the machine has available)
+data-parallel (under mpirun -np N; docs/distributed.md)
+  --sync-bn              batch norm with the whole batch's statistics, summed across ranks (CPU);
+                         default: each rank's own share's (as PyTorch DDP)
+  --bucket-mb X          gradient megabytes per all-reduce, started as backward runs (default 25)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
 )";
+
+/// Data-parallel: runs `work` on every rank; a failure on any stops all of them with the lowest
+/// failing rank's message and status (a UsageError stays one). Without a communicator: work().
+template <class F>
+void on_every_rank_of(Communicator* comm, F&& work) {
+    if (!comm) return work();
+    std::string failure;  // "2" or "1", then the message
+    try {
+        work();
+    } catch (const cli::UsageError& e) {
+        failure = std::string("2") + e.what();
+    } catch (const std::exception& e) {
+        failure = std::string("1") + e.what();
+    }
+    try {
+        agree_step(*comm, 0, false, failure);
+    } catch (const RanksStopped& e) {
+        const std::string m = e.what();
+        if (m[0] == '2') throw cli::UsageError(m.substr(1));
+        throw RanksStopped(m.substr(1));
+    }
+}
 
 inline void on_interrupt(int) { request_training_stop(); }
 
@@ -135,7 +167,7 @@ TrainResult train_on(const TrainOptions& o, Precision precision, const Segmentat
     return train(*model, o, train_set, val_set);
 }
 
-inline int run(int argc, char** argv) {
+inline int run(int argc, char** argv, Communicator* comm) {
     cli::Args args(argc, argv, "segnet-train", usage);
     TrainOptions o;
     const auto resume = args.text("--resume");
@@ -173,7 +205,18 @@ inline int run(int argc, char** argv) {
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
     const bool overwrite = args.flag("--overwrite");
+    o.data_parallel.synchronized_batch_norm = args.flag("--sync-bn");
+    const auto bucket_mb = args.real("--bucket-mb", 0.001, 4096);
+    if (bucket_mb) o.data_parallel.bucket_bytes = std::size_t(*bucket_mb * (1 << 20));
     args.finish();
+    if (!comm && (o.data_parallel.synchronized_batch_norm || bucket_mb))
+        throw cli::UsageError(std::string(o.data_parallel.synchronized_batch_norm ? "--sync-bn" : "--bucket-mb") +
+                              " is for data-parallel training: run under mpirun -np N (segnet-train-mpi)");
+    if (comm && device != "cpu")
+        throw cli::UsageError("--device " + device + ": data-parallel training runs on the CPU (the NCCL all-reduce "
+                              "is not written yet)");
+    o.communicator = comm;
+    const bool writer = !comm || comm->rank() == 0;
     const Precision precision = cli::resolve_precision("segnet-train", precision_requested, device);
     cli::require_device("segnet-train", device);
 
@@ -221,53 +264,61 @@ inline int run(int argc, char** argv) {
         cli::require_input_size<Cpu, cli::UsageError>(o.model_name, o.classes, o.validation_height,
                                                        o.validation_width, "--val-size");
 
-    check_output_run(o.out_dir, resume, overwrite);
-    cli::create_output_folder(o.out_dir);
+    on_every_rank_of(comm, [&] {
+        if (!writer) return;  // rank 0 alone writes --out
+        check_output_run(o.out_dir, resume, overwrite);
+        cli::create_output_folder(o.out_dir);
+    });
     DatasetOptions dopt;
     dopt.classes = o.classes;
     dopt.ignore_label = o.ignore_label < 0 ? 255 : o.ignore_label;
     dopt.validation = Validation::up_front;
     dopt.limits = limits;
-    SegmentationDataset train_set = SegmentationDataset::from_list_file(train_list, dopt, root);
-    if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
-    else if (normalize == "raw") o.normalization = Normalization::raw();
-    else o.normalization = Normalization::none();
-    train_set.set_normalization(o.normalization);
+    std::optional<SegmentationDataset> train_data;
     std::optional<SegmentationDataset> val_set;
-    if (val_list) {
-        DatasetOptions vopt = dopt;
-        vopt.normalization = o.normalization;
-        val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
-    }
-    // what the network is trained on: the crop, else the (resized) images
-    const int train_height = crop ? crop->first : o.height, train_width = crop ? crop->second : o.width;
-    const int val_height = o.validation_height >= 0 ? o.validation_height : o.height;
-    const int val_width = o.validation_width >= 0 ? o.validation_width : o.width;
-    if (device == "cuda") {
-        check_sample_sizes<cli::CudaDevice>(train_set, train_height, train_width, o, &budget);
-        if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, val_height, val_width, o, nullptr);
-    } else {
-        check_sample_sizes<Cpu>(train_set, train_height, train_width, o, &budget);
-        if (val_set) check_sample_sizes<Cpu>(*val_set, val_height, val_width, o, nullptr);
-    }
+    on_every_rank_of(comm, [&] {  // every rank reads the lists and checks every image up front
+        train_data.emplace(SegmentationDataset::from_list_file(train_list, dopt, root));
+        SegmentationDataset& train_set = *train_data;
+        if (normalize == "meanstd") o.normalization = compute_normalization(train_set);
+        else if (normalize == "raw") o.normalization = Normalization::raw();
+        else o.normalization = Normalization::none();
+        train_set.set_normalization(o.normalization);
+        if (val_list) {
+            DatasetOptions vopt = dopt;
+            vopt.normalization = o.normalization;
+            val_set.emplace(SegmentationDataset::from_list_file(*val_list, vopt, root));
+        }
+        // what the network is trained on: the crop, else the (resized) images
+        const int train_height = crop ? crop->first : o.height, train_width = crop ? crop->second : o.width;
+        const int val_height = o.validation_height >= 0 ? o.validation_height : o.height;
+        const int val_width = o.validation_width >= 0 ? o.validation_width : o.width;
+        if (device == "cuda") {
+            check_sample_sizes<cli::CudaDevice>(train_set, train_height, train_width, o, &budget);
+            if (val_set) check_sample_sizes<cli::CudaDevice>(*val_set, val_height, val_width, o, nullptr);
+        } else {
+            check_sample_sizes<Cpu>(train_set, train_height, train_width, o, &budget);
+            if (val_set) check_sample_sizes<Cpu>(*val_set, val_height, val_width, o, nullptr);
+        }
 
-    if (balance == "median") {
-        ClassFrequencyCounter counter(o.classes, {.ignore_label = o.ignore_label, .void_pixels = VoidPixels::excluded});
-        for (std::size_t i = 0; i < train_set.size(); ++i) counter.add(train_set.load_raw(i).label.view());
-        const auto w = counter.median_frequency_weights();
-        o.class_weights.assign(w.begin(), w.end());
-    } else if (balance != "natural") {
-        o.class_weights = read_class_weights(balance, o.classes);
-    }
-    if (augment) {
-        o.augmentation.horizontal_flip = true;
-        o.augmentation.min_scale = 0.75f;
-        o.augmentation.max_scale = 1.25f;
-        const auto first = train_set.load_raw(0);
-        o.augmentation.crop_height = o.height ? o.height : first.label.h();
-        o.augmentation.crop_width = o.width ? o.width : first.label.w();
-    }
-    if (crop) std::tie(o.augmentation.crop_height, o.augmentation.crop_width) = *crop;
+        if (balance == "median") {
+            ClassFrequencyCounter counter(o.classes, {.ignore_label = o.ignore_label, .void_pixels = VoidPixels::excluded});
+            for (std::size_t i = 0; i < train_set.size(); ++i) counter.add(train_set.load_raw(i).label.view());
+            const auto w = counter.median_frequency_weights();
+            o.class_weights.assign(w.begin(), w.end());
+        } else if (balance != "natural") {
+            o.class_weights = read_class_weights(balance, o.classes);
+        }
+        if (augment) {
+            o.augmentation.horizontal_flip = true;
+            o.augmentation.min_scale = 0.75f;
+            o.augmentation.max_scale = 1.25f;
+            const auto first = train_set.load_raw(0);
+            o.augmentation.crop_height = o.height ? o.height : first.label.h();
+            o.augmentation.crop_width = o.width ? o.width : first.label.w();
+        }
+        if (crop) std::tie(o.augmentation.crop_height, o.augmentation.crop_width) = *crop;
+    });
+    const SegmentationDataset& train_set = *train_data;
     o.on_start = [&] {
         std::cerr << "segnet-train: " << o.model_name << ", " << train_set.size() << " training images"
                   << (val_set ? ", " + std::to_string(val_set->size()) + " validation images" : std::string())
@@ -288,6 +339,7 @@ inline int run(int argc, char** argv) {
     const TrainResult r = device == "cuda" ? train_on<cli::CudaDevice>(o, precision, train_set, val)
                                            : train_on<Cpu>(o, precision, train_set, val);
     if (r.status == TrainStatus::interrupted) return 130;
+    if (!writer) return 0;
     if (r.best)
         std::printf("best: G %.2f C %.2f mIoU %.2f BF %.2f (%s)\n", r.best->global_accuracy, r.best->class_accuracy,
                     r.best->mean_iou, r.best->bf, r.best_checkpoint.string().c_str());
@@ -299,8 +351,34 @@ inline int run(int argc, char** argv) {
 
 /// The segnet-train program: parses argv, runs, returns the exit status (0 success, 1 error, 2 usage,
 /// 130 interrupted); errors are printed as one line on stderr.
-inline int train_main(int argc, char** argv) {
-    return cli::run_program("segnet-train", [&] { return train_detail::run(argc, argv); });
+/// With a communicator (segnet-train-mpi): data-parallel across its ranks; rank 0 prints the one
+/// line of an error every rank met (agreed), any other rank nothing; an error only this rank met
+/// is printed with its rank and ends every rank (Communicator::abort), as one rank cannot leave
+/// the others waiting for it.
+inline int train_main(int argc, char** argv, Communicator* comm = nullptr) {
+    if (!comm) return cli::run_program("segnet-train", [&] { return train_detail::run(argc, argv, nullptr); });
+    const bool rank0 = comm->rank() == 0;
+    const std::string program = rank0 ? "segnet-train" : "segnet-train (rank " + std::to_string(comm->rank()) + ")";
+    bool agreed = true;
+    const int status = cli::run_program(program.c_str(), [&]() -> int {
+        try {
+            return train_detail::run(argc, argv, comm);
+        } catch (const cli::UsageError&) {  // from the arguments or agreed: the same on every rank
+            if (!rank0) return 2;
+            throw;
+        } catch (const RanksStopped&) {  // agreed
+            if (!rank0) return 1;
+            throw;
+        } catch (const TrainingDiverged&) {  // every rank sees the same summed loss and weights
+            if (!rank0) return 1;
+            throw;
+        } catch (...) {
+            agreed = false;
+            throw;
+        }
+    });
+    if (!agreed) comm->abort(status);
+    return status;
 }
 
 }  // namespace segnet::programs

@@ -32,28 +32,40 @@ struct EvaluationOptions {
     int height = 0, width = 0;  ///< 0: each sample's own size
     bool boundary_f1 = true;
     bool mask_void_for_bf = false;
+    int shard = 0, shards = 1;  ///< evaluate_share: this process's share of every batch
 };
 
-/// Scores `model` on `data`. `on_batch(batch, predictions)` sees every batch's predictions.
+/// Runs `model` on `data` (or on this process's share of it: o.shard of o.shards, the positions
+/// shard, shard + shards, ... of every batch) and adds it to an evaluator: data-parallel
+/// validation sums the evaluators' totals() across processes.
 template <class Device>
-SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDataset& data, const EvaluationOptions& o,
-                                  const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch = {}) {
+SegmentationEvaluator evaluate_share(AnyModel<Device>& model, const SegmentationDataset& data, const EvaluationOptions& o,
+                                     const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch = {}) {
     backend::Staging<Device> staging;
-    const int classes = model.classes();
-    SegmentationEvaluator evaluator(classes, o.ignore_label, o.boundary_f1, o.mask_void_for_bf);
+    SegmentationEvaluator evaluator(model.classes(), o.ignore_label, o.boundary_f1, o.mask_void_for_bf);
     LoaderOptions lo;
     lo.batch_size = o.batch_size;
     lo.shuffle = false;
     lo.resize_height = o.height;
     lo.resize_width = o.width;
+    lo.shard = o.shard;
+    lo.shards = o.shards;
     BatchLoader loader(data, lo);
     while (auto batch = loader.next()) {
+        if (batch->images.n() == 0) continue;  // a share of a last batch smaller than the processes
         const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::eval);
         const Tensor<Cpu, std::uint8_t> predicted = backend::predict_labels(logits);
         evaluator.add(predicted.view(), batch->labels.view());
         if (on_batch) on_batch(*batch, predicted);
     }
-    return evaluator.scores();
+    return evaluator;
+}
+
+/// Scores `model` on `data`. `on_batch(batch, predictions)` sees every batch's predictions.
+template <class Device>
+SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDataset& data, const EvaluationOptions& o,
+                                  const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch = {}) {
+    return evaluate_share(model, data, o, on_batch).scores();
 }
 
 }  // namespace segnet

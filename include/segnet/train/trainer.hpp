@@ -30,6 +30,16 @@
 // log.csv: a fresh run starts it anew; a resumed run keeps the rows up to the resumed epoch and
 // drops later ones (written after the checkpoint was), so no epoch is listed twice. A run also
 // removes the temporaries a killed save left in out_dir (io/files.hpp remove_stale_temporaries).
+//
+// Data-parallel (o.communicator set, e.g. an MpiCommunicator from distributed/mpi.hpp, every
+// rank calling train() with the same options): batch_size is the whole batch; rank r trains on
+// the positions r, r + N, ... of every batch of the shared shuffled order, the gradients are
+// summed across ranks as backward runs (train/data_parallel.hpp), every rank makes the same
+// optimiser step. Rank 0 alone writes out_dir (checkpoints, log.csv) and prints; validation is
+// split across the ranks and their metrics' totals summed. Before each step the ranks agree on
+// one small sum: a stop request on any rank stops all of them at the same step (rank 0 saves),
+// and a rank that fails (a bad file) stops every rank with its message (RanksStopped, a
+// DataError). A checkpoint holds the global position, so a run resumes with any number of ranks.
 #pragma once
 
 #include <atomic>
@@ -52,8 +62,10 @@
 #include <vector>
 
 #include "segnet/compose/model.hpp"
+#include "segnet/core/communicator.hpp"
 #include "segnet/data/dataset.hpp"
 #include "segnet/train/checkpoint.hpp"
+#include "segnet/train/data_parallel.hpp"
 #include "segnet/train/evaluate.hpp"
 #include "segnet/train/loss.hpp"
 #include "segnet/train/optimizer.hpp"
@@ -111,11 +123,15 @@ struct TrainOptions {
     /// its position fits the data), before log.csv is touched: a program prints its banner here,
     /// so that a refusal is the only line it prints.
     std::function<void()> on_start{};
+    /// Data-parallel training across the communicator's ranks (nullptr: this process alone).
+    Communicator* communicator = nullptr;
+    DataParallelOptions data_parallel{};
 };
 
 struct EpochRecord {
     int epoch = 0;  ///< 1-based
     double lr = 0, train_loss = 0, seconds = 0, images_per_second = 0;
+    double allreduce_wait_seconds_per_step = 0;  ///< data-parallel: all-reduce time backward did not hide
     std::optional<SegmentationScores> validation;
 };
 
@@ -195,28 +211,47 @@ inline void keep_log_rows_through(const std::filesystem::path& csv_path, int epo
     if (dropped) write_file_atomically(csv_path, [&](FileSink& f) { f.write(kept); });
 }
 
+/// The loss weight of a batch's labels (weighted_mean's denominator): sum of w_y over its counted
+/// pixels; throws for a label that is neither a class nor the ignore label.
+inline double label_weight_sum(const Tensor<Cpu, std::uint8_t>& labels, int classes, const CrossEntropyOptions& o) {
+    std::int64_t count[256] = {};
+    for (std::int64_t i = 0; i < labels.size(); ++i) ++count[labels.data()[i]];
+    return backend::loss::weight_sum(count, classes, o, [](int) { return std::string(); });
+}
+
 /// Trains `model` (as initialised by the caller, or as restored from o.resume).
 template <class Device>
 TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const SegmentationDataset& train_set,
                   const SegmentationDataset* val_set = nullptr) {
     using namespace trainer_detail;
     using Clock = std::chrono::steady_clock;
-    std::ostream& log = o.log ? *o.log : std::cerr;
+    std::optional<DataParallel<Device>> dp;
+    if (o.communicator) dp.emplace(model, *o.communicator, o.data_parallel);
+    const bool writer = !dp || dp->rank() == 0;  // rank 0 alone writes out_dir and prints
+    std::ostream silent(nullptr);
+    std::ostream& log = !writer ? silent : o.log ? *o.log : std::cerr;
+    // Work only rank 0 does, whose failure must stop every rank: the ranks agree on it.
+    auto on_writer = [&](const std::function<void()>& work) {
+        if (!dp) return work();
+        on_every_rank(*o.communicator, [&] {
+            if (writer) work();
+        });
+    };
     if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
     if (o.classes != model.classes())
         throw std::invalid_argument("segnet::train: the model has " + std::to_string(model.classes()) +
                                     " classes, the options say " + std::to_string(o.classes));
     if (train_set.size() == 0) throw std::invalid_argument("segnet::train: the training set is empty");
-    {
+    const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
+               csv_path = o.out_dir / "log.csv";
+    on_writer([&] {
         std::error_code ec;
         std::filesystem::create_directories(o.out_dir, ec);
         if (ec || !std::filesystem::is_directory(o.out_dir))
             throw DataError("segnet: cannot create output folder '" + o.out_dir.string() + "': " +
                             (ec ? ec.message() : std::string("a file of that name exists")));
-    }
-    const auto last_path = o.out_dir / "last.safetensors", best_path = o.out_dir / "best.safetensors",
-               csv_path = o.out_dir / "log.csv";
-    for (const char* name : {"last.safetensors", "best.safetensors", "log.csv"}) remove_stale_temporaries(o.out_dir, name);
+        for (const char* name : {"last.safetensors", "best.safetensors", "log.csv"}) remove_stale_temporaries(o.out_dir, name);
+    });
 
     auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.optimizer_options);
     ScheduleOptions so = o.schedule_options;
@@ -262,6 +297,11 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     lo.resize_height = o.height;
     lo.resize_width = o.width;
     lo.prefetch = o.prefetch;
+    if (dp) {
+        lo.shard = dp->rank();
+        lo.shards = dp->size();
+        dp->broadcast_state();  // the same start on every rank, whatever each initialised
+    }
     BatchLoader loader(train_set, lo, start);
     const std::int64_t per_epoch = std::int64_t(loader.batches_per_epoch());
     const std::int64_t total_steps = per_epoch * o.epochs;
@@ -275,13 +315,16 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                      (o.progress == ProgressStyle::automatic && &log == &std::cerr && isatty(STDERR_FILENO));
     const bool lines = o.progress == ProgressStyle::lines || (o.progress == ProgressStyle::automatic && !bar);
 
-    if (o.on_start) o.on_start();
+    if (o.on_start && writer) o.on_start();
     log << resume_notes.str();
-    if (!o.resume.empty()) keep_log_rows_through(csv_path, start.epoch);
-    const bool new_log = o.resume.empty() || !std::filesystem::exists(csv_path);
-    std::ofstream csv(csv_path, new_log ? std::ios::trunc : std::ios::app);
-    if (!csv) throw std::runtime_error("segnet-train: cannot write '" + csv_path.string() + "'");
-    if (new_log) csv << "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
+    std::ofstream csv;  // rank 0's; the other ranks write to a closed stream, which drops it
+    on_writer([&] {
+        if (!o.resume.empty()) keep_log_rows_through(csv_path, start.epoch);
+        const bool new_log = o.resume.empty() || !std::filesystem::exists(csv_path);
+        csv.open(csv_path, new_log ? std::ios::trunc : std::ios::app);
+        if (!csv) throw std::runtime_error("segnet-train: cannot write '" + csv_path.string() + "'");
+        if (new_log) csv << "epoch,lr,train_loss,val_global_accuracy,val_class_accuracy,val_mean_iou,val_bf,seconds\n";
+    });
 
     TrainResult result;
     result.last_checkpoint = last_path;
@@ -298,6 +341,10 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
                                 (good.empty() ? std::string("no checkpoint was written")
                                               : "the last good checkpoint is '" + good.string() + "'") +
                                 " (try a lower learning rate)");
+    };
+    auto check_loss = [&](double value, int epoch, std::size_t batch) {
+        if (!std::isfinite(value))
+            throw diverged(at_step(epoch, batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
     };
     // Every saved tensor and statistic must be finite (else the file would not load): a run that
     // reaches a NaN or Inf has diverged, and the file it would replace stays.
@@ -319,7 +366,8 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         info.extra["epoch_seconds"] = number(epoch_seconds, 3);
         info.extra["best_value"] = number(best_value, 17);
         info.extra["best_metric"] = o.best == BestMetric::global_accuracy ? "global_accuracy" : "mean_iou";
-        save_checked(last_path, optimizer.get(), when);
+        if (dp) dp->average_running_statistics();
+        if (writer) save_checked(last_path, optimizer.get(), when);
         saved_last = true;
     };
 
@@ -331,8 +379,32 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
     for (int epoch = start.epoch; epoch < o.epochs; ++epoch) {
         auto epoch_start = Clock::now();
         std::int64_t images = 0;
-        while (auto batch = loader.next()) {
-            const bool stop = training_stop_flag().load() || (o.stop_after_steps >= 0 && steps_this_run >= o.stop_after_steps);
+        if (dp) dp->reset_timing();
+        for (;;) {
+            std::optional<Batch> batch;
+            auto stop_requested = [&] {
+                return training_stop_flag().load() || (o.stop_after_steps >= 0 && steps_this_run >= o.stop_after_steps);
+            };
+            bool stop = false;
+            double share_weight = 0;  // data-parallel: this rank's loss weight, for the whole batch's
+            if (!dp) {
+                batch = loader.next();
+                if (!batch) break;
+                stop = stop_requested();
+            } else {
+                // A failure on one rank (a bad file) must stop every rank: agreed before the step.
+                std::string failure;
+                try {
+                    batch = loader.next();
+                    if (batch) share_weight = label_weight_sum(batch->labels, o.classes, loss.options());
+                } catch (const std::exception& e) {
+                    failure = e.what();
+                }
+                if (failure.empty() && !batch) break;  // the epoch's end: the same batch on every rank
+                const StepAgreement a = agree_step(*o.communicator, share_weight, stop_requested(), failure);
+                stop = a.stop;
+                share_weight = a.weight_sum;
+            }
             if (stop) {
                 epoch_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
                 save_last(epoch, batch->batch, at_step(epoch, batch->batch));
@@ -345,13 +417,31 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             const std::int64_t step = std::int64_t(epoch) * per_epoch + std::int64_t(batch->batch);
             optimizer->set_lr(schedule(step, total_steps));
             model.set_random_step(std::uint64_t(step));  // Dropout masks: a resumed run draws what an uninterrupted one drew
-            const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
-            grad.resize(logits.extents());
-            const double value = loss.forward_backward(logits, staging.labels(batch->labels), grad);
-            if (!std::isfinite(value))
-                throw diverged(at_step(epoch, batch->batch), std::string("the loss is ") + (std::isnan(value) ? "NaN" : "Inf"));
-            model.zero_grad();
-            model.backward(grad);
+            double value = 0;
+            if (!dp) {
+                const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
+                grad.resize(logits.extents());
+                value = loss.forward_backward(logits, staging.labels(batch->labels), grad);
+                check_loss(value, epoch, batch->batch);
+                model.zero_grad();
+                model.backward(grad);
+            } else {
+                // Every rank's loss divided by the whole batch's weight: the ranks' gradients add up
+                // to the whole batch's.
+                if (batch->images.n() > 0) {
+                    const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::train);
+                    grad.resize(logits.extents());
+                    CrossEntropyOptions share = loss.options();
+                    share.batch_weight_sum = share_weight;
+                    value = CrossEntropyLoss(share).forward_backward(logits, staging.labels(batch->labels), grad);
+                    model.zero_grad();
+                    model.backward(grad);
+                } else {
+                    dp->contribute_nothing();
+                }
+                value = dp->finish_gradients(value);
+                check_loss(value, epoch, batch->batch);
+            }
             optimizer->step();
             // A finite loss can still end in an update that overflows: never save such weights.
             if (const auto* p = backend::first_nonfinite(trainable))
@@ -359,7 +449,9 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             ++steps_this_run;
             epoch_loss_sum += value;
             ++epoch_loss_count;
-            images += batch->images.n();
+            // data-parallel: the whole batch's images (this rank's share is batch->images)
+            const std::size_t first = batch->batch * std::size_t(o.batch_size);
+            images += dp ? std::int64_t(std::min(std::size_t(o.batch_size), train_set.size() - first)) : batch->images.n();
             const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
             const double rate = images / std::max(elapsed, 1e-9);
             const std::int64_t done = std::int64_t(batch->batch) + 1;
@@ -390,9 +482,21 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             eo.height = o.validation_height >= 0 ? o.validation_height : o.height;
             eo.width = o.validation_width >= 0 ? o.validation_width : o.width;
             eo.boundary_f1 = o.boundary_f1;
-            record.validation = evaluate_model(model, *val_set, eo);
+            if (!dp) {
+                record.validation = evaluate_model(model, *val_set, eo);
+            } else {  // each rank scores its share; the totals summed score the whole set
+                dp->average_running_statistics();
+                eo.shard = dp->rank();
+                eo.shards = dp->size();
+                SegmentationEvaluator share = evaluate_share(model, *val_set, eo);
+                std::vector<double> totals = share.totals();
+                o.communicator->sum(totals.data(), totals.size());
+                share.assign_totals(totals);
+                record.validation = share.scores();
+            }
         }
         record.seconds = epoch_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        if (dp && dp->steps() > 0) record.allreduce_wait_seconds_per_step = dp->wait_seconds() / double(dp->steps());
         const auto& v = record.validation;
         csv << record.epoch << "," << record.lr << "," << number(record.train_loss, 6) << ","
             << (v ? number(v->global_accuracy, 3) : "") << "," << (v ? number(v->class_accuracy, 3) : "") << ","
@@ -404,6 +508,9 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         if (v)
             log << "; val G " << number(v->global_accuracy, 2) << " C " << number(v->class_accuracy, 2) << " mIoU "
                 << number(v->mean_iou, 2) << (o.boundary_f1 ? " BF " + number(v->bf, 2) : "");
+        if (dp)
+            log << "; " << dp->size() << " ranks, all-reduce wait " << number(record.allreduce_wait_seconds_per_step * 1e3, 1)
+                << " ms/step";
         log << "\n";
         // The epoch's statistics are folded into the record; the next epoch starts from zero.
         epoch_loss_sum = 0;
@@ -422,7 +529,7 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         save_last(epoch + 1, 0, epoch_end);
         if (improved) {
             info.extra["best_epoch"] = std::to_string(record.epoch);
-            save_checked(best_path, nullptr, epoch_end);
+            if (writer) save_checked(best_path, nullptr, epoch_end);
         }
         result.epochs.push_back(std::move(record));
         if (o.stop_after_epoch > 0 && epoch + 1 >= o.stop_after_epoch) break;

@@ -36,7 +36,7 @@ inline double cross_entropy(TensorView<Cpu, const float> logits, TensorView<Cpu,
         const std::int64_t plane = ye.plane();
         return " at (n=" + std::to_string(at / plane) + ", y=" + std::to_string(at % plane / ye.w) +
                ", x=" + std::to_string(at % ye.w) + ")";
-    }), o.normalization);
+    }), o);
 
     const int classes = e.c, width = e.w;
     const std::int64_t plane = e.plane();

@@ -114,6 +114,24 @@ inline void batch_norm_train(const CpuTensor& x, const CpuTensor& gamma, const C
     cpu::batch_norm_train(x.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), beta.data(), eps, momentum,
                           running_mean.data(), running_var.data(), y.data(), saved_mean.data(), saved_invstd.data());
 }
+/// batch_norm_train over a batch spread across processes (cpu::batch_norm_train_synced):
+/// `sum(values, count)` sums doubles over them; returns the batch's values per channel.
+template <class Sum>
+double batch_norm_train_synced(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta, float eps,
+                               float momentum, CpuTensor& running_mean, CpuTensor& running_var, CpuTensor& y,
+                               CpuTensor& saved_mean, CpuTensor& saved_invstd, Sum&& sum) {
+    return cpu::batch_norm_train_synced(x.data(), x.n(), int(gamma.size()), x.extents().plane(), gamma.data(),
+                                        beta.data(), eps, momentum, running_mean.data(), running_var.data(), y.data(),
+                                        saved_mean.data(), saved_invstd.data(), sum);
+}
+template <class Sum>
+void batch_norm_backward_synced(const CpuTensor& x, const CpuTensor& dy, double m, const CpuTensor& gamma,
+                                const CpuTensor& saved_mean, const CpuTensor& saved_invstd, CpuTensor& dx,
+                                CpuTensor& dgamma, CpuTensor& dbeta, Sum&& sum) {
+    cpu::batch_norm_backward_synced(x.data(), dy.data(), x.n(), int(gamma.size()), x.extents().plane(), m,
+                                    gamma.data(), saved_mean.data(), saved_invstd.data(), dx.data(), dgamma.data(),
+                                    dbeta.data(), sum);
+}
 inline void batch_norm_eval(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta,
                             const CpuTensor& running_mean, const CpuTensor& running_var, float eps, CpuTensor& y) {
     cpu::batch_norm_eval(x.data(), x.n(), x.c(), x.extents().plane(), gamma.data(), beta.data(), running_mean.data(),

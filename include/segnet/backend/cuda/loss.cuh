@@ -87,8 +87,7 @@ inline double cross_entropy(const Tensor<Cuda>& logits, const Tensor<Cuda, std::
     SEGNET_CUDA_CHECK(cudaMemcpyAsync(counts, counts_d.get(), sizeof counts, cudaMemcpyDeviceToHost, stream()));
     synchronize();
     const double inv_norm = loss::inv_norm(
-        loss::weight_sum(counts, e.c, o, [&](int v) { return " (" + std::to_string(counts[v]) + " pixels)"; }),
-        o.normalization);
+        loss::weight_sum(counts, e.c, o, [&](int v) { return " (" + std::to_string(counts[v]) + " pixels)"; }), o);
 
     Tensor<Cuda> weights;  // a few floats, from the caching allocator
     if (!o.class_weights.empty()) {
