@@ -21,9 +21,6 @@
 
 namespace segnet::programs {
 
-/// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
-/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
-/// segnet-serve both call it, so that their label maps agree pixel for pixel.
 /// The {1, 3, H, W} network input of an RGB image: normalised as the checkpoint says, resized to
 /// `size` (HxW) when given.
 inline Tensor<Cpu> network_input(const Normalization& normalization, const ImageU8& rgb,
@@ -38,6 +35,9 @@ inline Tensor<Cpu> network_input(const Normalization& normalization, const Image
     return x;
 }
 
+/// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
+/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
+/// segnet-serve both call it, so that their label maps agree pixel for pixel.
 template <class Device>
 Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Staging<Device>& staging,
                                         const Normalization& normalization, const ImageU8& rgb,
@@ -126,7 +126,6 @@ inline std::vector<fs::path> collect_inputs(const fs::path& input) {
     return files;
 }
 
-/// The files segmenting `image` writes into `out`: the label map, and the colour mask and overlay when asked.
 /// What segnet-segment writes besides the label maps.
 struct Extras {
     bool color = false, overlay = false, uncertainty = false;
