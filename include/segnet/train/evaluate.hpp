@@ -18,9 +18,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
+#include <type_traits>
 
 #include "segnet/backend/ops.hpp"
 #include "segnet/compose/model.hpp"
+#include "segnet/compose/monte_carlo.hpp"
 #include "segnet/data/dataset.hpp"
 #include "segnet/metrics/evaluator.hpp"
 
@@ -32,6 +35,7 @@ struct EvaluationOptions {
     int height = 0, width = 0;  ///< 0: each sample's own size
     bool boundary_f1 = true;
     bool mask_void_for_bf = false;
+    int samples = 0;  ///< > 0: labels of the mean of that many dropout samples (monte_carlo_predict, CPU only)
 };
 
 /// Scores `model` on `data`. `on_batch(batch, predictions)` sees every batch's predictions.
@@ -47,9 +51,14 @@ SegmentationScores evaluate_model(AnyModel<Device>& model, const SegmentationDat
     lo.resize_height = o.height;
     lo.resize_width = o.width;
     BatchLoader loader(data, lo);
+    if (o.samples > 0 && !std::is_same_v<Device, Cpu>)
+        throw std::invalid_argument("segnet::evaluate_model: Monte-Carlo samples run on the CPU only");
     while (auto batch = loader.next()) {
-        const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::eval);
-        const Tensor<Cpu, std::uint8_t> predicted = backend::predict_labels(logits);
+        Tensor<Cpu, std::uint8_t> predicted;
+        if constexpr (std::is_same_v<Device, Cpu>)
+            if (o.samples > 0)  // batches of at most 10 copies, as segnet-segment --samples
+                predicted = backend::predict_labels(monte_carlo_predict(model, batch->images, o.samples, 10).mean);
+        if (o.samples == 0) predicted = backend::predict_labels(model.forward(staging.images(batch->images), Mode::eval));
         evaluator.add(predicted.view(), batch->labels.view());
         if (on_batch) on_batch(*batch, predicted);
     }
