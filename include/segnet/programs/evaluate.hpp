@@ -178,13 +178,8 @@ inline int run(int argc, char** argv) {
     }
     if (!weights || !list) throw cli::UsageError("give --pred DIR --gt DIR, or --weights CKPT --list LIST (see --help)");
     const Precision precision = cli::resolve_precision("segnet-evaluate", precision_requested.value_or("fp32"), device);
-    if (samples > 0 && device != "cpu")
-        throw cli::UsageError("--samples: Monte-Carlo dropout runs on the CPU only (Dropout has no CUDA kernel yet)");
     const CheckpointInfo info = read_checkpoint_info(*weights);
-    if (samples > 0 && !models::make_model<Cpu>(info.model, info.classes)->has_random_layers())
-        throw cli::UsageError("--samples: the model '" + info.model +
-                              "' has no dropout, so every sample is the same; use a Bayesian model "
-                              "(bayesian-segnet-basic, bayesian-segnet)");
+    cli::require_sampling(samples, device, info.model, info.classes);
     if (classes && *classes != info.classes)
         throw cli::UsageError("--classes " + std::to_string(*classes) + " differs from the checkpoint's " +
                                      std::to_string(info.classes));

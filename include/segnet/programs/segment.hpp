@@ -224,16 +224,11 @@ inline int run(int argc, char** argv) {
     args.finish();
     if (extras.uncertainty && samples == 0)
         throw cli::UsageError("--uncertainty: needs --samples T (the spread of T dropout samples)");
-    if (samples > 0 && device != "cpu")
-        throw cli::UsageError("--samples: Monte-Carlo dropout runs on the CPU only (Dropout has no CUDA kernel yet)");
     const Precision precision = cli::resolve_precision("segnet-segment", precision_requested, device);
     cli::require_device("segnet-segment", device);
 
     const CheckpointInfo info = read_checkpoint_info(weights);
-    if (samples > 0 && !models::make_model<Cpu>(info.model, info.classes)->has_random_layers())
-        throw cli::UsageError("--samples: the model '" + info.model +
-                              "' has no dropout, so every sample is the same; use a Bayesian model "
-                              "(bayesian-segnet-basic, bayesian-segnet)");
+    cli::require_sampling(samples, device, info.model, info.classes);
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
     const std::vector<fs::path> files = collect_inputs(input);
     check_outputs(input, files, out, extras);
