@@ -12,7 +12,8 @@
 // counts train forwards from 0 (RandomLayer::set_random_step sets it). Eval samples have their own
 // stream and counter, one count per image: image n of a sampling forward is masked as a single
 // forward would be at counter + n (so T copies of an image in one batch are T single samples);
-// set_sampling(true) restarts the counter, so sampling is reproducible from the model's seed. No parameters; shape identity. CPU only: make<Cuda> throws (no CUDA kernel yet).
+// set_sampling(true) restarts the counter, so sampling is reproducible from the model's seed.
+// No parameters; shape identity. CPU only: make<Cuda> throws (no CUDA kernel yet).
 #pragma once
 
 #include <cstdint>
