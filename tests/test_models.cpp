@@ -383,3 +383,89 @@ TEST_CASE("PrecisionScope sets the thread's precision and restores the previous 
     CHECK_FALSE(parse_precision("auto").has_value());
     CHECK(std::string_view(to_string(Precision::bf16)) == "bf16");
 }
+
+// --- Bayesian SegNet: Monte-Carlo dropout inference (compose/monte_carlo.hpp) ---------------------
+
+namespace {
+using BayesianBasic3 = models::BayesianSegNetBasic<3>;
+std::vector<float> image_logits(const Tensor<Cpu>& logits, int n) {
+    const std::int64_t size = logits.size() / logits.n();
+    return {logits.data() + n * size, logits.data() + (n + 1) * size};
+}
+}  // namespace
+
+TEST_CASE("Monte Carlo: T samples as one batch equal T single forwards with sampling on") {
+    Rng rng(61);
+    const Tensor<Cpu> image = random_tensor({1, 3, 16, 16}, rng);
+    constexpr int samples = 4;
+    Tensor<Cpu> copies({samples, 3, 16, 16});
+    for (int t = 0; t < samples; ++t) std::copy_n(image.data(), image.size(), copies.data() + t * image.size());
+    Model<BayesianBasic3, Cpu> model(7);
+    model.set_sampling(true);
+    const Tensor<Cpu> batched = model.forward(copies, Mode::eval);
+    model.set_sampling(true);  // restarts the sample counter
+    for (int t = 0; t < samples; ++t) {
+        const std::vector<float> single = backend::download(model.forward(image, Mode::eval));
+        const std::vector<float> from_batch = image_logits(batched, t);
+        REQUIRE(single.size() == from_batch.size());
+        float worst = 0.f;
+        for (std::size_t i = 0; i < single.size(); ++i) worst = std::max(worst, std::abs(single[i] - from_batch[i]));
+        CHECK_MESSAGE(worst <= 1e-4f, "sample " << t << ": max difference " << worst);
+    }
+    CHECK(image_logits(batched, 0) != image_logits(batched, 1));  // the samples differ
+
+    // The library call: the same mean whether the samples run in one batch or one at a time.
+    const MonteCarloPrediction one_batch = monte_carlo_predict(model, image, samples);
+    const MonteCarloPrediction singles = monte_carlo_predict(model, image, samples, 1);
+    for (std::int64_t i = 0; i < one_batch.mean.size(); ++i)
+        REQUIRE(one_batch.mean.data()[i] == doctest::Approx(singles.mean.data()[i]).epsilon(1e-4));
+}
+
+TEST_CASE("Monte Carlo: reproducible from the model's seed; mean, entropy and variance are consistent") {
+    Rng rng(62);
+    const Tensor<Cpu> images = random_tensor({2, 3, 16, 16}, rng);
+    Model<BayesianBasic3, Cpu> a(11), b(11), other(12);
+    const MonteCarloPrediction pa = monte_carlo_predict(a, images, 5);
+    const MonteCarloPrediction pb = monte_carlo_predict(b, images, 5);
+    CHECK(backend::download(pa.mean) == backend::download(pb.mean));
+    CHECK(backend::download(monte_carlo_predict(a, images, 5).mean) == backend::download(pa.mean));  // again
+    CHECK(backend::download(monte_carlo_predict(other, images, 5).mean) != backend::download(pa.mean));
+
+    const std::int64_t plane = 16 * 16;
+    bool any_spread = false;
+    for (int n = 0; n < 2; ++n)
+        for (std::int64_t i = 0; i < plane; ++i) {
+            double total = 0.0, entropy = 0.0;
+            for (int k = 0; k < 3; ++k) {
+                const double m = pa.mean.data()[(n * 3 + k) * plane + i];
+                total += m;
+                if (m > 0) entropy -= m * std::log(m);
+            }
+            REQUIRE(total == doctest::Approx(1.0).epsilon(1e-5));
+            REQUIRE(pa.entropy.data()[n * plane + i] == doctest::Approx(entropy).epsilon(1e-4));
+            REQUIRE(pa.variance.data()[n * plane + i] >= 0.f);
+            any_spread = any_spread || pa.variance.data()[n * plane + i] > 0.f;
+        }
+    CHECK(any_spread);
+
+    // One sample: its softmax, so no spread.
+    const MonteCarloPrediction one = monte_carlo_predict(a, images, 1);
+    for (float v : one.variance.span()) REQUIRE(v == doctest::Approx(0.f).epsilon(1e-6));
+}
+
+TEST_CASE("Monte Carlo: bad sample counts and models without dropout are rejected; sampling ends off") {
+    Rng rng(63);
+    const Tensor<Cpu> image = random_tensor({1, 3, 16, 16}, rng);
+    Model<BayesianBasic3, Cpu> model(5);
+    const std::vector<float> deterministic = backend::download(model.forward(image, Mode::eval));
+    CHECK_THROWS_WITH_AS(monte_carlo_predict(model, image, 0), doctest::Contains("samples must be in [1, 1000]"),
+                         std::invalid_argument);
+    CHECK_THROWS_AS(monte_carlo_predict(model, image, max_monte_carlo_samples + 1), std::invalid_argument);
+    Model<models::SegNetBasic<3>, Cpu> plain(5);
+    CHECK_FALSE(plain.has_random_layers());
+    CHECK(model.has_random_layers());
+    CHECK_THROWS_WITH_AS(monte_carlo_predict(plain, image, 4), doctest::Contains("has no dropout"),
+                         std::invalid_argument);
+    (void)monte_carlo_predict(model, image, 3);
+    CHECK(backend::download(model.forward(image, Mode::eval)) == deterministic);  // sampling is off again
+}

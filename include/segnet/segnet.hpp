@@ -22,6 +22,7 @@
 #include "segnet/layers/upsample.hpp"
 
 #include "segnet/compose/model.hpp"
+#include "segnet/compose/monte_carlo.hpp"
 #include "segnet/compose/network.hpp"
 #include "segnet/compose/transfer.hpp"
 

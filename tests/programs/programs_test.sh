@@ -67,6 +67,30 @@ check "colour masks and overlays exist" 0 "" -- test -f "$work/colour/0000_color
 check "evaluate predictions against truth" 0 "images 8" -- \
   "$bin/segnet-evaluate" --pred "$work/pred" --gt "$data/val/labels" --classes 4 --ignore -1
 
+# Bayesian SegNet: Monte-Carlo dropout labels and an uncertainty map; its one-line refusals.
+check "train Bayesian SegNet-Basic" 0 "last checkpoint" -- "$bin/segnet-train" --model bayesian-segnet-basic \
+  --train "$data/train/list.txt" --classes 4 --ignore -1 --balance natural --batch 4 --epochs 1 --threads 2 \
+  --seed 1 --out "$work/bayes"
+check "segment with 4 dropout samples and uncertainty" 0 "0000.png" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" --input "$data/val/images/0000.png" --out "$work/mc" --samples 4 --uncertainty
+check "labels and uncertainty map exist" 0 "" -- test -f "$work/mc/0000.png" -a -f "$work/mc/0000_uncertainty.png"
+check "--samples 0" 2 "--samples: 0 is out of range \\[1, 1000\\]" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" --input "$data/val/images/0000.png" --out "$work/mc0" --samples 0
+check "--samples 100000" 2 "--samples: 100000 is out of range" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" --input "$data/val/images/0000.png" --out "$work/mc0" --samples 100000
+check "--samples on a model without dropout" 2 "--samples: the model 'segnet-basic' has no dropout" -- \
+  "$bin/segnet-segment" --weights "$work/run/best.safetensors" --input "$data/val/images/0000.png" --out "$work/mc0" \
+  --samples 4
+check "--uncertainty without --samples" 2 "--uncertainty: needs --samples" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" --input "$data/val/images/0000.png" --out "$work/mc0" --uncertainty
+check "refused runs wrote nothing" 0 "" -- test ! -e "$work/mc0"
+check "evaluate with 3 dropout samples" 0 "^G [0-9]" -- "$bin/segnet-evaluate" \
+  --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 3
+check "evaluate --samples on a model without dropout" 2 "--samples: the model 'segnet-basic' has no dropout" -- \
+  "$bin/segnet-evaluate" --weights "$work/run/best.safetensors" --list "$data/val/list.txt" --samples 3
+check "evaluate --samples 0" 2 "--samples: 0 is out of range" -- "$bin/segnet-evaluate" \
+  --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 0
+
 check "a network of your own in the same program" 0 "last checkpoint" -- "$bin/custom-train" --model tiny-segnet \
   --classes 4 --ignore -1 --train "$data/train/list.txt" --balance natural --epochs 1 --batch 8 --out "$work/custom"
 check "its checkpoint names the network" 0 "" -- grep -q "tiny-segnet" "$work/custom/last.safetensors"

@@ -92,7 +92,16 @@ public:
         for (auto& n : nodes_)
             if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_random_step(step);
     }
+    /// Whether any layer draws random numbers (a RandomLayer: Dropout), i.e. whether Monte-Carlo
+    /// sampling can give more than one answer.
+    bool has_random_layers() const {
+        for (const auto& n : nodes_)
+            if (dynamic_cast<const RandomLayer*>(n.layer.get())) return true;
+        return false;
+    }
     /// Monte-Carlo sampling (Bayesian SegNet): random layers draw in Mode::eval too; off by default.
+    /// Switching it on restarts their sample counters, so the samples that follow depend only on the
+    /// model's seed.
     void set_sampling(bool on) {
         for (auto& n : nodes_)
             if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_sampling(on);

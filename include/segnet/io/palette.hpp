@@ -100,6 +100,33 @@ inline ImageU8 colorize(TensorView<Cpu, const std::uint8_t> labels, const Palett
     return out;
 }
 
+/// An RGB image of a {1, 1, H, W} map of values in [0, 1] (clamped) in the viridis colour map
+/// (dark purple 0 -> yellow 1): perceptually uniform and readable in grey and by colour-blind
+/// readers, so equal steps of uncertainty look equally far apart. Matplotlib's viridis at 0, 0.1,
+/// ..., 1, interpolated linearly between.
+inline ImageU8 viridis(TensorView<Cpu, const float> values) {
+    static constexpr std::array<std::array<float, 3>, 11> stops{{{68, 1, 84},     {72, 36, 117},  {65, 68, 135},
+                                                                 {53, 95, 141},   {42, 120, 142}, {33, 145, 140},
+                                                                 {34, 168, 132},  {68, 191, 112}, {122, 209, 81},
+                                                                 {189, 223, 38},  {253, 231, 37}}};
+    ImageU8 out;
+    out.width = values.w();
+    out.height = values.h();
+    out.channels = 3;
+    out.pixels.resize(std::size_t(out.width) * out.height * 3);
+    for (int y = 0; y < out.height; ++y)
+        for (int x = 0; x < out.width; ++x) {
+            const float raw = values(0, 0, y, x);
+            const float v = (raw > 0.f ? std::min(raw, 1.f) : 0.f) * float(stops.size() - 1);  // NaN -> 0
+            const std::size_t i = std::min(std::size_t(v), stops.size() - 2);
+            const float t = v - float(i);
+            for (int c = 0; c < 3; ++c)
+                out.pixels[(std::size_t(y) * out.width + x) * 3 + std::size_t(c)] =
+                    std::uint8_t(std::lround(stops[i][std::size_t(c)] * (1.f - t) + stops[i + 1][std::size_t(c)] * t));
+        }
+    return out;
+}
+
 /// The image with the colour mask blended on top (alpha = weight of the mask).
 inline ImageU8 overlay(const ImageU8& rgb, TensorView<Cpu, const std::uint8_t> labels, const Palette& palette,
                        float alpha = 0.5f) {

@@ -9,8 +9,11 @@
 // scaled by 1 / (1 - Percent / 100), else zeroed (inverted dropout, as PyTorch's nn.Dropout); in
 // Mode::eval it returns its input (no copy) unless sampling is on. A train forward's mask is a
 // hash of (seed, step, element): the seed is drawn from the model's Rng at initialize(), the step
-// counts train forwards from 0 (RandomLayer::set_random_step sets it); eval samples have their own
-// counter. No parameters; shape identity. CPU only: make<Cuda> throws (no CUDA kernel yet).
+// counts train forwards from 0 (RandomLayer::set_random_step sets it). Eval samples have their own
+// stream and counter, one count per image: image n of a sampling forward is masked as a single
+// forward would be at counter + n (so T copies of an image in one batch are T single samples);
+// set_sampling(true) restarts the counter, so sampling is reproducible from the model's seed.
+// No parameters; shape identity. CPU only: make<Cuda> throws (no CUDA kernel yet).
 #pragma once
 
 #include <cstdint>
@@ -35,7 +38,10 @@ public:
         mask_.resize(x.extents());
         out.resize(x.extents());
         if (mode == Mode::train) backend::dropout_forward(x, keep_, seed_, step_++, mask_, out);
-        else backend::dropout_forward(x, keep_, ~seed_, sample_++, mask_, out);  // its own stream
+        else {  // its own stream, one counter per image: a batch of T samples equals T single forwards
+            backend::dropout_sample_forward(x, keep_, ~seed_, sample_, mask_, out);
+            sample_ += std::uint64_t(x.n());
+        }
         return out;
     }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
@@ -55,7 +61,10 @@ public:
         sample_ = 0;
     }
     void set_random_step(std::uint64_t step) override { step_ = step; }
-    void set_sampling(bool on) override { sampling_ = on; }
+    void set_sampling(bool on) override {
+        sampling_ = on;
+        sample_ = 0;
+    }
     std::string_view kind() const override { return "Dropout"; }
 
 private:

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "segnet/compose/model.hpp"
+#include "segnet/models/bayesian.hpp"
 #include "segnet/models/segnet.hpp"
 #include "segnet/models/segnet_basic.hpp"
 #include "segnet/models/variants.hpp"
@@ -39,7 +40,8 @@ struct ModelList {
 };
 using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
-              FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe>;
+              FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
+              BayesianSegNet, BayesianSegNetBasic>;
 
 /// Class counts with_model() supports. Default: 2 to 5 (binary and small tasks, tests), 11
 /// (CamVid), 12 (CamVid with void as a class), 19 (Cityscapes), 21 (PASCAL VOC), 37 (SUN

@@ -43,6 +43,8 @@ script (void not masked) unless --mask-void-bf.
   --root DIR         folder the list paths are relative to (default: the list's folder)
   --size HxW         run the network at this size (metrics at that size); default: image size
   --batch B          images per forward pass (default 1)
+  --samples T        Bayesian SegNet (a model with dropout): score the labels of the mean softmax
+                     of T dropout samples (1-1000; CPU only; docs/uncertainty.md)
   --mask-void-bf     remove void pixels from the boundary maps before BF
   --no-bf            skip BF
   --json FILE        also write the results as JSON
@@ -112,6 +114,7 @@ inline int run(int argc, char** argv) {
     auto ignore = args.integer("--ignore", -1, 255);
     const auto size = args.size("--size");
     const int batch = int(args.integer("--batch", 1, 1, 256));
+    const int samples = int(args.integer("--samples", 0, 1, max_monte_carlo_samples));
     const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
     const bool allow_missing = args.flag("--allow-missing");
     const auto json = args.text("--json");
@@ -128,6 +131,7 @@ inline int run(int argc, char** argv) {
     if (pred || gt) {
         if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
         if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
+        if (samples > 0) throw cli::UsageError("--samples applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         if (precision_requested)
             throw cli::UsageError("--precision applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
@@ -175,6 +179,7 @@ inline int run(int argc, char** argv) {
     if (!weights || !list) throw cli::UsageError("give --pred DIR --gt DIR, or --weights CKPT --list LIST (see --help)");
     const Precision precision = cli::resolve_precision("segnet-evaluate", precision_requested.value_or("fp32"), device);
     const CheckpointInfo info = read_checkpoint_info(*weights);
+    cli::require_sampling(samples, device, info.model, info.classes);
     if (classes && *classes != info.classes)
         throw cli::UsageError("--classes " + std::to_string(*classes) + " differs from the checkpoint's " +
                                      std::to_string(info.classes));
@@ -195,6 +200,7 @@ inline int run(int argc, char** argv) {
     if (size) std::tie(eo.height, eo.width) = *size;
     eo.boundary_f1 = bf;
     eo.mask_void_for_bf = mask_void;
+    eo.samples = samples;
     const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo, precision)
                                                   : evaluate_on<Cpu>(*weights, info, data, eo, precision);
     std::printf("model %s (%s), precision %s\n", info.model.c_str(), weights->c_str(), to_string(precision));

@@ -32,6 +32,18 @@ struct MemoryBudget {
     bool from_flag = false;
 };
 
+/// Refuses --samples T (Monte-Carlo dropout) where it cannot run or would repeat one answer: on a
+/// device other than the CPU (Dropout has no CUDA kernel yet) or with a model without dropout.
+inline void require_sampling(int samples, const std::string& device, const std::string& model, int classes) {
+    if (samples == 0) return;
+    if (device != "cpu")
+        throw UsageError("--samples: Monte-Carlo dropout runs on the CPU only (Dropout has no CUDA kernel yet)");
+    if (!models::make_model<Cpu>(model, classes)->has_random_layers())
+        throw UsageError("--samples: the model '" + model +
+                         "' has no dropout, so every sample is the same; use a Bayesian model "
+                         "(bayesian-segnet-basic, bayesian-segnet)");
+}
+
 inline MemoryBudget memory_budget(Args& args) {
     const auto text = args.text("--max-memory");
     if (!text) return {available_memory_bytes(), false};

@@ -21,13 +21,10 @@
 
 namespace segnet::programs {
 
-/// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
-/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
-/// segnet-serve both call it, so that their label maps agree pixel for pixel.
-template <class Device>
-Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Staging<Device>& staging,
-                                        const Normalization& normalization, const ImageU8& rgb,
-                                        const std::optional<std::pair<int, int>>& size) {
+/// The {1, 3, H, W} network input of an RGB image: normalised as the checkpoint says, resized to
+/// `size` (HxW) when given.
+inline Tensor<Cpu> network_input(const Normalization& normalization, const ImageU8& rgb,
+                                 const std::optional<std::pair<int, int>>& size) {
     Tensor<Cpu> x = to_tensor(rgb);
     for (int c = 0; c < 3; ++c)
         for (std::int64_t i = 0; i < x.extents().plane(); ++i) {
@@ -35,9 +32,43 @@ Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Stagin
             v = normalization.apply(v, c);
         }
     if (size) x = resize_bilinear(x.view(), size->first, size->second);
+    return x;
+}
+
+/// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
+/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
+/// segnet-serve both call it, so that their label maps agree pixel for pixel.
+template <class Device>
+Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Staging<Device>& staging,
+                                        const Normalization& normalization, const ImageU8& rgb,
+                                        const std::optional<std::pair<int, int>>& size) {
+    const Tensor<Cpu> x = network_input(normalization, rgb, size);
     Tensor<Cpu, std::uint8_t> labels = backend::predict_labels(model.forward(staging.images(x), Mode::eval));
     if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
     return labels;
+}
+
+/// Bayesian SegNet's answer for one image (monte_carlo_predict, CPU): the labels of the mean
+/// softmax of `samples` dropout samples and the predictive entropy divided by log K (0: every
+/// sample sure of one class, 1: the mean is uniform), both at the image's size.
+struct SampledSegmentation {
+    Tensor<Cpu, std::uint8_t> labels;
+    Tensor<Cpu> uncertainty;
+};
+inline SampledSegmentation segment_image_sampled(AnyModel<Cpu>& model, const Normalization& normalization,
+                                                 const ImageU8& rgb, const std::optional<std::pair<int, int>>& size,
+                                                 int samples) {
+    // Batches of at most 10 copies (the reference's inference batch), so that memory stays near a
+    // batch-10 forward however many samples are asked for.
+    const MonteCarloPrediction p = monte_carlo_predict(model, network_input(normalization, rgb, size), samples, 10);
+    SampledSegmentation out{backend::predict_labels(p.mean), p.entropy};
+    const float log_classes = std::log(float(std::max(2, model.classes())));
+    for (float& v : out.uncertainty.span()) v /= log_classes;
+    if (size) {
+        out.labels = resize_nearest<std::uint8_t>(out.labels.view(), rgb.height, rgb.width);
+        out.uncertainty = resize_bilinear(out.uncertainty.view(), rgb.height, rgb.width);
+    }
+    return out;
 }
 
 namespace segment_detail {
@@ -64,6 +95,10 @@ network cannot take or that needs more memory than is available.
                      bf16 rounds the convolutions' inputs and weights to bfloat16, accumulates in FP32
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available)
+  --samples T        Bayesian SegNet (a model with dropout, e.g. bayesian-segnet-basic): label
+                     each pixel by the mean softmax of T dropout samples (1-1000; CPU only)
+  --uncertainty      with --samples: also write DIR/<stem>_uncertainty.png, the predictive
+                     entropy / log K in the viridis colour map (dark: sure, yellow: unsure)
 )";
 
 inline bool is_image(const fs::path& p) {
@@ -91,12 +126,19 @@ inline std::vector<fs::path> collect_inputs(const fs::path& input) {
     return files;
 }
 
-/// The files segmenting `image` writes into `out`: the label map, and the colour mask and overlay when asked.
-inline std::vector<fs::path> outputs_of(const fs::path& image, const fs::path& out, bool color, bool with_overlay) {
+/// What segnet-segment writes besides the label maps.
+struct Extras {
+    bool color = false, overlay = false, uncertainty = false;
+};
+
+/// The files segmenting `image` writes into `out`: the label map, then the colour mask, the
+/// overlay and the uncertainty map when asked, in that order.
+inline std::vector<fs::path> outputs_of(const fs::path& image, const fs::path& out, const Extras& extras) {
     const std::string stem = image.stem().string();
     std::vector<fs::path> files{out / (stem + ".png")};
-    if (color) files.push_back(out / (stem + "_color.png"));
-    if (with_overlay) files.push_back(out / (stem + "_overlay.png"));
+    if (extras.color) files.push_back(out / (stem + "_color.png"));
+    if (extras.overlay) files.push_back(out / (stem + "_overlay.png"));
+    if (extras.uncertainty) files.push_back(out / (stem + "_uncertainty.png"));
     return files;
 }
 
@@ -109,8 +151,8 @@ inline fs::path identity(const fs::path& p) {
 
 /// Refuses, before anything is written, an --out that is the input folder, two inputs whose
 /// outputs share a name, and an output that would replace one of the inputs.
-inline void check_outputs(const fs::path& input, const std::vector<fs::path>& files, const fs::path& out, bool color,
-                          bool with_overlay) {
+inline void check_outputs(const fs::path& input, const std::vector<fs::path>& files, const fs::path& out,
+                          const Extras& extras) {
     std::error_code ec;
     if (fs::is_directory(input, ec) && identity(input) == identity(out))
         throw cli::UsageError("--out '" + shortened(out.string()) + "' is the input folder: the label maps would "
@@ -118,7 +160,7 @@ inline void check_outputs(const fs::path& input, const std::vector<fs::path>& fi
     std::map<fs::path, fs::path> inputs, writer;  // identity -> as given
     for (const fs::path& f : files) inputs.emplace(identity(f), f);
     for (const fs::path& f : files)
-        for (const fs::path& o : outputs_of(f, out, color, with_overlay)) {
+        for (const fs::path& o : outputs_of(f, out, extras)) {
             const fs::path key = identity(o);
             if (const auto it = inputs.find(key); it != inputs.end())
                 throw DataError("segnet: '" + shortened(o.string()) + "', an output of '" + shortened(f.string()) +
@@ -131,11 +173,12 @@ inline void check_outputs(const fs::path& input, const std::vector<fs::path>& fi
         }
 }
 
-/// Loads the checkpoint into a model on Device and writes the label PNGs (and colour/overlay) of `files`.
+/// Loads the checkpoint into a model on Device and writes the label PNGs (and colour/overlay/
+/// uncertainty) of `files`; samples > 0: Monte-Carlo dropout (CPU only, checked by run()).
 template <class Device>
 void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::vector<fs::path>& files,
-                const fs::path& out, const std::optional<std::pair<int, int>>& size, const Palette& palette, bool color,
-                bool with_overlay, const ImageLimits& limits, Precision precision) {
+                const fs::path& out, const std::optional<std::pair<int, int>>& size, const Palette& palette,
+                const Extras& extras, int samples, const ImageLimits& limits, Precision precision) {
     const auto model_ptr = models::make_model<Device>(info.model, info.classes);
     AnyModel<Device>& model = *model_ptr;
     load_checkpoint(weights, model, info.model);
@@ -143,11 +186,19 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
     backend::Staging<Device> staging;
     for (const fs::path& file : files) {
         const ImageU8 rgb = load_rgb(file, limits);
-        const Tensor<Cpu, std::uint8_t> labels = segment_image(model, staging, info.normalization, rgb, size);
-        const std::vector<fs::path> written = outputs_of(file, out, color, with_overlay);
+        const std::vector<fs::path> written = outputs_of(file, out, extras);
+        Tensor<Cpu, std::uint8_t> labels;
+        if constexpr (std::is_same_v<Device, Cpu>) {
+            if (samples > 0) {
+                const SampledSegmentation sampled = segment_image_sampled(model, info.normalization, rgb, size, samples);
+                labels = sampled.labels;
+                if (extras.uncertainty) write_rgb_png(written.back(), viridis(sampled.uncertainty.view()));
+            }
+        }
+        if (samples == 0) labels = segment_image(model, staging, info.normalization, rgb, size);
         write_label_png(written[0], labels.view());
-        if (color) write_rgb_png(written[1], colorize(labels.view(), palette));
-        if (with_overlay) write_rgb_png(written.back(), overlay(rgb, labels.view(), palette));
+        if (extras.color) write_rgb_png(written[1], colorize(labels.view(), palette));
+        if (extras.overlay) write_rgb_png(written[extras.color ? 2 : 1], overlay(rgb, labels.view(), palette));
         std::printf("%s -> %s\n", file.string().c_str(), written[0].string().c_str());
     }
 }
@@ -157,7 +208,11 @@ inline int run(int argc, char** argv) {
     const fs::path weights = args.required("--weights");
     const fs::path input = args.required("--input");
     const fs::path out = args.required("--out");
-    const bool color = args.flag("--color"), with_overlay = args.flag("--overlay");
+    Extras extras;
+    extras.color = args.flag("--color");
+    extras.overlay = args.flag("--overlay");
+    extras.uncertainty = args.flag("--uncertainty");
+    const int samples = int(args.integer("--samples", 0, 1, max_monte_carlo_samples));
     const auto palette_file = args.text("--palette");
     const auto size = args.size("--size");
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
@@ -167,20 +222,23 @@ inline int run(int argc, char** argv) {
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
     args.finish();
+    if (extras.uncertainty && samples == 0)
+        throw cli::UsageError("--uncertainty: needs --samples T (the spread of T dropout samples)");
     const Precision precision = cli::resolve_precision("segnet-segment", precision_requested, device);
     cli::require_device("segnet-segment", device);
 
     const CheckpointInfo info = read_checkpoint_info(weights);
+    cli::require_sampling(samples, device, info.model, info.classes);
     const Palette palette = palette_file ? Palette::load(*palette_file) : Palette::for_classes(info.classes);
     const std::vector<fs::path> files = collect_inputs(input);
-    check_outputs(input, files, out, color, with_overlay);
+    check_outputs(input, files, out, extras);
     if (device == "cuda") cli::require_inference_fits<cli::CudaDevice>(info.model, info.classes, files, size, limits, budget);
     else cli::require_inference_fits<Cpu>(info.model, info.classes, files, size, limits, budget);
     cli::create_output_folder(out);
 
     if (device == "cuda")
-        segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, color, with_overlay, limits, precision);
-    else segment_on<Cpu>(weights, info, files, out, size, palette, color, with_overlay, limits, precision);
+        segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, extras, samples, limits, precision);
+    else segment_on<Cpu>(weights, info, files, out, size, palette, extras, samples, limits, precision);
     std::printf("segmented %zu image%s with %s on %s, precision %s\n", files.size(), files.size() == 1 ? "" : "s",
                 info.model.c_str(), device.c_str(), to_string(precision));
     return 0;

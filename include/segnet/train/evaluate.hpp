@@ -18,9 +18,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
+#include <type_traits>
 
 #include "segnet/backend/ops.hpp"
 #include "segnet/compose/model.hpp"
+#include "segnet/compose/monte_carlo.hpp"
 #include "segnet/data/dataset.hpp"
 #include "segnet/metrics/evaluator.hpp"
 
@@ -33,6 +36,7 @@ struct EvaluationOptions {
     bool boundary_f1 = true;
     bool mask_void_for_bf = false;
     int shard = 0, shards = 1;  ///< evaluate_share: this process's share of every batch
+    int samples = 0;  ///< > 0: labels of the mean of that many dropout samples (monte_carlo_predict, CPU only)
 };
 
 /// Runs `model` on `data` (or on this process's share of it: o.shard of o.shards, the positions
@@ -51,10 +55,15 @@ SegmentationEvaluator evaluate_share(AnyModel<Device>& model, const Segmentation
     lo.shard = o.shard;
     lo.shards = o.shards;
     BatchLoader loader(data, lo);
+    if (o.samples > 0 && !std::is_same_v<Device, Cpu>)
+        throw std::invalid_argument("segnet::evaluate_model: Monte-Carlo samples run on the CPU only");
     while (auto batch = loader.next()) {
         if (batch->images.n() == 0) continue;  // a share of a last batch smaller than the processes
-        const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::eval);
-        const Tensor<Cpu, std::uint8_t> predicted = backend::predict_labels(logits);
+        Tensor<Cpu, std::uint8_t> predicted;
+        if constexpr (std::is_same_v<Device, Cpu>)
+            if (o.samples > 0)  // batches of at most 10 copies, as segnet-segment --samples
+                predicted = backend::predict_labels(monte_carlo_predict(model, batch->images, o.samples, 10).mean);
+        if (o.samples == 0) predicted = backend::predict_labels(model.forward(staging.images(batch->images), Mode::eval));
         evaluator.add(predicted.view(), batch->labels.view());
         if (on_batch) on_batch(*batch, predicted);
     }

@@ -92,6 +92,17 @@ inline void dropout_forward(const CpuTensor& x, float keep, std::uint64_t seed, 
     const std::uint64_t key = cpu::dropout_hash(seed ^ cpu::dropout_hash(counter));
     cpu::dropout_forward(x.data(), mask.data(), y.data(), x.size(), keep, key);
 }
+/// Monte-Carlo samples: image n of the batch is masked as dropout_forward masks a batch of one
+/// at counter first_counter + n, so T images in one batch draw what T single forwards draw.
+inline void dropout_sample_forward(const CpuTensor& x, float keep, std::uint64_t seed, std::uint64_t first_counter,
+                                   CpuTensor& mask, CpuTensor& y) {
+    const std::int64_t per_image = x.n() > 0 ? x.size() / x.n() : 0;
+    for (std::int64_t n = 0; n < x.n(); ++n) {
+        const std::uint64_t key = cpu::dropout_hash(seed ^ cpu::dropout_hash(first_counter + std::uint64_t(n)));
+        const std::int64_t offset = n * per_image;
+        cpu::dropout_forward(x.data() + offset, mask.data() + offset, y.data() + offset, per_image, keep, key);
+    }
+}
 inline void dropout_backward(const CpuTensor& mask, const CpuTensor& dy, CpuTensor& dx) {
     cpu::dropout_backward(mask.data(), dy.data(), dx.data(), dy.size());
 }
