@@ -85,13 +85,19 @@ private:
     std::vector<Rgb> colors_;
 };
 
+/// A width x height RGB image, black.
+inline ImageU8 rgb_image(int width, int height) {
+    ImageU8 out;
+    out.width = width;
+    out.height = height;
+    out.channels = 3;
+    out.pixels.resize(std::size_t(width) * height * 3);
+    return out;
+}
+
 /// An RGB image with each label's colour ({1, 1, H, W} labels).
 inline ImageU8 colorize(TensorView<Cpu, const std::uint8_t> labels, const Palette& palette) {
-    ImageU8 out;
-    out.width = labels.w();
-    out.height = labels.h();
-    out.channels = 3;
-    out.pixels.resize(std::size_t(out.width) * out.height * 3);
+    ImageU8 out = rgb_image(labels.w(), labels.h());
     for (int y = 0; y < out.height; ++y)
         for (int x = 0; x < out.width; ++x) {
             const auto c = palette[labels(0, 0, y, x)];
@@ -109,11 +115,7 @@ inline ImageU8 viridis(TensorView<Cpu, const float> values) {
                                                                  {53, 95, 141},   {42, 120, 142}, {33, 145, 140},
                                                                  {34, 168, 132},  {68, 191, 112}, {122, 209, 81},
                                                                  {189, 223, 38},  {253, 231, 37}}};
-    ImageU8 out;
-    out.width = values.w();
-    out.height = values.h();
-    out.channels = 3;
-    out.pixels.resize(std::size_t(out.width) * out.height * 3);
+    ImageU8 out = rgb_image(values.w(), values.h());
     for (int y = 0; y < out.height; ++y)
         for (int x = 0; x < out.width; ++x) {
             const float raw = values(0, 0, y, x);
