@@ -90,8 +90,8 @@ constexpr const char* usage =
     "and prints median/min ms, images/s, GFLOP/s and peak resident memory. NAME: segnet-basic\n"
     "(default), segnet, or any model of segnet/models/registry.hpp; --classes 11 by default.\n"
     "--no-fusion: inference without the eval-mode fusions ([unpool +] conv + batch norm + ReLU [+ max pool]).\n"
-    "--precision: the precision of the convolutions timed (default fp32; auto: bf16 on a CPU with\n"
-    "AVX512-BF16, else fp32; bf16 without BF16 units runs fp32); the output names the one that ran.\n"
+    "--precision: the precision of the convolutions timed (default fp32; auto: bf16 where it beats\n"
+    "fp32: AMX, or AVX512-BF16 on AMD; bf16 without BF16 units runs fp32); the output names the one that ran.\n"
     "--device cuda runs segnet-bench-cuda (built with -DSEGNET_CUDA=ON) with the same options.\n"
 #endif
     ;

@@ -270,7 +270,8 @@ inline std::string precision_request(Args& args, const std::string& fallback) {
 
 /// The precision a run on `device` ("cpu" or "cuda") computes in, for the `--precision` value
 /// `requested`:
-///   auto  bf16 on a CPU with BF16 units (backend::cpu::bf16_units()), fp32 elsewhere and on cuda;
+///   auto  bf16 on a CPU where it beats FP32 (backend::cpu::bf16_beats_fp32(): AMX, or AVX512-BF16
+///         on a CPU that is not Intel's), fp32 elsewhere and on cuda;
 ///   bf16  on a CPU without BF16 units: fp32, said in one line on stderr (the results are right,
 ///         the run is only not faster); on cuda: a UsageError (the CUDA kernels compute in FP32);
 ///   fp32  fp32.
@@ -278,7 +279,8 @@ inline std::string precision_request(Args& args, const std::string& fallback) {
 inline Precision resolve_precision(const std::string& program, const std::string& requested, const std::string& device) {
     if (requested == "fp32") return Precision::fp32;
     const bool cpu_bf16 = device != "cuda" && backend::cpu::bf16_units();
-    if (requested == "auto") return cpu_bf16 ? Precision::bf16 : Precision::fp32;
+    if (requested == "auto")
+        return device != "cuda" && backend::cpu::bf16_beats_fp32() ? Precision::bf16 : Precision::fp32;
     if (device == "cuda")
         throw UsageError("--precision bf16: the CUDA kernels compute in FP32 only; use --precision fp32 (or auto) "
                          "with --device cuda");

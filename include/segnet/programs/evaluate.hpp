@@ -50,7 +50,7 @@ script (void not masked) unless --mask-void-bf.
   --json FILE        also write the results as JSON
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-evaluate-cuda, -DSEGNET_CUDA=ON)
-  --precision P      with --weights: fp32 | bf16 | auto (bf16 on a CPU with AVX512-BF16, else fp32);
+  --precision P      with --weights: fp32 | bf16 | auto (bf16 where it beats fp32: AMX, AMD's AVX512-BF16);
                      default fp32, so that the metrics are reproducible on any machine
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available);

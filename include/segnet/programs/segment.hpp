@@ -91,7 +91,7 @@ network cannot take or that needs more memory than is available.
   --size HxW         run the network at this size and resize the labels back (default: image size)
   --threads T        CPU threads (default: all)
   --device cpu|cuda  where to run the network (default cpu; cuda: segnet-segment-cuda, -DSEGNET_CUDA=ON)
-  --precision P      fp32 | bf16 | auto (default auto: bf16 on a CPU with AVX512-BF16, else fp32);
+  --precision P      fp32 | bf16 | auto (default auto: bf16 where it beats fp32: AMX, AMD's AVX512-BF16);
                      bf16 rounds the convolutions' inputs and weights to bfloat16, accumulates in FP32
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available)

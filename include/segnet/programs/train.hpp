@@ -73,8 +73,8 @@ run
   --threads T            CPU threads (default: all)
   --seed S               initialisation, data order and augmentation seed (default 0)
   --device cpu|cuda      where to train (default cpu; cuda: segnet-train-cuda, built with -DSEGNET_CUDA=ON)
-  --precision P          fp32 (default: the paper's reproduction) | bf16 | auto (bf16 on a CPU with
-                         AVX512-BF16, else fp32): bf16 rounds the convolutions' operands to bfloat16
+  --precision P          fp32 (default: the paper's reproduction) | bf16 | auto (bf16 where it beats
+                         fp32: AMX, or AVX512-BF16 on AMD): bf16 rounds the convolutions' operands to bfloat16
                          and accumulates in FP32; weights, gradients and the optimiser stay FP32
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N         memory the run may use, e.g. 8G (default: what the machine has available)

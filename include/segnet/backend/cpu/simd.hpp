@@ -139,6 +139,21 @@ namespace segnet::backend::cpu {
 /// run in FP32 (core/precision.hpp).
 inline bool bf16_units() { return simd::has_avx512_bf16(); }
 
+/// Whether bf16 convolutions beat FP32 on this CPU, the rule of the programs' `--precision auto`:
+/// on AMX tiles, or on the AVX512-BF16 dot products of a CPU that is not Intel's (AMD Zen 4/5
+/// issue vdpbf16ps at the FP32 FMA rate, doubling the multiply-adds per instruction). Intel cores
+/// issue it at half that rate: without AMX (Cooper Lake, or a hypervisor that hides AMX) the
+/// AVX512-BF16 kernels run 1.5-2x slower than FP32 (docs/performance.md 7.4), so FP32 it is.
+inline bool bf16_beats_fp32() {
+#if SEGNET_HAVE_AVX512_KERNELS
+    if (simd::has_amx_bf16()) return true;
+    __builtin_cpu_init();
+    return simd::has_avx512_bf16() && !__builtin_cpu_is("intel");
+#else
+    return false;
+#endif
+}
+
 /// The units Precision::bf16 convolutions run on: "AMX-BF16" (tiles; layers with fewer than 16
 /// input or output channels on the AVX512-BF16 dot products), "AVX512-BF16", or "" (none: FP32).
 inline const char* bf16_units_name() {
