@@ -4,7 +4,8 @@
 GROUP: labels (the label PNG equals segnet-segment's), hostile (every hostile request gets its
 4xx and the next good request works), queue (a full queue answers 503 + Retry-After), timeout
 (a request that waits past --timeout answers 503), sigterm (in-flight requests finish, exit 0),
-cli (bad flags exit 2, bad data exit 1, one line each).
+cli (bad flags exit 2, bad data exit 1, one line each), sampling (--samples T on a Bayesian
+checkpoint: segnet-segment --samples T's labels, the mean uncertainty and its map).
 """
 import json
 import os
@@ -230,6 +231,46 @@ def group_cli(build):
         code, lines = run("--weights", WEIGHTS, "--port", str(server.port))
         check(code == 1 and len(lines) == 1 and "cannot listen" in lines[0], "a port in use: exit 1, one line",
               (code, lines))
+
+
+def group_sampling(build):
+    """A Bayesian SegNet-Basic trained one epoch on the test's small shapes set, served with
+    --samples 4: the labels are segnet-segment --samples 4's (the samples depend only on the
+    model's seed, T and the image), and the JSON carries the uncertainty."""
+    examples = os.path.join(build, "examples")
+    shapes = os.path.join(ROOT, "tests", "data", "shapes")
+    image = os.path.join(shapes, "val", "images", "0000.png")
+    with tempfile.TemporaryDirectory() as work:
+        subprocess.run([os.path.join(examples, "segnet-train"), "--model", "bayesian-segnet-basic", "--train",
+                        os.path.join(shapes, "train", "list.txt"), "--classes", "4", "--ignore", "-1", "--balance", "natural", "--batch", "4",
+                        "--epochs", "1", "--threads", "2", "--seed", "1", "--out", os.path.join(work, "bayes")],
+                       check=True, stdout=subprocess.DEVNULL)
+        weights = os.path.join(work, "bayes", "last.safetensors")
+        out = os.path.join(work, "mc")
+        subprocess.run([os.path.join(examples, "segnet-segment"), "--weights", weights, "--input", image, "--out", out,
+                        "--samples", "4", "--precision", "fp32"], check=True, stdout=subprocess.DEVNULL)
+        expected = read(os.path.join(out, "0000.png"))
+        serve = os.path.join(examples, "segnet-serve")
+        with Server(serve, weights, "--samples", "4", "--precision", "fp32") as server:
+            model = json.loads(get(server.port, "/api/model").body)
+            check(model.get("samples") == 4, "/api/model: samples 4", model.get("samples"))
+            raw = post(server.port, "/api/segment", read(image), {"Content-Type": "image/png"})
+            check(raw.status == 200 and raw.body == expected, "the label PNG equals segnet-segment --samples 4's", raw)
+            answer = post(server.port, "/api/segment?format=json&images=1", read(image))
+            result = json.loads(answer.body) if answer.status == 200 else {}
+            mean = result.get("uncertainty", {}).get("mean", -1)
+            check(0 < mean <= 1, "?format=json: a mean uncertainty in (0, 1]", result.get("uncertainty"))
+            check(result.get("uncertainty_map", "").startswith("data:image/png;base64,"),
+                  "?images=1: the uncertainty map as a PNG data URL")
+        with Server(serve, weights, "--precision", "fp32") as server:
+            plain = json.loads(post(server.port, "/api/segment?format=json&images=1", read(image)).body)
+            check("uncertainty" not in plain and "uncertainty_map" not in plain and
+                  json.loads(get(server.port, "/api/model").body).get("samples") == 0,
+                  "without --samples: no uncertainty, samples 0")
+    p = subprocess.run([serve, "--weights", WEIGHTS, "--samples", "4"], capture_output=True, text=True, timeout=60)
+    lines = p.stderr.strip().splitlines()
+    check(p.returncode == 2 and len(lines) == 1 and "has no dropout" in lines[0],
+          "--samples on a model without dropout: exit 2, one line", (p.returncode, lines))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 // Routes: GET / (the page, embedded below), GET /samples/<name> (the images compiled into the
 // program), GET /api/samples, GET /api/model, GET /healthz, POST /api/segment (an image as the
 // body or as the multipart field "image", or ?sample=<name>; a label PNG or, with
-// ?format=json or Accept: application/json, the classes and their pixel shares).
+// ?format=json or Accept: application/json, the classes and their pixel shares). With --samples T
+// (a Bayesian model) the labels are those of the mean of T dropout samples and the JSON adds the
+// mean uncertainty (and, with ?images=1, the uncertainty map the page shows).
 //
 // Needs cpp-httplib (Debian's libcpp-httplib-dev): examples/CMakeLists.txt builds segnet-serve
 // only where it is found. Nothing a client sends is written to disk.
@@ -52,6 +54,9 @@ Runs until SIGTERM or SIGINT, then finishes the requests in flight and exits 0.
   --threads T           CPU threads the network runs on (default: all)
   --size HxW            run the network at this size and resize the labels back (default: image size)
   --precision P         fp32 | bf16 | auto (default auto, as segnet-segment)
+  --samples T           Bayesian SegNet (a model with dropout, e.g. bayesian-segnet-basic): label
+                        by the mean softmax of T dropout samples (1-1000) and show the predictive
+                        entropy / log K as an uncertainty map (as segnet-segment --uncertainty)
   --queue N             requests admitted at once (decoding, waiting, running); more get
                         503 with Retry-After (default 8)
   --timeout S           longest a request waits for the network, seconds; then 503 (default 30)
@@ -64,6 +69,7 @@ struct Options {
     std::string host = "127.0.0.1";
     int port = 8080;
     std::optional<std::pair<int, int>> size;
+    int samples = 0;  // > 0: Monte-Carlo dropout with this many samples
     int queue = 8;
     int timeout_seconds = 30;
     int io_timeout_seconds = 5;
@@ -172,6 +178,7 @@ public:
 
     struct Result {
         Tensor<Cpu, std::uint8_t> labels;
+        Tensor<Cpu> uncertainty;  // with --samples: {H, W} in [0, 1]; empty otherwise
         double wait_ms = 0, inference_ms = 0;
     };
     /// The labels segnet-segment would write for `rgb`, once the network is free; 503 when it is
@@ -183,7 +190,15 @@ public:
         if (!lock.owns_lock())
             throw Refusal{503, "the network stayed busy for --timeout " + std::to_string(options_.timeout_seconds) + " s"};
         const auto started = clock::now();
-        Result r{segment_image(*model_, staging_, info_.normalization, rgb, options_.size)};
+        Result r;
+        if (options_.samples > 0) {
+            SampledSegmentation sampled = segment_image_sampled(*model_, info_.normalization, rgb, options_.size,
+                                                                options_.samples);
+            r.labels = std::move(sampled.labels);
+            r.uncertainty = std::move(sampled.uncertainty);
+        } else {
+            r.labels = segment_image(*model_, staging_, info_.normalization, rgb, options_.size);
+        }
         const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
         r.wait_ms = ms(started - queued);
         r.inference_ms = ms(clock::now() - started);
@@ -211,13 +226,14 @@ inline std::string model_json(const CheckpointInfo& info, const Palette& palette
                                                 std::to_string(options.size->second) + "]"
                                           : "null";
     return "{\"name\":" + json_string(info.model) + ",\"classes\":[" + classes +
-           "],\"input\":{\"channels\":3,\"run_size\":" + size + ",\"max_pixels\":" +
+           "],\"samples\":" + std::to_string(options.samples) + ",\"input\":{\"channels\":3,\"run_size\":" + size + ",\"max_pixels\":" +
            std::to_string(options.limits.max_pixels) + ",\"max_upload_bytes\":" +
            std::to_string(options.max_upload_bytes) + "}}";
 }
 
 /// The JSON answer of /api/segment: size, timings, each class's share of the pixels, and (with
-/// ?images=1, for the page) the colour mask and the overlay as PNG data URLs.
+/// ?images=1, for the page) the colour mask and the overlay as PNG data URLs; with --samples, the
+/// mean uncertainty and (with ?images=1) the uncertainty map in viridis.
 inline std::string result_json(const Segmenter::Result& r, const ImageU8& rgb, const Palette& palette, int classes,
                                double total_ms, bool with_images) {
     std::vector<std::int64_t> counts(std::size_t(classes), 0);
@@ -234,10 +250,19 @@ inline std::string result_json(const Segmenter::Result& r, const ImageU8& rgb, c
                        ",\"milliseconds\":{\"wait\":" + evaluate_detail::json_number(r.wait_ms) +
                        ",\"inference\":" + evaluate_detail::json_number(r.inference_ms) +
                        ",\"total\":" + evaluate_detail::json_number(total_ms) + "},\"classes\":[" + shares + "]";
+    const bool sampled = r.uncertainty.size() > 0;
+    if (sampled) {
+        double sum = 0;
+        for (const float v : r.uncertainty.span()) sum += v;
+        json += ",\"uncertainty\":{\"measure\":\"predictive entropy / log K\",\"mean\":" +
+                evaluate_detail::json_number(sum / double(r.uncertainty.size())) + "}";
+    }
     if (with_images) {
         json += ",\"mask\":\"data:image/png;base64," + base64(encode_rgb_png(colorize(r.labels.view(), palette))) + "\"";
         json += ",\"overlay\":\"data:image/png;base64," +
                 base64(encode_rgb_png(overlay(rgb, r.labels.view(), palette))) + "\"";
+        if (sampled)
+            json += ",\"uncertainty_map\":\"data:image/png;base64," + base64(encode_rgb_png(viridis(r.uncertainty.view()))) + "\"";
     }
     return json + "}";
 }
@@ -353,6 +378,7 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
     options.size = args.size("--size");
     const std::string precision_requested = cli::precision_request(args, "auto");
+    options.samples = int(args.integer("--samples", 0, 1, max_monte_carlo_samples));
     options.queue = int(args.integer("--queue", options.queue, 1, 1024));
     options.timeout_seconds = int(args.integer("--timeout", options.timeout_seconds, 1, 3600));
     options.io_timeout_seconds = int(args.integer("--io-timeout", options.io_timeout_seconds, 1, 3600));
@@ -362,6 +388,7 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
     args.finish();
     const Precision precision = cli::resolve_precision("segnet-serve", precision_requested, "cpu");
     const CheckpointInfo info = read_checkpoint_info(weights);
+    cli::require_sampling(options.samples, "cpu", info.model, info.classes);
     if (options.size)
         cli::require_input_size<Cpu, cli::UsageError>(info.model, info.classes, options.size->first,
                                                       options.size->second, "--size");
@@ -453,6 +480,7 @@ inline const char* page_html() {
   <figure><img id="image" alt="image"><figcaption>image</figcaption></figure>
   <figure><img id="overlay" alt="overlay"><figcaption>overlay</figcaption></figure>
   <figure><img id="mask" alt="colour mask"><figcaption>colour mask</figcaption></figure>
+  <figure id="uncertainty-view" hidden><img id="uncertainty" alt="uncertainty"><figcaption id="uncertainty-caption">uncertainty</figcaption></figure>
 </div>
 <h2 style="font-size:1.1rem">Classes</h2>
 <table id="legend"></table>
@@ -474,7 +502,7 @@ function legend(shares) {
 
 async function segment(url, body, type) {
   status("segmenting...");
-  $("overlay").removeAttribute("src"); $("mask").removeAttribute("src");
+  $("overlay").removeAttribute("src"); $("mask").removeAttribute("src"); $("uncertainty").removeAttribute("src");
   const started = performance.now();
   try {
     const options = { method: "POST", headers: { "Accept": "application/json" } };
@@ -484,6 +512,11 @@ async function segment(url, body, type) {
     if (!response.ok) { status("refused (" + response.status + "): " + answer.error, true); return; }
     $("overlay").src = answer.overlay;
     $("mask").src = answer.mask;
+    if (answer.uncertainty_map) {
+      $("uncertainty").src = answer.uncertainty_map;
+      $("uncertainty-caption").textContent = "uncertainty (" + model.samples + " dropout samples; dark: sure, yellow: unsure; mean " +
+        answer.uncertainty.mean.toFixed(3) + ")";
+    }
     legend(answer.classes);
     const ms = answer.milliseconds;
     status(answer.width + "x" + answer.height + ": network " + ms.inference.toFixed(0) + " ms, server " +
@@ -502,7 +535,9 @@ async function start() {
   try {
     model = await (await fetch("/api/model")).json();
     const size = model.input.run_size ? " (run at " + model.input.run_size.join("x") + ")" : "";
-    $("model").textContent = model.name + ", " + model.classes.length + " classes" + size;
+    const sampling = model.samples > 0 ? ", mean of " + model.samples + " dropout samples" : "";
+    $("model").textContent = model.name + ", " + model.classes.length + " classes" + size + sampling;
+    $("uncertainty-view").hidden = !(model.samples > 0);
     legend(null);
     const samples = (await (await fetch("/api/samples")).json()).samples;
     for (const name of samples) { const o = document.createElement("option"); o.value = o.textContent = name; $("sample").appendChild(o); }
