@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "segnet/metrics/boundary_f1.hpp"
+#include "segnet/metrics/calibration.hpp"
 #include "segnet/metrics/confusion.hpp"
 #include "segnet/train/class_balance.hpp"
 #include "segnet/train/loss.hpp"
@@ -18,6 +19,7 @@
 using segnet::Cpu;
 using segnet::Tensor;
 using Labels = segnet::Tensor<segnet::Cpu, std::uint8_t>;
+using segnet::UncertaintyCalibration;
 
 namespace {
 
@@ -543,4 +545,49 @@ TEST_CASE("BF: the matching is maximum, not greedy") {
         CAPTURE(trial);
         CHECK(matcher.max_matching(p, t, h, w, radius) == brute_force_matching(p, t, w, radius));
     }
+}
+
+// --- uncertainty calibration: accuracy per uncertainty group ---
+
+TEST_CASE("calibration: deciles split the counted pixels evenly and give each group's accuracy") {
+    // 1000 counted pixels with uncertainties (i + 0.5) / 1000, right for the 500 least uncertain
+    // and for every other pixel of the rest; 100 void pixels (all wrong) that must not count.
+    Tensor<Cpu, std::uint8_t> predicted({1, 1, 1, 1100}), truth({1, 1, 1, 1100});
+    Tensor<Cpu> uncertainty({1, 1, 1, 1100});
+    for (int i = 0; i < 1100; ++i) {
+        truth.data()[i] = i < 1000 ? 1 : 11;
+        uncertainty.data()[i] = i < 1000 ? (float(i) + 0.5f) / 1000.f : 0.01f;
+        predicted.data()[i] = (i < 500 || i % 2 == 0) && i < 1000 ? 1 : 2;
+    }
+    UncertaintyCalibration calibration;
+    calibration.add(predicted.view(), uncertainty.view(), truth.view(), 11);
+    CHECK(calibration.pixels() == 1000);
+    const auto deciles = calibration.quantile_bins(10);
+    REQUIRE(deciles.size() == 10);
+    for (int g = 0; g < 10; ++g) {
+        CAPTURE(g);
+        CHECK(deciles[std::size_t(g)].pixels == 100);
+        CHECK(deciles[std::size_t(g)].lower == doctest::Approx(g / 10.0));
+        CHECK(deciles[std::size_t(g)].accuracy == doctest::Approx(g < 5 ? 100.0 : 50.0));
+    }
+    const auto halves = calibration.equal_width_bins(2);
+    CHECK(halves[0].pixels == 500);
+    CHECK(halves[1].accuracy == doctest::Approx(50.0));
+}
+
+TEST_CASE("calibration: out-of-range and NaN uncertainties are clamped; mismatched extents are refused") {
+    Tensor<Cpu, std::uint8_t> labels({1, 1, 1, 3});
+    Tensor<Cpu> uncertainty({1, 1, 1, 3});
+    uncertainty.data()[0] = -1.f;
+    uncertainty.data()[1] = 7.f;
+    uncertainty.data()[2] = std::nanf("");
+    UncertaintyCalibration calibration(10);
+    calibration.add(labels.view(), uncertainty.view(), labels.view());
+    const auto rows = calibration.equal_width_bins(10);
+    CHECK(rows[0].pixels == 2);
+    CHECK(rows[9].pixels == 1);
+    Tensor<Cpu> wrong({1, 1, 1, 2});
+    CHECK_THROWS_AS(calibration.add(labels.view(), wrong.view(), labels.view()), std::invalid_argument);
+    CHECK(calibration.pixels() == 3);
+    CHECK_THROWS_AS(calibration.equal_width_bins(3), std::invalid_argument);
 }
