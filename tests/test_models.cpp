@@ -19,6 +19,7 @@
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
 #include "segnet/train/loss.hpp"
+#include "segnet/train/optimizer.hpp"
 
 using namespace segnet;
 using segnet::testing::check_gradients;
@@ -95,6 +96,51 @@ void every_model(models::ModelList<M...>) {
 
 TEST_CASE("every built-in model takes a training step: finite loss, every parameter gets a gradient") {
     every_model(models::BuiltinModels{});
+}
+
+namespace {
+/// A few SGD steps on one small batch (fixed images and labels) lower the cross-entropy: the
+/// network's forward, backward and parameters fit together as a trainable whole.
+template <class Net>
+void loss_falls(int height, int width, double lr) {
+    constexpr int classes = output_shape_t<Net, Shape<3, 64, 64>>::channels;
+    Model<Net, Cpu> model(5);
+    // Two regions per image (left and right halves), each a class, its colour the class's sign
+    // plus noise: an easy task, so that a few steps must make progress.
+    Rng rng(13);
+    Tensor<Cpu> x = random_tensor({2, 3, height, width}, rng);
+    Tensor<Cpu, std::uint8_t> labels({2, 1, height, width});
+    for (int n = 0; n < 2; ++n)
+        for (int y = 0; y < height; ++y)
+            for (int w = 0; w < width; ++w) {
+                const int label = (w * 2 / width + n) % classes;
+                labels.data()[(std::int64_t(n) * height + y) * width + w] = std::uint8_t(label);
+                for (int c = 0; c < 3; ++c)
+                    x.data()[((std::int64_t(n) * 3 + c) * height + y) * width + w] =
+                        0.2f * x.data()[((std::int64_t(n) * 3 + c) * height + y) * width + w] + (label ? 1.f : -1.f);
+            }
+    Sgd sgd(model.parameters(), {.lr = lr, .momentum = 0.9, .weight_decay = 0});
+    const CrossEntropyLoss loss;
+    auto loss_and_step = [&] {
+        const Tensor<Cpu>& logits = model.forward(x, Mode::train);
+        Tensor<Cpu> grad(logits.extents());
+        const double value = loss.forward_backward(logits, labels, grad);
+        model.zero_grad();
+        model.backward(grad);
+        sgd.step();
+        return value;
+    };
+    const double first = loss_and_step();
+    double last = first;
+    for (int step = 0; step < 8; ++step) last = loss_and_step();
+    MESSAGE(Net::name << ": loss " << first << " -> " << last);
+    CHECK(std::isfinite(last));
+    CHECK(last < 0.8 * first);
+}
+}  // namespace
+
+TEST_CASE("peer networks: a few SGD steps on one small batch lower the loss") {
+    SUBCASE("unet") { loss_falls<models::UNet<2>>(32, 32, 0.01); }
 }
 
 TEST_CASE("a variant with few classes trains too (FCN decodes in K channels)") {

@@ -29,6 +29,7 @@
 #include "segnet/models/bayesian.hpp"
 #include "segnet/models/segnet.hpp"
 #include "segnet/models/segnet_basic.hpp"
+#include "segnet/models/unet.hpp"
 #include "segnet/models/variants.hpp"
 
 namespace segnet::models {
@@ -41,7 +42,7 @@ struct ModelList {
 using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
               FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
-              BayesianSegNet, BayesianSegNetBasic>;
+              BayesianSegNet, BayesianSegNetBasic, UNet>;
 
 /// Class counts with_model() supports. Default: 2 to 5 (binary and small tasks, tests), 11
 /// (CamVid), 12 (CamVid with void as a class), 19 (Cityscapes), 21 (PASCAL VOC), 37 (SUN
