@@ -273,9 +273,10 @@ private:
         case ExportOp::conv: {
             const std::string weight = tensor(prefix + "weight");
             const std::int64_t groups = op.groups == 0 ? in.c : op.groups;
+            const std::int64_t p = op.pad, d = op.dilation;
             const proto::Message attributes[] = {ints_attribute("kernel_shape", {k, k}),
-                                                 ints_attribute("pads", {k / 2, k / 2, k / 2, k / 2}),
-                                                 ints_attribute("strides", {1, 1}), ints_attribute("dilations", {1, 1}),
+                                                 ints_attribute("pads", {p, p, p, p}),
+                                                 ints_attribute("strides", {s, s}), ints_attribute("dilations", {d, d}),
                                                  int_attribute("group", groups)};
             if (op.bias) {
                 const std::string bias = tensor(prefix + "bias");
