@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "segnet/backend/cpu/conv.hpp"
+#include "segnet/compose/model.hpp"
+#include "segnet/layers/batch_norm.hpp"
 #include "segnet/layers/conv.hpp"
 #include "segnet/testing/gradient_check.hpp"
 
@@ -39,7 +41,8 @@ static_assert(ValidFc6::infer({512, 6, 7}).fault == Fault::conv_window);
 static_assert(ValidFc6::infer({512, 7, 6}).expected == 7 && ValidFc6::infer({512, 7, 6}).actual == 6);
 using DilatedValid = Conv2d<8, 3, ConvOptions{.dilation = 4, .padding = Padding::valid}>;  // window 9
 static_assert(DilatedValid::infer({8, 9, 9}).out == Dims{8, 1, 1});
-static_assert(DilatedValid::infer({8, 8, 9}).fault == Fault::conv_window && DilatedValid::infer({8, 8, 9}).expected == 9);
+static_assert(DilatedValid::infer({8, 8, 9}).fault == Fault::conv_window);
+static_assert(DilatedValid::infer({8, 8, 9}).expected == 9 && DilatedValid::infer({8, 8, 9}).actual == 8);
 // Same padding with a stride: pad dilation (K - 1) / 2, ceil(H / stride) rows.
 static_assert(Conv2d<8, 3, ConvOptions{.stride = 2, .dilation = 2}>::infer({4, 45, 60}).out == Dims{8, 23, 30});
 // An even kernel with explicit padding (the size PyTorch gives: 10 + 2 - 4 + 1 = 9).
@@ -102,8 +105,10 @@ void for_each_tap(const ConvGeometry& g, int batch, Visit visit) {
 void check_close(const Tensor<Cpu>& got, const std::vector<double>& want, const std::string& what) {
     REQUIRE(std::size_t(got.size()) == want.size());
     double worst = 0;
-    for (std::int64_t i = 0; i < got.size(); ++i)
-        worst = std::max(worst, std::abs(double(got[i]) - want[std::size_t(i)]) / (1.0 + std::abs(want[std::size_t(i)])));
+    for (std::int64_t i = 0; i < got.size(); ++i) {
+        const double w = want[std::size_t(i)];
+        worst = std::max(worst, std::abs(double(got[i]) - w) / (1.0 + std::abs(w)));
+    }
     CHECK_MESSAGE(worst < 1e-4, what << ": worst relative error " << worst);
 }
 
@@ -147,7 +152,7 @@ TEST_CASE("conv kernels: stride, dilation, padding and groups against plain loop
 
         std::vector<double> y_ref(std::size_t(dy.size()), 0.0), dx_ref(std::size_t(x.size()), 0.0),
             dw_ref(std::size_t(w.size()), 0.0), db_ref(std::size_t(g.out_c), 0.0);
-        for (std::size_t i = 0; i < y_ref.size(); ++i) y_ref[i] = bias[std::int64_t(i / std::size_t(g.out_plane()) % std::size_t(g.out_c))];
+        for (std::size_t i = 0; i < y_ref.size(); ++i) y_ref[i] = bias[std::int64_t(i) / g.out_plane() % g.out_c];
         for_each_tap(g, batch, [&](std::int64_t xi, std::int64_t wi, std::int64_t yi) {
             y_ref[std::size_t(yi)] += double(x[xi]) * w[wi];
             dx_ref[std::size_t(xi)] += double(dy[yi]) * w[wi];
@@ -246,8 +251,10 @@ void check_layer(int in_c, int h, int w, std::uint64_t seed) {
     const testing::GradientCheckResult r = testing::check_gradients(*layer, x, Mode::train);
     CHECK_MESSAGE(r.ok, r.summary());
     CHECK(r.checked > 0);
-    for (const char* t : {"input", "weight"}) CHECK(std::find(r.tensors.begin(), r.tensors.end(), t) != r.tensors.end());
-    if (L::has_bias) CHECK(std::find(r.tensors.begin(), r.tensors.end(), "bias") != r.tensors.end());
+    const auto checked = [&](const char* t) { return std::find(r.tensors.begin(), r.tensors.end(), t) != r.tensors.end(); };
+    CHECK(checked("input"));
+    CHECK(checked("weight"));
+    CHECK(checked("bias") == L::has_bias);
 }
 }  // namespace
 
@@ -258,7 +265,8 @@ TEST_CASE("gradients: Conv2d atrous (dilation 2, same padding), no bias") {
     check_layer<Conv2d<4, 3, ConvOptions{.dilation = 2, .bias = Bias::without}>>(3, 8, 9, 2);
 }
 TEST_CASE("gradients: Conv2d valid, dilated, strided and grouped") {
-    check_layer<Conv2d<4, 3, ConvOptions{.stride = 2, .dilation = 2, .padding = Padding::valid, .groups = 2}>>(4, 11, 10, 3);
+    using L = Conv2d<4, 3, ConvOptions{.stride = 2, .dilation = 2, .padding = Padding::valid, .groups = 2}>;
+    check_layer<L>(4, 11, 10, 3);
 }
 TEST_CASE("gradients: Conv2d with an even kernel and explicit padding") {
     check_layer<Conv2d<3, 2, ConvOptions{.padding = Padding::explicit_(1)}>>(2, 6, 7, 4);
@@ -275,4 +283,59 @@ TEST_CASE("Conv2d: a run-time input smaller than the dilated window: the rule re
     layer->initialize(rng);
     const Tensor<Cpu> x = random_tensor({1, 3, 6, 20}, rng);
     CHECK_THROWS_AS(layer->forward(x, Mode::eval), std::invalid_argument);  // ConvGeometry::validate
+}
+
+// --- In a model ------------------------------------------------------------------------------------
+
+namespace {
+/// Strided, atrous and valid convolutions between batch norms: the model's buffer pool and eval
+/// fusion (convolution + batch norm + ReLU) on layers whose output is smaller than their input.
+/// 9x11 -> 5x6 -> 5x6 -> 3x4 -> 3x4.
+struct GeometryNet
+    : Network<Input<3, dyn, dyn>, Block<Conv2d<4, 3, ConvOptions{.stride = 2}>, BatchNorm, ReLU>,
+              Block<Conv2d<4, 3, ConvOptions{.dilation = 2, .bias = Bias::without}>, BatchNorm, ReLU>,
+              Conv2d<4, 3, ConvOptions{.padding = Padding::valid, .groups = 2}>, Classifier<3>> {};
+}  // namespace
+
+TEST_CASE("model gradient: strided, atrous and valid convolutions in a network, every parameter and the input") {
+    Model<GeometryNet, Cpu> model(5);
+    Rng rng(23);
+    for (auto& p : model.parameters())  // biases and batch-norm affine off 0 / 1
+        if (p.shape.size() == 1)
+            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+    const Tensor<Cpu> x = random_tensor({2, 3, 9, 11}, rng);
+    CHECK(model.forward(x, Mode::train).extents() == Extents{2, 3, 3, 4});
+    testing::GradientCheckOptions opt;
+    opt.step = 5e-3;
+    opt.abs_tol = 2e-3;
+    opt.rel_tol = 2e-2;
+    opt.allow_kinks = true;  // ReLU kinks within a step of some elements
+    const testing::GradientCheckResult r = testing::check_gradients(model, x, Mode::train, opt);
+    CHECK_MESSAGE(r.ok, r.summary());
+    CHECK_MESSAGE(r.kinks * 4 <= r.checked, r.summary());
+    CHECK(r.tensors.size() == model.parameters().size() + 1);
+}
+
+TEST_CASE("model: eval fusion (convolution + batch norm + ReLU in one pass) on strided and atrous layers") {
+    // The fused eval step folds the batch norm into the im2col kernel's weights and bias; the
+    // unfused one runs the three layers. Both must give the same map, of the rule's size.
+    Model<GeometryNet, Cpu> model(6);
+    Rng rng(29);
+    for (auto& p : model.parameters())
+        if (p.shape.size() == 1)
+            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+    model.forward(random_tensor({2, 3, 17, 20}, rng), Mode::train);  // running statistics off 0 / 1
+    const Tensor<Cpu> x = random_tensor({1, 3, 17, 20}, rng);
+    model.set_eval_fusion(true);
+    CHECK(model.eval_fused_nodes() > 0);  // the two Conv2d + BatchNorm + ReLU blocks
+    const Tensor<Cpu> fused = model.forward(x, Mode::eval);
+    model.set_eval_fusion(false);
+    const Tensor<Cpu>& unfused = model.forward(x, Mode::eval);
+    constexpr Dims rule = GeometryNet::analyse({3, 17, 20}).output;
+    static_assert(rule == Dims{3, 7, 8});
+    REQUIRE(fused.extents() == Extents{1, rule.c, rule.h, rule.w});
+    REQUIRE(unfused.extents() == fused.extents());
+    double worst = 0;
+    for (std::int64_t i = 0; i < fused.size(); ++i) worst = std::max(worst, double(std::abs(fused[i] - unfused[i])));
+    CHECK(worst < 1e-4);
 }

@@ -51,15 +51,14 @@ template <class Device>
 class ConvLayer final : public RuntimeLayer<Device>, public EvalFusion<Device> {
 public:
     ConvLayer(const backend::ConvGeometry& kernel, Bias bias, std::string_view kind)
-        : kernel_(kernel), in_c_(kernel.in_c), out_c_(kernel.out_c), k_(kernel.k), groups_(kernel.groups),
-          has_bias_(bias == Bias::with), kind_(kind) {
-        weight_.resize({out_c_, in_c_ / groups_, k_, k_});
+        : kernel_(kernel), has_bias_(bias == Bias::with), kind_(kind) {
+        weight_.resize({kernel_.out_c, kernel_.in_c_per_group(), kernel_.k, kernel_.k});
         weight_grad_.resize(weight_.extents());
         if (has_bias_) {
-            bias_.resize(detail::vector_extents(out_c_));
+            bias_.resize(detail::vector_extents(kernel_.out_c));
             bias_grad_.resize(bias_.extents());
         }
-        folded_bias_.resize(detail::vector_extents(out_c_));  // eval fusion: here, not in a forward
+        folded_bias_.resize(detail::vector_extents(kernel_.out_c));  // eval fusion: here, not in a forward
     }
 
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
@@ -73,7 +72,7 @@ public:
                                              Tensor<Device>& out) override {
         x_ = &x;
         const backend::ConvGeometry g = geometry(x.h(), x.w());
-        out.resize({x.n(), out_c_, g.out_h, g.out_w});
+        out.resize({x.n(), kernel_.out_c, g.out_h, g.out_w});
         const Tensor<Device>* bias = eval_bias(affine);
         backend::conv2d_forward(x, weight_, bias, out, g, affine.scale, relu);
         return out;
@@ -85,7 +84,7 @@ public:
                                                       Tensor<Device>& out) override {
         const Extents& e = in.extents;
         const backend::ConvGeometry g = geometry(e.h, e.w);
-        out.resize({e.n, out_c_, g.out_h, g.out_w});
+        out.resize({e.n, kernel_.out_c, g.out_h, g.out_w});
         const Tensor<Device>* bias = eval_bias(affine);
         if (!backend::conv2d_forward_unpooled(*in.values, *in.indices, in.k, weight_, bias, out, g, affine.scale, relu))
             return nullptr;
@@ -93,7 +92,7 @@ public:
         return &out;
     }
     bool fuses_unpooled_input() const override {
-        return keeps_size() && backend::fuses_unpooled_input(weight_, groups_);
+        return keeps_size() && backend::fuses_unpooled_input(weight_, kernel_.groups);
     }
     /// forward_fused_into whose output is max-pooled as the kernel computes it: only the pooled
     /// values (into out) and indices are written (CPU direct kernels; elsewhere nullptr).
@@ -101,7 +100,7 @@ public:
                                                     bool relu, EvalFusion<Device>& pool_layer,
                                                     Tensor<Device>& out) override {
         const backend::ConvGeometry g = geometry(x.h(), x.w());
-        const PoolingOutput<Device> pool = pool_layer.eval_pooling({x.n(), out_c_, g.out_h, g.out_w});
+        const PoolingOutput<Device> pool = pool_layer.eval_pooling({x.n(), kernel_.out_c, g.out_h, g.out_w});
         out.resize(pool.indices->extents());
         const Tensor<Device>* bias = eval_bias(affine);
         if (!backend::conv2d_forward_pooled(x, weight_, bias, out, *pool.indices, pool.k, g, affine.scale, relu))
@@ -109,7 +108,9 @@ public:
         x_ = nullptr;  // no backward after an eval forward
         return &out;
     }
-    bool fuses_pooled_output() const override { return keeps_size() && backend::fuses_pooled_output(weight_, groups_); }
+    bool fuses_pooled_output() const override {
+        return keeps_size() && backend::fuses_pooled_output(weight_, kernel_.groups);
+    }
     FusionRole fusion_role() const override { return FusionRole::convolution; }
     const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
     const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
@@ -122,15 +123,16 @@ public:
     /// Backward reads x (for the weight gradient), not the output.
     TrainBufferUse train_buffer_use() const override { return {.pooled = true, .reads_output = false, .reads_feature = false}; }
     void initialize(Rng& rng) override {
-        const float stddev = std::sqrt(2.f / float(in_c_ / groups_ * k_ * k_));
+        const float stddev = std::sqrt(2.f / float(kernel_.in_c_per_group() * kernel_.k * kernel_.k));
         std::vector<float> w(std::size_t(weight_.size()));
         for (auto& v : w) v = rng.normal(0.f, stddev);
         backend::upload(w, weight_);
         if (has_bias_) bias_.zero();
     }
     void collect(std::vector<ParamRef<Device>>& out, const std::string& prefix) override {
-        detail::add_param(out, prefix + "weight", weight_, &weight_grad_, {out_c_, in_c_ / groups_, k_, k_}, true);
-        if (has_bias_) detail::add_param(out, prefix + "bias", bias_, &bias_grad_, {out_c_}, false);
+        detail::add_param(out, prefix + "weight", weight_, &weight_grad_,
+                          {kernel_.out_c, kernel_.in_c_per_group(), kernel_.k, kernel_.k}, true);
+        if (has_bias_) detail::add_param(out, prefix + "bias", bias_, &bias_grad_, {kernel_.out_c}, false);
     }
     std::string_view kind() const override { return kind_; }
 
@@ -154,9 +156,8 @@ private:
     }
     /// Stride 1, no dilation, same padding: the output has the input's size (the fusions that
     /// read or write a pooled map need it).
-    bool keeps_size() const { return kernel_.stride == 1 && kernel_.dilation == 1 && 2 * kernel_.pad == k_ - 1; }
+    bool keeps_size() const { return kernel_.stride == 1 && kernel_.dilation == 1 && 2 * kernel_.pad == kernel_.k - 1; }
     backend::ConvGeometry kernel_;
-    int in_c_, out_c_, k_, groups_;
     bool has_bias_;
     std::string_view kind_;
     Tensor<Device> weight_, weight_grad_, bias_, bias_grad_, folded_bias_, y_, dx_;
@@ -198,7 +199,8 @@ constexpr std::int64_t conv_flops(Dims out, int in_c, int k, int groups, bool bi
 }
 /// One axis of the shape rule: the output extent, dyn for dyn.
 constexpr int conv_extent(int in, int k, const ConvOptions& o) {
-    return in == dyn ? dyn : backend::conv_output_extent(in, k, o.stride, o.padding.per_side(k, o.dilation), o.dilation);
+    if (in == dyn) return dyn;
+    return backend::conv_output_extent(in, k, o.stride, o.padding.per_side(k, o.dilation), o.dilation);
 }
 constexpr ShapeResult conv_infer(Dims in, int out_c, int k, const ConvOptions& o) {
     if (in.c % o.groups != 0) return ShapeResult::fail(Fault::groups_indivisible, o.groups, in.c);
@@ -272,7 +274,8 @@ struct DepthwiseConv {
     static constexpr int kernel = K;
     static constexpr bool has_bias = B == Bias::with;
     static constexpr LayerGeometry geometry{K, 1, 1};
-    static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = K, .pad = K / 2, .groups = 0, .bias = has_bias};
+    static constexpr ExportSpec export_as{
+        .op = ExportOp::conv, .kernel = K, .pad = K / 2, .groups = 0, .bias = has_bias};
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok(in); }
     static constexpr std::int64_t parameter_count(Dims in) { return std::int64_t(in.c) * K * K + (has_bias ? in.c : 0); }
@@ -292,7 +295,8 @@ struct Classifier {
     static constexpr std::string_view name = "Classifier";
     static constexpr int classes = Classes;
     static constexpr LayerGeometry geometry{KernelSize, 1, 1};
-    static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = KernelSize, .pad = KernelSize / 2, .bias = true};
+    static constexpr ExportSpec export_as{
+        .op = ExportOp::conv, .kernel = KernelSize, .pad = KernelSize / 2, .bias = true};
     static constexpr std::string_view parameter_prefix = "classifier";  // alone as a stage: classifier.weight
 
     static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok({Classes, in.h, in.w}); }

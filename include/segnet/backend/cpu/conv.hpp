@@ -13,7 +13,8 @@
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
 // pick the direct kernels for stride-1 same-size convolutions without groups or dilation
-// (every SegNet conv; strided, dilated and valid-padded ones take the im2col path): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
+// (every SegNet conv; strided, dilated and valid-padded ones take the im2col path): AVX-512 on
+// CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
 // SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
 // Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation
 // instead: on AMX tiles where the CPU has AMX-BF16 and the layer at least 16 input and output
