@@ -295,14 +295,19 @@ struct GeometryNet
     : Network<Input<3, dyn, dyn>, Block<Conv2d<4, 3, ConvOptions{.stride = 2}>, BatchNorm, ReLU>,
               Block<Conv2d<4, 3, ConvOptions{.dilation = 2, .bias = Bias::without}>, BatchNorm, ReLU>,
               Conv2d<4, 3, ConvOptions{.padding = Padding::valid, .groups = 2}>, Classifier<3>> {};
+
+/// Biases and batch-norm affine parameters off their initial 0 / 1, so their gradients are general.
+void perturb_affine(Model<GeometryNet, Cpu>& model, Rng& rng) {
+    for (auto& p : model.parameters())
+        if (p.shape.size() == 1)
+            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+}
 }  // namespace
 
 TEST_CASE("model gradient: strided, atrous and valid convolutions in a network, every parameter and the input") {
     Model<GeometryNet, Cpu> model(5);
     Rng rng(23);
-    for (auto& p : model.parameters())  // biases and batch-norm affine off 0 / 1
-        if (p.shape.size() == 1)
-            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+    perturb_affine(model, rng);
     const Tensor<Cpu> x = random_tensor({2, 3, 9, 11}, rng);
     CHECK(model.forward(x, Mode::train).extents() == Extents{2, 3, 3, 4});
     testing::GradientCheckOptions opt;
@@ -321,9 +326,7 @@ TEST_CASE("model: eval fusion (convolution + batch norm + ReLU in one pass) on s
     // unfused one runs the three layers. Both must give the same map, of the rule's size.
     Model<GeometryNet, Cpu> model(6);
     Rng rng(29);
-    for (auto& p : model.parameters())
-        if (p.shape.size() == 1)
-            for (float& v : p.value->span()) v += rng.uniform(-0.3f, 0.3f);
+    perturb_affine(model, rng);
     model.forward(random_tensor({2, 3, 17, 20}, rng), Mode::train);  // running statistics off 0 / 1
     const Tensor<Cpu> x = random_tensor({1, 3, 17, 20}, rng);
     model.set_eval_fusion(true);
