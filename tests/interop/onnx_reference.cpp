@@ -2,7 +2,8 @@
 //   onnx_reference OUT_DIR CHECKPOINT IMAGE...
 // OUT_DIR/models/: every built-in network (11 classes, prepare() below) exported twice, with symbolic
 // sizes (<name>.onnx) and static 45x61 (<name>.static.onnx), for the ONNX checker; each runs on the
-// first IMAGE resized to 45x61 (normalised) as a case of cases.json.
+// first IMAGE resized to 45x61 (normalised) as a case of cases.json. Also conv-geometry.static.onnx:
+// strided, dilated and valid convolutions (ConvGeometryProbe), for the checker only.
 // OUT_DIR/cases.json lists what the runtimes run, each case an ONNX file, an input (raw float32
 // NCHW) and segnet's eval logits for it (raw float32 NCHW): SegNet-Basic from CHECKPOINT with its
 // normalisation in the graph (input: pixels 0..255) on each IMAGE at its own size, through the
@@ -82,6 +83,15 @@ void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>&
     (one.template operator()<M<11>>(), ...);
 }
 
+/// Conv2d's geometries (stride, dilation, valid and explicit padding, groups, an even kernel):
+/// 45x61 -> 23x31 -> 23x31 -> 10x14 -> 9x13. Written static only (the logits are smaller than the
+/// image), for the checker: shape inference must derive the sizes segnet's shape rule declares.
+using ConvGeometryProbe = Network<
+    Input<3, dyn, dyn>, Block<Conv2d<8, 7, ConvOptions{.stride = 2, .padding = Padding::explicit_(3)}>, BatchNorm, ReLU>,
+    Block<Conv2d<8, 3, ConvOptions{.dilation = 3}>, BatchNorm, ReLU>,
+    Conv2d<6, 3, ConvOptions{.stride = 2, .dilation = 2, .padding = Padding::valid, .groups = 2, .bias = Bias::without}>,
+    Conv2d<6, 4, ConvOptions{.padding = Padding::explicit_(1)}>, Classifier<11>>;
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,6 +108,9 @@ int main(int argc, char** argv) {
         export_all(models::BuiltinModels{}, out,
                    normalised(resize_bilinear(load_rgb_tensor(argv[3]).view(), 45, 61), info.normalization), cases);
         onnx::export_model(basic, out / "segnet-basic-camvid.onnx", {.normalization = info.normalization});
+        Model<ConvGeometryProbe, Cpu> conv_geometry;
+        prepare(conv_geometry);
+        onnx::export_model(conv_geometry, out / "models/conv-geometry.static.onnx", {.height = 45, .width = 61});
         const auto static_export = [&](auto& model, const std::string& file, const Tensor<Cpu>& pixels,
                                        std::optional<Normalization> norm) {
             onnx::export_model(model, out / file, {.height = int(pixels.h()), .width = int(pixels.w()), .normalization = norm});

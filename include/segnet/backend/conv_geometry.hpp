@@ -3,6 +3,10 @@
 //   segnet::backend::ConvGeometry g{.in_c = 64, .in_h = 45, .in_w = 60, .out_c = 64,
 //                                   .out_h = 45, .out_w = 60, .k = 7, .stride = 1, .pad = 3};
 //   std::int64_t weights = g.weight_size();   // 64 * 64 * 7 * 7
+//   int rows = segnet::backend::conv_output_extent(360, 3, 2, 1, 1);   // 180 (PyTorch's arithmetic)
+//
+// Output pixel (oy, ox) reads input (oy * stride - pad + ky * dilation, ox * stride - pad + kx *
+// dilation) for the taps ky, kx < k; the padding is symmetric (pad on both sides).
 #pragma once
 
 #include <cstdint>
@@ -10,10 +14,19 @@
 
 namespace segnet::backend {
 
+/// The output rows (or columns) of a convolution over `in` input rows: floor((in + 2 pad -
+/// dilation (k - 1) - 1) / stride) + 1, PyTorch's nn.Conv2d arithmetic; 0 or less when the
+/// dilated window does not fit in the padded map.
+constexpr int conv_output_extent(int in, int k, int stride, int pad, int dilation) {
+    const int room = in + 2 * pad - dilation * (k - 1) - 1;
+    return room < 0 ? 0 : room / stride + 1;
+}
+
 struct ConvGeometry {
     int in_c = 0, in_h = 0, in_w = 0;
     int out_c = 0, out_h = 0, out_w = 0;
     int k = 1, stride = 1, pad = 0, groups = 1;
+    int dilation = 1;  // atrous: taps dilation pixels apart (last, so positional initialisers keep 1)
 
     int in_c_per_group() const { return in_c / groups; }
     int out_c_per_group() const { return out_c / groups; }
@@ -23,7 +36,7 @@ struct ConvGeometry {
     bool is_pointwise() const { return k == 1 && stride == 1 && pad == 0 && in_h == out_h && in_w == out_w; }
     void validate() const {
         if (groups <= 0 || in_c % groups != 0 || out_c % groups != 0 || k <= 0 || stride <= 0 || pad < 0 ||
-            in_h <= 0 || in_w <= 0 || out_h <= 0 || out_w <= 0)
+            dilation <= 0 || in_h <= 0 || in_w <= 0 || out_h <= 0 || out_w <= 0)
             throw std::invalid_argument("segnet::backend::ConvGeometry: invalid geometry");
     }
 };

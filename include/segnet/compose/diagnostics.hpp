@@ -127,6 +127,12 @@ struct shape_check<Fault::input_size, Stage, Layer, Expected, Actual> {
     static constexpr bool ok = false;
 };
 
+template <label::stage Stage, label::layer Layer, label::expected Expected, label::got Actual>
+struct shape_check<Fault::conv_window, Stage, Layer, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: a convolution's window does not fit: the map (got) is smaller than its dilated window less the padding, dilation (K - 1) + 1 - 2 pad (expected); use a larger input, less dilation or more padding");
+    static constexpr bool ok = false;
+};
+
 /// stage_check<stage, S>: reports the first stage S (at position `stage`) that holds a type that is
 /// not a layer where a layer belongs (well_formed_v), once, before the shape walk.
 template <label::stage Stage, class S>
@@ -157,6 +163,7 @@ inline std::string_view fault_summary(Fault f) {
         case Fault::decoder_size: return "the Decoder does not restore its Encoder's size";
         case Fault::input_channels: return "the input's channel count differs from Input<C, ...>";
         case Fault::input_size: return "the input's size differs from the static Input<C, H, W>";
+        case Fault::conv_window: return "the map is smaller than the convolution's dilated window less its padding";
     }
     return "unknown fault";
 }

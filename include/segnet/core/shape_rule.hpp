@@ -32,6 +32,8 @@ enum class Fault : int {
     decoder_size,              // a decoder does not restore its encoder's size (no upsampling)
     input_channels,            // the input tensor's channels differ from Input<C, ...>
     input_size,                // the input tensor's H/W differ from a static Input<C, H, W>
+    conv_window,               // a convolution's dilated window does not fit in the padded map
+                               // (expected: the least input size, actual: size)
 };
 
 struct ShapeResult {

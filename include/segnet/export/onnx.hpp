@@ -273,9 +273,10 @@ private:
         case ExportOp::conv: {
             const std::string weight = tensor(prefix + "weight");
             const std::int64_t groups = op.groups == 0 ? in.c : op.groups;
+            const std::int64_t p = op.pad, d = op.dilation;
             const proto::Message attributes[] = {ints_attribute("kernel_shape", {k, k}),
-                                                 ints_attribute("pads", {k / 2, k / 2, k / 2, k / 2}),
-                                                 ints_attribute("strides", {1, 1}), ints_attribute("dilations", {1, 1}),
+                                                 ints_attribute("pads", {p, p, p, p}),
+                                                 ints_attribute("strides", {s, s}), ints_attribute("dilations", {d, d}),
                                                  int_attribute("group", groups)};
             if (op.bias) {
                 const std::string bias = tensor(prefix + "bias");
@@ -451,9 +452,12 @@ std::string to_onnx(Model<Net, Device>& model, const ExportOptions& options = {}
     const Dimension height = input.h == dyn ? Dimension{dyn, "height"} : Dimension{input.h};
     const Dimension width = input.w == dyn ? Dimension{dyn, "width"} : Dimension{input.w};
     g.input("image", {batch, Dimension{channels}, height, width});
-    // Every network's output has its input's size (same-padded convolutions; decoders restore
-    // their encoders' sizes, which the walk checks).
-    g.output("logits", {batch, Dimension{analysis.output.c}, height, width});
+    // The output's size: the input's (same-padded convolutions; decoders restore their encoders'
+    // sizes, which the walk checks), or at a static size the one a strided or valid convolution
+    // leaves. A symbolic export declares the input's symbols: size-changing networks need a static size.
+    const auto output_extent = [](int in, int out, Dimension same) { return out == in ? same : Dimension{out}; };
+    g.output("logits", {batch, Dimension{analysis.output.c}, output_extent(input.h, analysis.output.h, height),
+                        output_extent(input.w, analysis.output.w, width)});
 
     proto::Message opset;
     opset.bytes(field::opset_domain, "").integer(field::opset_version, opset_version);

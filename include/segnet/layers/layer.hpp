@@ -194,7 +194,7 @@ struct LayerGeometry {
 /// "bias", "running_mean", ...) and its paired Encoder's map, indices and size from the walk.
 enum class ExportOp {
     identity,            // y = x (Dropout at inference, NoSkip)
-    conv,                // K x K convolution, stride 1, same padding; "weight" (+ "bias")
+    conv,                // K x K convolution, stride, pad on each side, dilation; "weight" (+ "bias")
     batch_norm,          // inference batch norm from "weight", "bias", "running_mean", "running_var"
     relu,
     max_pool,            // K x K window, stride K, ceil mode; its indices go to the paired Unpool
@@ -208,7 +208,9 @@ enum class ExportOp {
 struct ExportSpec {
     ExportOp op = ExportOp::identity;
     int kernel = 1;
-    int stride = 1;               // pooling, unpooling, transposed convolution
+    int stride = 1;               // convolution, pooling, unpooling, transposed convolution
+    int pad = 0;                  // convolution: zero rows and columns on each side
+    int dilation = 1;             // convolution: pixels between its taps
     int groups = 1;               // 0: one group per input channel (depthwise)
     bool bias = false;            // the layer has a "bias" tensor
     bool fixed_bilinear = false;  // transposed convolution: FCN's fixed bilinear kernel, no "weight"

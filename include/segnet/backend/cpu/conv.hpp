@@ -12,8 +12,9 @@
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
-// pick the direct kernels for stride-1 same-size convolutions without groups (every SegNet
-// conv): AVX-512 on CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
+// pick the direct kernels for stride-1 same-size convolutions without groups or dilation
+// (every SegNet conv; strided, dilated and valid-padded ones take the im2col path): AVX-512 on
+// CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
 // SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
 // Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation
 // instead: on AMX tiles where the CPU has AMX-BF16 and the layer at least 16 input and output
@@ -98,41 +99,43 @@ void build_columns(const float* maps, std::int64_t plane, int cn, int k, std::in
     }
 }
 
-/// col[(ci, ky, kx), j] = x[ci, oy*s - p + ky, ox*s - p + kx] for output pixels p0 + j (zero
+/// col[(ci, ky, kx), j] = x[ci, oy*s - p + ky*d, ox*s - p + kx*d] for output pixels p0 + j (zero
 /// outside the image), over the channels [c0, c0 + cn) of one image.
 inline void im2col_tile(const float* x, const ConvGeometry& g, int c0, int cn, std::int64_t p0, std::int64_t pn,
                         float* col) {
     build_columns(x + c0 * g.in_plane(), g.in_plane(), cn, g.k, p0, pn, g.out_w, col,
                   [&g](const float* xc, int ky, int kx, int oy, int ox0, int run, float* dst) {
-                      const int iy = oy * g.stride - g.pad + ky;
+                      const int iy = oy * g.stride - g.pad + ky * g.dilation;
                       if (iy < 0 || iy >= g.in_h) {
                           std::fill_n(dst, run, 0.f);
                           return;
                       }
                       const float* src = xc + std::int64_t(iy) * g.in_w;
-                      if (g.stride == 1) return copy_padded_run(src, ox0 - g.pad + kx, g.in_w, run, dst);
+                      const int tap_x = kx * g.dilation;
+                      if (g.stride == 1) return copy_padded_run(src, ox0 - g.pad + tap_x, g.in_w, run, dst);
                       for (int t = 0; t < run; ++t) {
-                          const int ix = (ox0 + t) * g.stride - g.pad + kx;
+                          const int ix = (ox0 + t) * g.stride - g.pad + tap_x;
                           dst[t] = (ix >= 0 && ix < g.in_w) ? src[ix] : 0.f;
                       }
                   });
 }
 
 /// The transpose of im2col as a gather: col[(co, ky, kx), j] = dy[co, oy, ox] for input pixel
-/// q0 + j = (iy, ix) where iy = oy*s - p + ky and ix = ox*s - p + kx (zero when no such output).
+/// q0 + j = (iy, ix) where iy = oy*s - p + ky*d and ix = ox*s - p + kx*d (zero when no such output).
 inline void col_from_outputs_tile(const float* dy, const ConvGeometry& g, int c0, int cn, std::int64_t q0,
                                   std::int64_t qn, float* col) {
     build_columns(dy + c0 * g.out_plane(), g.out_plane(), cn, g.k, q0, qn, g.in_w, col,
                   [&g](const float* dyc, int ky, int kx, int iy, int ix0, int run, float* dst) {
-                      const int s = g.stride, ty = iy + g.pad - ky;
+                      const int s = g.stride, ty = iy + g.pad - ky * g.dilation;
                       if (ty < 0 || ty % s != 0 || ty / s >= g.out_h) {
                           std::fill_n(dst, run, 0.f);
                           return;
                       }
                       const float* src = dyc + std::int64_t(ty / s) * g.out_w;
-                      if (s == 1) return copy_padded_run(src, ix0 + g.pad - kx, g.out_w, run, dst);
+                      const int tap_x = kx * g.dilation;
+                      if (s == 1) return copy_padded_run(src, ix0 + g.pad - tap_x, g.out_w, run, dst);
                       for (int t = 0; t < run; ++t) {
-                          const int tx = ix0 + t + g.pad - kx;
+                          const int tx = ix0 + t + g.pad - tap_x;
                           dst[t] = (tx >= 0 && tx % s == 0 && tx / s < g.out_w) ? src[tx / s] : 0.f;
                       }
                   });
@@ -396,7 +399,8 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, f
     if (dbias) detail::bias_gradient(dy, dbias, batch, g);
 }
 
-/// Plain 7-loop convolution: the reference the GEMM kernels are tested against.
+/// Plain 7-loop convolution (stride, padding, dilation, groups): the reference the GEMM kernels
+/// are tested against.
 inline void conv2d_forward_reference(const float* x, const float* w, const float* bias, float* y, int batch,
                                      const ConvGeometry& g) {
     const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
@@ -409,7 +413,8 @@ inline void conv2d_forward_reference(const float* x, const float* w, const float
                     for (int ci = 0; ci < cig; ++ci)
                         for (int ky = 0; ky < g.k; ++ky)
                             for (int kx = 0; kx < g.k; ++kx) {
-                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                const int iy = oy * g.stride - g.pad + ky * g.dilation;
+                                const int ix = ox * g.stride - g.pad + kx * g.dilation;
                                 if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
                                 s += double(x[((std::int64_t(n) * g.in_c + gi * cig + ci) * g.in_h + iy) * g.in_w + ix]) *
                                      w[((std::int64_t(co) * cig + ci) * g.k + ky) * g.k + kx];

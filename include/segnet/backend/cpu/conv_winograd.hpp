@@ -84,10 +84,11 @@ using backend::ConvGeometry;
 
 inline constexpr int positions = 36;        // 6 x 6 transformed values per tile
 
-/// The geometries Winograd F(4x4, 3x3) handles: 3x3, stride 1, pad 1, output the size of the
+/// The geometries Winograd F(4x4, 3x3) handles: 3x3, stride 1, no dilation, pad 1, output the size of the
 /// input, no groups.
 inline bool supports(const ConvGeometry& g) {
-    return g.groups == 1 && g.k == 3 && g.stride == 1 && g.pad == 1 && g.in_h == g.out_h && g.in_w == g.out_w;
+    return g.groups == 1 && g.k == 3 && g.stride == 1 && g.dilation == 1 && g.pad == 1 && g.in_h == g.out_h &&
+           g.in_w == g.out_w;
 }
 
 /// Whether Winograd is used: automatic (the measured rule), never, or wherever it can run.

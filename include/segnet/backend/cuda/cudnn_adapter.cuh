@@ -102,10 +102,10 @@ struct FilterDesc : Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescrip
 };
 struct ConvDesc
     : Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor> {
-    ConvDesc(int pad, int stride, int groups) {
+    ConvDesc(int pad, int stride, int dilation, int groups) {
         // Cross-correlation, as PyTorch and the CPU kernels (no kernel flip).
-        SEGNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                           CUDNN_DATA_FLOAT));
+        SEGNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d, pad, pad, stride, stride, dilation, dilation,
+                                                           CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
         SEGNET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, groups));
     }
 };
@@ -140,13 +140,15 @@ bool pick(const Perf* perf, int count, Choice<Algo>& out) {
 struct ConvPlan {
     ConvPlan(int batch, const backend::ConvGeometry& g)
         : explicit_pad(!natural(g)),
-          hp(explicit_pad ? (g.out_h - 1) * g.stride + g.k : g.in_h),
-          wp(explicit_pad ? (g.out_w - 1) * g.stride + g.k : g.in_w),
+          hp(explicit_pad ? (g.out_h - 1) * g.stride + window(g) : g.in_h),
+          wp(explicit_pad ? (g.out_w - 1) * g.stride + window(g) : g.in_w),
           x(batch, g.in_c, hp, wp), y(batch, g.out_c, g.out_h, g.out_w), bias(1, g.out_c, 1, 1),
-          w(g.out_c, g.in_c_per_group(), g.k, g.k), conv(explicit_pad ? 0 : g.pad, g.stride, g.groups) {}
+          w(g.out_c, g.in_c_per_group(), g.k, g.k), conv(explicit_pad ? 0 : g.pad, g.stride, g.dilation, g.groups) {}
 
+    /// The input rows one output row reads (dilated kernel).
+    static int window(const backend::ConvGeometry& g) { return g.dilation * (g.k - 1) + 1; }
     static bool natural(const backend::ConvGeometry& g) {
-        const int h = g.in_h + 2 * g.pad - g.k, w = g.in_w + 2 * g.pad - g.k;
+        const int h = g.in_h + 2 * g.pad - window(g), w = g.in_w + 2 * g.pad - window(g);
         return h >= 0 && w >= 0 && h / g.stride + 1 == g.out_h && w / g.stride + 1 == g.out_w;
     }
 
@@ -161,10 +163,10 @@ struct ConvPlan {
 };
 
 inline ConvPlan& plan(int batch, const backend::ConvGeometry& g) {
-    using Key = std::array<int, 11>;
+    using Key = std::array<int, 12>;
     static std::map<Key, std::unique_ptr<ConvPlan>> cache;
     static std::mutex m;
-    const Key key{batch, g.in_c, g.in_h, g.in_w, g.out_c, g.out_h, g.out_w, g.k, g.stride, g.pad, g.groups};
+    const Key key{batch, g.in_c, g.in_h, g.in_w, g.out_c, g.out_h, g.out_w, g.k, g.stride, g.pad, g.groups, g.dilation};
     std::lock_guard<std::mutex> lock(m);
     auto& p = cache[key];
     if (!p) p = std::make_unique<ConvPlan>(batch, g);
