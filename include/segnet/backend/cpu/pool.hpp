@@ -10,6 +10,11 @@
 // row-major window order, as Caffe (a strictly greater value replaces the current maximum).
 // Full 2x2 windows run 16 at a time with AVX-512 where the CPU has it, 8 at a time with AVX2
 // (the same rule; SEGNET_CONV=im2col turns both off, as for the convolutions).
+//
+// Windowed and adaptive pooling (MaxPoolWindow, AvgPool, AdaptiveAvgPool) read the ranges of
+// pool_geometry.hpp: window_max_pool_forward keeps the same indices and tie rule (its backward
+// is max_pool_backward, which adds where windows overlap), average_pool_forward divides by the
+// spans' counts. Scalar loops, one plane per task: these layers run a few times per network.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +22,7 @@
 #include <limits>
 
 #include "segnet/backend/cpu/simd.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::backend::cpu {
@@ -180,6 +186,82 @@ inline void max_pool_backward(const float* dy, const std::int32_t* indices, int 
             const float* dyp = dy + nc * out_plane;
             const std::int32_t* ip = indices + nc * out_plane;
             for (std::int64_t i = 0; i < out_plane; ++i) dxp[ip[i]] += dyp[i];
+        }
+    });
+}
+
+/// Max pooling over arbitrary ranges (padding never wins: every range holds a map cell), with
+/// the first-maximum rule and flat plane indices of max_pool_rows.
+inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y,
+                                    std::int32_t* indices) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const float* xp = x + nc * in_plane;
+            float* yp = y + nc * out_plane;
+            std::int32_t* ip = indices + nc * out_plane;
+            for (int oy = 0; oy < oh; ++oy)
+                for (int ox = 0; ox < ow; ++ox) {
+                    const PoolSpan& r = spans.rows[std::size_t(oy)];
+                    const PoolSpan& col = spans.cols[std::size_t(ox)];
+                    float best = -std::numeric_limits<float>::infinity();
+                    std::int32_t at = r.begin * w + col.begin;  // a NaN-only window keeps its first cell
+                    float value = xp[at];
+                    for (int yy = r.begin; yy < r.end; ++yy)
+                        for (int xx = col.begin; xx < col.end; ++xx) {
+                            const float v = xp[std::int64_t(yy) * w + xx];
+                            if (v > best) {
+                                best = v;
+                                value = v;
+                                at = yy * w + xx;
+                            }
+                        }
+                    yp[std::int64_t(oy) * ow + ox] = value;
+                    ip[std::int64_t(oy) * ow + ox] = at;
+                }
+        }
+    });
+}
+
+/// y = the sum over each output's ranges divided by the product of their counts.
+inline void average_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const float* xp = x + nc * in_plane;
+            float* yp = y + nc * out_plane;
+            for (int oy = 0; oy < oh; ++oy)
+                for (int ox = 0; ox < ow; ++ox) {
+                    const PoolSpan& r = spans.rows[std::size_t(oy)];
+                    const PoolSpan& col = spans.cols[std::size_t(ox)];
+                    float sum = 0.f;
+                    for (int yy = r.begin; yy < r.end; ++yy)
+                        for (int xx = col.begin; xx < col.end; ++xx) sum += xp[std::int64_t(yy) * w + xx];
+                    yp[std::int64_t(oy) * ow + ox] = sum / float(r.count * col.count);
+                }
+        }
+    });
+}
+
+/// dx is overwritten: each output's gradient, divided as in forward, spread over its ranges.
+inline void average_pool_backward(const float* dy, int n, int c, const PoolSpans& spans, float* dx, int h, int w) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            float* dxp = dx + nc * in_plane;
+            std::fill(dxp, dxp + in_plane, 0.f);
+            const float* dyp = dy + nc * out_plane;
+            for (int oy = 0; oy < oh; ++oy)
+                for (int ox = 0; ox < ow; ++ox) {
+                    const PoolSpan& r = spans.rows[std::size_t(oy)];
+                    const PoolSpan& col = spans.cols[std::size_t(ox)];
+                    const float g = dyp[std::int64_t(oy) * ow + ox] / float(r.count * col.count);
+                    for (int yy = r.begin; yy < r.end; ++yy)
+                        for (int xx = col.begin; xx < col.end; ++xx) dxp[std::int64_t(yy) * w + xx] += g;
+                }
         }
     });
 }
