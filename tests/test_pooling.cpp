@@ -2,7 +2,8 @@
 // static shape rules as static_asserts (PyTorch's floor and ceil sizes, the window that does not
 // fit, which layers may be an Encoder's pool), the CPU kernels against plain loops written here
 // from PyTorch's definitions (odd sizes, padding, ceil and floor rounding), finite-difference
-// gradient checks of each layer and of a small model that chains them through the buffer pool.
+// gradient checks of each layer and of a small model that chains them through the buffer pool,
+// and the ONNX operators they export as (and the exports refused).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "segnet/compose/model.hpp"
+#include "segnet/export/onnx.hpp"
 #include "segnet/layers/conv.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/testing/gradient_check.hpp"
@@ -306,4 +308,41 @@ TEST_CASE("run-time shape rule: a map too small for the window is refused with t
     } catch (const std::invalid_argument& e) {
         CHECK(std::string(e.what()).find("MaxPoolWindow") != std::string::npos);
     }
+}
+
+namespace {
+using ExportNet = Network<Input<3, dyn, dyn>, Block<Conv<4, 3>, MaxPoolWindow<3, 2, 1, PoolRounding::ceil>, AvgPool<3, 1, 1>,
+                                               AdaptiveAvgPool<1>>, Classifier<2>>;
+using PyramidNet = Network<Input<3, dyn, dyn>, Block<Conv<4, 3>, AdaptiveAvgPool<3>>, Classifier<2>>;
+using EdgeNet = Network<Input<3, dyn, dyn>, Block<Conv<4, 3>, MaxPoolWindow<2, 2, 1, PoolRounding::ceil>>, Classifier<2>>;
+
+bool contains(const std::string& bytes, std::string_view s) { return bytes.find(s) != std::string::npos; }
+std::string refusal(auto export_it) {
+    try {
+        export_it();
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("ONNX: MaxPool with pads and ceil_mode, AveragePool counting the padding, GlobalAveragePool") {
+    Model<ExportNet, Cpu> model(1);
+    const std::string bytes = onnx::to_onnx(model);
+    for (std::string_view op : {"MaxPool", "AveragePool", "GlobalAveragePool", "count_include_pad", "ceil_mode", "pads"})
+        CHECK_MESSAGE(contains(bytes, op), op);
+    CHECK_FALSE(contains(bytes, ".indices"));  // not an Encoder's pool: no Indices output
+}
+
+TEST_CASE("ONNX: AdaptiveAvgPool<3> only at a static size divisible by 3, ceil-mode padding only where ONNX agrees") {
+    Model<PyramidNet, Cpu> pyramid(1);
+    CHECK(contains(onnx::to_onnx(pyramid, {.height = 45, .width = 60}), "AveragePool"));
+    const std::string symbolic = refusal([&] { onnx::to_onnx(pyramid); });
+    CHECK(contains(symbolic, "AdaptiveAvgPool<3>"));
+    CHECK(contains(refusal([&] { onnx::to_onnx(pyramid, {.height = 45, .width = 61}); }), "divide by 3"));
+    // 5 rows, window 2, stride 2, pad 1: ONNX's ceil_mode counts 4 windows, PyTorch and segnet 3.
+    Model<EdgeNet, Cpu> edge(1);
+    CHECK(contains(refusal([&] { onnx::to_onnx(edge, {.height = 5, .width = 6}); }), "one more output"));
+    CHECK(contains(onnx::to_onnx(edge, {.height = 6, .width = 6}), "MaxPool"));
 }

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
@@ -298,6 +299,7 @@ private:
             break;
         case ExportOp::relu: g_.node("Relu", {current_}, {name}, name); break;
         case ExportOp::max_pool: {
+            check_onnx_ceil_rule(op, in, name);
             const proto::Message attributes[] = {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
                                                  ints_attribute("pads", {op.pad, op.pad, op.pad, op.pad}),
                                                  int_attribute("ceil_mode", op.ceil_mode ? 1 : 0)};
@@ -311,6 +313,7 @@ private:
             break;
         }
         case ExportOp::average_pool:
+            check_onnx_ceil_rule(op, in, name);
             g_.node("AveragePool", {current_}, {name}, name,
                     {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
                      ints_attribute("pads", {op.pad, op.pad, op.pad, op.pad}),
@@ -390,6 +393,21 @@ private:
         current_ = name;
     }
 
+    /// ONNX's ceil_mode (opset 13) counts a last window that would start in the right padding;
+    /// PyTorch and segnet drop it. A static export where that happens is refused (a symbolic one
+    /// cannot know: docs/interop.md).
+    static void check_onnx_ceil_rule(const ExportSpec& op, Dims in, const std::string& name) {
+        if (!op.ceil_mode || op.pad == 0) return;
+        for (int extent : {in.h, in.w}) {
+            if (extent == dyn) continue;
+            const int segnet_out = backend::windowed_pool_extent(extent, op.kernel, op.stride, op.pad, PoolRounding::ceil);
+            if (ceil_div(extent + 2 * op.pad - op.kernel, op.stride) + 1 != segnet_out)
+                throw std::invalid_argument("segnet::onnx: " + name + " (a ceil-mode pooling with padding) on " +
+                                            std::to_string(extent) + " would give ONNX one more output than segnet's " +
+                                            std::to_string(segnet_out) + " (its last window starts in the padding); "
+                                            "export at another size");
+        }
+    }
     /// The model's tensor `name` as an initializer (written once), or std::logic_error.
     std::string tensor(const std::string& name) {
         const auto it = tensors_.find(name);
