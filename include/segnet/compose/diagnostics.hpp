@@ -142,7 +142,7 @@ struct stage_check {
 template <label::stage Stage, class S>
     requires(Stage.value > 0)
 struct stage_check<Stage, S> {
-    static_assert(shape_fault_at_stage<Stage.value>, "segnet: this stage holds a type that is not a segnet layer where a layer belongs: a Block's or Decoder's elements and an Encoder's body are layers (Conv, BatchNorm, ReLU, ...) or Blocks; an Encoder ends with a pooling layer (MaxPool<2>); a Decoder is not empty; a stage is an Encoder<...>, a Decoder<...>, a layer or a Block<...>");
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: this stage holds a type that is not a segnet layer where a layer belongs: a Block's or Decoder's elements and an Encoder's body are layers (Conv, BatchNorm, ReLU, ...) or Blocks; an Encoder ends with a pooling layer an Unpool pairs with (MaxPool<K>; not MaxPoolWindow, AvgPool or AdaptiveAvgPool); a Decoder is not empty; a stage is an Encoder<...>, a Decoder<...>, a layer or a Block<...>");
     static constexpr bool ok = false;
 };
 

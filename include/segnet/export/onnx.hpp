@@ -9,8 +9,9 @@
 // (compose/analysis.hpp): each layer declares what it computes (its `export_as`, the layer
 // contract in layers/layer.hpp) and a layer without one is a compile-time error naming it
 // (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
-// MaxPool with its Indices output feeding MaxUnpool with output_shape (the encoder's pre-pool
-// size, so 45 -> 23 -> 45 round-trips), Add, Concat, ConvTranspose + Slice (the crop to the
+// MaxPool (an Encoder's with its Indices output feeding MaxUnpool with output_shape, the encoder's pre-pool
+// size, so 45 -> 23 -> 45 round-trips), AveragePool (count_include_pad=1), GlobalAveragePool
+// (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only as an AveragePool at a static size divisible by B), Add, Concat, ConvTranspose + Slice (the crop to the
 // encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
 // checkpoint's names (encoder0.0.weight, ...); node outputs are named by the layer
 // (encoder0.0, encoder0.3.indices); the graph's input is "image", its output "logits".
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
@@ -243,11 +245,12 @@ public:
             const std::string prefix = naming_.prefix<L>(layer_number);
             const std::string name = prefix.substr(0, prefix.size() - 1);  // "encoder0.0"
             EncoderValues* encoder = link >= 0 ? &encoders_[std::size_t(link)] : nullptr;
-            if (encoder && encoder->size.c == 0) {  // the first layer after the Tap: its pool
+            const bool encoder_pool = encoder && encoder->size.c == 0;  // the first layer after the Tap
+            if (encoder_pool) {
                 encoder->size = in;
                 encoder->pool = geometry_of<L>.down;
             }
-            write(layer_traits<L>::export_as, in, prefix, name, encoder);
+            write(layer_traits<L>::export_as, in, prefix, name, encoder, encoder_pool);
             if (current_ != name) return;  // identity: no new value
             // The value's shape, so that shape inference checks it and runtimes can plan with it.
             ShapeResult out{};
@@ -266,7 +269,8 @@ public:
     }
 
 private:
-    void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder) {
+    void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder,
+               bool encoder_pool) {
         const std::int64_t k = op.kernel, s = op.stride;
         switch (op.op) {
         case ExportOp::identity: return;
@@ -295,12 +299,43 @@ private:
                     {name}, name, {float_attribute("epsilon", op.epsilon)});
             break;
         case ExportOp::relu: g_.node("Relu", {current_}, {name}, name); break;
-        case ExportOp::max_pool:
-            encoder->indices = name + ".indices";
-            g_.node("MaxPool", {current_}, {name, encoder->indices}, name,
-                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
-                     int_attribute("ceil_mode", 1)});
+        case ExportOp::max_pool: {
+            check_onnx_ceil_rule(op, in, name);
+            const proto::Message attributes[] = {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
+                                                 ints_attribute("pads", {op.pad, op.pad, op.pad, op.pad}),
+                                                 int_attribute("ceil_mode", op.ceil_mode ? 1 : 0)};
+            if (encoder_pool) {  // its Indices output feeds the Decoder's MaxUnpool
+                encoder->indices = name + ".indices";
+                g_.node("MaxPool", {current_}, {name, encoder->indices}, name,
+                        {attributes[0], attributes[1], attributes[2], attributes[3]});
+            } else {
+                g_.node("MaxPool", {current_}, {name}, name, {attributes[0], attributes[1], attributes[2], attributes[3]});
+            }
             break;
+        }
+        case ExportOp::average_pool:
+            check_onnx_ceil_rule(op, in, name);
+            g_.node("AveragePool", {current_}, {name}, name,
+                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
+                     ints_attribute("pads", {op.pad, op.pad, op.pad, op.pad}),
+                     int_attribute("ceil_mode", op.ceil_mode ? 1 : 0), int_attribute("count_include_pad", 1)});
+            break;
+        case ExportOp::adaptive_average_pool: {
+            if (k == 1) {
+                g_.node("GlobalAveragePool", {current_}, {name}, name);
+                break;
+            }
+            // ONNX has no adaptive pooling: exact as an AveragePool only when the bins tile the map.
+            if (!in.spatial_static() || in.h % k != 0 || in.w % k != 0)
+                throw std::invalid_argument("segnet::onnx: " + name + " (AdaptiveAvgPool<" + std::to_string(k) +
+                                            ">) is exportable only at a static size whose height and width divide by " +
+                                            std::to_string(k) + " (got " + std::to_string(in.h) + "x" +
+                                            std::to_string(in.w) + "; export with a static height and width)");
+            const std::int64_t bh = in.h / k, bw = in.w / k;
+            g_.node("AveragePool", {current_}, {name}, name,
+                    {ints_attribute("kernel_shape", {bh, bw}), ints_attribute("strides", {bh, bw})});
+            break;
+        }
         case ExportOp::unpool: {
             // output_shape is the encoder's map (45 rows for 23 pooled: ceil mode). Runtimes check
             // that it is at least (in - 1) * s + k - pads, so the end pads are the rows a ceil-mode
@@ -359,6 +394,21 @@ private:
         current_ = name;
     }
 
+    /// ONNX's ceil_mode (opset 13) counts a last window that would start in the right padding;
+    /// PyTorch and segnet drop it. A static export where that happens is refused (a symbolic one
+    /// cannot know: docs/interop.md).
+    static void check_onnx_ceil_rule(const ExportSpec& op, Dims in, const std::string& name) {
+        if (!op.ceil_mode || op.pad == 0) return;
+        for (int extent : {in.h, in.w}) {
+            if (extent == dyn) continue;
+            const int segnet_out = backend::windowed_pool_extent(extent, op.kernel, op.stride, op.pad, PoolRounding::ceil);
+            if (ceil_div(extent + 2 * op.pad - op.kernel, op.stride) + 1 != segnet_out)
+                throw std::invalid_argument("segnet::onnx: " + name + " (a ceil-mode pooling with padding) on " +
+                                            std::to_string(extent) + " would give ONNX one more output than segnet's " +
+                                            std::to_string(segnet_out) + " (its last window starts in the padding); "
+                                            "export at another size");
+        }
+    }
     /// The model's tensor `name` as an initializer (written once), or std::logic_error.
     std::string tensor(const std::string& name) {
         const auto it = tensors_.find(name);

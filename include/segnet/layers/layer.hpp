@@ -22,6 +22,8 @@
 //     parameter_prefix : string_view       its parameters' prefix when it is a stage of its own
 //                                          (default "stage<N>"; Classifier: "classifier")
 //     passes_input_through : bool          forward returns its input: no new map (default false)
+//     encoder_pool : bool                  false: never an Encoder's pool, even with a pooling
+//                                          geometry (it keeps no indices for Unpool; default true)
 //     export_as : ExportSpec               what it computes at inference, for exporters
 //                                          (export/onnx.hpp); none: the layer cannot be exported
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
@@ -197,7 +199,9 @@ enum class ExportOp {
     conv,                // K x K convolution, stride, pad on each side, dilation; "weight" (+ "bias")
     batch_norm,          // inference batch norm from "weight", "bias", "running_mean", "running_var"
     relu,
-    max_pool,            // K x K window, stride K, ceil mode; its indices go to the paired Unpool
+    max_pool,            // K x K window, stride, pad, ceil_mode; an Encoder's pool's indices go to its Unpool
+    average_pool,        // K x K window, stride, pad, ceil_mode; padding counts in the divisor
+    adaptive_average_pool,  // to a K x K grid (PyTorch's bins); K = 1: global average
     unpool,              // max unpooling with the paired pool's indices to the encoder's map size
     add_skip,            // y = x + the encoder's map
     add_projected_skip,  // y = x + (1 x 1 convolution "weight", no bias) of the encoder's map
@@ -216,6 +220,8 @@ struct ExportSpec {
     bool fixed_bilinear = false;  // transposed convolution: FCN's fixed bilinear kernel, no "weight"
     float epsilon = 0.f;          // batch norm
     float alpha = 0.f, beta = 0.f, k = 0.f;  // LRN: y = x / (k + alpha / kernel * sum x^2)^beta
+    int pad = 0;                  // pooling: on every side
+    bool ceil_mode = false;       // pooling: ceil rounding of the output size
 };
 
 /// The required members, a layer that reads only its input.
@@ -247,6 +253,7 @@ concept optional_members_well_typed =
     (!requires { L::passes_input_through; } ||
      requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
     (!requires { L::export_as; } || requires { { L::export_as } -> std::convertible_to<ExportSpec>; }) &&
+    (!requires { L::encoder_pool; } || requires { { L::encoder_pool } -> std::convertible_to<bool>; }) &&
     (!requires { &L::skip_storage; } ||
      requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
 }  // namespace detail
@@ -255,11 +262,12 @@ concept optional_members_well_typed =
 template <class L>
 concept Layer = (PlainLayer<L> || PairedLayer<L>) && detail::optional_members_well_typed<L>;
 
-/// A layer an Encoder can end with: plain, and declaring a pooling geometry (window = down > 1).
+/// A layer an Encoder can end with: plain, declaring a pooling geometry (window = down > 1), and
+/// not opting out with `encoder_pool = false` (a pool that records no indices for an Unpool).
 template <class L>
-concept PoolingLayer = PlainLayer<L> && requires {
+concept PoolingLayer = PlainLayer<L> && Layer<L> && requires {
     requires L::geometry.down > 1 && L::geometry.window == L::geometry.down && L::geometry.up == 1;
-};
+} && (!requires { L::encoder_pool; } || bool(L::encoder_pool));
 
 /// The optional members of a layer, with their defaults: the only place they are read.
 template <Layer L>

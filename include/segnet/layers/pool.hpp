@@ -8,12 +8,31 @@
 // ceil(W/K)}; the input must be at least K x K. Unpool<K> only lives in a Decoder: it takes its
 // output size and indices from its paired Encoder's pool, so odd sizes round-trip exactly; its
 // input must have the pool's channels and the pool's output size.
+//
+// Windowed and adaptive pooling, as PyTorch (DeepLab, ResNet, PSPNet):
+//   MaxPoolWindow<3, 2, 1>        // ResNet's stem pool: 360x480 -> 180x240
+//   MaxPoolWindow<3, 1, 1>        // DeepLab-LargeFOV's pool4/pool5: size kept
+//   AvgPool<3, 1, 1>              // DeepLab's pool5a
+//   AdaptiveAvgPool<6>            // one PSPNet pyramid level: {C, H, W} -> {C, 6, 6}
+// MaxPoolWindow<Window, Stride = Window, Pad = 0, Rounding = PoolRounding::floor> and
+// AvgPool<...> (the same parameters): output floor((H + 2 Pad - Window) / Stride) + 1, or
+// PoolRounding::ceil (backend/pool_geometry.hpp has the exact rule); the padded map must hold a
+// window, and Pad <= Window / 2 (PyTorch's rule). Max pooling pads with -inf; AvgPool divides by
+// the window's cells including the padding (PyTorch's count_include_pad=True default).
+// AdaptiveAvgPool<B>: a B x B grid of bins, bin i reading [floor(i H / B), ceil((i + 1) H / B)).
+// None of them is an Encoder's pool (`encoder_pool = false`): Unpool needs MaxPool<K>'s
+// window = stride, no padding and indices published to its Decoder. AdaptiveAvgPool declares no
+// geometry (its window depends on the input size): the receptive field counts it as pointwise.
+// CPU only: make<Cuda> throws (no CUDA kernels yet).
 #pragma once
 
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 
 #include "segnet/backend/ops.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/layers/fusion.hpp"
 #include "segnet/layers/layer.hpp"
 
@@ -63,7 +82,7 @@ template <int K>
 struct MaxPool {
     static_assert(K >= 2, "MaxPool<K>: K (window and stride) must be at least 2");
     static constexpr std::string_view name = "MaxPool";
-    static constexpr ExportSpec export_as{.op = ExportOp::max_pool, .kernel = K, .stride = K};
+    static constexpr ExportSpec export_as{.op = ExportOp::max_pool, .kernel = K, .stride = K, .ceil_mode = true};
     static constexpr int factor = K;
     static constexpr LayerGeometry geometry{K, K, 1};  // window = stride: an Encoder's pool
     static constexpr ShapeResult infer(Dims in) {
@@ -76,6 +95,155 @@ struct MaxPool {
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
         return std::make_unique<MaxPoolLayer<Device>>(K);
+    }
+};
+
+/// What a windowed or adaptive pooling layer computes per output: a window, or (bins > 0) a
+/// bins x bins grid.
+struct PoolingSpec {
+    backend::PoolWindow window{};
+    PoolRounding rounding = PoolRounding::floor;
+    int bins = 0;
+
+    backend::PlaneSize output(backend::PlaneSize in) const {
+        if (bins > 0) return {bins, bins};
+        const auto extent = [&](int e) {
+            return backend::windowed_pool_extent(e, window.window, window.stride, window.pad, rounding);
+        };
+        return {extent(in.h), extent(in.w)};
+    }
+    backend::PoolSpans spans(backend::PlaneSize in) const {
+        return bins > 0 ? backend::adaptive_spans(in, bins) : backend::window_spans(in, window, output(in));
+    }
+};
+
+enum class PoolOp { max, average };
+
+/// MaxPoolWindow, AvgPool and AdaptiveAvgPool at run time: the spans are recomputed only when the
+/// input's size changes; backward reads only them, the max pool's indices and the input's size.
+template <class Device>
+class SpanPoolLayer final : public RuntimeLayer<Device> {
+public:
+    SpanPoolLayer(PoolOp op, PoolingSpec spec, std::string_view kind) : op_(op), spec_(spec), kind_(kind) {}
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override { return forward_into(x, mode, y_); }
+    const Tensor<Device>& forward_into(const Tensor<Device>& x, Mode, Tensor<Device>& y) override {
+        if (x.h() != in_.h || x.w() != in_.w) spans_ = spec_.spans({x.h(), x.w()});
+        in_ = x.extents();
+        y.resize({x.n(), x.c(), int(spans_.rows.size()), int(spans_.cols.size())});
+        if (op_ == PoolOp::max) {
+            indices_.resize(y.extents());
+            backend::window_max_pool_forward(x, spans_, y, indices_);
+        } else {
+            backend::average_pool_forward(x, spans_, y);
+        }
+        return y;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override { return backward_into(dy, dx_); }
+    const Tensor<Device>& backward_into(const Tensor<Device>& dy, Tensor<Device>& dx) override {
+        dx.resize(in_);
+        if (op_ == PoolOp::max) backend::max_pool_backward(dy, indices_, dx);
+        else backend::average_pool_backward(dy, spans_, dx);
+        return dx;
+    }
+    TrainBufferUse train_buffer_use() const override { return TrainBufferUse::sizes_only(); }
+    std::string_view kind() const override { return kind_; }
+
+private:
+    PoolOp op_;
+    PoolingSpec spec_;
+    std::string_view kind_;
+    Extents in_{};
+    backend::PoolSpans spans_;
+    Tensor<Device, std::int32_t> indices_;
+    Tensor<Device> y_, dx_;
+};
+
+namespace detail {
+/// The shape rule of a sliding pooling window: the padded map must hold one window.
+constexpr ShapeResult windowed_pool_shape(Dims in, int window, int stride, int pad, PoolRounding rounding) {
+    if (in.h != dyn && in.h + 2 * pad < window) return ShapeResult::fail(Fault::too_small, window, in.h + 2 * pad);
+    if (in.w != dyn && in.w + 2 * pad < window) return ShapeResult::fail(Fault::too_small, window, in.w + 2 * pad);
+    return ShapeResult::ok({in.c, backend::windowed_pool_extent(in.h, window, stride, pad, rounding),
+                            backend::windowed_pool_extent(in.w, window, stride, pad, rounding)});
+}
+/// make<Device> of a pooling layer with CPU kernels only.
+template <class Device>
+std::unique_ptr<RuntimeLayer<Device>> make_span_pool(PoolOp op, PoolingSpec spec, std::string_view kind) {
+    if constexpr (std::is_same_v<Device, Cpu>)
+        return std::make_unique<SpanPoolLayer<Device>>(op, spec, kind);
+    else
+        throw std::runtime_error("segnet: " + std::string(kind) +
+                                 " is not implemented on CUDA (no kernel yet); run this network on the CPU");
+}
+}  // namespace detail
+
+/// Max pooling with any window, stride and padding (PyTorch's nn.MaxPool2d; floor rounding unless
+/// PoolRounding::ceil). Not an Encoder's pool: MaxPool<K> is the one Unpool pairs with.
+template <int Window, int Stride = Window, int Pad = 0, PoolRounding Rounding = PoolRounding::floor>
+struct MaxPoolWindow {
+    static_assert(Window >= 1 && Stride >= 1 && Pad >= 0,
+                  "MaxPoolWindow<Window, Stride, Pad>: Window and Stride must be positive and Pad not negative");
+    static_assert(2 * Pad <= Window, "MaxPoolWindow<Window, Stride, Pad>: Pad must be at most Window / 2 (as PyTorch: "
+                                     "no window may lie in the padding alone)");
+    static constexpr std::string_view name = "MaxPoolWindow";
+    static constexpr ExportSpec export_as{.op = ExportOp::max_pool, .kernel = Window, .stride = Stride, .pad = Pad,
+                                          .ceil_mode = Rounding == PoolRounding::ceil};
+    static constexpr LayerGeometry geometry{Window, Stride, 1};
+    static constexpr bool encoder_pool = false;
+    static constexpr ShapeResult infer(Dims in) { return detail::windowed_pool_shape(in, Window, Stride, Pad, Rounding); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) {
+        return in.spatial_static() ? infer(in).out.elements() * Window * Window : 0;
+    }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return detail::make_span_pool<Device>(PoolOp::max, {{Window, Stride, Pad}, Rounding}, name);
+    }
+};
+
+/// Average pooling (PyTorch's nn.AvgPool2d with count_include_pad=True: the divisor counts the
+/// padded cells a window covers, not the cells ceil rounding adds past the padding).
+template <int Window, int Stride = Window, int Pad = 0, PoolRounding Rounding = PoolRounding::floor>
+struct AvgPool {
+    static_assert(Window >= 1 && Stride >= 1 && Pad >= 0,
+                  "AvgPool<Window, Stride, Pad>: Window and Stride must be positive and Pad not negative");
+    static_assert(2 * Pad <= Window, "AvgPool<Window, Stride, Pad>: Pad must be at most Window / 2 (as PyTorch: "
+                                     "no window may lie in the padding alone)");
+    static constexpr std::string_view name = "AvgPool";
+    static constexpr ExportSpec export_as{.op = ExportOp::average_pool, .kernel = Window, .stride = Stride,
+                                          .pad = Pad, .ceil_mode = Rounding == PoolRounding::ceil};
+    static constexpr LayerGeometry geometry{Window, Stride, 1};
+    static constexpr bool encoder_pool = false;
+    static constexpr ShapeResult infer(Dims in) { return detail::windowed_pool_shape(in, Window, Stride, Pad, Rounding); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) {
+        return in.spatial_static() ? infer(in).out.elements() * Window * Window : 0;
+    }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return detail::make_span_pool<Device>(PoolOp::average, {{Window, Stride, Pad}, Rounding}, name);
+    }
+};
+
+/// Average pooling to a Bins x Bins grid (PyTorch's nn.AdaptiveAvgPool2d): PSPNet's pyramid
+/// levels (1, 2, 3, 6), DeepLabV3's image pooling (1). Any input size, smaller than the grid
+/// included (bins then overlap, as PyTorch). ONNX: GlobalAveragePool for Bins = 1; an
+/// AveragePool for a static export size divisible by Bins; any other export is refused.
+template <int Bins>
+struct AdaptiveAvgPool {
+    static_assert(Bins >= 1, "AdaptiveAvgPool<Bins>: Bins (the output grid's side) must be at least 1");
+    static constexpr std::string_view name = "AdaptiveAvgPool";
+    static constexpr ExportSpec export_as{.op = ExportOp::adaptive_average_pool, .kernel = Bins};
+    static constexpr bool encoder_pool = false;
+    static constexpr ShapeResult infer(Dims in) { return ShapeResult::ok({in.c, Bins, Bins}); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    /// Each input summed into its bins (about once; bins overlap by at most a row), one division per output.
+    static constexpr std::int64_t flops(Dims in) {
+        return in.spatial_static() ? in.elements() + std::int64_t(in.c) * Bins * Bins : 0;
+    }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
+        return detail::make_span_pool<Device>(PoolOp::average, {.bins = Bins}, name);
     }
 };
 

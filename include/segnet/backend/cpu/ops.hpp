@@ -183,6 +183,17 @@ inline void max_pool_forward(const CpuTensor& x, int k, CpuTensor& y, CpuIndices
 inline void max_pool_backward(const CpuTensor& dy, const CpuIndices& indices, CpuTensor& dx) {
     cpu::max_pool_backward(dy.data(), indices.data(), dy.n(), dy.c(), dy.h(), dy.w(), dx.data(), dx.h(), dx.w());
 }
+/// Windowed / adaptive pooling over `spans` (pool_geometry.hpp); y and indices sized by the caller
+/// to {n, c, rows, cols}. The max pool's backward is max_pool_backward (its indices).
+inline void window_max_pool_forward(const CpuTensor& x, const PoolSpans& spans, CpuTensor& y, CpuIndices& indices) {
+    cpu::window_max_pool_forward(x.data(), x.n(), x.c(), x.h(), x.w(), spans, y.data(), indices.data());
+}
+inline void average_pool_forward(const CpuTensor& x, const PoolSpans& spans, CpuTensor& y) {
+    cpu::average_pool_forward(x.data(), x.n(), x.c(), x.h(), x.w(), spans, y.data());
+}
+inline void average_pool_backward(const CpuTensor& dy, const PoolSpans& spans, CpuTensor& dx) {
+    cpu::average_pool_backward(dy.data(), dy.n(), dy.c(), spans, dx.data(), dx.h(), dx.w());
+}
 inline void max_unpool_forward(const CpuTensor& x, const CpuIndices& indices, CpuTensor& y) {
     cpu::max_unpool_forward(x.data(), indices.data(), x.n(), x.c(), x.h(), x.w(), y.data(), y.h(), y.w());
 }

@@ -10,13 +10,21 @@
 // row-major window order, as Caffe (a strictly greater value replaces the current maximum).
 // Full 2x2 windows run 16 at a time with AVX-512 where the CPU has it, 8 at a time with AVX2
 // (the same rule; SEGNET_CONV=im2col turns both off, as for the convolutions).
+//
+// Windowed and adaptive pooling (MaxPoolWindow, AvgPool, AdaptiveAvgPool) read the ranges of
+// pool_geometry.hpp: window_max_pool_forward keeps the same indices and tie rule (its backward
+// is max_pool_backward, which adds where windows overlap), average_pool_forward divides by the
+// spans' counts. Both run separably (the column ranges of every row, then the row ranges),
+// branch-free, one plane per task.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "segnet/backend/cpu/simd.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
 
 namespace segnet::backend::cpu {
@@ -180,6 +188,134 @@ inline void max_pool_backward(const float* dy, const std::int32_t* indices, int 
             const float* dyp = dy + nc * out_plane;
             const std::int32_t* ip = indices + nc * out_plane;
             for (std::int64_t i = 0; i < out_plane; ++i) dxp[ip[i]] += dyp[i];
+        }
+    });
+}
+
+namespace pool_detail {
+/// One row's (value, index) pairs merged into the running maxima of a row of outputs (strictly
+/// greater replaces); restrict lets the compiler vectorise the selects.
+inline void max_of_rows(const float* __restrict row, const std::int32_t* __restrict row_at, int ow,
+                        float* __restrict best, float* __restrict value, std::int32_t* __restrict at) {
+    for (int ox = 0; ox < ow; ++ox) {
+        const bool greater = row[ox] > best[ox];
+        best[ox] = greater ? row[ox] : best[ox];
+        value[ox] = greater ? row[ox] : value[ox];
+        at[ox] = greater ? row_at[ox] : at[ox];
+    }
+}
+}  // namespace pool_detail
+
+/// Max pooling over arbitrary ranges (padding never wins: every range holds a map cell), with
+/// the first-maximum rule and flat plane indices of max_pool_rows. Separable: each input row's
+/// maximum over every column range, then the maximum of those over the row ranges; scanning rows
+/// in order and keeping only strictly greater values is the row-major first maximum of the
+/// window (a NaN-only window keeps its first cell). Both passes are branch-free selects.
+inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y,
+                                    std::int32_t* indices) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        std::vector<float> row_best(std::size_t(h) * std::size_t(ow));  // per input row and output column
+        std::vector<std::int32_t> row_at(row_best.size());
+        std::vector<float> best(static_cast<std::size_t>(ow));
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const float* xp = x + nc * in_plane;
+            float* yp = y + nc * out_plane;
+            std::int32_t* ip = indices + nc * out_plane;
+            for (int yy = 0; yy < h; ++yy)
+                for (int ox = 0; ox < ow; ++ox) {
+                    const PoolSpan& col = spans.cols[std::size_t(ox)];
+                    float m = neg_inf;
+                    std::int32_t at = yy * w + col.begin;
+                    for (int xx = col.begin; xx < col.end; ++xx) {
+                        const float v = xp[std::int64_t(yy) * w + xx];
+                        const bool greater = v > m;
+                        m = greater ? v : m;
+                        at = greater ? yy * w + xx : at;
+                    }
+                    row_best[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] = m;
+                    row_at[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] = at;
+                }
+            for (int oy = 0; oy < oh; ++oy) {
+                const PoolSpan& r = spans.rows[std::size_t(oy)];
+                float* yr = yp + std::int64_t(oy) * ow;
+                std::int32_t* ir = ip + std::int64_t(oy) * ow;
+                for (int ox = 0; ox < ow; ++ox) {
+                    best[std::size_t(ox)] = neg_inf;
+                    ir[ox] = r.begin * w + spans.cols[std::size_t(ox)].begin;
+                    yr[ox] = xp[ir[ox]];
+                }
+                for (int yy = r.begin; yy < r.end; ++yy)
+                    pool_detail::max_of_rows(row_best.data() + std::size_t(yy) * std::size_t(ow),
+                                             row_at.data() + std::size_t(yy) * std::size_t(ow), ow, best.data(), yr, ir);
+            }
+        }
+    });
+}
+
+namespace pool_detail {
+/// Each input row's sums over every column range (h x ow, into row_sums).
+inline void column_range_sums(const float* xp, int h, int w, const PoolSpans& spans, float* row_sums) {
+    const int ow = int(spans.cols.size());
+    for (int yy = 0; yy < h; ++yy)
+        for (int ox = 0; ox < ow; ++ox) {
+            const PoolSpan& col = spans.cols[std::size_t(ox)];
+            float sum = 0.f;
+            for (int xx = col.begin; xx < col.end; ++xx) sum += xp[std::int64_t(yy) * w + xx];
+            row_sums[std::int64_t(yy) * ow + ox] = sum;
+        }
+}
+}  // namespace pool_detail
+
+/// y = the sum over each output's ranges divided by the product of their counts; separable: the
+/// column ranges' sums of every row, then their sums over the row ranges.
+inline void average_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        std::vector<float> row_sums(std::size_t(h) * std::size_t(ow));
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            pool_detail::column_range_sums(x + nc * in_plane, h, w, spans, row_sums.data());
+            for (int oy = 0; oy < oh; ++oy) {
+                const PoolSpan& r = spans.rows[std::size_t(oy)];
+                float* yr = y + nc * out_plane + std::int64_t(oy) * ow;
+                std::fill(yr, yr + ow, 0.f);
+                for (int yy = r.begin; yy < r.end; ++yy)
+                    for (int ox = 0; ox < ow; ++ox) yr[ox] += row_sums[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)];
+                for (int ox = 0; ox < ow; ++ox) yr[ox] /= float(r.count * spans.cols[std::size_t(ox)].count);
+            }
+        }
+    });
+}
+
+/// dx is overwritten: each output's gradient, divided as in forward, spread over its ranges (the
+/// transpose of the two passes: over the row ranges into a per-row buffer, then the columns).
+inline void average_pool_backward(const float* dy, int n, int c, const PoolSpans& spans, float* dx, int h, int w) {
+    const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
+    const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
+        std::vector<float> row_grad(std::size_t(h) * std::size_t(ow));
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            std::fill(row_grad.begin(), row_grad.end(), 0.f);
+            const float* dyp = dy + nc * out_plane;
+            for (int oy = 0; oy < oh; ++oy) {
+                const PoolSpan& r = spans.rows[std::size_t(oy)];
+                const float* dr = dyp + std::int64_t(oy) * ow;
+                for (int yy = r.begin; yy < r.end; ++yy)
+                    for (int ox = 0; ox < ow; ++ox)
+                        row_grad[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] +=
+                            dr[ox] / float(r.count * spans.cols[std::size_t(ox)].count);
+            }
+            float* dxp = dx + nc * in_plane;
+            std::fill(dxp, dxp + in_plane, 0.f);
+            for (int yy = 0; yy < h; ++yy)
+                for (int ox = 0; ox < ow; ++ox) {
+                    const PoolSpan& col = spans.cols[std::size_t(ox)];
+                    const float g = row_grad[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)];
+                    for (int xx = col.begin; xx < col.end; ++xx) dxp[std::int64_t(yy) * w + xx] += g;
+                }
         }
     });
 }
