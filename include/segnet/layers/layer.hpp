@@ -24,6 +24,8 @@
 //     passes_input_through : bool          forward returns its input: no new map (default false)
 //     export_as : ExportSpec               what it computes at inference, for exporters
 //                                          (export/onnx.hpp); none: the layer cannot be exported
+//     inner_activation_elements(Dims) -> int64   maps per image it keeps for backward besides its
+//                                          output (composites: their children's; default 0)
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
 // run time (one kernel instantiation serves every shape); only the checking lives in types.
 // Optional run-time capabilities are separate interfaces its class may also derive from, each
@@ -245,6 +247,8 @@ concept optional_members_well_typed =
     (!requires { L::passes_input_through; } ||
      requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
     (!requires { L::export_as; } || requires { { L::export_as } -> std::convertible_to<ExportSpec>; }) &&
+    (!requires { &L::inner_activation_elements; } ||
+     requires(Dims d) { { L::inner_activation_elements(d) } -> std::convertible_to<std::int64_t>; }) &&
     (!requires { &L::skip_storage; } ||
      requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
 }  // namespace detail
@@ -282,6 +286,10 @@ struct layer_traits {
     static constexpr SkipStorage skip_storage(Dims in, SkipDims skip) {
         if constexpr (requires { &L::skip_storage; }) return L::skip_storage(in, skip);
         else return {};
+    }
+    static constexpr std::int64_t inner_activation_elements(Dims in) {
+        if constexpr (requires { &L::inner_activation_elements; }) return L::inner_activation_elements(in);
+        else return 0;
     }
 };
 
