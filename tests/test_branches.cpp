@@ -234,6 +234,68 @@ TEST_CASE("branches: parameters are named under the composite's prefix") {
     CHECK(std::find(nested_names.begin(), nested_names.end(), "branch1.1.body.3.weight") != nested_names.end());
 }
 
+// --- forward values ---------------------------------------------------------------------------------
+
+namespace {
+/// Copies every parameter of `from` into `to`, matched by position (same layers, same order).
+void copy_parameters(RuntimeLayer<Cpu>& from, const std::string& from_prefix, RuntimeLayer<Cpu>& to) {
+    std::vector<ParamRef<Cpu>> a, b;
+    from.collect(a, "");
+    to.collect(b, "");
+    std::size_t j = 0;
+    for (auto& p : a)
+        if (p.name.starts_with(from_prefix)) *b.at(j++).value = *p.value;
+    REQUIRE(j == b.size());
+}
+}  // namespace
+
+TEST_CASE("forward: Residual is ReLU(body + shortcut); Branches concatenate in order and sum") {
+    Rng rng(20);
+    const Tensor<Cpu> x = random_tensor({2, 4, 5, 6}, rng);
+    auto residual = Residual<Conv<4, 3>, Conv<4, 1>>::make<Cpu>(any(4));
+    init_layer(*residual, rng);
+    auto body = Conv<4, 3>::make<Cpu>(any(4));
+    auto shortcut = Conv<4, 1>::make<Cpu>(any(4));
+    copy_parameters(*residual, "body.", *body);
+    copy_parameters(*residual, "shortcut.", *shortcut);
+    const Tensor<Cpu> b = body->forward(x, Mode::eval), s = shortcut->forward(x, Mode::eval);
+    const Tensor<Cpu>& y = residual->forward(x, Mode::eval);
+    REQUIRE(y.extents() == x.extents());
+    for (std::int64_t i = 0; i < y.size(); ++i) CHECK(y[i] == doctest::Approx(std::max(b[i] + s[i], 0.f)));
+
+    auto cat = Branches<Merge::concat, Conv<4, 3>, Identity>::make<Cpu>(any(4));
+    init_layer(*cat, rng);
+    copy_parameters(*cat, "branch0.", *body);
+    const Tensor<Cpu> b2 = body->forward(x, Mode::eval);
+    const Tensor<Cpu>& c = cat->forward(x, Mode::eval);
+    REQUIRE(c.extents() == Extents{2, 8, 5, 6});
+    const std::int64_t per_image = 4 * 30;
+    for (int n = 0; n < 2; ++n)
+        for (std::int64_t i = 0; i < per_image; ++i) {
+            CHECK(c[n * 2 * per_image + i] == b2[n * per_image + i]);
+            CHECK(c[n * 2 * per_image + per_image + i] == x[n * per_image + i]);
+        }
+
+    auto sum = Branches<Merge::sum, Identity, Identity, Identity>::make<Cpu>(any(4));
+    const Tensor<Cpu>& t = sum->forward(x, Mode::eval);
+    for (std::int64_t i = 0; i < t.size(); ++i) CHECK(t[i] == doctest::Approx(3 * x[i]));
+}
+
+TEST_CASE("forward: a model holding composites runs eval and train at any size; a size the paths disagree on is one error") {
+    Model<ResNet, Cpu> model(2);
+    Rng rng(21);
+    const Tensor<Cpu> x = random_tensor({1, 3, 16, 16}, rng);
+    const Tensor<Cpu> eval = model.forward(x, Mode::eval);
+    CHECK(eval.extents() == Extents{1, 3, 16, 16});
+    auto pyramid = Branches<Merge::concat, Identity, PooledBranch>::make<Cpu>(any(3));
+    CHECK(pyramid->forward(random_tensor({1, 3, 7, 9}, rng), Mode::train).extents() == Extents{1, 5, 7, 9});
+    // A sum of a pooled path and the identity: only an odd size reveals it (7 -> 4 after a ceil-mode pool).
+    auto uneven = Branches<Merge::sum, Identity, ResizedToInput<MaxPool<2>>, MaxPool<2>>::make<Cpu>(any(3));
+    CHECK_THROWS_WITH_AS(uneven->forward(random_tensor({1, 3, 7, 9}, rng), Mode::eval),
+                         "segnet::Branches<sum>: branch 3 gives 1x3x4x5, branch 1 1x3x7x9 (a sum needs equal maps)",
+                         std::invalid_argument);
+}
+
 // --- gradients -----------------------------------------------------------------------------------
 
 TEST_CASE("gradients: Residual with the identity and with a projection shortcut") {
