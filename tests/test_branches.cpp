@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "segnet/compose/branches.hpp"
@@ -211,6 +212,45 @@ TEST_CASE("branches: a network holding composites is analysed by the same walk")
     REQUIRE_FALSE(a.ok());
     CHECK(describe(a.diag) == "segnet: stage 2, layer 1 (Branches<sum>), branch 2: a branch's size differs from the "
                               "first branch's (expected 16, got 8)");
+}
+
+namespace {
+// ResNet-50's body as torchvision builds it (Bottleneck: 1x1, 3x3, 1x1 expanding 4x, BN after each,
+// ReLU after the add; the first block of each stage projects with 1x1 conv + BN), without the
+// strides: strided convolutions are another piece of issue 19, and a stride changes no count.
+template <int Width, int InC>
+using Bottleneck = Residual<Block<Conv<Width, 1, Bias::without>, BatchNorm, ReLU, Conv<Width, 3, Bias::without>, BatchNorm,
+                                  ReLU, Conv<4 * Width, 1, Bias::without>, BatchNorm>,
+                            std::conditional_t<InC == 4 * Width, Identity, Block<Conv<4 * Width, 1, Bias::without>, BatchNorm>>>;
+template <int Width, int InC, int Blocks>
+struct ResStage;
+template <int Width, int InC>
+struct ResStage<Width, InC, 3> { using type = Block<Bottleneck<Width, InC>, Bottleneck<Width, 4 * Width>, Bottleneck<Width, 4 * Width>>; };
+template <int Width, int InC>
+struct ResStage<Width, InC, 4> { using type = Block<typename ResStage<Width, InC, 3>::type, Bottleneck<Width, 4 * Width>>; };
+template <int Width, int InC>
+struct ResStage<Width, InC, 6> { using type = Block<typename ResStage<Width, InC, 3>::type, typename ResStage<Width, 4 * Width, 3>::type>; };
+struct ResNet50Body : Network<Input<3, dyn, dyn>, Block<Conv<64, 7, Bias::without>, BatchNorm, ReLU>,
+                              ResStage<64, 64, 3>::type, ResStage<128, 256, 4>::type, ResStage<256, 512, 6>::type,
+                              ResStage<512, 1024, 3>::type> {};
+}  // namespace
+
+TEST_CASE("branches: ResNet-50's body has torchvision's parameter count") {
+    // torchvision resnet50: 25,557,032 parameters, of which fc holds 2048 * 1000 + 1000 = 2,049,000.
+    // Per stage: conv1 + bn1 9,408 + 128; layer1 215,808; layer2 1,219,584; layer3 7,098,368; layer4 14,964,736.
+    static_assert(parameter_count_v<ResNet50Body> == 25'557'032 - 2'049'000);
+    static_assert(parameter_count_v<ResNet50Body> == 9'408 + 128 + 215'808 + 1'219'584 + 7'098'368 + 14'964'736);
+    static_assert(output_shape_t<ResNet50Body, Shape<3, 32, 32>>::channels == 2048);
+    CHECK(ResNet50Body::analyse({3, 8, 8}).output == Dims{2048, 8, 8});
+}
+
+TEST_CASE("branches: a network resized back to its input size at the end (DeepLab's upsampling)") {
+    struct Net : Network<Input<3, dyn, dyn>, ResizedToInput<Block<Conv<8, 3>, MaxPool<2>, Conv<8, 3>, MaxPool<2>, Classifier<3>>>> {};
+    static_assert(output_shape_t<Net, Shape<3, 13, 17>>::channels == 3);
+    static_assert(Net::analyse({3, 13, 17}).output == Dims{3, 13, 17});
+    Model<Net, Cpu> model(3);
+    Rng rng(7);
+    CHECK(model.forward(random_tensor({2, 3, 13, 17}, rng), Mode::eval).extents() == Extents{2, 3, 13, 17});
 }
 
 TEST_CASE("branches: parameters are named under the composite's prefix") {
