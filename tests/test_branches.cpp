@@ -336,6 +336,26 @@ TEST_CASE("forward: a model holding composites runs eval and train at any size; 
                          std::invalid_argument);
 }
 
+TEST_CASE("forward: the model's random-layer switches reach a Dropout inside a composite") {
+    struct Net : Network<Input<3, dyn, dyn>, Conv<4, 3>, Residual<Block<Conv<4, 3>, Dropout<50>>>, Classifier<2>> {};
+    struct Plain : Network<Input<3, dyn, dyn>, Conv<4, 3>, Residual<Conv<4, 3>>, Classifier<2>> {};
+    Model<Net, Cpu> model(4);
+    CHECK(model.has_random_layers());
+    CHECK_FALSE(Model<Plain, Cpu>(4).has_random_layers());
+    Rng rng(8);
+    const Tensor<Cpu> x = random_tensor({1, 3, 6, 6}, rng);
+    auto values = [](const Tensor<Cpu>& t) { return std::vector<float>(t.span().begin(), t.span().end()); };
+    const auto deterministic = values(model.forward(x, Mode::eval));
+    CHECK(values(model.forward(x, Mode::eval)) == deterministic);
+    model.set_sampling(true);  // the Dropout inside the Residual draws in eval mode too
+    const auto first = values(model.forward(x, Mode::eval));
+    const auto second = values(model.forward(x, Mode::eval));
+    CHECK(first != deterministic);
+    CHECK(first != second);
+    model.set_sampling(true);  // restarts the sample counter: the same draws again
+    CHECK(values(model.forward(x, Mode::eval)) == first);
+}
+
 // --- gradients -----------------------------------------------------------------------------------
 
 TEST_CASE("gradients: Residual with the identity and with a projection shortcut") {

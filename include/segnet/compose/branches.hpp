@@ -34,11 +34,12 @@
 // other on the same input, each layer in its own buffers (train mode keeps them all for
 // backward, which sends dy down every path and sums the input gradients). Not yet: a composite
 // has no export_as (exporting a network with one is a compile-time error naming it), inference
-// peak memory counts its input and output only, RandomLayer switches (AnyModel::set_random_step,
-// set_sampling) do not reach a Dropout inside it, and make<Cuda> throws (no CUDA path yet).
+// peak memory counts its input and output only, and make<Cuda> throws (no CUDA path yet). The
+// model reaches the layers inside through CompositeRuntime (a Dropout's RandomLayer switches).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -199,8 +200,12 @@ LayerChain<Device> make_chain(Dims in) {
 /// What every composite's run-time object does with its paths: initialise them and name their
 /// parameters (path i under prefix + names[i] + "."; an empty name adds no level).
 template <class Device>
-class CompositeLayer : public RuntimeLayer<Device> {
+class CompositeLayer : public RuntimeLayer<Device>, public CompositeRuntime<Device> {
 public:
+    void each_child(const std::function<void(RuntimeLayer<Device>&)>& f) override {
+        for (auto& p : paths_)
+            for (auto& l : p.layers) f(*l);
+    }
     void initialize(Rng& rng) override {
         for (auto& p : paths_) p.initialize(rng);
     }

@@ -29,13 +29,15 @@
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
 // run time (one kernel instantiation serves every shape); only the checking lives in types.
 // Optional run-time capabilities are separate interfaces its class may also derive from, each
-// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp) and RandomLayer (below).
+// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp), RandomLayer and
+// CompositeRuntime<Device> (below).
 // A layer written outside the library meets the same contract and composes like the built-in
 // ones (docs/architecture.md, "Adding a layer"; tests/test_user_layer.cpp).
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -169,6 +171,24 @@ public:
     /// Monte-Carlo sampling: draw in Mode::eval too (off: eval is deterministic).
     virtual void set_sampling(bool on) = 0;
 };
+
+/// A run-time capability of composite layers (compose/branches.hpp: Branches, Residual), which
+/// own other run-time layers: each_child(f) calls f on each of them, so that what the model does
+/// to every layer (RandomLayer's switches) reaches the layers inside (for_each_layer_in below).
+template <class Device>
+class CompositeRuntime {
+public:
+    virtual ~CompositeRuntime() = default;
+    virtual void each_child(const std::function<void(RuntimeLayer<Device>&)>& f) = 0;
+};
+
+/// Calls f on `layer` and, through composites (CompositeRuntime), on every layer inside it.
+template <class Device>
+void for_each_layer_in(RuntimeLayer<Device>& layer, const std::function<void(RuntimeLayer<Device>&)>& f) {
+    f(layer);
+    if (auto* composite = dynamic_cast<CompositeRuntime<Device>*>(&layer))
+        composite->each_child([&](RuntimeLayer<Device>& child) { for_each_layer_in(child, f); });
+}
 
 // --- the static contract -------------------------------------------------------------------
 
