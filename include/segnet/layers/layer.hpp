@@ -172,7 +172,7 @@ public:
     virtual void set_sampling(bool on) = 0;
 };
 
-/// A run-time capability of composite layers (compose/branches.hpp: Branches, Residual), which
+/// A run-time capability of composite layers (compose/branches.hpp: Branches, Residual, ResizedToInput), which
 /// own other run-time layers: each_child(f) calls f on each of them, so that what the model does
 /// to every layer (RandomLayer's switches) reaches the layers inside (for_each_layer_in below).
 template <class Device>
