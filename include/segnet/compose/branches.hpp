@@ -6,8 +6,8 @@
 //                                     Conv<64, 3, Bias::without>, BatchNorm, ReLU,
 //                                     Conv<256, 1, Bias::without>, BatchNorm>,
 //                               Block<Conv<256, 1, Bias::without>, BatchNorm>>;   // projection
-//   using Pyramid = Branches<Merge::concat, Identity,
-//                            ResizedToInput<Block<AdaptiveAvgPool<1>, Conv<512, 1>, BatchNorm, ReLU>>, ...>;
+//   using Pyramid = Branches<Merge::concat, Identity,                                 // PSPNet's shape
+//                            ResizedToInput<Block<MaxPool<2>, Conv<512, 1>, BatchNorm, ReLU>>, ...>;
 //   using Net = Network<Input<3, dyn, dyn>, ResizedToInput<Block<...backbone..., Classifier<21>>>>;
 //
 // Each is a layer of the ONE contract (layers/layer.hpp): a Network, Block or path holds it like
