@@ -21,6 +21,7 @@
 #include "segnet/layers/pool.hpp"
 #include "segnet/layers/upsample.hpp"
 
+#include "segnet/compose/branches.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/compose/monte_carlo.hpp"
 #include "segnet/compose/network.hpp"

@@ -34,6 +34,7 @@ struct Diagnosis {
     int encoder = 0;  // for decoders: the stage number of the paired Encoder
     StageKind kind = StageKind::other;
     std::string_view layer_name{};
+    int branch = 0;   // the fault is in this branch (1-based) of the layer, a composite; 0: none
 };
 
 struct StageInfo {
@@ -72,6 +73,14 @@ struct Analysis {
     constexpr bool ok() const { return diag.fault == Fault::none; }
 };
 
+/// The receptive-field rule of one layer: a field of `rf` input pixels whose adjacent values are
+/// `jump` input pixels apart grows by the layer's window and strides by its down/up factors.
+constexpr void apply_geometry(LayerGeometry geo, int& rf, int& jump) {
+    rf += (geo.window - 1) * jump;
+    jump *= geo.down;
+    if (geo.up > 1) jump = jump / geo.up > 0 ? jump / geo.up : 1;
+}
+
 /// Does nothing at each step: the analysis alone.
 struct NoVisitor {
     template <class L>
@@ -97,10 +106,10 @@ struct Walker {
     SkipStorage decoder_storage{};            // what the decoder being walked reads
 
     constexpr bool failed() const { return a.diag.fault != Fault::none; }
-    constexpr void fail(Fault f, int expected, int actual, std::string_view name) {
+    constexpr void fail(Fault f, int expected, int actual, std::string_view name, int branch = 0) {
         if (failed()) return;
         a.diag = {f, stage, layer, expected, actual, a.stages[stage > 0 ? stage - 1 : 0].pair,
-                  a.stages[stage > 0 ? stage - 1 : 0].kind, name};
+                  a.stages[stage > 0 ? stage - 1 : 0].kind, name, branch};
     }
 
     /// link < 0: the layer is outside a Decoder.
@@ -124,7 +133,7 @@ struct Walker {
                 r = E::infer(in);
                 if (r.fault == Fault::none) a.flops += E::flops(in);
             }
-            if (r.fault != Fault::none) return fail(r.fault, r.expected, r.actual, E::name);
+            if (r.fault != Fault::none) return fail(r.fault, r.expected, r.actual, E::name, r.branch);
             a.parameters += E::parameter_count(in);
             if constexpr (PairedLayer<E>) {
                 const SkipStorage s = skip_storage_of<E>(in, *skip);
@@ -133,14 +142,12 @@ struct Walker {
                 if (s.channels > decoder_storage.channels) decoder_storage.channels = s.channels;
                 if (s.reads_feature && stack_rf[depth] > rf) rf = stack_rf[depth];
             }
-            constexpr LayerGeometry geo = geometry_of<E>;
-            rf += (geo.window - 1) * jump;
-            jump *= geo.down;
-            if (geo.up > 1) jump = jump / geo.up > 0 ? jump / geo.up : 1;
+            apply_geometry(geometry_of<E>, rf, jump);
             cur = r.out;
             if (cur.spatial_static()) {
                 // A pass-through layer (NoSkip) returns its input: no new map.
                 if constexpr (!layer_traits<E>::passes_input_through) a.activation_elements += cur.elements();
+                a.activation_elements += layer_traits<E>::inner_activation_elements(in);
                 const std::int64_t live = (in.spatial_static() ? in.elements() : 0) + cur.elements() + a.skip_elements;
                 if (live > a.peak_live_elements) a.peak_live_elements = live;
                 if (a.layer_count <= max_tracked_layers)

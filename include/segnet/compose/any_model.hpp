@@ -89,22 +89,27 @@ public:
     /// makes; each train forward counts one on, from 0 after initialize(). A trainer resuming at
     /// step s calls set_random_step(s), so the resumed run draws what the uninterrupted one drew.
     void set_random_step(std::uint64_t step) {
-        for (auto& n : nodes_)
-            if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_random_step(step);
+        each_random_layer([&](RandomLayer& r) { r.set_random_step(step); });
     }
     /// Whether any layer draws random numbers (a RandomLayer: Dropout), i.e. whether Monte-Carlo
     /// sampling can give more than one answer.
     bool has_random_layers() const {
-        for (const auto& n : nodes_)
-            if (dynamic_cast<const RandomLayer*>(n.layer.get())) return true;
-        return false;
+        bool found = false;
+        each_random_layer([&](RandomLayer&) { found = true; });
+        return found;
     }
     /// Monte-Carlo sampling (Bayesian SegNet): random layers draw in Mode::eval too; off by default.
     /// Switching it on restarts their sample counters, so the samples that follow depend only on the
     /// model's seed.
     void set_sampling(bool on) {
-        for (auto& n : nodes_)
-            if (auto* r = dynamic_cast<RandomLayer*>(n.layer.get())) r->set_sampling(on);
+        each_random_layer([&](RandomLayer& r) { r.set_sampling(on); });
+    }
+    /// f on every RandomLayer, those inside composite layers (CompositeRuntime) too.
+    void each_random_layer(const std::function<void(RandomLayer&)>& f) const {
+        for (const auto& n : nodes_)
+            for_each_layer_in<Device>(*n.layer, [&](RuntimeLayer<Device>& l) {
+                if (auto* r = dynamic_cast<RandomLayer*>(&l)) f(*r);
+            });
     }
 
     /// Back-propagates d loss / d logits through the last forward (Mode::train); accumulates

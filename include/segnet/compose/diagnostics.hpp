@@ -27,6 +27,7 @@ struct stage { int value; constexpr stage(int v) : value(v) {} };
 struct layer { int value; constexpr layer(int v) : value(v) {} };
 struct expected { int value; constexpr expected(int v) : value(v) {} };
 struct got { int value; constexpr got(int v) : value(v) {} };
+struct branch { int value; constexpr branch(int v) : value(v) {} };
 }  // namespace label
 
 /// shape_check<Fault, stage, layer, expected, got>: `ok` when Fault is none; otherwise a
@@ -133,6 +134,27 @@ struct shape_check<Fault::conv_window, Stage, Layer, Expected, Actual> {
     static constexpr bool ok = false;
 };
 
+/// branch_check<Fault, stage, layer, branch, expected, got>: the faults of a composite's branches
+/// (compose/branches.hpp), which also name the branch (1-based); shape_check lets them pass so
+/// that each fault is reported once.
+template <Fault F, label::stage Stage, label::layer Layer, label::branch Branch, label::expected Expected,
+          label::got Actual>
+struct branch_check {
+    static constexpr bool ok = true;
+};
+
+template <label::stage Stage, label::layer Layer, label::branch Branch, label::expected Expected, label::got Actual>
+struct branch_check<Fault::branch_channels, Stage, Layer, Branch, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Branches<Merge::sum, ...> or Residual: this branch's channels (got) differ from the first branch's (expected); a sum needs equal channels (a projection shortcut: Block<Conv<C, 1>, BatchNorm>)");
+    static constexpr bool ok = false;
+};
+
+template <label::stage Stage, label::layer Layer, label::branch Branch, label::expected Expected, label::got Actual>
+struct branch_check<Fault::branch_size, Stage, Layer, Branch, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: Branches or Residual: this branch's height or width (got) differs from the first branch's (expected); every branch must end at one size (ResizedToInput<Path> brings a branch back to the input's)");
+    static constexpr bool ok = false;
+};
+
 /// stage_check<stage, S>: reports the first stage S (at position `stage`) that holds a type that is
 /// not a layer where a layer belongs (well_formed_v), once, before the shape walk.
 template <label::stage Stage, class S>
@@ -164,6 +186,8 @@ inline std::string_view fault_summary(Fault f) {
         case Fault::input_channels: return "the input's channel count differs from Input<C, ...>";
         case Fault::input_size: return "the input's size differs from the static Input<C, H, W>";
         case Fault::conv_window: return "the map is smaller than the convolution's dilated window less its padding";
+        case Fault::branch_channels: return "a summed branch's channels differ from the first branch's";
+        case Fault::branch_size: return "a branch's size differs from the first branch's";
     }
     return "unknown fault";
 }
@@ -178,6 +202,7 @@ inline std::string describe(const Diagnosis& d) {
             s += d.encoder > 0 ? " (Decoder paired with the Encoder at stage " + std::to_string(d.encoder) + ")"
                                : " (Decoder)";
         if (d.layer > 0) s += ", layer " + std::to_string(d.layer) + " (" + std::string(d.layer_name) + ")";
+        if (d.branch > 0) s += ", branch " + std::to_string(d.branch);
         s += ": ";
     }
     s += std::string(fault_summary(d.fault));

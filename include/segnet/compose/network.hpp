@@ -44,6 +44,8 @@ struct Network {
     // Instantiating shape_check reports a fault; sizeof keeps this line from adding a second error.
     static_assert(sizeof(shape_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer,
                                      analysis.diag.expected, analysis.diag.actual>) > 0);
+    static_assert(sizeof(branch_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer,
+                                      analysis.diag.branch, analysis.diag.expected, analysis.diag.actual>) > 0);
 
     /// Walks the stages in order, calling the visitor for every layer (used to build models).
     template <class Visitor>
@@ -81,6 +83,8 @@ struct output_shape_impl {
     // Instantiating shape_check reports a fault; sizeof keeps this line from adding a second error.
     static_assert(sizeof(shape_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer,
                                      analysis.diag.expected, analysis.diag.actual>) > 0);
+    static_assert(sizeof(branch_check<analysis.diag.fault, analysis.diag.stage, analysis.diag.layer,
+                                      analysis.diag.branch, analysis.diag.expected, analysis.diag.actual>) > 0);
     static constexpr Dims out = analysis.ok() && input_fault == Fault::none ? analysis.output : Dims{1, 1, 1};
     using type = Shape<out.c, out.h, out.w>;
 };

@@ -34,6 +34,8 @@ enum class Fault : int {
     input_size,                // the input tensor's H/W differ from a static Input<C, H, W>
     conv_window,               // a convolution's dilated window does not fit in the padded map
                                // (expected: the least input size, actual: size)
+    branch_channels,           // Branches<Merge::sum, ...>: a branch's channels differ from branch 1's
+    branch_size,               // Branches: a branch's height or width differs from branch 1's
 };
 
 struct ShapeResult {
@@ -41,8 +43,11 @@ struct ShapeResult {
     Fault fault = Fault::none;
     int expected = 0;
     int actual = 0;
-    static constexpr ShapeResult ok(Dims d) { return {d, Fault::none, 0, 0}; }
-    static constexpr ShapeResult fail(Fault f, int expected, int actual) { return {{}, f, expected, actual}; }
+    int branch = 0;  // a composite (compose/branches.hpp): the 1-based branch the fault is in; 0: none
+    static constexpr ShapeResult ok(Dims d) { return {d, Fault::none, 0, 0, 0}; }
+    static constexpr ShapeResult fail(Fault f, int expected, int actual, int branch = 0) {
+        return {{}, f, expected, actual, branch};
+    }
 };
 
 /// What a Decoder's paired layers know about their Encoder: the feature map the encoder pooled

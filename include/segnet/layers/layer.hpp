@@ -26,16 +26,20 @@
 //                                          geometry (it keeps no indices for Unpool; default true)
 //     export_as : ExportSpec               what it computes at inference, for exporters
 //                                          (export/onnx.hpp); none: the layer cannot be exported
+//     inner_activation_elements(Dims) -> int64   maps per image it keeps for backward besides its
+//                                          output (composites: their children's; default 0)
 // Nothing else is looked up by name. The run-time object (RuntimeLayer below) takes sizes at
 // run time (one kernel instantiation serves every shape); only the checking lives in types.
 // Optional run-time capabilities are separate interfaces its class may also derive from, each
-// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp) and RandomLayer (below).
+// found by one dynamic_cast: EvalFusion<Device> (layers/fusion.hpp), RandomLayer and
+// CompositeRuntime<Device> (below).
 // A layer written outside the library meets the same contract and composes like the built-in
 // ones (docs/architecture.md, "Adding a layer"; tests/test_user_layer.cpp).
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -170,6 +174,24 @@ public:
     virtual void set_sampling(bool on) = 0;
 };
 
+/// A run-time capability of composite layers (compose/branches.hpp: Branches, Residual, ResizedToInput), which
+/// own other run-time layers: each_child(f) calls f on each of them, so that what the model does
+/// to every layer (RandomLayer's switches) reaches the layers inside (for_each_layer_in below).
+template <class Device>
+class CompositeRuntime {
+public:
+    virtual ~CompositeRuntime() = default;
+    virtual void each_child(const std::function<void(RuntimeLayer<Device>&)>& f) = 0;
+};
+
+/// Calls f on `layer` and, through composites (CompositeRuntime), on every layer inside it.
+template <class Device>
+void for_each_layer_in(RuntimeLayer<Device>& layer, const std::function<void(RuntimeLayer<Device>&)>& f) {
+    f(layer);
+    if (auto* composite = dynamic_cast<CompositeRuntime<Device>*>(&layer))
+        composite->each_child([&](RuntimeLayer<Device>& child) { for_each_layer_in(child, f); });
+}
+
 // --- the static contract -------------------------------------------------------------------
 
 /// What a paired layer reads from its Encoder, i.e. what the encoder must keep until the
@@ -254,6 +276,8 @@ concept optional_members_well_typed =
      requires { { L::passes_input_through } -> std::convertible_to<bool>; }) &&
     (!requires { L::export_as; } || requires { { L::export_as } -> std::convertible_to<ExportSpec>; }) &&
     (!requires { L::encoder_pool; } || requires { { L::encoder_pool } -> std::convertible_to<bool>; }) &&
+    (!requires { &L::inner_activation_elements; } ||
+     requires(Dims d) { { L::inner_activation_elements(d) } -> std::convertible_to<std::int64_t>; }) &&
     (!requires { &L::skip_storage; } ||
      requires(Dims d, SkipDims s) { { L::skip_storage(d, s) } -> std::same_as<SkipStorage>; });
 }  // namespace detail
@@ -292,6 +316,10 @@ struct layer_traits {
     static constexpr SkipStorage skip_storage(Dims in, SkipDims skip) {
         if constexpr (requires { &L::skip_storage; }) return L::skip_storage(in, skip);
         else return {};
+    }
+    static constexpr std::int64_t inner_activation_elements(Dims in) {
+        if constexpr (requires { &L::inner_activation_elements; }) return L::inner_activation_elements(in);
+        else return 0;
     }
 };
 

@@ -17,6 +17,7 @@
 #include "segnet/backend/cpu/elementwise.hpp"
 #include "segnet/backend/cpu/lrn.hpp"
 #include "segnet/backend/cpu/pool.hpp"
+#include "segnet/backend/cpu/resize.hpp"
 #include "segnet/core/tensor.hpp"
 
 namespace segnet::backend {
@@ -117,6 +118,21 @@ inline void copy_channels(const CpuTensor& src, int src_c0, CpuTensor& dst, int 
                                     to_string(dst.extents()) + " at " + std::to_string(dst_c0));
     cpu::copy_channels(src.data(), src.c(), src_c0, dst.data(), dst.c(), dst_c0, count, src.n(),
                        src.extents().plane(), accumulate);
+}
+
+/// y = x resized bilinearly to y's height and width (PyTorch's align_corners=False); y sized by the caller.
+inline void bilinear_resize_forward(const CpuTensor& x, CpuTensor& y) {
+    if (x.n() != y.n() || x.c() != y.c())
+        throw std::invalid_argument("segnet::backend::bilinear_resize_forward: " + to_string(x.extents()) + " to " +
+                                    to_string(y.extents()) + " changes the batch or channels");
+    cpu::bilinear_resize_forward(x.data(), std::int64_t(x.n()) * x.c(), x.h(), x.w(), y.data(), y.h(), y.w());
+}
+/// dx (sized by the caller to the forward's input) = the resize's transpose applied to dy.
+inline void bilinear_resize_backward(const CpuTensor& dy, CpuTensor& dx) {
+    if (dx.n() != dy.n() || dx.c() != dy.c())
+        throw std::invalid_argument("segnet::backend::bilinear_resize_backward: " + to_string(dy.extents()) + " to " +
+                                    to_string(dx.extents()) + " changes the batch or channels");
+    cpu::bilinear_resize_backward(dy.data(), std::int64_t(dy.n()) * dy.c(), dy.h(), dy.w(), dx.data(), dx.h(), dx.w());
 }
 
 inline void batch_norm_train(const CpuTensor& x, const CpuTensor& gamma, const CpuTensor& beta, float eps,
