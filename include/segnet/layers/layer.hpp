@@ -235,14 +235,13 @@ struct ExportSpec {
     ExportOp op = ExportOp::identity;
     int kernel = 1;
     int stride = 1;               // convolution, pooling, unpooling, transposed convolution
-    int pad = 0;                  // convolution: zero rows and columns on each side
+    int pad = 0;                  // convolution, pooling: zero rows and columns on each side
     int dilation = 1;             // convolution: pixels between its taps
     int groups = 1;               // 0: one group per input channel (depthwise)
     bool bias = false;            // the layer has a "bias" tensor
     bool fixed_bilinear = false;  // transposed convolution: FCN's fixed bilinear kernel, no "weight"
     float epsilon = 0.f;          // batch norm
     float alpha = 0.f, beta = 0.f, k = 0.f;  // LRN: y = x / (k + alpha / kernel * sum x^2)^beta
-    int pad = 0;                  // pooling: on every side
     bool ceil_mode = false;       // pooling: ceil rounding of the output size
 };
 
