@@ -9,10 +9,10 @@
 // (compose/analysis.hpp): each layer declares what it computes (its `export_as`, the layer
 // contract in layers/layer.hpp) and a layer without one is a compile-time error naming it
 // (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
-// MaxPool (an Encoder's with its Indices output feeding MaxUnpool with output_shape, the encoder's pre-pool
-// size, so 45 -> 23 -> 45 round-trips), AveragePool (count_include_pad=1), GlobalAveragePool
-// (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only as an AveragePool at a static size divisible by B), Add, Concat, ConvTranspose + Slice (the crop to the
-// encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
+// MaxPool (an Encoder's with its Indices output feeding MaxUnpool with output_shape, the
+// encoder's pre-pool size, so 45 -> 23 -> 45 round-trips), AveragePool (count_include_pad=1),
+// GlobalAveragePool (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only as an AveragePool at a static
+// size divisible by B), Add, Concat, ConvTranspose + Slice (the crop to the encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
 // checkpoint's names (encoder0.0.weight, ...); node outputs are named by the layer
 // (encoder0.0, encoder0.3.indices); the graph's input is "image", its output "logits".
 //

@@ -288,7 +288,7 @@ concept Layer = (PlainLayer<L> || PairedLayer<L>) && detail::optional_members_we
 /// A layer an Encoder can end with: plain, declaring a pooling geometry (window = down > 1), and
 /// not opting out with `encoder_pool = false` (a pool that records no indices for an Unpool).
 template <class L>
-concept PoolingLayer = PlainLayer<L> && Layer<L> && requires {
+concept PoolingLayer = PlainLayer<L> && requires {
     requires L::geometry.down > 1 && L::geometry.window == L::geometry.down && L::geometry.up == 1;
 } && (!requires { L::encoder_pool; } || bool(L::encoder_pool));
 

@@ -175,53 +175,50 @@ std::unique_ptr<RuntimeLayer<Device>> make_span_pool(PoolOp op, PoolingSpec spec
         throw std::runtime_error("segnet: " + std::string(kind) +
                                  " is not implemented on CUDA (no kernel yet); run this network on the CPU");
 }
+
+/// What MaxPoolWindow and AvgPool share: the parameters' rules, the shape rule, the counts, the
+/// geometry, and that neither is an Encoder's pool.
+template <int Window, int Stride, int Pad, PoolRounding Rounding>
+struct SlidingPool {
+    static_assert(Window >= 1 && Stride >= 1 && Pad >= 0,
+                  "MaxPoolWindow / AvgPool<Window, Stride, Pad>: Window and Stride must be positive and Pad not negative");
+    static_assert(2 * Pad <= Window, "MaxPoolWindow / AvgPool<Window, Stride, Pad>: Pad must be at most Window / 2 (as "
+                                     "PyTorch: no window may lie in the padding alone)");
+    static constexpr LayerGeometry geometry{Window, Stride, 1};
+    static constexpr bool encoder_pool = false;
+    static constexpr ExportSpec export_spec(ExportOp op) {
+        return {.op = op, .kernel = Window, .stride = Stride, .pad = Pad, .ceil_mode = Rounding == PoolRounding::ceil};
+    }
+    static constexpr PoolingSpec spec{{Window, Stride, Pad}, Rounding};
+    static constexpr ShapeResult infer(Dims in) { return windowed_pool_shape(in, Window, Stride, Pad, Rounding); }
+    static constexpr std::int64_t parameter_count(Dims) { return 0; }
+    static constexpr std::int64_t flops(Dims in) {
+        return in.spatial_static() ? infer(in).out.elements() * Window * Window : 0;
+    }
+};
 }  // namespace detail
 
 /// Max pooling with any window, stride and padding (PyTorch's nn.MaxPool2d; floor rounding unless
 /// PoolRounding::ceil). Not an Encoder's pool: MaxPool<K> is the one Unpool pairs with.
 template <int Window, int Stride = Window, int Pad = 0, PoolRounding Rounding = PoolRounding::floor>
-struct MaxPoolWindow {
-    static_assert(Window >= 1 && Stride >= 1 && Pad >= 0,
-                  "MaxPoolWindow<Window, Stride, Pad>: Window and Stride must be positive and Pad not negative");
-    static_assert(2 * Pad <= Window, "MaxPoolWindow<Window, Stride, Pad>: Pad must be at most Window / 2 (as PyTorch: "
-                                     "no window may lie in the padding alone)");
+struct MaxPoolWindow : detail::SlidingPool<Window, Stride, Pad, Rounding> {
     static constexpr std::string_view name = "MaxPoolWindow";
-    static constexpr ExportSpec export_as{.op = ExportOp::max_pool, .kernel = Window, .stride = Stride, .pad = Pad,
-                                          .ceil_mode = Rounding == PoolRounding::ceil};
-    static constexpr LayerGeometry geometry{Window, Stride, 1};
-    static constexpr bool encoder_pool = false;
-    static constexpr ShapeResult infer(Dims in) { return detail::windowed_pool_shape(in, Window, Stride, Pad, Rounding); }
-    static constexpr std::int64_t parameter_count(Dims) { return 0; }
-    static constexpr std::int64_t flops(Dims in) {
-        return in.spatial_static() ? infer(in).out.elements() * Window * Window : 0;
-    }
+    static constexpr ExportSpec export_as = MaxPoolWindow::export_spec(ExportOp::max_pool);
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
-        return detail::make_span_pool<Device>(PoolOp::max, {{Window, Stride, Pad}, Rounding}, name);
+        return detail::make_span_pool<Device>(PoolOp::max, MaxPoolWindow::spec, name);
     }
 };
 
 /// Average pooling (PyTorch's nn.AvgPool2d with count_include_pad=True: the divisor counts the
 /// padded cells a window covers, not the cells ceil rounding adds past the padding).
 template <int Window, int Stride = Window, int Pad = 0, PoolRounding Rounding = PoolRounding::floor>
-struct AvgPool {
-    static_assert(Window >= 1 && Stride >= 1 && Pad >= 0,
-                  "AvgPool<Window, Stride, Pad>: Window and Stride must be positive and Pad not negative");
-    static_assert(2 * Pad <= Window, "AvgPool<Window, Stride, Pad>: Pad must be at most Window / 2 (as PyTorch: "
-                                     "no window may lie in the padding alone)");
+struct AvgPool : detail::SlidingPool<Window, Stride, Pad, Rounding> {
     static constexpr std::string_view name = "AvgPool";
-    static constexpr ExportSpec export_as{.op = ExportOp::average_pool, .kernel = Window, .stride = Stride,
-                                          .pad = Pad, .ceil_mode = Rounding == PoolRounding::ceil};
-    static constexpr LayerGeometry geometry{Window, Stride, 1};
-    static constexpr bool encoder_pool = false;
-    static constexpr ShapeResult infer(Dims in) { return detail::windowed_pool_shape(in, Window, Stride, Pad, Rounding); }
-    static constexpr std::int64_t parameter_count(Dims) { return 0; }
-    static constexpr std::int64_t flops(Dims in) {
-        return in.spatial_static() ? infer(in).out.elements() * Window * Window : 0;
-    }
+    static constexpr ExportSpec export_as = AvgPool::export_spec(ExportOp::average_pool);
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims) {
-        return detail::make_span_pool<Device>(PoolOp::average, {{Window, Stride, Pad}, Rounding}, name);
+        return detail::make_span_pool<Device>(PoolOp::average, AvgPool::spec, name);
     }
 };
 

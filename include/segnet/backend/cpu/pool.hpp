@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "segnet/backend/cpu/simd.hpp"
-#include "segnet/backend/pool_geometry.hpp"
 #include "segnet/backend/cpu/thread_pool.hpp"
+#include "segnet/backend/pool_geometry.hpp"
 
 namespace segnet::backend::cpu {
 
