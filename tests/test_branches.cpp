@@ -205,6 +205,9 @@ TEST_CASE("branches: a network holding composites is analysed by the same walk")
                                   + (8 * 64 + 2 * 64 + 2 * plane + 10 * plane)  // pyramid: pool, conv (8x8); resized; output
                                   + 3 * plane;                    // classifier
     static_assert(training_activation_bytes_v<ResNet, Shape<3, 16, 16>> == 4 * maps);
+    // Inference: the largest input + output (+ what a composite's children keep) over the layers,
+    // here the second residual block: its input, its paths' maps, the sum and its output.
+    static_assert(inference_activation_bytes_v<ResNet, Shape<3, 16, 16>> == 4 * (8 + 5 * 8 + 2 * 8 + 8 + 8) * plane);
 
     // A fault only a run-time size reveals names the branch in one line.
     using Dyn = Network<Input<3, dyn, dyn>, Conv<4, 3>, Branches<Merge::sum, Identity, Block<MaxPool<2>, Conv<4, 1>>>>;

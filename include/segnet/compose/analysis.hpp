@@ -147,11 +147,14 @@ struct Walker {
             if (cur.spatial_static()) {
                 // A pass-through layer (NoSkip) returns its input: no new map.
                 if constexpr (!layer_traits<E>::passes_input_through) a.activation_elements += cur.elements();
-                a.activation_elements += layer_traits<E>::inner_activation_elements(in);
-                const std::int64_t live = (in.spatial_static() ? in.elements() : 0) + cur.elements() + a.skip_elements;
+                // A composite's children keep their maps in their own buffers, in eval mode too.
+                const std::int64_t inner = layer_traits<E>::inner_activation_elements(in);
+                a.activation_elements += inner;
+                const std::int64_t live =
+                    (in.spatial_static() ? in.elements() : 0) + cur.elements() + inner + a.skip_elements;
                 if (live > a.peak_live_elements) a.peak_live_elements = live;
                 if (a.layer_count <= max_tracked_layers)
-                    live_at(a.layer_count) = 4 * ((in.spatial_static() ? in.elements() : 0) + cur.elements());
+                    live_at(a.layer_count) = 4 * ((in.spatial_static() ? in.elements() : 0) + cur.elements() + inner);
             }
             if (visitor) visitor->template layer<E>(in, stage, layer, link);
         }

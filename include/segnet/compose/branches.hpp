@@ -33,8 +33,9 @@
 // (no level of its own), e.g. "stage3.2.branch1.0.weight". Forward runs the paths one after the
 // other on the same input, each layer in its own buffers (train mode keeps them all for
 // backward, which sends dy down every path and sums the input gradients). Not yet: a composite
-// has no export_as (exporting a network with one is a compile-time error naming it), inference
-// peak memory counts its input and output only, and make<Cuda> throws (no CUDA path yet). The
+// has no export_as (exporting a network with one is a compile-time error naming it), its
+// children keep their maps in their own buffers in eval mode too (the model's buffer pool does
+// not reuse them; the inference-memory query counts them), and make<Cuda> throws. The
 // model reaches the layers inside through CompositeRuntime (a Dropout's RandomLayer switches).
 #pragma once
 
