@@ -57,6 +57,7 @@ static_assert(geometry_of<MaxPoolWindow<3, 2, 1>>.window == 3 && geometry_of<Max
 // window = stride (tests/compile_fail/encoder_window_pool.cpp shows the message).
 static_assert(PoolingLayer<MaxPool<2>> && PoolingLayer<MaxPool<3>>);
 static_assert(!PoolingLayer<MaxPoolWindow<2>> && !PoolingLayer<AvgPool<2>> && !PoolingLayer<AdaptiveAvgPool<1>>);
+static_assert(!PoolingLayer<Conv2d<8, 2, ConvOptions{.stride = 2, .padding = Padding::valid}>>);  // window == stride, yet no pool
 // MaxPool<K> keeps Caffe's ceil mode, and exports as it did.
 static_assert(MaxPool<2>::infer({1, 45, 45}).out.h == 23 && MaxPool<2>::export_as.ceil_mode);
 static_assert(!MaxPoolWindow<2>::export_as.ceil_mode && MaxPoolWindow<3, 2, 1>::export_as.pad == 1);

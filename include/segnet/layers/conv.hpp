@@ -244,6 +244,7 @@ struct Conv2d {
     static constexpr int pad = Options.padding.per_side(K, Options.dilation);
     static constexpr bool has_bias = Options.bias == Bias::with;
     static constexpr LayerGeometry geometry{Options.dilation * (K - 1) + 1, Options.stride, 1};
+    static constexpr bool encoder_pool = false;  // a strided conv is no pool an Unpool can pair with
     static constexpr ExportSpec export_as{.op = ExportOp::conv, .kernel = K, .stride = stride, .pad = pad,
                                           .dilation = dilation, .groups = groups, .bias = has_bias};
 
