@@ -48,10 +48,10 @@ script (void not masked) unless --mask-void-bf.
                      of T dropout samples (1-1000; CPU only; docs/uncertainty.md)
   --crf              refine the labels with the dense CRF (Kraehenbuehl and Koltun 2011) on the
                      probabilities (with --samples: their mean) and the image at the network's size
-  --crf-iterations N mean-field iterations (0-1000; default CRF_ITERATIONS)
+  --crf-iterations N mean-field iterations (0-1000; default 10)
   --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
-                     levels (default CRF_APPEARANCE)
-  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default CRF_SMOOTHNESS)
+                     levels (default 4,121,3)
+  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default 3,3)
   --mask-void-bf     remove void pixels from the boundary maps before BF
   --no-bf            skip BF
   --json FILE        also write the results as JSON

@@ -108,10 +108,10 @@ network cannot take or that needs more memory than is available.
   --crf              refine the labels with the dense CRF (Kraehenbuehl and Koltun 2011) on the
                      probabilities (with --samples: their mean) and the image at the network's size
                      (about 1.5 s per 360x480 image; docs/uncertainty.md)
-  --crf-iterations N mean-field iterations (0-1000; default CRF_ITERATIONS)
+  --crf-iterations N mean-field iterations (0-1000; default 10)
   --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
-                     levels (default CRF_APPEARANCE)
-  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default CRF_SMOOTHNESS)
+                     levels (default 4,121,3)
+  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default 3,3)
   --uncertainty      with --samples: also write DIR/<stem>_uncertainty.png, the predictive
                      entropy / log K in the viridis colour map (dark: sure, yellow: unsure)
 )";

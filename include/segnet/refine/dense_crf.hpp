@@ -31,13 +31,14 @@
 namespace segnet::refine {
 
 /// The kernels' weights and widths (pixels, colour levels 0..255) and the iteration count.
-/// Defaults: DeepLab-LargeFOV's published values for PASCAL VOC (Chen et al. 2015: w_a 4,
-/// theta_a 121, theta_b 5, w_s 3, theta_s 3, 10 iterations); values for CamVid are not chosen yet.
+/// Defaults: chosen on CamVid val for the shipped SegNet-Basic (docs/uncertainty.md: a grid
+/// around DeepLab-LargeFOV's PASCAL VOC values, Chen et al. 2015: w_a 4, theta_a 121, theta_b 5,
+/// w_s 3, theta_s 3, 10 iterations; CamVid's best differs in theta_b, 3).
 struct DenseCrfOptions {
     int iterations = 10;
     float appearance_weight = 4.0f;  ///< w_a
     float appearance_xy = 121.0f;    ///< theta_a, pixels
-    float appearance_rgb = 5.0f;     ///< theta_b, colour levels
+    float appearance_rgb = 3.0f;     ///< theta_b, colour levels
     float smoothness_weight = 3.0f;  ///< w_s
     float smoothness_xy = 3.0f;      ///< theta_s, pixels
 };
