@@ -107,7 +107,7 @@ network cannot take or that needs more memory than is available.
                      each pixel by the mean softmax of T dropout samples (1-1000; CPU only)
   --crf              refine the labels with the dense CRF (Kraehenbuehl and Koltun 2011) on the
                      probabilities (with --samples: their mean) and the image at the network's size
-                     (about 1.5 s per 360x480 image; docs/uncertainty.md)
+                     (about a second of CPU per 360x480 image; docs/uncertainty.md)
   --crf-iterations N mean-field iterations (0-1000; default 10)
   --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
                      levels (default 4,121,3)
