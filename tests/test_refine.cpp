@@ -158,3 +158,28 @@ TEST_CASE("dense CRF: bad options and probabilities are refused with the value n
     CHECK_THROWS_WITH(DenseCrf(p.data(), 2, height, width, image.data(), {}),
                       doctest::Contains("at pixel 5, class 0 is not in [0, 1]"));
 }
+
+TEST_CASE("dense CRF: the marginals do not depend on the thread count") {
+    // 96x128 pixels: enough for the pixel loops, the blur and the slice to split across threads.
+    const int h = 96, w = 128, classes = 3;
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> level(0, 255);
+    std::uniform_real_distribution<float> uniform(0.05f, 1.0f);
+    std::vector<std::uint8_t> rgb(std::size_t(h) * w * 3);
+    for (auto& v : rgb) v = std::uint8_t(level(rng));
+    std::vector<float> p(std::size_t(h) * w * classes);
+    for (int i = 0; i < h * w; ++i) {
+        float sum = 0;
+        for (int k = 0; k < classes; ++k) sum += p[std::size_t(k) * h * w + i] = uniform(rng);
+        for (int k = 0; k < classes; ++k) p[std::size_t(k) * h * w + i] /= sum;
+    }
+    auto marginals = [&](int threads) {
+        segnet::set_num_threads(threads);
+        DenseCrf crf(p.data(), classes, h, w, rgb.data(), {});
+        crf.run();
+        return crf.marginals();
+    };
+    const auto one = marginals(1), four = marginals(4);
+    segnet::set_num_threads(segnet::backend::cpu::default_threads());
+    CHECK(one == four);
+}

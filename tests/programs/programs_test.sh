@@ -91,6 +91,45 @@ check "evaluate --samples on a model without dropout" 2 "--samples: the model 's
 check "evaluate --samples 0" 2 "--samples: 0 is out of range" -- "$bin/segnet-evaluate" \
   --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 0
 
+# Dense CRF (--crf): labels of the probabilities refined at the network's size; its refusals.
+image0=(--input "$data/val/images/0000.png")
+# The 1-epoch Bayesian SegNet-Basic (dropout off here) is unsure enough for the CRF to move labels.
+check "segment without the CRF" 0 "0000.png" -- "$bin/segnet-segment" --weights "$work/bayes/last.safetensors" \
+  "${image0[@]}" --out "$work/nocrf"
+check "segment with the dense CRF" 0 "0000.png" -- "$bin/segnet-segment" --weights "$work/bayes/last.safetensors" \
+  "${image0[@]}" --out "$work/crf" --crf --crf-smoothness 60,3 --crf-appearance 60,40,20
+check "the CRF changes the labels" 1 "differ" -- cmp "$work/crf/0000.png" "$work/nocrf/0000.png"
+check "the CRF's labels are classes of the model" 0 "images 1" -- "$bin/segnet-evaluate" --pred "$work/crf" \
+  --gt "$data/val/labels" --classes 4 --ignore -1 --allow-missing
+check "0 CRF iterations keep the network's labels" 0 "0000.png" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" "${image0[@]}" --out "$work/crf0" --crf --crf-iterations 0
+check "... the same file as without --crf" 0 "" -- cmp "$work/crf0/0000.png" "$work/nocrf/0000.png"
+check "the CRF on the mean of dropout samples" 0 "0000.png" -- "$bin/segnet-segment" \
+  --weights "$work/bayes/last.safetensors" "${image0[@]}" --out "$work/mccrf" --samples 4 --crf \
+  --crf-smoothness 60,3 --crf-appearance 60,40,20
+check "... differs from the samples' own labels" 1 "differ" -- cmp "$work/mccrf/0000.png" "$work/mc/0000.png"
+check "evaluate with the dense CRF" 0 "^G [0-9]" -- "$bin/segnet-evaluate" --weights "$work/run/best.safetensors" \
+  --list "$data/val/list.txt" --crf --crf-iterations 3
+check "evaluate with the CRF and dropout samples" 0 "^G [0-9]" -- "$bin/segnet-evaluate" \
+  --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 2 --crf --crf-iterations 2
+crf_refused() {  # crf_refused NAME PATTERN -- crf flags...
+  local name="$1" pattern="$2"
+  shift 3
+  check "segment $name" 2 "$pattern" -- "$bin/segnet-segment" --weights "$work/run/best.safetensors" "${image0[@]}" \
+    --out "$work/crfbad" "$@"
+}
+crf_refused "--crf-iterations -1" "^segnet-segment: --crf-iterations: -1 is out of range" -- --crf --crf-iterations -1
+crf_refused "--crf-appearance of 2 numbers" "--crf-appearance: expected 3 comma-separated numbers" -- \
+  --crf --crf-appearance 4,60
+crf_refused "a negative CRF weight" "--crf-smoothness: the weight must be a number >= 0" -- --crf --crf-smoothness -3,3
+crf_refused "a zero CRF width" "--crf-appearance: theta_rgb must be a number > 0" -- --crf --crf-appearance 4,60,0
+crf_refused "a CRF width that is not a number" "--crf-smoothness: theta_xy must be a number > 0" -- \
+  --crf --crf-smoothness 3,abc
+crf_refused "a CRF parameter without --crf" "--crf-smoothness: needs --crf" -- --crf-smoothness 3,3
+check "refused CRF runs wrote nothing" 0 "" -- test ! -e "$work/crfbad"
+check "evaluate --crf with --pred" 2 "--crf applies to running a checkpoint" -- "$bin/segnet-evaluate" \
+  --pred "$work/pred" --gt "$data/val/labels" --classes 4 --ignore -1 --crf
+
 check "a network of your own in the same program" 0 "last checkpoint" -- "$bin/custom-train" --model tiny-segnet \
   --classes 4 --ignore -1 --train "$data/train/list.txt" --balance natural --epochs 1 --batch 8 --out "$work/custom"
 check "its checkpoint names the network" 0 "" -- grep -q "tiny-segnet" "$work/custom/last.safetensors"

@@ -36,6 +36,26 @@ struct MonteCarloPrediction {
     Tensor<Cpu> variance;  ///< {N, 1, H, W}: per-class variance of the samples, averaged over classes
 };
 
+/// The softmax over the channels of {N, K, H, W} logits: each pixel's K probabilities (summed in
+/// double, so that they add up to 1 within float rounding).
+inline Tensor<Cpu> softmax_channels(const Tensor<Cpu>& logits) {
+    const Extents e = logits.extents();
+    const std::int64_t plane = std::int64_t(e.h) * e.w;
+    Tensor<Cpu> out({e.n, e.c, e.h, e.w});
+    for (int n = 0; n < e.n; ++n) {
+        const float* z = logits.data() + std::int64_t(n) * e.c * plane;
+        float* p = out.data() + std::int64_t(n) * e.c * plane;
+        for (std::int64_t i = 0; i < plane; ++i) {
+            float top = z[i];
+            for (int k = 1; k < e.c; ++k) top = std::max(top, z[k * plane + i]);
+            double total = 0.0;
+            for (int k = 0; k < e.c; ++k) total += std::exp(double(z[k * plane + i] - top));
+            for (int k = 0; k < e.c; ++k) p[k * plane + i] = float(std::exp(double(z[k * plane + i] - top)) / total);
+        }
+    }
+    return out;
+}
+
 /// Runs `samples` dropout samples of each image (in batches of at most `batch` copies; 0: all
 /// samples in one batch) and returns their mean softmax and two uncertainties. Throws
 /// std::invalid_argument for samples outside [1, max_monte_carlo_samples] or a model without
@@ -75,18 +95,13 @@ inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tens
             const Tensor<Cpu>& logits = model.forward(copies, Mode::eval);
             if (logits.c() != classes || logits.h() != in.h || logits.w() != in.w)
                 throw std::logic_error("segnet::monte_carlo_predict: the model's output is not {K, H, W} of the input");
+            const Tensor<Cpu> probabilities = softmax_channels(logits);
             for (int t = 0; t < count; ++t) {
-                const float* z = logits.data() + std::int64_t(t) * classes * plane;
-                for (std::int64_t i = 0; i < plane; ++i) {
-                    float top = z[i];
-                    for (int k = 1; k < classes; ++k) top = std::max(top, z[k * plane + i]);
-                    double total = 0.0;
-                    for (int k = 0; k < classes; ++k) total += std::exp(double(z[k * plane + i] - top));
-                    for (int k = 0; k < classes; ++k) {
-                        const double p = std::exp(double(z[k * plane + i] - top)) / total;
-                        sum[std::size_t(k * plane + i)] += p;
-                        sum_squares[std::size_t(k * plane + i)] += p * p;
-                    }
+                const float* q = probabilities.data() + std::int64_t(t) * classes * plane;
+                for (std::int64_t k = 0; k < classes * plane; ++k) {
+                    const double p = q[k];
+                    sum[std::size_t(k)] += p;
+                    sum_squares[std::size_t(k)] += p * p;
                 }
             }
         }

@@ -9,6 +9,7 @@
 
 #include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/programs/crf.hpp"
 #include "segnet/programs/preflight.hpp"
 #include "segnet/models/registry.hpp"
 #include "segnet/segnet.hpp"
@@ -45,6 +46,12 @@ script (void not masked) unless --mask-void-bf.
   --batch B          images per forward pass (default 1)
   --samples T        Bayesian SegNet (a model with dropout): score the labels of the mean softmax
                      of T dropout samples (1-1000; CPU only; docs/uncertainty.md)
+  --crf              refine the labels with the dense CRF (Kraehenbuehl and Koltun 2011) on the
+                     probabilities (with --samples: their mean) and the image at the network's size
+  --crf-iterations N mean-field iterations (0-1000; default 10)
+  --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
+                     levels (default 4,121,3)
+  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default 3,3)
   --mask-void-bf     remove void pixels from the boundary maps before BF
   --no-bf            skip BF
   --json FILE        also write the results as JSON
@@ -115,6 +122,7 @@ inline int run(int argc, char** argv) {
     const auto size = args.size("--size");
     const int batch = int(args.integer("--batch", 1, 1, 256));
     const int samples = int(args.integer("--samples", 0, 1, max_monte_carlo_samples));
+    const std::optional<refine::DenseCrfOptions> crf = cli::crf_options(args);
     const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
     const bool allow_missing = args.flag("--allow-missing");
     const auto json = args.text("--json");
@@ -132,6 +140,7 @@ inline int run(int argc, char** argv) {
         if (!pred || !gt) throw cli::UsageError("--pred and --gt go together");
         if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
         if (samples > 0) throw cli::UsageError("--samples applies to running a checkpoint (--weights/--list), not to --pred/--gt");
+        if (crf) throw cli::UsageError("--crf applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         if (precision_requested)
             throw cli::UsageError("--precision applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
@@ -201,6 +210,10 @@ inline int run(int argc, char** argv) {
     eo.boundary_f1 = bf;
     eo.mask_void_for_bf = mask_void;
     eo.samples = samples;
+    if (crf)
+        eo.labels_from_probabilities = [&](const Tensor<Cpu>& probabilities, const Tensor<Cpu>& images) {
+            return crf_labels(probabilities, images, info.normalization, *crf);
+        };
     const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo, precision)
                                                   : evaluate_on<Cpu>(*weights, info, data, eo, precision);
     std::printf("model %s (%s), precision %s\n", info.model.c_str(), weights->c_str(), to_string(precision));

@@ -8,6 +8,7 @@
 
 #include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/programs/crf.hpp"
 #include "segnet/programs/preflight.hpp"
 #include "segnet/io/palette.hpp"
 #include "segnet/models/registry.hpp"
@@ -36,32 +37,39 @@ inline Tensor<Cpu> network_input(const Normalization& normalization, const Image
 }
 
 /// The {1, 1, H, W} label map of one RGB image: normalised as the checkpoint says, run at
-/// `size` (HxW) when given and the labels resized back to the image. segnet-segment and
-/// segnet-serve both call it, so that their label maps agree pixel for pixel.
+/// `size` (HxW) when given and the labels resized back to the image; with `crf`, the dense CRF's
+/// labels of the softmax at the network's size. segnet-segment and segnet-serve both call it, so
+/// that their label maps agree pixel for pixel.
 template <class Device>
 Tensor<Cpu, std::uint8_t> segment_image(AnyModel<Device>& model, backend::Staging<Device>& staging,
                                         const Normalization& normalization, const ImageU8& rgb,
-                                        const std::optional<std::pair<int, int>>& size) {
+                                        const std::optional<std::pair<int, int>>& size,
+                                        const std::optional<refine::DenseCrfOptions>& crf = std::nullopt) {
     const Tensor<Cpu> x = network_input(normalization, rgb, size);
-    Tensor<Cpu, std::uint8_t> labels = backend::predict_labels(model.forward(staging.images(x), Mode::eval));
+    const Tensor<Device>& logits = model.forward(staging.images(x), Mode::eval);
+    Tensor<Cpu, std::uint8_t> labels = crf ? crf_labels(softmax_channels(backend::to_host(logits)), x, normalization, *crf)
+                                           : backend::predict_labels(logits);
     if (size) labels = resize_nearest<std::uint8_t>(labels.view(), rgb.height, rgb.width);
     return labels;
 }
 
 /// Bayesian SegNet's answer for one image (monte_carlo_predict, CPU): the labels of the mean
 /// softmax of `samples` dropout samples and the predictive entropy divided by log K (0: every
-/// sample sure of one class, 1: the mean is uniform), both at the image's size.
+/// sample sure of one class, 1: the mean is uniform), both at the image's size; with `crf`, the
+/// labels are the dense CRF's of the mean.
 struct SampledSegmentation {
     Tensor<Cpu, std::uint8_t> labels;
     Tensor<Cpu> uncertainty;
 };
 inline SampledSegmentation segment_image_sampled(AnyModel<Cpu>& model, const Normalization& normalization,
                                                  const ImageU8& rgb, const std::optional<std::pair<int, int>>& size,
-                                                 int samples) {
+                                                 int samples,
+                                                 const std::optional<refine::DenseCrfOptions>& crf = std::nullopt) {
     // Batches of at most 10 copies (the reference's inference batch), so that memory stays near a
     // batch-10 forward however many samples are asked for.
-    const MonteCarloPrediction p = monte_carlo_predict(model, network_input(normalization, rgb, size), samples, 10);
-    SampledSegmentation out{backend::predict_labels(p.mean), p.entropy};
+    const Tensor<Cpu> x = network_input(normalization, rgb, size);
+    const MonteCarloPrediction p = monte_carlo_predict(model, x, samples, 10);
+    SampledSegmentation out{crf ? crf_labels(p.mean, x, normalization, *crf) : backend::predict_labels(p.mean), p.entropy};
     const float log_classes = std::log(float(std::max(2, model.classes())));
     for (float& v : out.uncertainty.span()) v /= log_classes;
     if (size) {
@@ -97,6 +105,13 @@ network cannot take or that needs more memory than is available.
   --max-memory N     memory the run may use, e.g. 4G (default: what the machine has available)
   --samples T        Bayesian SegNet (a model with dropout, e.g. bayesian-segnet-basic): label
                      each pixel by the mean softmax of T dropout samples (1-1000; CPU only)
+  --crf              refine the labels with the dense CRF (Kraehenbuehl and Koltun 2011) on the
+                     probabilities (with --samples: their mean) and the image at the network's size
+                     (about a second of CPU per 360x480 image; docs/uncertainty.md)
+  --crf-iterations N mean-field iterations (0-1000; default 10)
+  --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
+                     levels (default 4,121,3)
+  --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default 3,3)
   --uncertainty      with --samples: also write DIR/<stem>_uncertainty.png, the predictive
                      entropy / log K in the viridis colour map (dark: sure, yellow: unsure)
 )";
@@ -178,7 +193,8 @@ inline void check_outputs(const fs::path& input, const std::vector<fs::path>& fi
 template <class Device>
 void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::vector<fs::path>& files,
                 const fs::path& out, const std::optional<std::pair<int, int>>& size, const Palette& palette,
-                const Extras& extras, int samples, const ImageLimits& limits, Precision precision) {
+                const Extras& extras, int samples, const std::optional<refine::DenseCrfOptions>& crf,
+                const ImageLimits& limits, Precision precision) {
     const auto model_ptr = models::make_model<Device>(info.model, info.classes);
     AnyModel<Device>& model = *model_ptr;
     load_checkpoint(weights, model, info.model);
@@ -190,12 +206,12 @@ void segment_on(const fs::path& weights, const CheckpointInfo& info, const std::
         Tensor<Cpu, std::uint8_t> labels;
         if constexpr (std::is_same_v<Device, Cpu>) {
             if (samples > 0) {
-                const SampledSegmentation sampled = segment_image_sampled(model, info.normalization, rgb, size, samples);
+                const SampledSegmentation sampled = segment_image_sampled(model, info.normalization, rgb, size, samples, crf);
                 labels = sampled.labels;
                 if (extras.uncertainty) write_rgb_png(written.back(), viridis(sampled.uncertainty.view()));
             }
         }
-        if (samples == 0) labels = segment_image(model, staging, info.normalization, rgb, size);
+        if (samples == 0) labels = segment_image(model, staging, info.normalization, rgb, size, crf);
         write_label_png(written[0], labels.view());
         if (extras.color) write_rgb_png(written[1], colorize(labels.view(), palette));
         if (extras.overlay) write_rgb_png(written[extras.color ? 2 : 1], overlay(rgb, labels.view(), palette));
@@ -213,6 +229,7 @@ inline int run(int argc, char** argv) {
     extras.overlay = args.flag("--overlay");
     extras.uncertainty = args.flag("--uncertainty");
     const int samples = int(args.integer("--samples", 0, 1, max_monte_carlo_samples));
+    const std::optional<refine::DenseCrfOptions> crf = cli::crf_options(args);
     const auto palette_file = args.text("--palette");
     const auto size = args.size("--size");
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
@@ -237,8 +254,8 @@ inline int run(int argc, char** argv) {
     cli::create_output_folder(out);
 
     if (device == "cuda")
-        segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, extras, samples, limits, precision);
-    else segment_on<Cpu>(weights, info, files, out, size, palette, extras, samples, limits, precision);
+        segment_on<cli::CudaDevice>(weights, info, files, out, size, palette, extras, samples, crf, limits, precision);
+    else segment_on<Cpu>(weights, info, files, out, size, palette, extras, samples, crf, limits, precision);
     std::printf("segmented %zu image%s with %s on %s, precision %s\n", files.size(), files.size() == 1 ? "" : "s",
                 info.model.c_str(), device.c_str(), to_string(precision));
     return 0;

@@ -16,7 +16,9 @@
 //
 //   Q_i(l) proportional to exp(-U_i(l) + w_a (K_a Q)_i(l) + w_s (K_s Q)_i(l)),
 //
-// the stationary condition of the free energy free_energy() computes.
+// the stationary condition of the free energy free_energy() computes. The pixel loops and the
+// filter run on the CPU backend's thread pool (segnet::set_num_threads); the result does not
+// depend on the thread count.
 #include <segnet/refine/permutohedral.hpp>
 
 #include <algorithm>
@@ -29,13 +31,14 @@
 namespace segnet::refine {
 
 /// The kernels' weights and widths (pixels, colour levels 0..255) and the iteration count.
-/// Defaults: DeepLab-LargeFOV's published values for PASCAL VOC (Chen et al. 2015: w_a 4,
-/// theta_a 121, theta_b 5, w_s 3, theta_s 3, 10 iterations); values for CamVid are not chosen yet.
+/// Defaults: chosen on CamVid val for the shipped SegNet-Basic (docs/uncertainty.md: a grid
+/// around DeepLab-LargeFOV's PASCAL VOC values, Chen et al. 2015: w_a 4, theta_a 121, theta_b 5,
+/// w_s 3, theta_s 3, 10 iterations; CamVid's best differs in theta_b, 3).
 struct DenseCrfOptions {
     int iterations = 10;
     float appearance_weight = 4.0f;  ///< w_a
     float appearance_xy = 121.0f;    ///< theta_a, pixels
-    float appearance_rgb = 5.0f;     ///< theta_b, colour levels
+    float appearance_rgb = 3.0f;     ///< theta_b, colour levels
     float smoothness_weight = 3.0f;  ///< w_s
     float smoothness_xy = 3.0f;      ///< theta_s, pixels
 };
@@ -90,8 +93,11 @@ public:
     void iterate() {
         filter_messages();
         std::vector<float> energy(pixels_ * classes_);
-        for (std::size_t k = 0; k < energy.size(); ++k)
-            energy[k] = unary_[k] - options_.appearance_weight * appearance_q_[k] - options_.smoothness_weight * smoothness_q_[k];
+        for_pixels([&](std::size_t i) {
+            for (std::size_t k = i * classes_; k < (i + 1) * classes_; ++k)
+                energy[k] = unary_[k] - options_.appearance_weight * appearance_q_[k] -
+                            options_.smoothness_weight * smoothness_q_[k];
+        });
         normalize_from_energy(energy);
     }
 
@@ -161,12 +167,22 @@ private:
     /// out = D^-1/2 k D^-1/2 Q for one kernel.
     void normalized_filter(const PermutohedralLattice& kernel, const std::vector<float>& norm, std::vector<float>& out) {
         scaled_.resize(q_.size());
-        for (std::size_t i = 0; i < pixels_; ++i)
+        for_pixels([&](std::size_t i) {
             for (int l = 0; l < classes_; ++l) scaled_[i * classes_ + l] = norm[i] * q_[i * classes_ + l];
+        });
         out.resize(q_.size());
         kernel.filter(scaled_.data(), out.data(), classes_);
-        for (std::size_t i = 0; i < pixels_; ++i)
+        for_pixels([&](std::size_t i) {
             for (int l = 0; l < classes_; ++l) out[i * classes_ + l] *= norm[i];
+        });
+    }
+
+    /// fn(i) for every pixel i, on the CPU backend's thread pool.
+    template <class F>
+    void for_pixels(const F& fn) const {
+        backend::cpu::parallel_for(0, std::int64_t(pixels_), [&](std::int64_t first, std::int64_t last, int) {
+            for (std::int64_t i = first; i < last; ++i) fn(std::size_t(i));
+        }, 4096);
     }
 
     /// Each kernel's message K Q.
@@ -177,13 +193,13 @@ private:
 
     /// Q_i(l) = exp(-energy_i(l)) / sum over l.
     void normalize_from_energy(const std::vector<float>& energy) {
-        for (std::size_t i = 0; i < pixels_; ++i) {
+        for_pixels([&](std::size_t i) {
             const float* e = &energy[i * classes_];
             const float lowest = *std::min_element(e, e + classes_);
             float sum = 0;
             for (int l = 0; l < classes_; ++l) sum += q_[i * classes_ + l] = std::exp(lowest - e[l]);
             for (int l = 0; l < classes_; ++l) q_[i * classes_ + l] /= sum;
-        }
+        });
     }
 
     int classes_;

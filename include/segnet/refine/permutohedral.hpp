@@ -11,6 +11,12 @@
 // weights, blurred along the d+1 lattice directions with a [1 2 1] kernel, and sliced back. The
 // cost is linear in n and in d^2, independent of the kernel's width; the result is an
 // approximation (tests/test_refine.cpp states its error against the brute-force sum).
+//
+// filter() runs on the CPU backend's thread pool (segnet::set_num_threads): the splat over
+// ranges of value channels, the blur over vertices, the slice over points. Every sum keeps its
+// order, so the result does not depend on the thread count.
+#include "segnet/backend/cpu/thread_pool.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -122,34 +128,41 @@ public:
         const int d1 = d_ + 1;
         // Slot 0 is the missing neighbour (always zero), vertex v lives in slot v + 1.
         std::vector<float> values(std::size_t(vertices_ + 1) * width, 0.0f), blurred(values.size(), 0.0f);
-        for (int p = 0; p < n_; ++p)
-            for (int r = 0; r < d1; ++r) {
-                const std::size_t slot = std::size_t(vertex_[std::size_t(p) * d1 + r] + 1) * width;
-                const float w = weight_[std::size_t(p) * d1 + r];
-                for (int c = 0; c < width; ++c) values[slot + c] += w * in[std::size_t(p) * width + c];
-            }
+        // Splat: points scatter onto shared vertices, so threads split the channels, not the points.
+        backend::cpu::parallel_for(0, width, [&](std::int64_t first, std::int64_t last, int) {
+            for (int p = 0; p < n_; ++p)
+                for (int r = 0; r < d1; ++r) {
+                    const std::size_t slot = std::size_t(vertex_[std::size_t(p) * d1 + r] + 1) * width;
+                    const float w = weight_[std::size_t(p) * d1 + r];
+                    for (std::int64_t c = first; c < last; ++c) values[slot + c] += w * in[std::size_t(p) * width + c];
+                }
+        });
         for (int dir = 0; dir <= d_; ++dir) {
-            for (int v = 0; v < vertices_; ++v) {
-                const int* nb = &neighbours_[(std::size_t(dir) * vertices_ + v) * 2];
-                const float* a = &values[std::size_t(nb[0] + 1) * width];
-                const float* b = &values[std::size_t(nb[1] + 1) * width];
-                const float* self = &values[std::size_t(v + 1) * width];
-                float* o = &blurred[std::size_t(v + 1) * width];
-                for (int c = 0; c < width; ++c) o[c] = self[c] + 0.5f * (a[c] + b[c]);
-            }
+            backend::cpu::parallel_for(0, vertices_, [&](std::int64_t first, std::int64_t last, int) {
+                for (std::int64_t v = first; v < last; ++v) {
+                    const int* nb = &neighbours_[(std::size_t(dir) * vertices_ + std::size_t(v)) * 2];
+                    const float* a = &values[std::size_t(nb[0] + 1) * width];
+                    const float* b = &values[std::size_t(nb[1] + 1) * width];
+                    const float* self = &values[std::size_t(v + 1) * width];
+                    float* o = &blurred[std::size_t(v + 1) * width];
+                    for (int c = 0; c < width; ++c) o[c] = self[c] + 0.5f * (a[c] + b[c]);
+                }
+            }, 4096);
             values.swap(blurred);
         }
         // The constant that brings the splat-blur-slice gain to the Gaussian's (Adams et al.'s).
         const float alpha = 1.0f / (1.0f + std::pow(2.0f, -float(d_)));
-        for (int p = 0; p < n_; ++p) {
-            float* o = out + std::size_t(p) * width;
-            std::fill(o, o + width, 0.0f);
-            for (int r = 0; r < d1; ++r) {
-                const std::size_t slot = std::size_t(vertex_[std::size_t(p) * d1 + r] + 1) * width;
-                const float w = weight_[std::size_t(p) * d1 + r] * alpha;
-                for (int c = 0; c < width; ++c) o[c] += w * values[slot + c];
+        backend::cpu::parallel_for(0, n_, [&](std::int64_t first, std::int64_t last, int) {
+            for (std::int64_t p = first; p < last; ++p) {
+                float* o = out + std::size_t(p) * width;
+                std::fill(o, o + width, 0.0f);
+                for (int r = 0; r < d1; ++r) {
+                    const std::size_t slot = std::size_t(vertex_[std::size_t(p) * d1 + r] + 1) * width;
+                    const float w = weight_[std::size_t(p) * d1 + r] * alpha;
+                    for (int c = 0; c < width; ++c) o[c] += w * values[slot + c];
+                }
             }
-        }
+        }, 4096);
     }
 
 private:

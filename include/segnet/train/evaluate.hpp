@@ -13,7 +13,9 @@
 // translation unit. One path for every device, over backend operations: the batch goes through
 // backend::Staging<Device> (device copies kept across batches; nothing on the CPU) and the
 // logits become host labels by backend::predict_labels (the argmax on the device, one small
-// copy). Predictions always reach `on_batch` and the metrics as host labels.
+// copy). Predictions always reach `on_batch` and the metrics as host labels. With
+// labels_from_probabilities (segnet-evaluate --crf) the logits come to the host as probabilities
+// and that function chooses the labels.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +39,11 @@ struct EvaluationOptions {
     bool mask_void_for_bf = false;
     int shard = 0, shards = 1;  ///< evaluate_share: this process's share of every batch
     int samples = 0;  ///< > 0: labels of the mean of that many dropout samples (monte_carlo_predict, CPU only)
+    /// Set: the predictions are its labels of each batch's probabilities {N, K, H, W} (the softmax
+    /// of the logits, or the samples' mean) and the batch's images, instead of their argmax
+    /// (segnet-evaluate --crf: the dense CRF).
+    std::function<Tensor<Cpu, std::uint8_t>(const Tensor<Cpu>& probabilities, const Tensor<Cpu>& images)>
+        labels_from_probabilities;
 };
 
 /// Runs `model` on `data` (or on this process's share of it: o.shard of o.shards, the positions
@@ -61,9 +68,17 @@ SegmentationEvaluator evaluate_share(AnyModel<Device>& model, const Segmentation
         if (batch->images.n() == 0) continue;  // a share of a last batch smaller than the processes
         Tensor<Cpu, std::uint8_t> predicted;
         if constexpr (std::is_same_v<Device, Cpu>)
-            if (o.samples > 0)  // batches of at most 10 copies, as segnet-segment --samples
-                predicted = backend::predict_labels(monte_carlo_predict(model, batch->images, o.samples, 10).mean);
-        if (o.samples == 0) predicted = backend::predict_labels(model.forward(staging.images(batch->images), Mode::eval));
+            if (o.samples > 0) {  // batches of at most 10 copies, as segnet-segment --samples
+                const Tensor<Cpu> mean = monte_carlo_predict(model, batch->images, o.samples, 10).mean;
+                predicted = o.labels_from_probabilities ? o.labels_from_probabilities(mean, batch->images)
+                                                        : backend::predict_labels(mean);
+            }
+        if (o.samples == 0) {
+            const Tensor<Device>& logits = model.forward(staging.images(batch->images), Mode::eval);
+            predicted = o.labels_from_probabilities
+                            ? o.labels_from_probabilities(softmax_channels(backend::to_host(logits)), batch->images)
+                            : backend::predict_labels(logits);
+        }
         evaluator.add(predicted.view(), batch->labels.view());
         if (on_batch) on_batch(*batch, predicted);
     }
