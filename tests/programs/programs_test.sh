@@ -86,6 +86,16 @@ check "--uncertainty without --samples" 2 "--uncertainty: needs --samples" -- "$
 check "refused runs wrote nothing" 0 "" -- test ! -e "$work/mc0"
 check "evaluate with 3 dropout samples" 0 "^G [0-9]" -- "$bin/segnet-evaluate" \
   --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 3
+check "evaluate --calibration: accuracy per uncertainty decile" 0 "^\| 10 \| [0-9.]+-1\.000 \|" -- \
+  "$bin/segnet-evaluate" --weights "$work/bayes/last.safetensors" --list "$data/val/list.txt" --samples 3 \
+  --no-bf --calibration "$work/calibration.json"
+check "  ... and as JSON: ten deciles whose pixels add up to the counted pixels" 0 "" -- /usr/bin/python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert len(c["deciles"]) == 10 and sum(d["pixels"] for d in c["deciles"]) == c["pixels"] > 0
+assert all(0 <= d["accuracy"] <= 100 for d in c["deciles"])' "$work/calibration.json"
+check "evaluate --calibration with --pred/--gt is refused" 2 "--calibration needs the network's probabilities" -- \
+  "$bin/segnet-evaluate" --pred "$work/pred" --gt "$data/val/labels" --classes 4 --ignore -1 --calibration "$work/c2.json"
 check "evaluate --samples on a model without dropout" 2 "--samples: the model 'segnet-basic' has no dropout" -- \
   "$bin/segnet-evaluate" --weights "$work/run/best.safetensors" --list "$data/val/list.txt" --samples 3
 check "evaluate --samples 0" 2 "--samples: 0 is out of range" -- "$bin/segnet-evaluate" \

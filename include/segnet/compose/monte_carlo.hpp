@@ -60,6 +60,24 @@ inline Tensor<Cpu> softmax_channels(const Tensor<Cpu>& logits) {
 /// samples in one batch) and returns their mean softmax and two uncertainties. Throws
 /// std::invalid_argument for samples outside [1, max_monte_carlo_samples] or a model without
 /// random layers (every sample would be the same). Leaves sampling off.
+/// Predictive entropy of per-pixel class probabilities {N, K, H, W}: -sum_k p_k log p_k, in nats
+/// (0 .. log K), as {N, 1, H, W}.
+inline Tensor<Cpu> predictive_entropy(const Tensor<Cpu>& probabilities) {
+    const Extents e = probabilities.extents();
+    const std::int64_t plane = std::int64_t(e.h) * e.w;
+    Tensor<Cpu> entropy({e.n, 1, e.h, e.w});
+    for (int n = 0; n < e.n; ++n) {
+        const float* p = probabilities.data() + std::int64_t(n) * e.c * plane;
+        for (std::int64_t i = 0; i < plane; ++i) {
+            double h = 0.0;
+            for (int k = 0; k < e.c; ++k)
+                if (const double m = p[k * plane + i]; m > 0.0) h -= m * std::log(m);
+            entropy.data()[n * plane + i] = float(h);
+        }
+    }
+    return entropy;
+}
+
 inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tensor<Cpu>& images, int samples,
                                                 int batch = 0) {
     if (samples < 1 || samples > max_monte_carlo_samples)
@@ -107,17 +125,16 @@ inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tens
         }
         float* mean = out.mean.data() + std::int64_t(n) * classes * plane;
         for (std::int64_t i = 0; i < plane; ++i) {
-            double entropy = 0.0, variance = 0.0;
+            double variance = 0.0;
             for (int k = 0; k < classes; ++k) {
                 const double m = sum[std::size_t(k * plane + i)] / samples;
                 mean[k * plane + i] = float(m);
-                if (m > 0.0) entropy -= m * std::log(m);
                 variance += std::max(0.0, sum_squares[std::size_t(k * plane + i)] / samples - m * m);
             }
-            out.entropy.data()[n * plane + i] = float(entropy);
             out.variance.data()[n * plane + i] = float(variance / classes);
         }
     }
+    out.entropy = predictive_entropy(out.mean);
     return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include "segnet/train/checkpoint.hpp"
 #include "segnet/programs/cli.hpp"
+#include "segnet/metrics/calibration.hpp"
 #include "segnet/programs/crf.hpp"
 #include "segnet/programs/preflight.hpp"
 #include "segnet/models/registry.hpp"
@@ -52,6 +53,9 @@ script (void not masked) unless --mask-void-bf.
   --crf-appearance W,THETA_XY,THETA_RGB  appearance kernel: weight, widths in pixels and colour
                      levels (default 4,121,3)
   --crf-smoothness W,THETA_XY  smoothness kernel: weight, width in pixels (default 3,3)
+  --calibration FILE with --weights: pixel accuracy per decile of the uncertainty (predictive
+                     entropy / log K of the probabilities, with --samples of their mean), printed
+                     and written to FILE as JSON (docs/uncertainty.md)
   --mask-void-bf     remove void pixels from the boundary maps before BF
   --no-bf            skip BF
   --json FILE        also write the results as JSON
@@ -106,11 +110,31 @@ inline void report(const SegmentationScores& s, int classes, bool bf, const std:
 /// Loads the checkpoint into a model on Device and scores it.
 template <class Device>
 SegmentationScores evaluate_on(const std::string& weights, const CheckpointInfo& info, const SegmentationDataset& data,
-                               const EvaluationOptions& eo, Precision precision) {
+                               const EvaluationOptions& eo, Precision precision,
+                               const std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)>& on_batch) {
     const auto model = models::make_model<Device>(info.model, info.classes);
     load_checkpoint(weights, *model, info.model);
     model->set_precision(precision);
-    return evaluate_model(*model, data, eo);
+    return evaluate_model(*model, data, eo, on_batch);
+}
+
+/// --calibration: the deciles printed as a table and written to `file` as JSON (atomically).
+inline void report_calibration(const UncertaintyCalibration& calibration, const std::string& file) {
+    const auto deciles = calibration.quantile_bins(10);
+    std::printf("\ncalibration: pixel accuracy per decile of the uncertainty (predictive entropy / log K)\n\n"
+                "| decile | uncertainty | pixels | accuracy |\n|---:|---|---:|---:|\n");
+    std::ostringstream j;
+    j << "{\n  \"measure\": \"predictive entropy / log K\",\n  \"pixels\": " << calibration.pixels()
+      << ",\n  \"deciles\": [\n";
+    for (std::size_t d = 0; d < deciles.size(); ++d) {
+        const auto& r = deciles[d];
+        std::printf("| %zu | %.3f-%.3f | %lld | %.2f |\n", d + 1, r.lower, r.upper, (long long)r.pixels, r.accuracy);
+        j << "    {\"lower\": " << json_number(r.lower) << ", \"upper\": " << json_number(r.upper) << ", \"pixels\": "
+          << r.pixels << ", \"accuracy\": " << json_number(r.accuracy) << "}" << (d + 1 < deciles.size() ? "," : "") << "\n";
+    }
+    j << "  ]\n}\n";
+    const std::string text = j.str();
+    write_file_atomically(file, [&](FileSink& sink) { sink.write(text); });
 }
 
 inline int run(int argc, char** argv) {
@@ -126,6 +150,7 @@ inline int run(int argc, char** argv) {
     const bool mask_void = args.flag("--mask-void-bf"), bf = !args.flag("--no-bf");
     const bool allow_missing = args.flag("--allow-missing");
     const auto json = args.text("--json");
+    const auto calibration_file = args.text("--calibration");
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
     if (const auto t = args.integer("--threads", 1, 1024)) segnet::set_num_threads(int(*t));
@@ -141,6 +166,8 @@ inline int run(int argc, char** argv) {
         if (weights || list) throw cli::UsageError("use either --pred/--gt or --weights/--list");
         if (samples > 0) throw cli::UsageError("--samples applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         if (crf) throw cli::UsageError("--crf applies to running a checkpoint (--weights/--list), not to --pred/--gt");
+        if (calibration_file)
+            throw cli::UsageError("--calibration needs the network's probabilities: --weights/--list, not --pred/--gt");
         if (precision_requested)
             throw cli::UsageError("--precision applies to running a checkpoint (--weights/--list), not to --pred/--gt");
         const int k = int(classes.value_or(11)), void_label = int(ignore.value_or(11));
@@ -214,10 +241,30 @@ inline int run(int argc, char** argv) {
         eo.labels_from_probabilities = [&](const Tensor<Cpu>& probabilities, const Tensor<Cpu>& images) {
             return crf_labels(probabilities, images, info.normalization, *crf);
         };
-    const SegmentationScores s = device == "cuda" ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo, precision)
-                                                  : evaluate_on<Cpu>(*weights, info, data, eo, precision);
+    // --calibration: the labelling step keeps each batch's uncertainty, which on_batch, called next
+    // for the same batch, counts with the labels and the truth.
+    UncertaintyCalibration calibration;
+    Tensor<Cpu> batch_uncertainty;
+    std::function<void(const Batch&, const Tensor<Cpu, std::uint8_t>&)> on_batch;
+    if (calibration_file) {
+        auto labels_of = eo.labels_from_probabilities;
+        const float log_classes = std::log(float(std::max(2, info.classes)));
+        eo.labels_from_probabilities = [&batch_uncertainty, labels_of, log_classes](const Tensor<Cpu>& probabilities,
+                                                                                    const Tensor<Cpu>& images) {
+            batch_uncertainty = predictive_entropy(probabilities);
+            for (float& v : batch_uncertainty.span()) v /= log_classes;
+            return labels_of ? labels_of(probabilities, images) : backend::predict_labels(probabilities);
+        };
+        on_batch = [&](const Batch& b, const Tensor<Cpu, std::uint8_t>& predicted) {
+            calibration.add(predicted.view(), batch_uncertainty.view(), b.labels.view(), void_label);
+        };
+    }
+    const SegmentationScores s = device == "cuda"
+                                     ? evaluate_on<cli::CudaDevice>(*weights, info, data, eo, precision, on_batch)
+                                     : evaluate_on<Cpu>(*weights, info, data, eo, precision, on_batch);
     std::printf("model %s (%s), precision %s\n", info.model.c_str(), weights->c_str(), to_string(precision));
     report(s, info.classes, bf, json);
+    if (calibration_file) report_calibration(calibration, *calibration_file);
     return 0;
 }
 
