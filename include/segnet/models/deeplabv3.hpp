@@ -56,6 +56,7 @@ using Aspp = Block<Branches<Merge::concat, AsppConv<1, 1>, AsppConv<3, 12>, Aspp
 template <int Classes>
 using DeepLabHead = Block<Aspp, Conv<256, 3, Bias::without>, BatchNorm, ReLU, Classifier<Classes>>;
 
+/// DeepLab v3 with torchvision's deeplabv3_resnet50 structure (aux_loss=False) as the reference.
 template <int Classes>
 struct DeepLabV3 : Network<Input<3, dyn, dyn>, ResizedToInput<Block<DilatedResNet50, DeepLabHead<Classes>>>> {
     static constexpr std::string_view name = "deeplabv3";

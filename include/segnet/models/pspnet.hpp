@@ -46,6 +46,8 @@ using PyramidLevel = ResizedToInput<Block<AdaptiveAvgPool<Bins>, Conv<512, 1, Bi
 /// The pyramid pooling module: [input, levels 1, 2, 3, 6] along channels.
 using PyramidPooling = Branches<Merge::concat, Identity, PyramidLevel<1>, PyramidLevel<2>, PyramidLevel<3>, PyramidLevel<6>>;
 
+/// PSPNet as the paper (Section 3.3, Fig. 3) and the authors' release (hszhao/PSPNet, semseg)
+/// define its head: 1x1 convs to 512 maps per bin, 3x3 conv to 512; the differences are above.
 template <int Classes>
 struct PspNet : Network<Input<3, dyn, dyn>,
                         ResizedToInput<Block<DilatedResNet50, PyramidPooling, Conv<512, 3, Bias::without>, BatchNorm, ReLU,

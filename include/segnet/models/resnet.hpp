@@ -73,9 +73,7 @@ constexpr ResNetStrides resnet_strides(int output_stride) {
     const int dilation3 = dilate3 ? 2 : 1;
     return {dilate3 ? 1 : 2, 1, dilation3, dilate4 ? 1 : 2, dilation3, dilate4 ? 2 * dilation3 : dilation3};
 }
-}  // namespace detail
 
-namespace detail {
 template <int OutputStride>
 struct ResNet50BodyOf {
     static_assert(OutputStride == 8 || OutputStride == 16 || OutputStride == 32,
