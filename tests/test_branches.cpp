@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "segnet/compose/branches.hpp"
+#include "segnet/models/resnet.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
 #include "segnet/train/loss.hpp"
@@ -218,24 +219,11 @@ TEST_CASE("branches: a network holding composites is analysed by the same walk")
 }
 
 namespace {
-// ResNet-50's body as torchvision builds it (Bottleneck: 1x1, 3x3, 1x1 expanding 4x, BN after each,
-// ReLU after the add; the first block of each stage projects with 1x1 conv + BN), without the
-// strides: strided convolutions are another piece of issue 19, and a stride changes no count.
-template <int Width, int InC>
-using Bottleneck = Residual<Block<Conv<Width, 1, Bias::without>, BatchNorm, ReLU, Conv<Width, 3, Bias::without>, BatchNorm,
-                                  ReLU, Conv<4 * Width, 1, Bias::without>, BatchNorm>,
-                            std::conditional_t<InC == 4 * Width, Identity, Block<Conv<4 * Width, 1, Bias::without>, BatchNorm>>>;
-template <int Width, int InC, int Blocks>
-struct ResStage;
-template <int Width, int InC>
-struct ResStage<Width, InC, 3> { using type = Block<Bottleneck<Width, InC>, Bottleneck<Width, 4 * Width>, Bottleneck<Width, 4 * Width>>; };
-template <int Width, int InC>
-struct ResStage<Width, InC, 4> { using type = Block<typename ResStage<Width, InC, 3>::type, Bottleneck<Width, 4 * Width>>; };
-template <int Width, int InC>
-struct ResStage<Width, InC, 6> { using type = Block<typename ResStage<Width, InC, 3>::type, typename ResStage<Width, 4 * Width, 3>::type>; };
-struct ResNet50Body : Network<Input<3, dyn, dyn>, Block<Conv<64, 7, Bias::without>, BatchNorm, ReLU>,
-                              ResStage<64, 64, 3>::type, ResStage<128, 256, 4>::type, ResStage<256, 512, 6>::type,
-                              ResStage<512, 1024, 3>::type> {};
+// ResNet-50's body as torchvision builds it (models/resnet.hpp: Bottleneck v1.5, the projecting
+// first block of each layer), ImageNet's at output stride 32 and the dilated segmentation ones.
+struct ResNet50Body : Network<Input<3, dyn, dyn>, models::ResNet50Body<32>> {};
+struct ResNet50Stride16 : Network<Input<3, dyn, dyn>, models::ResNet50Body<16>> {};
+struct ResNet50Stride8 : Network<Input<3, dyn, dyn>, models::DilatedResNet50> {};
 }  // namespace
 
 TEST_CASE("branches: ResNet-50's body has torchvision's parameter count") {
@@ -243,8 +231,25 @@ TEST_CASE("branches: ResNet-50's body has torchvision's parameter count") {
     // Per stage: conv1 + bn1 9,408 + 128; layer1 215,808; layer2 1,219,584; layer3 7,098,368; layer4 14,964,736.
     static_assert(parameter_count_v<ResNet50Body> == 25'557'032 - 2'049'000);
     static_assert(parameter_count_v<ResNet50Body> == 9'408 + 128 + 215'808 + 1'219'584 + 7'098'368 + 14'964'736);
-    static_assert(output_shape_t<ResNet50Body, Shape<3, 32, 32>>::channels == 2048);
-    CHECK(ResNet50Body::analyse({3, 8, 8}).output == Dims{2048, 8, 8});
+    // Dilation changes no count, only the output stride (torchvision's replace_stride_with_dilation).
+    static_assert(parameter_count_v<ResNet50Stride8> == parameter_count_v<ResNet50Body>);
+    static_assert(std::is_same_v<output_shape_t<ResNet50Body, Shape<3, 224, 224>>, Shape<2048, 7, 7>>);
+    static_assert(std::is_same_v<output_shape_t<ResNet50Stride16, Shape<3, 224, 224>>, Shape<2048, 14, 14>>);
+    static_assert(std::is_same_v<output_shape_t<ResNet50Stride8, Shape<3, 224, 224>>, Shape<2048, 28, 28>>);
+    // torchvision's _make_layer: a dilated layer has stride 1 and its first block keeps the
+    // previous dilation (layer3: 1 then 2; layer4: 2 then 4).
+    using models::Bottleneck, models::ResNetLayer;
+    static_assert(std::is_same_v<models::DilatedResNet50,
+                                 Block<models::ResNetStem, ResNetLayer<64, 3, 1, 1, 1>, ResNetLayer<128, 4, 2, 1, 1>,
+                                       ResNetLayer<256, 6, 1, 1, 2>, ResNetLayer<512, 3, 1, 2, 4>>>);
+    static_assert(std::is_same_v<models::ResNet50Body<16>,
+                                 Block<models::ResNetStem, ResNetLayer<64, 3, 1, 1, 1>, ResNetLayer<128, 4, 2, 1, 1>,
+                                       ResNetLayer<256, 6, 2, 1, 1>, ResNetLayer<512, 3, 1, 1, 2>>>);
+    static_assert(std::is_same_v<ResNetLayer<512, 3, 1, 2, 4>,
+                                 Block<Bottleneck<512, 1, 2, true>, Bottleneck<512, 1, 4, false>, Bottleneck<512, 1, 4, false>>>);
+    // Each stride-2 step rounds up (7x7 s2 p3, 3x3 s2 p1 and 1x1 s2 all give ceil(H / 2)).
+    CHECK(ResNet50Stride8::analyse({3, 45, 61}).output == Dims{2048, 6, 8});
+    CHECK(ResNet50Body::analyse({3, 8, 8}).output == Dims{2048, 1, 1});
 }
 
 TEST_CASE("branches: a network resized back to its input size at the end (DeepLab's upsampling)") {

@@ -140,6 +140,9 @@ void loss_falls(int height, int width, double lr) {
 }  // namespace
 
 TEST_CASE("peer networks: a few SGD steps on one small batch lower the loss") {
+    // issue 19's ResNet-50 peers: output stride 8, so 64x64 leaves 8x8 maps for ASPP and the pyramid.
+    SUBCASE("deeplabv3") { loss_falls<models::DeepLabV3<2>>(64, 64, 0.01); }
+    SUBCASE("pspnet") { loss_falls<models::PspNet<2>>(64, 64, 0.01); }
     SUBCASE("unet") { loss_falls<models::UNet<2>>(32, 32, 0.01); }
 }
 

@@ -73,12 +73,16 @@ std::string write_case(Model<Net, Cpu>& model, const std::string& name, const st
 template <template <int> class... M>
 void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>& input, std::vector<std::string>& cases) {
     const auto one = [&]<class Net>() {
-        Model<Net, Cpu> model;
-        prepare(model);
-        const std::string file = "models/" + std::string(Net::name);
-        onnx::export_model(model, out / (file + ".onnx"));
-        onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
-        cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+        // DeepLabV3 and PSPNet are made of composites (Branches, Residual, ResizedToInput), which
+        // have no ONNX form yet (compose/branches.hpp): export_model would not compile for them.
+        if constexpr (onnx::exportable_v<Net>) {
+            Model<Net, Cpu> model;
+            prepare(model);
+            const std::string file = "models/" + std::string(Net::name);
+            onnx::export_model(model, out / (file + ".onnx"));
+            onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
+            cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+        }
     };
     (one.template operator()<M<11>>(), ...);
 }
@@ -145,7 +149,7 @@ int main(int argc, char** argv) {
         json << "[\n";
         for (std::size_t i = 0; i < cases.size(); ++i) json << "  " << cases[i] << (i + 1 < cases.size() ? ",\n" : "\n");
         json << "]\n";
-        std::printf("wrote %s: %zu models, %zu cases\n", out.string().c_str(), models::BuiltinModels::size, cases.size());
+        std::printf("wrote %s: %zu cases\n", out.string().c_str(), cases.size());
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "onnx_reference: %s\n", e.what());

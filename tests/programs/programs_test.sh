@@ -524,6 +524,13 @@ check "export of a truncated checkpoint" 1 "cut_data.safetensors" -- \
   "$bin/segnet-export" --weights "$bad/cut_data.safetensors" --onnx "$exp/kept.onnx"
 check "  ... the existing file is untouched" 0 "" -- test "$(cat "$exp/kept.onnx")" = "kept"
 
+# A model without an ONNX form (issue 19's DeepLabV3: composites have no export_as yet) is one
+# refusal, before its weights are read; the checkpoint's header names it (JSON whitespace pads).
+same_length_subst "$ckpt" "$bad/deeplabv3.safetensors" '"model":"segnet-basic"' '"model":"deeplabv3"   '
+check "export of a model without an ONNX form" 2 "^segnet-export: .*model 'deeplabv3' has no ONNX form yet \\(its ResizedToInput layer" -- \
+  "$bin/segnet-export" --weights "$bad/deeplabv3.safetensors" --onnx "$exp/deeplabv3.onnx"
+check "  ... and writes nothing" 0 "" -- test ! -e "$exp/deeplabv3.onnx"
+
 check "no temporary files left behind" 0 "" -- test -z "$(find "$work" -name '*.tmp*')"
 
 echo "$passes passed, $failures failed"

@@ -455,13 +455,21 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 
 }  // namespace detail
 
+/// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net).
+/// Composites (compose/branches.hpp) have none yet: models::DeepLabV3 and PspNet cannot be written.
+template <NetworkType Net>
+using first_unexportable_t = std::remove_pointer_t<decltype(detail::first_unexportable(static_cast<const Net*>(nullptr)))>;
+/// Whether export_model compiles for Net (programs choosing a model at run time refuse the others).
+template <NetworkType Net>
+inline constexpr bool exportable_v = std::is_void_v<first_unexportable_t<Net>>;
+
 /// The ONNX file of `model` (its current weights), as bytes. Throws std::invalid_argument for a
 /// static size the network cannot take or a normalisation that does not fit its input.
 template <NetworkType Net, class Device>
 std::string to_onnx(Model<Net, Device>& model, const ExportOptions& options = {}) {
     using namespace detail;
     // A layer without an ONNX form: one error naming it (sizeof keeps this line from adding a second).
-    static_assert(sizeof(export_check<std::remove_pointer_t<decltype(first_unexportable(static_cast<const Net*>(nullptr)))>>) > 0);
+    static_assert(sizeof(export_check<first_unexportable_t<Net>>) > 0);
     const bool static_size = options.height != dyn || options.width != dyn;
     if (static_size && (options.height < 1 || options.width < 1))
         throw std::invalid_argument("segnet::onnx: a static size needs a positive height and width (got " +

@@ -31,6 +31,9 @@
 #include "segnet/models/segnet_basic.hpp"
 #include "segnet/models/unet.hpp"
 #include "segnet/models/variants.hpp"
+// issue 19: the ResNet-50 peers
+#include "segnet/models/deeplabv3.hpp"
+#include "segnet/models/pspnet.hpp"
 
 namespace segnet::models {
 
@@ -42,7 +45,9 @@ struct ModelList {
 using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
               FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
-              BayesianSegNet, BayesianSegNetBasic, UNet>;
+              BayesianSegNet, BayesianSegNetBasic, UNet,
+              // issue 19: the ResNet-50 peers (no ONNX form yet: segnet-export refuses them)
+              DeepLabV3, PspNet>;
 
 /// Class counts with_model() supports. Default: 2 to 5 (binary and small tasks, tests), 11
 /// (CamVid), 12 (CamVid with void as a class), 19 (Cityscapes), 21 (PASCAL VOC), 37 (SUN

@@ -55,9 +55,15 @@ inline int run(int argc, char** argv) {
         options.width = size->second;
     }
     models::with_model(info.model, info.classes, [&]<class Net>() {
-        Model<Net, Cpu> model;
-        load_checkpoint(weights, model, info.model);
-        onnx::export_model(model, out, options);
+        if constexpr (!onnx::exportable_v<Net>) {
+            throw cli::UsageError("--weights '" + shortened(weights.string()) + "': model '" + info.model +
+                                  "' has no ONNX form yet (its " + std::string(onnx::first_unexportable_t<Net>::name) +
+                                  " layer declares no export_as; docs/interop.md)");
+        } else {
+            Model<Net, Cpu> model;
+            load_checkpoint(weights, model, info.model);
+            onnx::export_model(model, out, options);
+        }
     });
     std::printf("wrote %s: %s, %d classes, opset %d, input %s\n", out.string().c_str(), info.model.c_str(),
                 info.classes, onnx::opset_version,
