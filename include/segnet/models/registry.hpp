@@ -27,6 +27,9 @@
 
 #include "segnet/compose/model.hpp"
 #include "segnet/models/bayesian.hpp"
+#include "segnet/models/deconvnet.hpp"
+#include "segnet/models/deeplab_largefov.hpp"
+#include "segnet/models/fcn_vgg16.hpp"
 #include "segnet/models/segnet.hpp"
 #include "segnet/models/segnet_basic.hpp"
 #include "segnet/models/unet.hpp"
@@ -42,7 +45,8 @@ struct ModelList {
 using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
               FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
-              BayesianSegNet, BayesianSegNetBasic, UNet>;
+              BayesianSegNet, BayesianSegNetBasic, UNet,
+              DeepLabLargeFov, FcnVgg16, DeconvNet>;
 
 /// Class counts with_model() supports. Default: 2 to 5 (binary and small tasks, tests), 11
 /// (CamVid), 12 (CamVid with void as a class), 19 (Cityscapes), 21 (PASCAL VOC), 37 (SUN
