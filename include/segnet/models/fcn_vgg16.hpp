@@ -3,7 +3,7 @@
 //
 //   Model<models::FcnVgg16<21>, Cpu> model(42);
 //   static_assert(parameter_count_v<models::FcnVgg16<21>> == 134'489'759);
-//   using Out = output_shape_t<models::FcnVgg16<11>, Shape<3, 352, 480>>;   // 11x352x480
+//   using Out = output_shape_t<models::FcnVgg16<11>, Shape<3, 360, 480>>;   // 11x360x480
 //
 // As the authors' voc-fcn8s: VGG16's 13 convolutions (3x3, bias, ReLU, no batch norm) with 2x2
 // max pools (Caffe's ceil rounding); fc6 a 7x7 convolution to 4096 maps and fc7 1x1 to 4096, each
@@ -14,14 +14,15 @@
 // "learnt deconv"; voc-fcn8s itself fixes them). Where this differs from Caffe, and why:
 //   - Caffe's FCN pads conv1_1 by 100 and crops each sum and the output back (offsets 5, 9, 31):
 //     an artefact of fitting any input through the valid 7x7 fc6. Here fc6 is same-padded (pad
-//     3) and there is no crop, so the sizes meet exactly when the input's height and width are
-//     multiples of 32 (pool5 is then H/32, each 2x upscore gives pool4's and pool3's size, and
-//     upscore8 the input's). Other sizes are a shape error (Fault::branch_size) naming the sum.
+//     3) and each crop keeps the top-left rows and columns (CroppedToInput, offset 0): each 2x
+//     upscore gives 2 ceil(H / 2) rows, cropped to the H of the pooled map it is added to, and
+//     upscore8 gives 8 ceil(H / 8), cropped to the input's. Any input size works (1x1 and up).
 //   - The skips are written as nested sums, not Encoder/Decoder pairs: a Decoder restores and
 //     reads its Encoder's PRE-pool map, so pairing with pool5's Encoder would add conv5_3's map
 //     (the right size, the wrong map) where FCN adds pool4's output, and no Encoder boundary can
 //     make pool4's output a pre-pool map without pooling it once more before conv5. Branches
-//     <Merge::sum, score_pool4, Block<conv5 ... score_fr, upscore2>> is exactly FCN's sum.
+//     <Merge::sum, score_pool4, CroppedToInput<Block<conv5 ... score_fr, upscore2>>> on pool4's
+//     output is exactly FCN's fuse_pool4 (and likewise one level up for fuse_pool3).
 // Parameter count (3x3 convs 9 in out + out; transposed convs in out K^2, no bias):
 //   VGG16 convs (as DeepLab-LargeFOV's)                                    =  14,714,688
 //   fc6: 49 * 512 * 4096 + 4096                                            = 102,764,544
@@ -32,7 +33,7 @@
 // At K = 21 these take 538 MB as float32, the 539 MB of the SegNet paper's Table 6. (A figure of
 // 134,270,278 quoted for voc-fcn8s does not decompose into these layers: 9,734 more than the
 // convolutions and fc layers alone, far fewer than the score and upscore layers' 229,215.)
-// No ONNX export yet: Branches is a composite, which has no export_as.
+// No ONNX export yet: Branches and CroppedToInput are composites, which have no export_as.
 #pragma once
 
 #include <string_view>
@@ -64,30 +65,31 @@ using FcnScore = Conv<C, 1>;
 template <int Classes>
 struct FcnVgg16
     : Network<Input<3, dyn, dyn>,
-              Block<VggConvRelu<64>, VggConvRelu<64>, FcnPool,
-                    VggConvRelu<128>, VggConvRelu<128>, FcnPool,
-                    VggConvRelu<256>, VggConvRelu<256>, VggConvRelu<256>, FcnPool>,           // pool3
-              Branches<Merge::sum,
-                       FcnScore<Classes>,                                                       // score_pool3
-                       Block<VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, FcnPool,  // pool4
-                             Branches<Merge::sum,
-                                      FcnScore<Classes>,                                        // score_pool4
-                                      Block<VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, FcnPool,
+              CroppedToInput<Block<                                                             // score
+                  VggConvRelu<64>, VggConvRelu<64>, FcnPool,
+                  VggConvRelu<128>, VggConvRelu<128>, FcnPool,
+                  VggConvRelu<256>, VggConvRelu<256>, VggConvRelu<256>, FcnPool,                // pool3
+                  Branches<Merge::sum,                                                          // fuse_pool3
+                           FcnScore<Classes>,                                                   // score_pool3
+                           CroppedToInput<Block<                                                // score_pool3c's crop
+                               VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, FcnPool,   // pool4
+                               Branches<Merge::sum,                                             // fuse_pool4
+                                        FcnScore<Classes>,                                      // score_pool4
+                                        CroppedToInput<Block<                                   // score_pool4c's crop
+                                            VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, FcnPool,
                                             Conv<4096, 7>, ReLU, Dropout<50>,                   // fc6
                                             Conv<4096, 1>, ReLU, Dropout<50>,                   // fc7
                                             FcnScore<Classes>,                                  // score_fr
-                                            FcnUpscore<Classes, 2>>>,                           // upscore2
-                             FcnUpscore<Classes, 2>>>,                                          // upscore_pool4
-              FcnUpscore<Classes, 8>> {                                                         // upscore8
+                                            FcnUpscore<Classes, 2>>>>,                          // upscore2
+                               FcnUpscore<Classes, 2>>>>,                                       // upscore_pool4
+                  FcnUpscore<Classes, 8>>>> {                                                   // upscore8
     static constexpr std::string_view name = "fcn-vgg16";
     static constexpr PaperFigures paper{};  // Table 6 gives its size in MB (539), not a count
-    /// The smallest input it takes: the skips' sums meet at multiples of 32.
-    static constexpr Dims smallest_input{3, 32, 32};
 };
 
 static_assert(parameter_count_v<FcnVgg16<11>> == 134'348'929, "FCN-8s: the count in the header comment");
 static_assert(parameter_count_v<FcnVgg16<21>> == 134'489'759, "FCN-8s: the count in the header comment");
-static_assert(std::is_same_v<output_shape_t<FcnVgg16<11>, Shape<3, 352, 480>>, Shape<11, 352, 480>>,
-              "FCN-8s: a multiple of 32 comes back at the input's size");
+static_assert(std::is_same_v<output_shape_t<FcnVgg16<11>, Shape<3, 360, 480>>, Shape<11, 360, 480>>,
+              "FCN-8s: the crops bring every sum and the output to their input's size");
 
 }  // namespace segnet::models
