@@ -303,7 +303,7 @@ TEST_CASE("with_model: calls the callable with the named model's type") {
         CHECK(got == name);
     }
     CHECK(models::with_model("fcn-basic", 19, []<class Net>() {
-              return output_shape_t<Net, Shape<3, 32, 32>>::channels;
+              return Net::analysis.output.c;
           }) == 19);
     CHECK(models::with_model("segnet-basic", 2, []<class Net>() { return parameter_count_v<Net>; }) ==
           parameter_count_v<models::SegNetBasic<2>>);
