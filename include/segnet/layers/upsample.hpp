@@ -11,6 +11,10 @@
 // TransposedConv<OutC, K, S>: weight [C, OutC, K, K] (PyTorch ConvTranspose2d layout), pad
 // ceil((K - S)/2), no bias; initialised bilinear (FCN: the kernel on the channel diagonal,
 // zero elsewhere) or He.
+//
+// ConvTranspose2d<OutC, K, Stride, Pad> is the unpaired form (PyTorch's ConvTranspose2d, no bias):
+// its output size follows from its input, (H - 1) Stride - 2 Pad + K, and it lives anywhere a
+// layer does (FCN-8s's upscores, DeconvNet's 7x7 deconvolution of fc7).
 #pragma once
 
 #include <cmath>
