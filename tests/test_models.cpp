@@ -152,7 +152,7 @@ TEST_CASE("peer networks: a few SGD steps on one small batch lower the loss") {
     SUBCASE("unet") { loss_falls<models::UNet<2>>(32, 32, 0.01); }
     SUBCASE("deeplab-largefov") { loss_falls<models::DeepLabLargeFov<2>>(32, 32, 0.01); }
     SUBCASE("fcn-vgg16") { loss_falls<models::FcnVgg16<2>>(32, 32, 0.001); }
-    SUBCASE("deconvnet") { loss_falls<models::DeconvNet<2>>(193, 193, 0.01); }
+    SUBCASE("deconvnet") { loss_falls<models::DeconvNet<2>>(193, 193, 0.1); }  // its smallest input: about 2.5 min of 2 cores
 }
 
 TEST_CASE("a variant with few classes trains too (FCN decodes in K channels)") {

@@ -85,13 +85,14 @@ constexpr bool exported_here(std::string_view name) {
 template <template <int> class... M>
 void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>& input, std::vector<std::string>& cases) {
     const auto one = [&]<class Net>() {
-        if constexpr (!exported_here(Net::name)) return;
-        Model<Net, Cpu> model;
-        prepare(model);
-        const std::string file = "models/" + std::string(Net::name);
-        onnx::export_model(model, out / (file + ".onnx"));
-        onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
-        cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+        if constexpr (exported_here(Net::name)) {
+            Model<Net, Cpu> model;
+            prepare(model);
+            const std::string file = "models/" + std::string(Net::name);
+            onnx::export_model(model, out / (file + ".onnx"));
+            onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
+            cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+        }
     };
     (one.template operator()<M<11>>(), ...);
 }

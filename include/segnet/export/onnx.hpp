@@ -462,6 +462,13 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 
 }  // namespace detail
 
+/// Whether export_model can write Net: every layer declares export_as (the composites of
+/// compose/branches.hpp do not yet). A program that picks a model at run time tests it before
+/// calling export_model, which does not compile for a network that fails it.
+template <NetworkType Net>
+inline constexpr bool exportable_v =
+    std::is_void_v<std::remove_pointer_t<decltype(detail::first_unexportable(static_cast<const Net*>(nullptr)))>>;
+
 /// The ONNX file of `model` (its current weights), as bytes. Throws std::invalid_argument for a
 /// static size the network cannot take or a normalisation that does not fit its input.
 template <NetworkType Net, class Device>

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 
 #include "segnet/export/onnx.hpp"
 #include "segnet/models/registry.hpp"
@@ -55,9 +56,15 @@ inline int run(int argc, char** argv) {
         options.width = size->second;
     }
     models::with_model(info.model, info.classes, [&]<class Net>() {
-        Model<Net, Cpu> model;
-        load_checkpoint(weights, model, info.model);
-        onnx::export_model(model, out, options);
+        if constexpr (onnx::exportable_v<Net>) {
+            Model<Net, Cpu> model;
+            load_checkpoint(weights, model, info.model);
+            onnx::export_model(model, out, options);
+        } else {
+            throw std::runtime_error("--weights '" + shortened(weights.string()) + "': model '" + info.model +
+                                     "' holds composite layers (Branches, ResizedToInput, ...), which have no ONNX "
+                                     "form yet (docs/interop.md)");
+        }
     });
     std::printf("wrote %s: %s, %d classes, opset %d, input %s\n", out.string().c_str(), info.model.c_str(),
                 info.classes, onnx::opset_version,
