@@ -107,13 +107,13 @@ using ConvGeometryProbe = Network<
     Conv2d<6, 4, ConvOptions{.padding = Padding::explicit_(1)}>, Classifier<11>>;
 
 
-/// DeconvNet's layers at 45x61 (ConvTranspose2d: unpaired transposed convolutions with stride 2
-/// and padding, and the stride-1 valid 7x7 that restores a pooled map's size before its Unpool):
-/// 45x61 -> 23x31 (pool) -> 12x16 -> 23x31 -> 17x25 -> 23x31 -> 45x61 (unpool). A case: the
-/// runtimes compare its logits.
+/// DeconvNet's and FCN-8s's layers at 45x61 (ConvTranspose2d: FCN's stride-2 upscore with padding,
+/// and DeconvNet's stride-1 valid 7x7 that restores a pooled map's size before its Unpool):
+/// 45x61 -> 23x31 (pool) -> 46x62 -> 23x31 -> 17x25 -> 23x31 -> 45x61 (unpool); any size works.
+/// A case: the runtimes compare its logits.
 using ConvTransposeProbe = Network<
     Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
-    Conv2d<16, 3, ConvOptions{.stride = 2}>, ReLU, ConvTranspose2d<8, 3, 2, 1>,
+    ConvTranspose2d<8, 4, 2, 1, UpsampleInit::bilinear>, Conv2d<16, 4, ConvOptions{.stride = 2, .padding = Padding::explicit_(1)}>, ReLU,
     Conv2d<16, 7, ConvOptions{.padding = Padding::valid}>, BatchNorm, ReLU, ConvTranspose2d<8, 7>, BatchNorm, ReLU,
     Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm, ReLU>>, Classifier<11>>;
 
