@@ -55,7 +55,7 @@ void check_passed(const GradientCheckResult& r) {
 
 /// The input a model is tried at: 48x64, or the smallest it takes when that is larger (a model
 /// that needs more declares `smallest_input`: DeconvNet's valid fc6 needs 193x193). At 48x64
-/// FCN-8s's crops are exercised (pool5 is 2x2, its upscores give 4x4 and 6x8 for pool4's 3x4).
+/// FCN-8s crops: pool5 is 2x2, upscore2 gives 4x4, cropped to pool4's 3x4.
 template <class Net>
 constexpr Dims trial_input() {
     if constexpr (requires { Net::smallest_input; }) return Net::smallest_input;
