@@ -11,7 +11,7 @@
 // score_pool4 (1x1 to K on pool4's OUTPUT); upscore_pool4 (4x4 stride 2) added to score_pool3 (on
 // pool3's output); upscore8 (16x16 stride 8) to the input's size. The three transposed
 // convolutions are learnt, bilinear-initialised and without bias (ConvTranspose2d, the paper's
-// "learnt deconv"; voc-fcn8s itself fixes them). Where this differs from Caffe, and why:
+// "learnt deconv"; voc-fcn8s's net.py, as we recall it, freezes them with lr_mult 0: not checked here). Where this differs from Caffe, and why:
 //   - Caffe's FCN pads conv1_1 by 100 and crops each sum and the output back (offsets 5, 9, 31):
 //     an artefact of fitting any input through the valid 7x7 fc6. Here fc6 is same-padded (pad
 //     3) and each crop keeps the top-left rows and columns (CroppedToInput, offset 0): each 2x
@@ -23,7 +23,7 @@
 //     make pool4's output a pre-pool map without pooling it once more before conv5. Branches
 //     <Merge::sum, score_pool4, CroppedToInput<Block<conv5 ... score_fr, upscore2>>> on pool4's
 //     output is exactly FCN's fuse_pool4 (and likewise one level up for fuse_pool3).
-// Parameter count (3x3 convs 9 in out + out; transposed convs in out K^2, no bias):
+// Parameter count (3x3 convs 9 in out + out; transposed convs in out kernel^2, no bias):
 //   VGG16 convs (as DeepLab-LargeFOV's)                                    =  14,714,688
 //   fc6: 49 * 512 * 4096 + 4096                                            = 102,764,544
 //   fc7: 4096 * 4096 + 4096                                                =  16,781,312
