@@ -1,5 +1,5 @@
 // Composite layers (compose/branches.hpp): Branches (sum, concat), Residual (identity and
-// projection shortcuts), ResizedToInput and its bilinear kernel: shapes and faults, parameter
+// projection shortcuts), ResizedToInput and its bilinear kernel, CroppedToInput: shapes and faults, parameter
 // names, the analysis of a network holding them, finite-difference gradients, a few SGD steps.
 #include <doctest/doctest.h>
 
@@ -11,6 +11,7 @@
 
 #include "segnet/compose/branches.hpp"
 #include "segnet/models/resnet.hpp"
+#include "segnet/layers/upsample.hpp"
 #include "segnet/segnet.hpp"
 #include "segnet/testing/gradient_check.hpp"
 #include "segnet/train/loss.hpp"
@@ -385,6 +386,31 @@ TEST_CASE("gradients: ResizedToInput, up from a pooled map and down from a large
     check_layer_gradients(*pooled, {2, 2, 7, 9}, 15);
     auto down = ResizedToInput<Conv<2, 3>>::make<Cpu>(any(2));  // a same-size path: the resize is the identity
     check_layer_gradients(*down, {1, 2, 4, 5}, 16);
+}
+
+TEST_CASE("gradients: CroppedToInput, a path 2x upsampled past the input cropped back (FCN's skip)") {
+    // 5x7 pooled to 3x4, upsampled to 6x8, cropped to 5x7: the cropped-off row and column get no gradient.
+    auto crop = CroppedToInput<Block<MaxPool<2>, Conv<3, 1>, ConvTranspose2d<3, 4, 2, 1>>>::make<Cpu>(any(2));
+    check_layer_gradients(*crop, {2, 2, 5, 7}, 17);
+}
+
+TEST_CASE("forward: CroppedToInput keeps the path's top-left window; a path smaller than its input is one error") {
+    Rng rng(18);
+    auto crop = CroppedToInput<ConvTranspose2d<2, 3>>::make<Cpu>(any(2));  // 4x5 -> 6x7, cropped to 4x5
+    crop->initialize(rng);
+    auto full = ConvTranspose2d<2, 3>::make<Cpu>(any(2));
+    Rng same(18);
+    full->initialize(same);
+    const Tensor<Cpu> x = random_tensor({1, 2, 4, 5}, rng);
+    const Tensor<Cpu>& y = crop->forward(x, Mode::eval);
+    REQUIRE(y.extents() == Extents{1, 2, 4, 5});
+    const Tensor<Cpu>& uncropped = full->forward(x, Mode::eval);
+    REQUIRE(uncropped.extents() == Extents{1, 2, 6, 7});
+    for (int c = 0; c < 2; ++c)
+        for (int h = 0; h < 4; ++h)
+            for (int w = 0; w < 5; ++w) CHECK(y.data()[(c * 4 + h) * 5 + w] == uncropped.data()[(c * 6 + h) * 7 + w]);
+    auto shrinking = CroppedToInput<MaxPool<2>>::make<Cpu>(any(2));
+    CHECK_THROWS_WITH_AS(shrinking->forward(x, Mode::eval), doctest::Contains("smaller than its input"), std::invalid_argument);
 }
 
 // --- training --------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ void init_layer(RuntimeLayer<Cpu>& layer, Rng& rng) {
             for (float& v : p.value->span()) v = rng.uniform(-0.5f, 0.5f);
         if (layer.kind() == "BatchNorm" && p.name == "weight")
             for (float& v : p.value->span()) v = rng.uniform(0.5f, 1.5f);
-        if (layer.kind() == "TransposedConv")
+        if (layer.kind() == "TransposedConv" || layer.kind() == "ConvTranspose2d")
             for (float& v : p.value->span()) v = rng.uniform(-0.5f, 0.5f);
     }
 }
@@ -258,6 +258,47 @@ struct EncoderSide {
     }
 };
 }  // namespace
+
+TEST_CASE("gradients: ConvTranspose2d (unpaired), its output size from its input alone") {
+    Rng rng(16);
+    SUBCASE("ConvTranspose2d<4, 3>: stride 1, no padding (DeconvNet's form), 4x5 -> 6x7") {
+        auto up = ConvTranspose2d<4, 3>::make<Cpu>(any(3));
+        init_layer(*up, rng);
+        const Tensor<Cpu> x = random_tensor({2, 3, 4, 5}, rng);
+        CHECK(up->forward(x, Mode::train).extents() == Extents{2, 4, 6, 7});
+        check_passed(check_gradients(*up, x, Mode::train), {"input", "weight"});
+    }
+    SUBCASE("ConvTranspose2d<3, 4, 2, 1>: FCN's 2x upscore, 3x5 -> 6x10") {
+        auto up = ConvTranspose2d<3, 4, 2, 1, UpsampleInit::bilinear>::make<Cpu>(any(2));
+        init_layer(*up, rng);
+        const Tensor<Cpu> x = random_tensor({2, 2, 3, 5}, rng);
+        CHECK(up->forward(x, Mode::train).extents() == Extents{2, 3, 6, 10});
+        check_passed(check_gradients(*up, x, Mode::train), {"input", "weight"});
+    }
+}
+
+TEST_CASE("ConvTranspose2d<C, 4, 2, 1> bilinear-initialised upsamples a map by 2 as FCN's kernel: by loops") {
+    // With the bilinear kernel on the channel diagonal, an interior output pixel is the weighted
+    // sum of its two nearest inputs per axis with weights 3/4 and 1/4 (FCN's upsample_filt).
+    Rng rng(17);
+    auto up = ConvTranspose2d<2, 4, 2, 1, UpsampleInit::bilinear>::make<Cpu>(any(2));
+    up->initialize(rng);
+    const Tensor<Cpu> x = random_tensor({1, 2, 3, 4}, rng);
+    const Tensor<Cpu>& y = up->forward(x, Mode::eval);
+    REQUIRE(y.extents() == Extents{1, 2, 6, 8});
+    auto in = [&](int c, int h, int w) { return double(x.data()[(c * 3 + h) * 4 + w]); };
+    for (int c = 0; c < 2; ++c)
+        for (int oy = 1; oy < 5; ++oy)
+            for (int ox = 1; ox < 7; ++ox) {
+                // output o sits at input coordinate (o - 0.5) / 2: between floor and floor + 1
+                const double fy = (oy - 0.5) / 2, fx = (ox - 0.5) / 2;
+                const int y0 = int(std::floor(fy)), x0 = int(std::floor(fx));
+                const double wy = fy - y0, wx = fx - x0;
+                const double expected = (1 - wy) * ((1 - wx) * in(c, y0, x0) + wx * in(c, y0, x0 + 1)) +
+                                        wy * ((1 - wx) * in(c, y0 + 1, x0) + wx * in(c, y0 + 1, x0 + 1));
+                CHECK(y.data()[(c * 6 + oy) * 8 + ox] == doctest::Approx(expected).epsilon(1e-5));
+            }
+}
 
 TEST_CASE("gradients: paired upsamplers (Unpool<2>, BilinearUpsample<2>, TransposedConv) through a SkipLink") {
     Rng rng(15);

@@ -3,7 +3,9 @@
 // OUT_DIR/models/: every built-in network (11 classes, prepare() below) exported twice, with symbolic
 // sizes (<name>.onnx) and static 45x61 (<name>.static.onnx), for the ONNX checker; each runs on the
 // first IMAGE resized to 45x61 (normalised) as a case of cases.json. Also conv-geometry.static.onnx:
-// strided, dilated and valid convolutions (ConvGeometryProbe), for the checker only.
+// strided, dilated and valid convolutions (ConvGeometryProbe), for the checker only; and
+// conv-transpose(.static).onnx, DeconvNet's and FCN's ConvTranspose2d (ConvTransposeProbe), a case.
+// Not every built-in network: exported_here() names those left out, and why.
 // OUT_DIR/cases.json lists what the runtimes run, each case an ONNX file, an input (raw float32
 // NCHW) and segnet's eval logits for it (raw float32 NCHW): SegNet-Basic from CHECKPOINT with its
 // normalisation in the graph (input: pixels 0..255) on each IMAGE at its own size, through the
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace segnet;
@@ -68,14 +71,23 @@ std::string write_case(Model<Net, Cpu>& model, const std::string& name, const st
            ", \"min_agreement\": " + std::to_string(min_agreement) + "}";
 }
 
-/// Every built-in network: its files in models/ and a case that runs the symbolic-size one on
-/// `input` (normalised; random weights, so the argmax bar is 99.5% as for SegNet below).
+/// Built-in networks not exported here: DeepLab-LargeFOV (ResizedToInput) and FCN-8s (Branches,
+/// CroppedToInput) hold composites, which have no export_as yet; DeconvNet exports (its
+/// ConvTranspose2d is ConvTranspose), but needs at least 193x193 (not 45x61) and its files would
+/// be 1 GB each: ConvTransposeProbe below exports the same layers.
+constexpr bool exported_here(std::string_view name) {
+    return name != "deeplab-largefov" && name != "fcn-vgg16" && name != "deconvnet";
+}
+
+/// Every built-in network exported here: its files in models/ and a case that runs the
+/// symbolic-size one on `input` (normalised; random weights, so the argmax bar is 99.5% as for
+/// SegNet below).
 template <template <int> class... M>
 void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>& input, std::vector<std::string>& cases) {
     const auto one = [&]<class Net>() {
-        // DeepLabV3 and PSPNet are made of composites (Branches, Residual, ResizedToInput), which
-        // have no ONNX form yet (compose/branches.hpp): export_model would not compile for them.
-        if constexpr (onnx::exportable_v<Net>) {
+        // Composites (Branches, Residual, ResizedToInput, CroppedToInput) have no ONNX form yet
+        // (export_model would not compile for them); exported_here() leaves out DeconvNet too.
+        if constexpr (onnx::exportable_v<Net> && exported_here(Net::name)) {
             Model<Net, Cpu> model;
             prepare(model);
             const std::string file = "models/" + std::string(Net::name);
@@ -96,6 +108,17 @@ using ConvGeometryProbe = Network<
     Conv2d<6, 3, ConvOptions{.stride = 2, .dilation = 2, .padding = Padding::valid, .groups = 2, .bias = Bias::without}>,
     Conv2d<6, 4, ConvOptions{.padding = Padding::explicit_(1)}>, Classifier<11>>;
 
+
+/// DeconvNet's and FCN-8s's layers at 45x61 (ConvTranspose2d: FCN's stride-2 upscore with padding,
+/// and DeconvNet's stride-1 valid 7x7 that restores a pooled map's size before its Unpool):
+/// 45x61 -> 23x31 (pool) -> 46x62 -> 23x31 -> 17x25 -> 23x31 -> 45x61 (unpool); any size works.
+/// A case: the runtimes compare its logits.
+using ConvTransposeProbe = Network<
+    Input<3, dyn, dyn>, Encoder<Block<Conv<8, 3>, BatchNorm, ReLU>, MaxPool<2>>,
+    ConvTranspose2d<8, 4, 2, 1, UpsampleInit::bilinear>, Conv2d<16, 4, ConvOptions{.stride = 2, .padding = Padding::explicit_(1)}>, ReLU,
+    Conv2d<16, 7, ConvOptions{.padding = Padding::valid}>, BatchNorm, ReLU, ConvTranspose2d<8, 7>, BatchNorm, ReLU,
+    Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm, ReLU>>, Classifier<11>>;
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -115,6 +138,15 @@ int main(int argc, char** argv) {
         Model<ConvGeometryProbe, Cpu> conv_geometry;
         prepare(conv_geometry);
         onnx::export_model(conv_geometry, out / "models/conv-geometry.static.onnx", {.height = 45, .width = 61});
+        {
+            Model<ConvTransposeProbe, Cpu> probe;
+            prepare(probe);
+            const std::string file = "models/conv-transpose";
+            onnx::export_model(probe, out / (file + ".onnx"));
+            onnx::export_model(probe, out / (file + ".static.onnx"), {.height = 45, .width = 61});
+            const Tensor<Cpu> pixels = normalised(resize_bilinear(load_rgb_tensor(argv[3]).view(), 45, 61), info.normalization);
+            cases.push_back(write_case(probe, file, file + ".onnx", pixels, Normalization::raw(), pixels, 0.995, out));
+        }
         const auto static_export = [&](auto& model, const std::string& file, const Tensor<Cpu>& pixels,
                                        std::optional<Normalization> norm) {
             onnx::export_model(model, out / file, {.height = int(pixels.h()), .width = int(pixels.w()), .normalization = norm});

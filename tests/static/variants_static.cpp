@@ -173,9 +173,10 @@ using SixEncoders = Network<Input<3, dyn, dyn>, BasicEncoder<>, BasicEncoder<>, 
 static_assert(SixEncoders::analyse({3, 32, 32}).diag.fault == Fault::too_small);
 
 // --- The registry ------------------------------------------------------------------------------
-static_assert(model_names.size() == 15 && model_names[0] == "segnet" && is_model_name("fcn-basic") &&
+static_assert(model_names.size() == 18 && model_names[0] == "segnet" && is_model_name("fcn-basic") &&
               is_model_name("bayesian-segnet-basic") && is_model_name("unet") && is_model_name("deeplabv3") &&
-              is_model_name("pspnet") &&
+              is_model_name("pspnet") && is_model_name("deeplab-largefov") && is_model_name("fcn-vgg16") &&
+              is_model_name("deconvnet") &&
               !is_model_name("fcn"));
 static_assert(is_supported_classes(11) && is_supported_classes(21) && !is_supported_classes(0) &&
               !is_supported_classes(40));

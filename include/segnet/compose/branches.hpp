@@ -25,6 +25,7 @@
 //   Residual<Body, Shortcut = Identity>   y = ReLU(Body(x) + Shortcut(x)) (torchvision's Bottleneck
 //                                  and BasicBlock put the ReLU after the add)
 //   ResizedToInput<Path>           y = Path(x) resized bilinearly to x's height and width
+//   CroppedToInput<Path>           y = Path(x)'s top-left x.h x x.w window (FCN's crop)
 //   Identity                       y = x (a shortcut or a pyramid's pass-through branch)
 //
 // The run-time object owns its children's run-time objects and names their parameters under its
@@ -39,6 +40,7 @@
 // model reaches the layers inside through CompositeRuntime (a Dropout's RandomLayer switches).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -331,6 +333,51 @@ private:
     Tensor<Device> y_, d_path_;
 };
 
+/// CroppedToInput at run time: the path, then the top-left part of its result of the input's size.
+template <class Device>
+class CroppedLayer final : public CompositeLayer<Device> {
+public:
+    explicit CroppedLayer(LayerChain<Device> path) {
+        this->paths_.push_back(std::move(path));
+        this->names_.emplace_back();  // the path's layers are named as the composite's own: "<j>."
+    }
+    const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
+        const Tensor<Device>& t = this->paths_[0].forward(x, mode);
+        path_out_ = t.extents();
+        if (t.h() < x.h() || t.w() < x.w())
+            throw std::invalid_argument("segnet::CroppedToInput: the path gives " + to_string(t.extents()) +
+                                        ", smaller than its input " + to_string(x.extents()));
+        y_.resize({t.n(), t.c(), x.h(), x.w()});
+        copy_window(t, y_, false);
+        return y_;
+    }
+    const Tensor<Device>& backward(const Tensor<Device>& dy) override {
+        d_path_.resize(path_out_);
+        d_path_.zero();  // the cropped-off rows and columns had no effect on the loss
+        copy_window(dy, d_path_, true);
+        return this->paths_[0].backward(d_path_);
+    }
+    std::string_view kind() const override { return "CroppedToInput"; }
+
+private:
+    /// Copies the top-left window the two maps share: from the large map (into the small), or
+    /// into the large one (`into_large`).
+    static void copy_window(const Tensor<Device>& from, Tensor<Device>& to, bool into_large) {
+        const Extents& large = into_large ? to.extents() : from.extents();
+        const Extents& small = into_large ? from.extents() : to.extents();
+        for (int n = 0; n < small.n; ++n)
+            for (int c = 0; c < small.c; ++c)
+                for (int y = 0; y < small.h; ++y) {
+                    const std::int64_t s_row = ((std::int64_t(n) * small.c + c) * small.h + y) * small.w;
+                    const std::int64_t l_row = ((std::int64_t(n) * large.c + c) * large.h + y) * large.w;
+                    const float* src = from.data() + (into_large ? s_row : l_row);
+                    std::copy(src, src + small.w, to.data() + (into_large ? l_row : s_row));
+                }
+    }
+    Extents path_out_{};
+    Tensor<Device> y_, d_path_;
+};
+
 // --- the layer types -------------------------------------------------------------------------------
 
 /// y = x: a residual block's identity shortcut, a pyramid's pass-through branch. No parameters.
@@ -443,6 +490,35 @@ struct ResizedToInput {
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
         if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
         else return std::make_unique<ResizedLayer<Device>>(detail::make_chain<Path, Device>(in));
+    }
+};
+
+/// Path(x) cropped to x's height and width, keeping the top-left rows and columns: FCN's crop
+/// layers with offset 0 (a transposed convolution's 2 ceil(H / 2) rows back to the H of the map it
+/// is added to). The path must give at least the input's size (Fault::crop_size).
+template <class Path>
+struct CroppedToInput {
+    static_assert(well_formed_v<Path>, "CroppedToInput<Path>: Path is a segnet layer or a Block<...> of layers");
+    static constexpr std::string_view name = "CroppedToInput";
+    static constexpr LayerGeometry geometry = [] {
+        int rf = 1, jump = 1;
+        detail::path_geometry<Path>(rf, jump);
+        return LayerGeometry{rf, 1, 1};
+    }();
+    static constexpr ShapeResult infer(Dims in) {
+        const ShapeResult r = detail::walk_path<Path>(in).result;
+        if (r.fault != Fault::none) return ShapeResult::fail(r.fault, r.expected, r.actual, 1);
+        if (in.h != dyn && r.out.h != dyn && r.out.h < in.h) return ShapeResult::fail(Fault::crop_size, in.h, r.out.h, 1);
+        if (in.w != dyn && r.out.w != dyn && r.out.w < in.w) return ShapeResult::fail(Fault::crop_size, in.w, r.out.w, 1);
+        return ShapeResult::ok({r.out.c, in.h, in.w});
+    }
+    static constexpr std::int64_t parameter_count(Dims in) { return detail::walk_path<Path>(in).parameters; }
+    static constexpr std::int64_t flops(Dims in) { return detail::walk_path<Path>(in).flops; }
+    static constexpr std::int64_t inner_activation_elements(Dims in) { return detail::walk_path<Path>(in).activations; }
+    template <class Device>
+    static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
+        if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
+        else return std::make_unique<CroppedLayer<Device>>(detail::make_chain<Path, Device>(in));
     }
 };
 

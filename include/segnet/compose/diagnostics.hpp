@@ -155,6 +155,12 @@ struct branch_check<Fault::branch_size, Stage, Layer, Branch, Expected, Actual> 
     static constexpr bool ok = false;
 };
 
+template <label::stage Stage, label::layer Layer, label::branch Branch, label::expected Expected, label::got Actual>
+struct branch_check<Fault::crop_size, Stage, Layer, Branch, Expected, Actual> {
+    static_assert(shape_fault_at_stage<Stage.value>, "segnet: CroppedToInput<Path>: the path's height or width (got) is smaller than its input's (expected); a crop only removes rows and columns (ResizedToInput<Path> resizes)");
+    static constexpr bool ok = false;
+};
+
 /// stage_check<stage, S>: reports the first stage S (at position `stage`) that holds a type that is
 /// not a layer where a layer belongs (well_formed_v), once, before the shape walk.
 template <label::stage Stage, class S>
@@ -188,6 +194,7 @@ inline std::string_view fault_summary(Fault f) {
         case Fault::conv_window: return "the map is smaller than the convolution's dilated window less its padding";
         case Fault::branch_channels: return "a summed branch's channels differ from the first branch's";
         case Fault::branch_size: return "a branch's size differs from the first branch's";
+        case Fault::crop_size: return "CroppedToInput: the path's output is smaller than its input";
     }
     return "unknown fault";
 }

@@ -36,6 +36,8 @@ enum class Fault : int {
                                // (expected: the least input size, actual: size)
     branch_channels,           // Branches<Merge::sum, ...>: a branch's channels differ from branch 1's
     branch_size,               // Branches: a branch's height or width differs from branch 1's
+    crop_size,                 // CroppedToInput: the path's output is smaller than its input
+                               // (expected: the input's extent, actual: the path's)
 };
 
 struct ShapeResult {

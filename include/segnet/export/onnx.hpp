@@ -385,6 +385,13 @@ private:
                     {name}, name);
             break;
         }
+        case ExportOp::conv_transpose: {
+            const std::int64_t pad = op.pad;
+            g_.node("ConvTranspose", {current_, tensor(prefix + "weight")}, {name}, name,
+                    {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
+                     ints_attribute("pads", {pad, pad, pad, pad})});
+            break;
+        }
         case ExportOp::lrn:
             g_.node("LRN", {current_}, {name}, name,
                     {int_attribute("size", k), float_attribute("alpha", op.alpha), float_attribute("beta", op.beta),

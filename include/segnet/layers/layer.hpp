@@ -229,6 +229,7 @@ enum class ExportOp {
     add_projected_skip,  // y = x + (1 x 1 convolution "weight", no bias) of the encoder's map
     concat_skip,         // y = [x, the encoder's map] along channels
     transposed_conv,     // K x K, stride S, pad ceil((K - S) / 2), cropped to the encoder's map size
+    conv_transpose,      // K x K, stride S, pad on each side, no crop (an unpaired ConvTranspose2d); "weight"
     lrn,                 // cross-channel local response normalisation
 };
 struct ExportSpec {

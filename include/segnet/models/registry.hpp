@@ -27,6 +27,9 @@
 
 #include "segnet/compose/model.hpp"
 #include "segnet/models/bayesian.hpp"
+#include "segnet/models/deconvnet.hpp"
+#include "segnet/models/deeplab_largefov.hpp"
+#include "segnet/models/fcn_vgg16.hpp"
 #include "segnet/models/segnet.hpp"
 #include "segnet/models/segnet_basic.hpp"
 #include "segnet/models/unet.hpp"
@@ -46,6 +49,8 @@ using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
               FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
               BayesianSegNet, BayesianSegNetBasic, UNet,
+              // issue 19: the VGG peers (deeplab-largefov and fcn-vgg16 hold composites: no ONNX form yet)
+              DeepLabLargeFov, FcnVgg16, DeconvNet,
               // issue 19: the ResNet-50 peers (no ONNX form yet: segnet-export refuses them)
               DeepLabV3, PspNet>;
 

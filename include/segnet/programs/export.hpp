@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 
 #include "segnet/export/onnx.hpp"
 #include "segnet/models/registry.hpp"
