@@ -43,7 +43,7 @@ struct EvaluationOptions {
     /// of the logits, or the samples' mean) and the batch's images, instead of their argmax
     /// (segnet-evaluate --crf: the dense CRF).
     std::function<Tensor<Cpu, std::uint8_t>(const Tensor<Cpu>& probabilities, const Tensor<Cpu>& images)>
-        labels_from_probabilities;
+        labels_from_probabilities{};
 };
 
 /// Runs `model` on `data` (or on this process's share of it: o.shard of o.shards, the positions
