@@ -17,33 +17,17 @@
 #include "segnet/train/loss.hpp"
 #include "segnet/train/optimizer.hpp"
 
+#include "layer_test_support.hpp"
+
 using namespace segnet;
+using segnet::testing_support::random_tensor;
+using segnet::testing_support::init_layer;
 using segnet::testing::check_gradients;
 using segnet::testing::GradientCheckOptions;
 
 namespace {
 
 constexpr Dims any(int c) { return {c, dyn, dyn}; }
-
-Tensor<Cpu> random_tensor(Extents e, Rng& rng, float lo = -1.f, float hi = 1.f) {
-    Tensor<Cpu> t(e);
-    for (std::int64_t i = 0; i < t.size(); ++i) t[i] = rng.uniform(lo, hi);
-    return t;
-}
-
-/// He initialisation, then biases and batch-norm scales away from 0 and 1 (general position).
-void init_layer(RuntimeLayer<Cpu>& layer, Rng& rng) {
-    layer.initialize(rng);
-    std::vector<ParamRef<Cpu>> ps;
-    layer.collect(ps, "");
-    for (auto& p : ps) {
-        if (!p.trainable()) continue;
-        const bool bias = p.name.ends_with("bias");
-        const bool bn_scale = p.name.ends_with("weight") && p.shape.size() == 1;
-        if (bias) for (float& v : p.value->span()) v = rng.uniform(-0.5f, 0.5f);
-        if (bn_scale) for (float& v : p.value->span()) v = rng.uniform(0.5f, 1.5f);
-    }
-}
 
 std::vector<std::string> names_of(RuntimeLayer<Cpu>& layer) {
     std::vector<ParamRef<Cpu>> ps;

@@ -16,7 +16,10 @@
 #include "segnet/layers/conv.hpp"
 #include "segnet/testing/gradient_check.hpp"
 
+#include "layer_test_support.hpp"
+
 using namespace segnet;
+using segnet::testing_support::random_tensor;
 using backend::ConvGeometry;
 
 // --- The shape rule, at compile time -------------------------------------------------------------
@@ -60,12 +63,6 @@ static_assert(Stem::export_as.stride == 2 && Stem::export_as.pad == 3 && AtrousF
 static_assert(Layer<AtrousFc6> && Layer<Stem> && Layer<ValidFc6>);
 
 namespace {
-
-Tensor<Cpu> random_tensor(Extents e, Rng& rng) {
-    Tensor<Cpu> t(e);
-    for (std::int64_t i = 0; i < t.size(); ++i) t[i] = rng.uniform(-1.f, 1.f);
-    return t;
-}
 
 /// One convolution case: sizes, kernel, stride, pad, dilation, groups; the output size from
 /// PyTorch's arithmetic.

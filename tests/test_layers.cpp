@@ -27,7 +27,11 @@
 #include "segnet/models/segnet_basic.hpp"
 #include "segnet/testing/gradient_check.hpp"
 
+#include "layer_test_support.hpp"
+
 using namespace segnet;
+using segnet::testing_support::random_tensor;
+using segnet::testing_support::init_layer;
 using segnet::testing::check_gradients;
 using segnet::testing::GradientCheckOptions;
 using segnet::testing::GradientCheckResult;
@@ -35,29 +39,6 @@ using segnet::testing::GradientCheckResult;
 namespace {
 
 constexpr Dims any(int c) { return {c, dyn, dyn}; }
-
-Tensor<Cpu> random_tensor(Extents e, Rng& rng, float lo = -1.f, float hi = 1.f) {
-    Tensor<Cpu> t(e);
-    for (std::int64_t i = 0; i < t.size(); ++i) t[i] = rng.uniform(lo, hi);
-    return t;
-}
-
-/// He initialisation, then biases and batch-norm affine parameters away from their trivial
-/// initial values (0 and 1), so that their gradients are exercised in general position.
-void init_layer(RuntimeLayer<Cpu>& layer, Rng& rng) {
-    layer.initialize(rng);
-    std::vector<ParamRef<Cpu>> ps;
-    layer.collect(ps, "");
-    for (auto& p : ps) {
-        if (!p.trainable()) continue;
-        if (p.name == "bias")
-            for (float& v : p.value->span()) v = rng.uniform(-0.5f, 0.5f);
-        if (layer.kind() == "BatchNorm" && p.name == "weight")
-            for (float& v : p.value->span()) v = rng.uniform(0.5f, 1.5f);
-        if (layer.kind() == "TransposedConv" || layer.kind() == "ConvTranspose2d")
-            for (float& v : p.value->span()) v = rng.uniform(-0.5f, 0.5f);
-    }
-}
 
 bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 

@@ -21,18 +21,15 @@
 #include "segnet/train/loss.hpp"
 #include "segnet/train/optimizer.hpp"
 
+#include "layer_test_support.hpp"
+
 using namespace segnet;
+using segnet::testing_support::random_tensor;
 using segnet::testing::check_gradients;
 using segnet::testing::GradientCheckOptions;
 using segnet::testing::GradientCheckResult;
 
 namespace {
-
-Tensor<Cpu> random_tensor(Extents e, Rng& rng, float lo = -1.f, float hi = 1.f) {
-    Tensor<Cpu> t(e);
-    for (auto& v : t.span()) v = lo + (hi - lo) * rng.uniform();
-    return t;
-}
 
 constexpr Dims any(int c) { return {c, dyn, dyn}; }
 

@@ -18,7 +18,10 @@
 #include "segnet/layers/pool.hpp"
 #include "segnet/testing/gradient_check.hpp"
 
+#include "layer_test_support.hpp"
+
 using namespace segnet;
+using segnet::testing_support::random_tensor;
 using segnet::testing::check_gradients;
 using segnet::testing::GradientCheckOptions;
 using segnet::testing::GradientCheckResult;
@@ -66,11 +69,6 @@ namespace {
 
 constexpr Dims any(int c) { return {c, dyn, dyn}; }
 
-Tensor<Cpu> random_tensor(Extents e, Rng& rng) {
-    Tensor<Cpu> t(e);
-    for (std::int64_t i = 0; i < t.size(); ++i) t[i] = rng.uniform(-1.f, 1.f);
-    return t;
-}
 /// Distinct values 0.1 apart in a random order: no ties, and a step of 1e-2 never changes an argmax.
 Tensor<Cpu> distinct_tensor(Extents e, Rng& rng) {
     Tensor<Cpu> t(e);

@@ -17,6 +17,8 @@
 #include "segnet/testing/gradient_check.hpp"
 #include "segnet/train/optimizer.hpp"
 
+#include "layer_test_support.hpp"
+
 namespace user {
 
 /// y[n, c, h, w] = x[n, c, h, w] * scale[c], a learned scale per channel (parameter "scale").
@@ -81,6 +83,7 @@ struct ChannelScale {
 }  // namespace user
 
 using namespace segnet;
+using segnet::testing_support::random_tensor;
 
 namespace {
 
@@ -91,12 +94,6 @@ struct UserNet : Network<Input<3, dyn, dyn>,
 
 static_assert(Layer<user::ChannelScale> && PlainLayer<user::ChannelScale>);
 static_assert(parameter_count_v<UserNet> == (4 * 3 * 9 + 4) + 4 + (4 * 4 * 9 + 4) + 4 + (4 * 3 + 3));
-
-Tensor<Cpu> random_tensor(Extents e, Rng& rng) {
-    Tensor<Cpu> t(e);
-    for (float& v : t.span()) v = rng.uniform(-1.f, 1.f);
-    return t;
-}
 
 }  // namespace
 
