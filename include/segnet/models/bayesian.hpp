@@ -41,11 +41,11 @@ struct BayesianSegNetBasic
 template <int Classes>
 struct BayesianSegNet
     : Network<Input<3, dyn, dyn>,
-              Encoder<Block<Vgg<64>, Vgg<64>>, MaxPool<2>>,
-              Encoder<Block<Vgg<128>, Vgg<128>>, MaxPool<2>>,
-              Encoder<Block<Vgg<256>, Vgg<256>, Vgg<256>>, MaxPool<2>>, Dropout<50>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>, Dropout<50>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>, Dropout<50>,
+              VggEncoder<64, 2>,
+              VggEncoder<128, 2>,
+              VggEncoder<256, 3>, Dropout<50>,
+              VggEncoder<512, 3>, Dropout<50>,
+              VggEncoder<512, 3>, Dropout<50>,
               Decoder<Unpool<2>, Vgg<512>, Vgg<512>, Vgg<512>, Dropout<50>>,
               Decoder<Unpool<2>, Vgg<512>, Vgg<512>, Vgg<256>, Dropout<50>>,
               Decoder<Unpool<2>, Vgg<256>, Vgg<256>, Vgg<128>, Dropout<50>>,

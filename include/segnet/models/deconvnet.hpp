@@ -46,11 +46,7 @@ namespace segnet::models {
 template <int Classes>
 struct DeconvNet
     : Network<Input<3, dyn, dyn>,
-              Encoder<Block<Vgg<64>, Vgg<64>>, MaxPool<2>>,
-              Encoder<Block<Vgg<128>, Vgg<128>>, MaxPool<2>>,
-              Encoder<Block<Vgg<256>, Vgg<256>, Vgg<256>>, MaxPool<2>>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>,
+              VggEncoder<64, 2>, VggEncoder<128, 2>, VggEncoder<256, 3>, VggEncoder<512, 3>, VggEncoder<512, 3>,
               Block<Conv2d<4096, 7, ConvOptions{.padding = Padding::valid}>, BatchNorm, ReLU,  // fc6
                     Conv<4096, 1>, BatchNorm, ReLU,                                          // fc7
                     ConvTranspose2d<512, 7>, BatchNorm, ReLU>,                               // deconv-fc6

@@ -35,12 +35,9 @@
 #include "segnet/layers/dropout.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/models/paper.hpp"
+#include "segnet/models/vgg.hpp"
 
 namespace segnet::models {
-
-/// A plain VGG16 convolution: 3x3 with bias, then ReLU (no batch norm), with Conv2d's Options.
-template <int C, ConvOptions Options = ConvOptions{}>
-using VggConvRelu = Block<Conv2d<C, 3, Options>, ReLU>;
 
 /// DeepLab's max pooling: 3x3 window, padding 1, Caffe's ceil rounding.
 template <int Stride>
@@ -50,9 +47,7 @@ template <int Classes>
 struct DeepLabLargeFov
     : Network<Input<3, dyn, dyn>,
               ResizedToInput<Block<
-                  VggConvRelu<64>, VggConvRelu<64>, DeepLabPool<2>,
-                  VggConvRelu<128>, VggConvRelu<128>, DeepLabPool<2>,
-                  VggConvRelu<256>, VggConvRelu<256>, VggConvRelu<256>, DeepLabPool<2>,
+                  Vgg16Groups123<DeepLabPool<2>>,
                   VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, DeepLabPool<1>,
                   VggConvRelu<512, ConvOptions{.dilation = 2}>, VggConvRelu<512, ConvOptions{.dilation = 2}>,
                   VggConvRelu<512, ConvOptions{.dilation = 2}>, DeepLabPool<1>,

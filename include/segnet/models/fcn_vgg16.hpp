@@ -46,7 +46,7 @@
 #include "segnet/layers/dropout.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/layers/upsample.hpp"
-#include "segnet/models/deeplab_largefov.hpp"
+#include "segnet/models/vgg.hpp"
 #include "segnet/models/paper.hpp"
 
 namespace segnet::models {
@@ -66,9 +66,7 @@ template <int Classes>
 struct FcnVgg16
     : Network<Input<3, dyn, dyn>,
               CroppedToInput<Block<                                                             // score
-                  VggConvRelu<64>, VggConvRelu<64>, FcnPool,
-                  VggConvRelu<128>, VggConvRelu<128>, FcnPool,
-                  VggConvRelu<256>, VggConvRelu<256>, VggConvRelu<256>, FcnPool,                // pool3
+                  Vgg16Groups123<FcnPool>,                                                      // .. pool3
                   Branches<Merge::sum,                                                          // fuse_pool3
                            FcnScore<Classes>,                                                   // score_pool3
                            CroppedToInput<Block<                                                // score_pool3c's crop

@@ -22,20 +22,14 @@
 #include "segnet/layers/conv.hpp"
 #include "segnet/layers/pool.hpp"
 #include "segnet/models/paper.hpp"
+#include "segnet/models/vgg.hpp"
 
 namespace segnet::models {
-
-template <int C>
-using Vgg = Block<Conv<C, 3>, BatchNorm, ReLU>;
 
 template <int Classes>
 struct SegNet
     : Network<Input<3, dyn, dyn>,
-              Encoder<Block<Vgg<64>, Vgg<64>>, MaxPool<2>>,
-              Encoder<Block<Vgg<128>, Vgg<128>>, MaxPool<2>>,
-              Encoder<Block<Vgg<256>, Vgg<256>, Vgg<256>>, MaxPool<2>>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>,
-              Encoder<Block<Vgg<512>, Vgg<512>, Vgg<512>>, MaxPool<2>>,
+              VggEncoder<64, 2>, VggEncoder<128, 2>, VggEncoder<256, 3>, VggEncoder<512, 3>, VggEncoder<512, 3>,
               Decoder<Unpool<2>, Vgg<512>, Vgg<512>, Vgg<512>>,
               Decoder<Unpool<2>, Vgg<512>, Vgg<512>, Vgg<256>>,
               Decoder<Unpool<2>, Vgg<256>, Vgg<256>, Vgg<128>>,
