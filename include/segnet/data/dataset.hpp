@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "segnet/core/bilinear.hpp"
 #include "segnet/core/random.hpp"
 #include "segnet/core/tensor.hpp"
 #include "segnet/data/list_file.hpp"
@@ -90,32 +91,19 @@ void flip_horizontal(TensorView<Cpu, T> t) {
 /// Bilinear resize with pixel centres aligned (PyTorch align_corners=false, OpenCV INTER_LINEAR).
 inline Tensor<Cpu> resize_bilinear(TensorView<Cpu, const float> in, int height, int width) {
     Tensor<Cpu> out({in.n(), in.c(), height, width});
-    const float sy = float(in.h()) / float(height), sx = float(in.w()) / float(width);
-    struct Tap {
-        int i0, i1;
-        float f;
-    };
-    auto taps = [](int out_size, int in_size, float s) {
-        std::vector<Tap> t(static_cast<std::size_t>(out_size));
-        for (int o = 0; o < out_size; ++o) {
-            const float src = std::max(0.f, (float(o) + 0.5f) * s - 0.5f);
-            const int i0 = std::min(int(src), in_size - 1);
-            t[std::size_t(o)] = {i0, std::min(i0 + 1, in_size - 1), src - float(i0)};
-        }
-        return t;
-    };
-    const auto ty = taps(height, in.h(), sy), tx = taps(width, in.w(), sx);
+    // Serial: the batch loader's thread calls it while the model's forward holds the thread pool.
+    const auto ty = bilinear_taps(in.h(), height), tx = bilinear_taps(in.w(), width);
     for (int n = 0; n < in.n(); ++n)
         for (int c = 0; c < in.c(); ++c)
             for (int y = 0; y < height; ++y) {
-                const Tap& a = ty[std::size_t(y)];
+                const BilinearTap& a = ty[std::size_t(y)];
                 const float* r0 = &in(n, c, a.i0, 0);
                 const float* r1 = &in(n, c, a.i1, 0);
                 for (int x = 0; x < width; ++x) {
-                    const Tap& b = tx[std::size_t(x)];
-                    const float top = r0[b.i0] + (r0[b.i1] - r0[b.i0]) * b.f;
-                    const float bottom = r1[b.i0] + (r1[b.i1] - r1[b.i0]) * b.f;
-                    out(n, c, y, x) = top + (bottom - top) * a.f;
+                    const BilinearTap& b = tx[std::size_t(x)];
+                    const float top = r0[b.i0] + (r0[b.i1] - r0[b.i0]) * b.w1;
+                    const float bottom = r1[b.i0] + (r1[b.i1] - r1[b.i0]) * b.w1;
+                    out(n, c, y, x) = top + (bottom - top) * a.w1;
                 }
             }
     return out;

@@ -4,9 +4,7 @@
 //   segnet::backend::cpu::bilinear_resize_forward(x, planes, 7, 9, y, 14, 18);
 //   segnet::backend::cpu::bilinear_resize_backward(dy, planes, 14, 18, dx, 7, 9);   // dx = resize^T dy
 //
-// Output index o reads source position s = (o + 0.5) * in / out - 0.5, clamped at 0 (PyTorch's
-// area_pixel_compute_source_index), from rows floor(s) and floor(s) + 1 (the last row repeats),
-// weighted by 1 - frac(s) and frac(s); all in float, as PyTorch's CPU kernel computes it.
+// The sampling positions and weights are segnet::bilinear_taps (core/bilinear.hpp).
 #pragma once
 
 #include <algorithm>
@@ -14,26 +12,9 @@
 #include <vector>
 
 #include "segnet/backend/cpu/thread_pool.hpp"
+#include "segnet/core/bilinear.hpp"
 
 namespace segnet::backend::cpu {
-
-/// The two source indices and weights of one output index along one axis.
-struct BilinearTap {
-    int i0 = 0, i1 = 0;
-    float w0 = 1.f, w1 = 0.f;
-};
-
-inline std::vector<BilinearTap> bilinear_taps(int in, int out) {
-    std::vector<BilinearTap> taps(std::size_t(std::max(out, 0)));
-    const float scale = float(in) / float(out);
-    for (int o = 0; o < out; ++o) {
-        const float src = std::max(scale * (float(o) + 0.5f) - 0.5f, 0.f);
-        const int i0 = std::min(int(src), in - 1);
-        const float frac = src - float(i0);
-        taps[std::size_t(o)] = {i0, i0 < in - 1 ? i0 + 1 : i0, 1.f - frac, frac};
-    }
-    return taps;
-}
 
 /// y (planes x out_h x out_w) = bilinear resize of x (planes x in_h x in_w).
 inline void bilinear_resize_forward(const float* x, std::int64_t planes, int in_h, int in_w, float* y, int out_h,
