@@ -92,7 +92,7 @@ inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tens
     const Extents in = images.extents();
     const int classes = model.classes();
     const std::int64_t plane = std::int64_t(in.h) * in.w, image_size = std::int64_t(in.c) * plane;
-    MonteCarloPrediction out{Tensor<Cpu>({in.n, classes, in.h, in.w}), Tensor<Cpu>({in.n, 1, in.h, in.w}),
+    MonteCarloPrediction out{Tensor<Cpu>({in.n, classes, in.h, in.w}), Tensor<Cpu>(),  // entropy: from the mean, below
                              Tensor<Cpu>({in.n, 1, in.h, in.w})};
     struct SamplingOff {  // sampling must not outlive this call, even when a forward throws
         AnyModel<Cpu>& model;
