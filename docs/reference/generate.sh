@@ -11,7 +11,7 @@ intro() {
     core) echo "Shapes, tensors, devices, parameters and the random generator. Depends on nothing else in segnet.";;
     layers) echo "Layer types: each is a compile-time shape rule plus a run-time object with forward/backward (the \`Layer\` concept).";;
     compose) echo "How layers become a network: the stage words (\`Input\`, \`Block\`, \`Encoder\`, \`Decoder\`), the analysis walk, its diagnostics, \`Network\` and \`Model\`.";;
-    models) echo "Named networks (SegNet, SegNet-Basic, the Table 1 variants) and the registry that picks one by name at run time.";;
+    models) echo "Named networks (SegNet, SegNet-Basic, the Table 1 variants, the peers: U-Net, DeepLab-LargeFOV, FCN-8s, DeconvNet, DeepLabV3, PSPNet, their VGG16 and ResNet-50 parts) and the registry that picks one by name at run time.";;
     backend) echo "The operations layers and the training code call, per device (including the loss's and the optimisers' shared rules): the CPU kernels (\`cpu/\`) and the CUDA/cuDNN backend (\`cuda/\`, \`.cuh\` files for nvcc, see docs/gpu.md). Users rarely include these directly; \`segnet/segnet.hpp\` brings in what a CPU model needs.";;
     train) echo "Loss, class balancing, optimizers, schedules, checkpoints, evaluation and the trainer, for a model on any device.";;
     metrics) echo "The paper's metrics: confusion matrix (G, C, mIoU), boundary F1, and the evaluator that combines them.";;
