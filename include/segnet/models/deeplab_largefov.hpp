@@ -49,8 +49,8 @@ struct DeepLabLargeFov
               ResizedToInput<Block<
                   Vgg16Groups123<DeepLabPool<2>>,
                   VggConvRelu<512>, VggConvRelu<512>, VggConvRelu<512>, DeepLabPool<1>,
-                  VggConvRelu<512, ConvOptions{.dilation = 2}>, VggConvRelu<512, ConvOptions{.dilation = 2}>,
-                  VggConvRelu<512, ConvOptions{.dilation = 2}>, DeepLabPool<1>,
+                  VggConvRelu<512, 2>, VggConvRelu<512, 2>,
+                  VggConvRelu<512, 2>, DeepLabPool<1>,
                   Conv2d<1024, 3, ConvOptions{.dilation = 12}>, ReLU, Dropout<50>,  // fc6
                   Conv<1024, 1>, ReLU, Dropout<50>,                                 // fc7
                   Classifier<Classes>>>> {                                          // fc8

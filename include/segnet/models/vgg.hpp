@@ -4,6 +4,7 @@
 //   Vgg<64>                 3x3 conv (bias) + batch norm + ReLU: SegNet's and DeconvNet's layers
 //   VggEncoder<64, 2>       an Encoder of 2 such layers and a 2x2 max pool with indices
 //   VggConvRelu<512>        3x3 conv (bias) + ReLU, no batch norm: the original VGG16's layers
+//   VggConvRelu<512, 2>     the same, dilated 2 (DeepLab's conv5)
 //   Vgg16Groups123<Pool>    VGG16's conv1_1 .. conv3_3 without batch norm, each group ending in Pool
 #pragma once
 
@@ -36,9 +37,11 @@ struct VggLayers<C, 3> {
 template <int C, int Layers>
 using VggEncoder = Encoder<typename detail::VggLayers<C, Layers>::type, MaxPool<2>>;
 
-/// A plain VGG16 convolution: 3x3 with bias, then ReLU (no batch norm), with Conv2d's Options.
-template <int C, ConvOptions Options = ConvOptions{}>
-using VggConvRelu = Block<Conv2d<C, 3, Options>, ReLU>;
+/// A plain VGG16 convolution: 3x3 with bias, then ReLU (no batch norm); Dilation > 1: atrous
+/// (DeepLab's conv5). An int, not a ConvOptions parameter: nvcc 13 cannot compile an alias
+/// template whose parameter is of class type.
+template <int C, int Dilation = 1>
+using VggConvRelu = Block<Conv2d<C, 3, ConvOptions{.dilation = Dilation}>, ReLU>;
 
 /// VGG16's first three groups without batch norm (64, 64 | 128, 128 | 256 x 3), each followed by
 /// the pooling layer Pool (FCN: 2x2 stride 2; DeepLab: 3x3 stride 2 pad 1).
