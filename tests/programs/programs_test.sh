@@ -47,6 +47,10 @@ check "the staged run's lr and loss equal the straight run's" 0 "" -- \
   cmp <(cut -d, -f1-3 "$work/straight/log.csv") <(cut -d, -f1-3 "$work/staged/log.csv")
 check "--stop-after at the epochs done" 2 "--stop-after 3: .* has 3 epochs done already" -- "$bin/segnet-train" \
   "${train[@]}" --epochs 4 --stop-after 3 --resume "$work/staged/last.safetensors" --out "$work/staged"
+check "--val-every 2: 3 epochs" 0 "best: G" -- "$bin/segnet-train" "${train[@]}" --epochs 3 --val-every 2 --out "$work/sparse"
+check "--val-every 2 validates epochs 2 and 3 (the last), not 1" 0 "" -- \
+  test "$(cut -d, -f1,4 "$work/sparse/log.csv" | tail -n +2 | sed 's/,[0-9.]\+$/,v/' | tr '\n' ' ')" = "1, 2,v 3,v "
+check "--val-every 0" 2 "--val-every" -- "$bin/segnet-train" "${train[@]}" --val-every 0 --out "$work/x"
 check "train small, validate at the images' size" 0 "val G" -- "$bin/segnet-train" "${train[@]}" --epochs 1 \
   --size 32x32 --val-size native --out "$work/small"
 check "train on crops, validate on whole images" 0 "48x32 crops.*" -- "$bin/segnet-train" "${train[@]}" --epochs 1 \

@@ -65,6 +65,8 @@ optimisation
   --schedule NAME        constant (default) | step | poly | cosine (per step)
   --best METRIC          g (global accuracy, the paper's choice; default) | miou
   --no-bf                skip the boundary F1 in validation (faster)
+  --val-every N          validate after every N-th epoch and after the run's last (default 1);
+                         best.safetensors is chosen among the validated epochs
 run
   --out DIR              output folder (created); one that holds another run is refused
   --overwrite            start afresh in an --out that holds a run (replaces its last.safetensors
@@ -202,6 +204,7 @@ inline int run(int argc, char** argv, Communicator* comm) {
     const std::string precision_requested = cli::precision_request(args, "fp32");
     o.best = args.choice("--best", "g", {"g", "miou"}) == "g" ? BestMetric::global_accuracy : BestMetric::mean_iou;
     o.boundary_f1 = !args.flag("--no-bf");
+    o.validate_every = int(args.integer("--val-every", 1, 1, 1000000));
     const ImageLimits limits = cli::image_limits(args);
     const cli::MemoryBudget budget = cli::memory_budget(args);
     const bool overwrite = args.flag("--overwrite");

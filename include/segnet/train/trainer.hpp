@@ -15,9 +15,10 @@
 //
 // Each step: forward (train mode), weighted cross-entropy with the ignore label, backward,
 // optimizer step; the learning rate follows the schedule per step (t = global step, total =
-// epochs x batches per epoch). After each epoch: validation (G, C, mIoU, BF), one CSV row in
-// out_dir/log.csv, out_dir/last.safetensors, and out_dir/best.safetensors when the chosen
-// metric (val G as in the paper, or mIoU) improves.
+// epochs x batches per epoch). After each epoch: validation (G, C, mIoU, BF; every
+// `validate_every`-th epoch and always the last one of a run), one CSV row in out_dir/log.csv
+// (empty metric columns where it did not validate), out_dir/last.safetensors, and
+// out_dir/best.safetensors when the chosen metric (val G as in the paper, or mIoU) improves.
 //
 // Resume (`resume` = a checkpoint) restores weights, batch-norm statistics, optimizer state,
 // epoch and batch position; the data order and augmentation depend only on (seed, epoch,
@@ -110,6 +111,10 @@ struct TrainOptions {
     std::filesystem::path resume{};  ///< empty: start from He initialisation
     BestMetric best = BestMetric::global_accuracy;
     bool boundary_f1 = true;  ///< compute BF in validation (costs a few ms per image)
+    /// Validate after every N-th epoch (epoch numbers divisible by N) and after the last epoch of
+    /// the run (`epochs` or `stop_after_epoch`): validating whole images after every short crop
+    /// epoch can cost as much as the epoch. `best.safetensors` is chosen among validated epochs.
+    int validate_every = 1;
     Normalization normalization{};  ///< stored in checkpoints for segment/evaluate
     std::int64_t stop_after_steps = -1;  ///< behave as if interrupted after this many steps (tests)
     /// End this run after that epoch (0: run to `epochs`), with its checkpoints written as at any
@@ -237,7 +242,8 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
             if (writer) work();
         });
     };
-    if (o.epochs < 1 || o.batch_size < 1) throw std::invalid_argument("segnet::train: epochs and batch size must be >= 1");
+    if (o.epochs < 1 || o.batch_size < 1 || o.validate_every < 1)
+        throw std::invalid_argument("segnet::train: epochs, batch size and validate_every must be >= 1");
     if (o.classes != model.classes())
         throw std::invalid_argument("segnet::train: the model has " + std::to_string(model.classes()) +
                                     " classes, the options say " + std::to_string(o.classes));
@@ -475,7 +481,8 @@ TrainResult train(AnyModel<Device>& model, const TrainOptions& o, const Segmenta
         record.train_loss = epoch_loss_count ? epoch_loss_sum / double(epoch_loss_count) : 0;
         const double train_seconds = epoch_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count();
         record.images_per_second = images / std::max(1e-9, std::chrono::duration<double>(Clock::now() - epoch_start).count());
-        if (val_set && val_set->size() > 0) {
+        const bool run_ends = epoch + 1 == o.epochs || (o.stop_after_epoch > 0 && epoch + 1 >= o.stop_after_epoch);
+        if (val_set && val_set->size() > 0 && ((epoch + 1) % o.validate_every == 0 || run_ends)) {
             EvaluationOptions eo;
             eo.batch_size = o.batch_size;
             eo.ignore_label = o.ignore_label;
