@@ -6,12 +6,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "segnet/backend/cpu/simd.hpp"  // bf16_units
@@ -546,4 +549,94 @@ TEST_CASE("Monte Carlo: bad sample counts and models without dropout are rejecte
                          std::invalid_argument);
     (void)monte_carlo_predict(model, image, 3);
     CHECK(backend::download(model.forward(image, Mode::eval)) == deterministic);  // sampling is off again
+}
+
+namespace {
+/// Runs a model's layer and cancels a token as it does, counting its runs: a forward that checks
+/// the token between layers must stop right after it.
+struct CancelsAsItRuns final : RuntimeLayer<Cpu> {
+    std::unique_ptr<RuntimeLayer<Cpu>> inner;
+    CancelToken& token;
+    int runs = 0;
+    CancelsAsItRuns(std::unique_ptr<RuntimeLayer<Cpu>> layer, CancelToken& t) : inner(std::move(layer)), token(t) {}
+    const Tensor<Cpu>& forward(const Tensor<Cpu>& x, Mode mode) override {
+        ++runs;
+        token.cancel();
+        return inner->forward(x, mode);
+    }
+    const Tensor<Cpu>& forward_into(const Tensor<Cpu>& x, Mode mode, Tensor<Cpu>& out) override {
+        ++runs;
+        token.cancel();
+        return inner->forward_into(x, mode, out);
+    }
+    const Tensor<Cpu>& backward(const Tensor<Cpu>& dy) override { return inner->backward(dy); }
+    TrainBufferUse train_buffer_use() const override { return inner->train_buffer_use(); }
+    std::string_view kind() const override { return inner->kind(); }
+};
+
+/// Wraps node i of `model` (its layer goes back by unwrap()).
+CancelsAsItRuns& wrap(AnyModel<Cpu>& model, std::size_t i, CancelToken& token) {
+    auto wrapper = std::make_unique<CancelsAsItRuns>(std::move(model.layers()[i].layer), token);
+    CancelsAsItRuns& ref = *wrapper;
+    model.layers()[i].layer = std::move(wrapper);
+    return ref;
+}
+void unwrap(AnyModel<Cpu>& model, std::size_t i) {
+    auto& wrapper = dynamic_cast<CancelsAsItRuns&>(*model.layers()[i].layer);
+    model.layers()[i].layer = std::move(wrapper.inner);
+}
+}  // namespace
+
+TEST_CASE("CancelToken: an eval forward stops at the first layer after the cancel, throws Cancelled, and the model "
+          "then computes what it computed before") {
+    Rng rng(64);
+    const Tensor<Cpu> image = random_tensor({1, 3, 32, 32}, rng);
+    Model<models::SegNetBasic<3>, Cpu> model(9);
+    const std::vector<float> reference = backend::download(model.forward(image, Mode::eval));
+    model.set_eval_fusion(false);  // every node a step of its own, so node 2 runs alone after node 1
+    CancelToken token;
+    model.set_cancel_token(&token);
+    CancelToken unused;
+    CancelsAsItRuns& cancels = wrap(model, 1, token);
+    CancelsAsItRuns& next = wrap(model, 2, unused);
+    CHECK_THROWS_WITH_AS(model.forward(image, Mode::eval), doctest::Contains("the forward cancelled"), Cancelled);
+    CHECK(cancels.runs == 1);
+    CHECK(next.runs == 0);  // checked between node 1 and node 2
+    unwrap(model, 2);
+    unwrap(model, 1);
+    CHECK_THROWS_AS(model.forward(image, Mode::eval), Cancelled);  // still cancelled: stops before node 0
+    model.set_cancel_token(nullptr);
+    model.set_eval_fusion(true);
+    CHECK(backend::download(model.forward(image, Mode::eval)) == reference);
+
+    // A deadline: not yet passed, nothing changes; passed, the forward is cut short.
+    const CancelToken later(std::chrono::steady_clock::now() + std::chrono::hours(1));
+    model.set_cancel_token(&later);
+    CHECK(backend::download(model.forward(image, Mode::eval)) == reference);
+    const CancelToken passed(std::chrono::steady_clock::now() - std::chrono::milliseconds(1));
+    model.set_cancel_token(&passed);
+    CHECK_THROWS_WITH_AS(model.forward(image, Mode::eval), doctest::Contains("cut short at its deadline"), Cancelled);
+    model.set_cancel_token(nullptr);
+    CHECK(backend::download(model.forward(image, Mode::eval)) == reference);
+}
+
+TEST_CASE("CancelToken: Monte-Carlo sampling cancelled half-way ends with sampling off, and the next run draws what "
+          "an uncancelled one draws") {
+    Rng rng(65);
+    const Tensor<Cpu> image = random_tensor({1, 3, 16, 16}, rng);
+    Model<BayesianBasic3, Cpu> model(13), fresh(13);
+    const std::vector<float> deterministic = backend::download(model.forward(image, Mode::eval));
+    CancelToken token;
+    model.set_cancel_token(&token);
+    std::thread canceller([&] {  // from another thread, during the run (1000 samples, one per forward)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        token.cancel();
+    });
+    CHECK_THROWS_WITH_AS(monte_carlo_predict(model, image, max_monte_carlo_samples, 1), doctest::Contains("cancelled"),
+                         Cancelled);
+    canceller.join();
+    model.set_cancel_token(nullptr);
+    CHECK(backend::download(model.forward(image, Mode::eval)) == deterministic);  // sampling is off again
+    CHECK(backend::download(monte_carlo_predict(model, image, 4).mean) ==
+          backend::download(monte_carlo_predict(fresh, image, 4).mean));
 }

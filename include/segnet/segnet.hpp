@@ -6,6 +6,7 @@
 //   Model<models::SegNetBasic<11>, Cpu> model(42);
 #pragma once
 
+#include "segnet/core/cancel.hpp"
 #include "segnet/core/device.hpp"
 #include "segnet/core/parameter.hpp"
 #include "segnet/core/precision.hpp"

@@ -3,9 +3,12 @@
   serve_api_test.py GROUP BUILD_DIR
 GROUP: labels (the label PNG equals segnet-segment's), hostile (every hostile request gets its
 4xx and the next good request works), queue (a full queue answers 503 + Retry-After), timeout
-(a request that waits past --timeout answers 503), sigterm (in-flight requests finish, exit 0),
+(a request that waits for the network past --timeout answers 503), sigterm (in-flight requests finish, exit 0),
 cli (bad flags exit 2, bad data exit 1, one line each), sampling (--samples T on a Bayesian
-checkpoint: segnet-segment --samples T's labels, the mean uncertainty and its map).
+checkpoint: segnet-segment --samples T's labels, the mean uncertainty and its map), cutoff (a
+network run past --timeout is cut short: 503 in about the timeout, the next request right),
+clients (a half-closed client gets its answer; clients gone before or during the answer leave
+the server running).
 """
 import json
 import os
@@ -19,7 +22,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import Server, exchange, get, multipart, post, read, repository_root, request_bytes  # noqa: E402
+from serve_harness import Response, Server, exchange, get, multipart, post, read, repository_root, request_bytes  # noqa: E402
 
 ROOT = repository_root()
 WEIGHTS = os.path.join(ROOT, "models", "segnet-basic-camvid.safetensors")
@@ -172,14 +175,27 @@ def group_queue(build):
 
 
 def group_timeout(build):
-    with Server(os.path.join(build, "examples", "segnet-serve"), WEIGHTS, "--queue", "8", "--timeout", "1") as server:
-        results = concurrently(server.port, 6, "/api/segment?format=json&sample=" + SAMPLE)
+    """Requests that wait for the network past --timeout get 503. --timeout bounds the whole
+    request (waiting and running), so it is chosen from one run's time t here: T = 2 t + 1 s, and
+    ceil(T / t) + 2 requests at once, so that the first finishes and the last waits longer than T."""
+    serve = os.path.join(build, "examples", "segnet-serve")
+    path = "/api/segment?format=json&sample=" + SAMPLE
+    with Server(serve, WEIGHTS) as server:
+        post(server.port, path)  # warm-up: the first run of a size allocates
+        run = json.loads(post(server.port, path).body)["milliseconds"]["inference"] / 1000
+    timeout = int(2 * run + 1.999)
+    count = min(int(timeout / run) + 3, 12)
+    with Server(serve, WEIGHTS, "--queue", str(count), "--timeout", str(timeout)) as server:
+        results = concurrently(server.port, count, path)
         late = [r for r in results if r.status == 503]
-        check(len(late) >= 1 and all(b"--timeout" in r.body and r.headers.get("retry-after") for r in late),
-              "six at once, --timeout 1: those that waited too long get 503", [r.status for r in results])
+        check(any(b"stayed busy" in r.body for r in late) and
+              all(b"--timeout" in r.body and r.headers.get("retry-after") for r in late),
+              "%d at once, --timeout %d (a run: %.1f s): those that waited too long get 503" % (count, timeout, run),
+              [r.status for r in results])
         served = [json.loads(r.body) for r in results if r.status == 200]
-        check(len(served) >= 1 and all(s["milliseconds"]["wait"] <= 1100 for s in served),
-              "those answered waited at most --timeout", [s["milliseconds"] for s in served])
+        check(len(served) >= 1 and all(s["milliseconds"]["wait"] + s["milliseconds"]["inference"] <= timeout * 1000 + 100
+                                       for s in served),
+              "those answered waited and ran at most --timeout", [s["milliseconds"] for s in served])
         good_request_works(server.port, "timeouts")
 
 
@@ -233,19 +249,27 @@ def group_cli(build):
               (code, lines))
 
 
+SHAPES = os.path.join(ROOT, "tests", "data", "shapes")
+SHAPES_IMAGE = os.path.join(SHAPES, "val", "images", "0000.png")  # 64x64
+
+
+def bayesian_checkpoint(build, work):
+    """A Bayesian SegNet-Basic (dropout) trained one epoch on the test's small shapes set."""
+    subprocess.run([os.path.join(build, "examples", "segnet-train"), "--model", "bayesian-segnet-basic", "--train",
+                    os.path.join(SHAPES, "train", "list.txt"), "--classes", "4", "--ignore", "-1", "--balance", "natural", "--batch", "4",
+                    "--epochs", "1", "--threads", "2", "--seed", "1", "--out", os.path.join(work, "bayes")],
+                   check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(work, "bayes", "last.safetensors")
+
+
 def group_sampling(build):
     """A Bayesian SegNet-Basic trained one epoch on the test's small shapes set, served with
     --samples 4: the labels are segnet-segment --samples 4's (the samples depend only on the
     model's seed, T and the image), and the JSON carries the uncertainty."""
     examples = os.path.join(build, "examples")
-    shapes = os.path.join(ROOT, "tests", "data", "shapes")
-    image = os.path.join(shapes, "val", "images", "0000.png")
+    image = SHAPES_IMAGE
     with tempfile.TemporaryDirectory() as work:
-        subprocess.run([os.path.join(examples, "segnet-train"), "--model", "bayesian-segnet-basic", "--train",
-                        os.path.join(shapes, "train", "list.txt"), "--classes", "4", "--ignore", "-1", "--balance", "natural", "--batch", "4",
-                        "--epochs", "1", "--threads", "2", "--seed", "1", "--out", os.path.join(work, "bayes")],
-                       check=True, stdout=subprocess.DEVNULL)
-        weights = os.path.join(work, "bayes", "last.safetensors")
+        weights = bayesian_checkpoint(build, work)
         out = os.path.join(work, "mc")
         subprocess.run([os.path.join(examples, "segnet-segment"), "--weights", weights, "--input", image, "--out", out,
                         "--samples", "4", "--precision", "fp32"], check=True, stdout=subprocess.DEVNULL)
@@ -271,6 +295,90 @@ def group_sampling(build):
     lines = p.stderr.strip().splitlines()
     check(p.returncode == 2 and len(lines) == 1 and "has no dropout" in lines[0],
           "--samples on a model without dropout: exit 2, one line", (p.returncode, lines))
+
+
+def group_cutoff(build):
+    """--samples 100: a request's network run still going at --timeout is cut short and answered
+    503 with Retry-After in about the timeout, not after the run, and the model then serves the
+    next request as if the run had finished. The timeout is chosen from the time t of a 16x16
+    image (T = 3 t + 1 s, whole seconds); the long run is a 128x128 image, 64 times the pixels."""
+    serve = os.path.join(build, "examples", "segnet-serve")
+    short, long_image = grey_png(16, 16), grey_png(128, 128)
+    with tempfile.TemporaryDirectory() as work:
+        weights = bayesian_checkpoint(build, work)
+        flags = ("--samples", "100", "--precision", "fp32")
+        with Server(serve, weights, *flags) as server:
+            post(server.port, "/api/segment", short)  # warm-up: the first run of a size allocates
+            started = time.monotonic()
+            expected = post(server.port, "/api/segment", short)
+            run = time.monotonic() - started
+        timeout = int(3 * run + 1.999)
+        with Server(serve, weights, *flags, "--timeout", str(timeout)) as server:
+            started = time.monotonic()
+            cut = post(server.port, "/api/segment", long_image)
+            seconds = time.monotonic() - started
+            check(cut.status == 503 and cut.headers.get("retry-after") == "1" and b"cut short" in cut.body,
+                  "a run past --timeout %d is cut short: 503, Retry-After" % timeout, cut)
+            check(seconds < timeout + 4, "the 503 comes in about --timeout %d (< %d s), not after the run: %.1f s"
+                  % (timeout, timeout + 4, seconds), round(seconds, 2))
+            after = post(server.port, "/api/segment", short)
+            check(expected.status == 200 and after.status == 200 and after.body == expected.body,
+                  "the next request gets the labels an uncut server gives", (expected, after))
+
+
+def group_clients(build):
+    """Clients that stop talking early: one that half-closes (shutdown(SHUT_WR)) right after a
+    full request gets its answer; one that goes away before the answer (a plain close, then a
+    reset) or in the middle of a large one does not end or wedge the server (SIGPIPE), and the
+    next request is answered."""
+    small = grey_png(64, 48)
+    with Server(os.path.join(build, "examples", "segnet-serve"), WEIGHTS) as server:
+        for connection in ("close", "keep-alive"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+                s.sendall(request_bytes("POST", "/api/segment", small,
+                                        {"Content-Type": "image/png", "Connection": connection}))
+                s.shutdown(socket.SHUT_WR)
+                received = b""
+                while True:  # to the end: the server closes its side once it has answered
+                    chunk = s.recv(1 << 16)
+                    if not chunk:
+                        break
+                    received += chunk
+            r = Response(received)
+            check(r.status == 200 and r.body.startswith(b"\x89PNG") and
+                  len(r.body) == int(r.headers.get("content-length", "-1")),
+                  "a half-closed client (Connection: %s) gets the whole answer" % connection, r)
+
+        def vanish(reset):
+            """Sends a segmentation request and goes before the answer (the network takes longer)."""
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            if reset:  # close() then sends RST, not FIN
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(request_bytes("POST", "/api/segment?format=json&images=1&sample=" + SAMPLE))
+            time.sleep(0.2)
+            s.close()
+
+        for reset in (False, True):
+            vanish(reset)
+            # Queued behind the vanished request: its answer is written (and fails) while this one runs.
+            r = post(server.port, "/api/segment?sample=" + SAMPLE)
+            check(r.status == 200 and r.body.startswith(b"\x89PNG"),
+                  "a client gone before its answer (%s): the next request is answered" % ("reset" if reset else "close"), r)
+
+        # Gone in the middle of the answer: a small receive buffer, a few bytes read, then a reset.
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(60)
+        s.connect(("127.0.0.1", server.port))
+        s.sendall(request_bytes("POST", "/api/segment?format=json&images=1&sample=" + SAMPLE))
+        first = s.recv(64)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        check(first.startswith(b"HTTP/1.1 200"), "the large answer had started", first[:20])
+        good_request_works(server.port, "a client gone in the middle of an answer")
+        check(get(server.port, "/healthz").body == b"ok\n", "/healthz answers after the vanished clients")
+        check(server.process.poll() is None, "the server is still running after the vanished clients",
+              server.process.poll())
 
 
 if __name__ == "__main__":

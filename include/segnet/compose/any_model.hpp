@@ -10,7 +10,8 @@
 //       follows its forward (layers keep a reference); backward runs once per train forward and
 //       never after an eval forward.
 // Sizes are checked once per new input size: a static Input must match exactly, and a dyn one is
-// analysed with the real sizes (a too-small image is an error naming the stage). The planners:
+// analysed with the real sizes (a too-small image is an error naming the stage). An eval forward
+// can be cut short between layers by a CancelToken (set_cancel_token, core/cancel.hpp). The planners:
 // eval_plan.hpp (eval mode, fusion), train_plan.hpp (train mode).
 #pragma once
 
@@ -25,6 +26,7 @@
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/eval_plan.hpp"
 #include "segnet/compose/train_plan.hpp"
+#include "segnet/core/cancel.hpp"
 #include "segnet/core/precision.hpp"
 
 namespace segnet {
@@ -54,13 +56,22 @@ public:
         backward_ready_ = false;
         if (mode == Mode::eval) {
             eval_forward_ = true;
-            return EvalPlanner<Device>(nodes_, eval_fusion_, &pool_).forward(x);
+            return EvalPlanner<Device>(nodes_, eval_fusion_, &pool_, cancel_).forward(x);
         }
         eval_forward_ = false;
         output_ = &train_planner().forward(x);
         backward_ready_ = true;
         return *output_;
     }
+
+    /// Cooperative cancellation (core/cancel.hpp): while a token is set, each Mode::eval forward
+    /// checks it before every layer (or fused step) and throws Cancelled once it is cancelled;
+    /// the model is then reusable as after a finished forward (the next one starts a fresh pass
+    /// over the buffer pool). nullptr (the default): nothing is checked. Train forwards do not
+    /// check it (a step cut half-way would leave random layers' step counters apart). The token
+    /// must outlive its use; set nullptr before it goes.
+    void set_cancel_token(const CancelToken* token) { cancel_ = token; }
+    const CancelToken* cancel_token() const { return cancel_; }
 
     /// Elements held by the buffer pool (its buffers' capacities): eval activations, train
     /// activations and gradients; for tests and the memory figures.
@@ -216,6 +227,7 @@ private:
     bool eval_forward_ = false;
     bool eval_fusion_ = true;
     Precision precision_ = Precision::fp32;
+    const CancelToken* cancel_ = nullptr;        // set_cancel_token: checked by eval forwards
     Dims checked_{};
     bool backward_ready_ = false;                // a train forward that no backward has consumed yet
     std::vector<std::int64_t> out_elements_;     // per node: output elements per image

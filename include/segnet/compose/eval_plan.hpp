@@ -21,15 +21,18 @@
 
 #include "segnet/compose/buffer_pool.hpp"
 #include "segnet/compose/builder.hpp"
+#include "segnet/core/cancel.hpp"
 
 namespace segnet {
 
 template <class Device>
 class EvalPlanner {
 public:
-    /// pool: where forward writes (only fused_nodes() and fused_until() without one).
-    EvalPlanner(const std::vector<ModelNode<Device>>& nodes, bool fusion, BufferPool<Device>* pool = nullptr)
-        : nodes_(nodes), fusion_(fusion), pool_(pool) {}
+    /// pool: where forward writes (only fused_nodes() and fused_until() without one). cancel
+    /// (may be null): checked before each step; a cancelled one makes forward throw Cancelled.
+    EvalPlanner(const std::vector<ModelNode<Device>>& nodes, bool fusion, BufferPool<Device>* pool = nullptr,
+                const CancelToken* cancel = nullptr)
+        : nodes_(nodes), fusion_(fusion), pool_(pool), cancel_(cancel) {}
 
     /// The eval forward: node i reads `cur` (in pool buffer cur_buf, or -1: x or a layer's own
     /// output) and writes into the lowest-index pool buffer that is free at i. A buffer is free
@@ -42,6 +45,9 @@ public:
         int cur_buf = pool.buffer_of(&x);
         if (cur_buf >= 0) pool.busy_until(cur_buf) = int(nodes_.size());
         for (std::size_t i = 0; i < nodes_.size();) {
+            // Between steps only: a kernel is never left half-way, and the next pass's start_pass()
+            // frees whatever this one held, so a cancelled forward leaves the model reusable.
+            if (cancel_) cancel_->throw_if_cancelled("the forward");
             const int out_buf = pool.lowest_free(int(i), cur_buf);
             Tensor<Device>& out = pool[out_buf];
             // A fused step runs nodes i .. last; its input is read by node i only (a Tap inside
@@ -135,6 +141,7 @@ private:
     const std::vector<ModelNode<Device>>& nodes_;
     bool fusion_;
     BufferPool<Device>* pool_;
+    const CancelToken* cancel_;
 };
 
 }  // namespace segnet

@@ -56,10 +56,6 @@ inline Tensor<Cpu> softmax_channels(const Tensor<Cpu>& logits) {
     return out;
 }
 
-/// Runs `samples` dropout samples of each image (in batches of at most `batch` copies; 0: all
-/// samples in one batch) and returns their mean softmax and two uncertainties. Throws
-/// std::invalid_argument for samples outside [1, max_monte_carlo_samples] or a model without
-/// random layers (every sample would be the same). Leaves sampling off.
 /// Predictive entropy of per-pixel class probabilities {N, K, H, W}: -sum_k p_k log p_k, in nats
 /// (0 .. log K), as {N, 1, H, W}.
 inline Tensor<Cpu> predictive_entropy(const Tensor<Cpu>& probabilities) {
@@ -78,6 +74,12 @@ inline Tensor<Cpu> predictive_entropy(const Tensor<Cpu>& probabilities) {
     return entropy;
 }
 
+/// Runs `samples` dropout samples of each image (in batches of at most `batch` copies; 0: all
+/// samples in one batch) and returns their mean softmax and two uncertainties. Throws
+/// std::invalid_argument for samples outside [1, max_monte_carlo_samples] or a model without
+/// random layers (every sample would be the same), and Cancelled when the model's CancelToken
+/// (AnyModel::set_cancel_token) is cancelled: checked before each batch and, by the forward,
+/// before each layer. Leaves sampling off, even when it throws.
 inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tensor<Cpu>& images, int samples,
                                                 int batch = 0) {
     if (samples < 1 || samples > max_monte_carlo_samples)
@@ -106,6 +108,8 @@ inline MonteCarloPrediction monte_carlo_predict(AnyModel<Cpu>& model, const Tens
         sum.assign(std::size_t(classes) * plane, 0.0);
         sum_squares.assign(sum.size(), 0.0);
         for (int first = 0; first < samples; first += batch) {
+            // Between batches too, so that a cancelled run stops before copying the next batch.
+            if (const CancelToken* cancel = model.cancel_token()) cancel->throw_if_cancelled("the Monte-Carlo sampling");
             const int count = std::min(batch, samples - first);
             copies.resize({count, in.c, in.h, in.w});
             for (int t = 0; t < count; ++t)

@@ -20,10 +20,19 @@
 #include "segnet/programs/evaluate.hpp"  // class names (evaluate_detail::class_name), json_number
 #include "segnet/programs/segment.hpp"   // segment_image: the labels segnet-segment writes
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <pthread.h>
@@ -59,7 +68,9 @@ Runs until SIGTERM or SIGINT, then finishes the requests in flight and exits 0.
                         entropy / log K as an uncertainty map (as segnet-segment --uncertainty)
   --queue N             requests admitted at once (decoding, waiting, running); more get
                         503 with Retry-After (default 8)
-  --timeout S           longest a request waits for the network, seconds; then 503 (default 30)
+  --timeout S           longest a request may take from its arrival to the network's answer
+                        (waiting and running), seconds; a run still going then is cut short;
+                        503 with Retry-After (default 30)
   --io-timeout S        longest a read from or write to a client may stall, seconds (default 5)
   --max-upload-bytes N  refuse larger request bodies before reading them, 413 (default 16000000)
   --max-image-pixels N  refuse larger images from their header, before decoding, 413 (default 4000000)
@@ -182,7 +193,8 @@ public:
         double wait_ms = 0, inference_ms = 0;
     };
     /// The labels segnet-segment would write for `rgb`, once the network is free; 503 when it is
-    /// not free by `deadline`.
+    /// not free by `deadline`, or when the run is still going at `deadline` (cut short between
+    /// layers by a CancelToken; the model then serves the next request as if it had finished).
     Result segment(const ImageU8& rgb, std::chrono::steady_clock::time_point deadline) {
         using clock = std::chrono::steady_clock;
         const auto queued = clock::now();
@@ -190,14 +202,25 @@ public:
         if (!lock.owns_lock())
             throw Refusal{503, "the network stayed busy for --timeout " + std::to_string(options_.timeout_seconds) + " s"};
         const auto started = clock::now();
+        const CancelToken past_deadline(deadline);
+        struct CancelTokenSet {  // the token lives on this stack: unset it however the run ends
+            AnyModel<Cpu>& model;
+            ~CancelTokenSet() { model.set_cancel_token(nullptr); }
+        } token_set{*model_};
+        model_->set_cancel_token(&past_deadline);
         Result r;
-        if (options_.samples > 0) {
-            SampledSegmentation sampled = segment_image_sampled(*model_, info_.normalization, rgb, options_.size,
-                                                                options_.samples);
-            r.labels = std::move(sampled.labels);
-            r.uncertainty = std::move(sampled.uncertainty);
-        } else {
-            r.labels = segment_image(*model_, staging_, info_.normalization, rgb, options_.size);
+        try {
+            if (options_.samples > 0) {
+                SampledSegmentation sampled = segment_image_sampled(*model_, info_.normalization, rgb, options_.size,
+                                                                    options_.samples);
+                r.labels = std::move(sampled.labels);
+                r.uncertainty = std::move(sampled.uncertainty);
+            } else {
+                r.labels = segment_image(*model_, staging_, info_.normalization, rgb, options_.size);
+            }
+        } catch (const Cancelled&) {
+            throw Refusal{503, "the network run passed --timeout " + std::to_string(options_.timeout_seconds) +
+                                   " s and was cut short"};
         }
         const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
         r.wait_ms = ms(started - queued);
@@ -212,6 +235,114 @@ private:
     backend::Staging<Cpu> staging_;
     std::timed_mutex network_;
     std::atomic<int> admitted_{0};
+};
+
+/// One client connection as httplib's Stream, for HttpServer below. httplib 0.11.4's own
+/// (detail::SocketStream) peeks before every write whether the client's side has ended and
+/// refuses to write when it has: a client that half-closes (shutdown(SHUT_WR)) after a whole
+/// request, which HTTP allows, was never answered. This one writes while the socket takes data,
+/// and sends with MSG_NOSIGNAL (httplib's CPPHTTPLIB_SEND_FLAGS is 0): a write to a client that
+/// has gone fails with EPIPE or ECONNRESET instead of raising SIGPIPE, which ends a process.
+class ConnectionStream final : public httplib::Stream {
+public:
+    ConnectionStream(socket_t sock, std::chrono::microseconds read_timeout, std::chrono::microseconds write_timeout)
+        : sock_(sock), read_timeout_(read_timeout), write_timeout_(write_timeout) {}
+
+    bool is_readable() const override { return begin_ < end_ || ready(POLLIN, read_timeout_); }
+    bool is_writable() const override { return ready(POLLOUT, write_timeout_); }
+
+    ssize_t read(char* ptr, std::size_t size) override {
+        if (begin_ == end_) {  // through a buffer: httplib reads the request line and headers byte by byte
+            if (!ready(POLLIN, read_timeout_)) return -1;
+            ssize_t got;
+            do got = ::recv(sock_, buffer_.data(), buffer_.size(), 0);
+            while (got < 0 && errno == EINTR);
+            if (got <= 0) return got;
+            begin_ = 0;
+            end_ = std::size_t(got);
+        }
+        const std::size_t n = std::min(size, end_ - begin_);
+        std::memcpy(ptr, buffer_.data() + begin_, n);
+        begin_ += n;
+        return ssize_t(n);
+    }
+
+    ssize_t write(const char* ptr, std::size_t size) override {
+        if (!is_writable()) return -1;
+        ssize_t sent;
+        do sent = ::send(sock_, ptr, size, MSG_NOSIGNAL);
+        while (sent < 0 && errno == EINTR);
+        return sent;
+    }
+
+    void get_remote_ip_and_port(std::string& ip, int& port) const override { address(::getpeername, ip, port); }
+    void get_local_ip_and_port(std::string& ip, int& port) const override { address(::getsockname, ip, port); }
+    socket_t socket() const override { return sock_; }
+
+    /// Whether a next request (or the client's end of the stream, which the request's read then
+    /// meets) arrives within `timeout`; polled in 10 ms steps, as httplib does, so that `stopped`
+    /// is seen while a client idles.
+    bool next_request_arrives(std::chrono::seconds timeout, const std::function<bool()>& stopped) const {
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        while (!stopped()) {
+            if (begin_ < end_ || ready(POLLIN, std::chrono::milliseconds(10))) return true;
+            if (std::chrono::steady_clock::now() >= until) return false;
+        }
+        return false;
+    }
+
+private:
+    bool ready(short events, std::chrono::microseconds timeout) const {
+        pollfd p{sock_, events, 0};
+        const auto ms = int(std::chrono::ceil<std::chrono::milliseconds>(timeout).count());
+        int r;
+        do r = ::poll(&p, 1, ms);
+        while (r < 0 && errno == EINTR);
+        return r > 0;
+    }
+
+    void address(int (*query)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
+        sockaddr_storage addr{};
+        socklen_t length = sizeof addr;
+        char host[NI_MAXHOST], service[NI_MAXSERV];
+        if (query(sock_, reinterpret_cast<sockaddr*>(&addr), &length) != 0 ||
+            ::getnameinfo(reinterpret_cast<sockaddr*>(&addr), length, host, sizeof host, service, sizeof service,
+                          NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+            return;
+        ip = host;
+        port = std::atoi(service);
+    }
+
+    socket_t sock_;
+    std::chrono::microseconds read_timeout_, write_timeout_;
+    std::array<char, 4096> buffer_{};
+    std::size_t begin_ = 0, end_ = 0;
+};
+
+/// httplib's Server with each connection served through a ConnectionStream (above); the rest,
+/// parsing, routing, limits and timeouts, is httplib's. The keep-alive loop is httplib's
+/// process_server_socket: up to keep_alive_max_count requests, each within the keep-alive
+/// timeout of the last, none once stop() has closed the listening socket.
+class HttpServer final : public httplib::Server {
+private:
+    bool process_and_close_socket(socket_t sock) override {
+        bool ok = false;
+        {
+            using std::chrono::microseconds, std::chrono::seconds;
+            ConnectionStream stream(sock, seconds(read_timeout_sec_) + microseconds(read_timeout_usec_),
+                                    seconds(write_timeout_sec_) + microseconds(write_timeout_usec_));
+            const auto stopped = [this] { return svr_sock_ == INVALID_SOCKET; };
+            for (std::size_t left = keep_alive_max_count_;
+                 left > 0 && stream.next_request_arrives(seconds(keep_alive_timeout_sec_), stopped); --left) {
+                bool connection_closed = false;
+                ok = process_request(stream, left == 1, connection_closed, nullptr);
+                if (!ok || connection_closed) break;
+            }
+        }
+        ::shutdown(sock, SHUT_RDWR);
+        ::close(sock);
+        return ok;
+    }
 };
 
 inline std::string model_json(const CheckpointInfo& info, const Palette& palette, const Options& options) {
@@ -396,7 +527,7 @@ inline int run(int argc, char** argv, std::span<const ServeSample> samples) {
     const Palette palette = Palette::for_classes(info.classes);
     Segmenter segmenter(weights, info, precision, options);
 
-    httplib::Server server;
+    HttpServer server;
     // More HTTP threads than --queue, so that a full queue is answered 503 at once (and /healthz
     // still answers) instead of connections waiting unseen in httplib's own task queue.
     const std::size_t http_threads = std::size_t(options.queue) + 4;
