@@ -44,6 +44,7 @@
 
 #include "segnet/backend/ops.hpp"
 #include "segnet/backend/pool_geometry.hpp"
+#include "segnet/compose/branches.hpp"
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
@@ -68,6 +69,17 @@ struct ExportOptions {
     std::string model_name{};
 };
 
+/// Thrown by to_onnx for a symbolic-size export of a layer whose exact ONNX form needs the size
+/// (AdaptiveAvgPool with more than one bin): `layer` names it, e.g. "stage1.4.branch2.0
+/// (AdaptiveAvgPool<2>)"; a static ExportOptions height and width export it.
+struct StaticSizeRequired : std::invalid_argument {
+    StaticSizeRequired(const std::string& layer_description, const std::string& why)
+        : std::invalid_argument("segnet::onnx: " + layer_description + " " + why +
+                                "; export with a static height and width"),
+          layer(layer_description) {}
+    std::string layer;
+};
+
 namespace detail {
 
 // Field numbers of onnx.proto (https://github.com/onnx/onnx/blob/v1.12.0/onnx/onnx.proto).
@@ -79,8 +91,10 @@ inline constexpr int entry_key = 1, entry_value = 2;                 // StringSt
 inline constexpr int graph_node = 1, graph_name = 2, graph_initializer = 5, graph_input = 11, graph_output = 12,
                      graph_value_info = 13;
 inline constexpr int node_input = 1, node_output = 2, node_name = 3, node_op_type = 4, node_attribute = 5;
-inline constexpr int attribute_name = 1, attribute_f = 2, attribute_i = 3, attribute_ints = 8, attribute_type = 20;
-inline constexpr int attribute_type_float = 1, attribute_type_int = 2, attribute_type_ints = 7;  // AttributeType
+inline constexpr int attribute_name = 1, attribute_f = 2, attribute_i = 3, attribute_s = 4, attribute_ints = 8,
+                     attribute_type = 20;
+inline constexpr int attribute_type_float = 1, attribute_type_int = 2, attribute_type_string = 3,
+                     attribute_type_ints = 7;  // AttributeType
 inline constexpr int tensor_dims = 1, tensor_data_type = 2, tensor_name = 8, tensor_raw_data = 9;
 inline constexpr int data_type_float = 1, data_type_int64 = 7;      // TensorProto.DataType
 inline constexpr int value_info_name = 1, value_info_type = 2;      // ValueInfoProto
@@ -102,6 +116,12 @@ inline proto::Message ints_attribute(std::string_view name, std::initializer_lis
     a.varint(field::attribute_type, field::attribute_type_ints);
     return a;
 }
+inline proto::Message string_attribute(std::string_view name, std::string_view value) {
+    proto::Message a;
+    a.bytes(field::attribute_name, name).bytes(field::attribute_s, value);
+    a.varint(field::attribute_type, field::attribute_type_string);
+    return a;
+}
 inline proto::Message float_attribute(std::string_view name, float value) {
     proto::Message a;
     a.bytes(field::attribute_name, name).float32(field::attribute_f, value);
@@ -119,6 +139,12 @@ struct Dimension {
 class GraphWriter {
 public:
     void node(std::string_view op, std::initializer_list<std::string_view> inputs,
+              std::initializer_list<std::string_view> outputs, std::string_view name,
+              std::initializer_list<proto::Message> attributes = {}) {
+        node(op, std::vector<std::string_view>(inputs), outputs, name, attributes);
+    }
+    /// A node with as many inputs as a composite has paths.
+    void node(std::string_view op, const std::vector<std::string_view>& inputs,
               std::initializer_list<std::string_view> outputs, std::string_view name,
               std::initializer_list<proto::Message> attributes = {}) {
         proto::Message n;
@@ -211,6 +237,13 @@ template <class... E>
 struct unexportable<Decoder<E...>> : first_non_void<typename unexportable<E>::type...> {};
 template <class Body, class Pool>
 struct unexportable<Encoder<Body, Pool>> : first_non_void<typename unexportable<Body>::type, typename unexportable<Pool>::type> {};
+/// A composite (its own export_as names only the merge): the first such layer in its paths.
+template <class Paths>
+struct unexportable_path;
+template <class... P>
+struct unexportable_path<PathList<P...>> : first_non_void<typename unexportable<P>::type...> {};
+template <Composite E>
+struct unexportable<E> : unexportable_path<typename E::path_list> {};
 /// The network's first layer without export_as (as a pointer type: void* for none). Takes the
 /// Network base of a named network (models::SegNet<11> derives from Network<...>).
 template <class In, class... Stages>
@@ -242,21 +275,13 @@ public:
     template <class L>
     void layer(Dims in, int, int layer_number, int link) {
         if constexpr (layer_traits<L>::exportable) {  // else to_onnx has reported it (export_check)
-            const std::string prefix = naming_.prefix<L>(layer_number);
-            const std::string name = prefix.substr(0, prefix.size() - 1);  // "encoder0.0"
             EncoderValues* encoder = link >= 0 ? &encoders_[std::size_t(link)] : nullptr;
             const bool encoder_pool = encoder && encoder->size.c == 0;  // the first layer after the Tap
             if (encoder_pool) {
                 encoder->size = in;
                 encoder->pool = geometry_of<L>.down;
             }
-            write(layer_traits<L>::export_as, in, prefix, name, encoder, encoder_pool);
-            if (current_ != name) return;  // identity: no new value
-            // The value's shape, so that shape inference checks it and runtimes can plan with it.
-            ShapeResult out{};
-            if constexpr (PairedLayer<L>) out = L::infer(in, SkipDims{encoder->size, encoder->pool});
-            else out = L::infer(in);
-            g_.value_info(name, {batch_, Dimension{out.out.c}, Dimension{out.out.h}, Dimension{out.out.w}});
+            emit<L>(in, naming_.prefix<L>(layer_number), encoder, encoder_pool);
         }
     }
     const std::string& output() const { return current_; }
@@ -269,8 +294,89 @@ public:
     }
 
 private:
+    /// Walks a composite's path (compose/analysis.hpp's Walker, as make_chain builds it): its layer
+    /// j is named "<prefix><j>.", as the composite's run-time object names its parameters.
+    struct PathVisitor {
+        GraphBuilder& builder;
+        std::string prefix;
+        template <class L>
+        void layer(Dims in, int, int layer_number, int) {
+            builder.template emit<L>(in, prefix + std::to_string(layer_number - 1) + ".", nullptr, false);
+        }
+        void tap(int) {}
+        void begin_stage(StageKind, int, int, bool) {}
+    };
+
+    /// The layer's nodes from the current value; its output value is named by `prefix` ("encoder0.0").
+    template <class L>
+    void emit(Dims in, const std::string& prefix, EncoderValues* encoder, bool encoder_pool) {
+        const std::string name = prefix.substr(0, prefix.size() - 1);
+        if constexpr (Composite<L>) write_composite<L>(in, prefix, name);
+        else write(layer_traits<L>::export_as, in, prefix, name, encoder, encoder_pool, L::name);
+        if (current_ != name) return;  // identity: no new value
+        // The value's shape, so that shape inference checks it and runtimes can plan with it.
+        ShapeResult out{};
+        if constexpr (PairedLayer<L>) out = L::infer(in, SkipDims{encoder->size, encoder->pool});
+        else out = L::infer(in);
+        g_.value_info(name, {batch_, Dimension{out.out.c}, Dimension{out.out.h}, Dimension{out.out.w}});
+    }
+
+    /// A composite: each path from the composite's input (the current value), then the merge.
+    template <class L>
+    void write_composite(Dims in, const std::string& prefix, const std::string& name) {
+        const std::string input = current_;
+        std::vector<std::string> results;
+        each_path<L>([&]<class P>(int index) {
+            current_ = input;
+            const std::string path_name = L::path_name(index);
+            PathVisitor visitor{*this, path_name.empty() ? prefix : prefix + path_name + "."};
+            Walker<PathVisitor> walk;
+            walk.visitor = &visitor;
+            walk.cur = in;
+            walk.template element<P>(nullptr, -1);
+            results.push_back(current_);
+        });
+        const std::vector<std::string_view> merged(results.begin(), results.end());
+        switch (layer_traits<L>::export_as.op) {
+        case ExportOp::merge_sum: g_.node(merged.size() == 2 ? "Add" : "Sum", merged, {name}, name); break;
+        case ExportOp::merge_concat: g_.node("Concat", merged, {name}, name, {int_attribute("axis", 1)}); break;
+        case ExportOp::residual: {
+            const std::string sum = name + ".sum";
+            g_.node("Add", merged, {sum}, sum);
+            g_.node("Relu", {sum}, {name}, name);
+            break;
+        }
+        case ExportOp::resize_to_input: {
+            // half_pixel is PyTorch's align_corners=False (core/bilinear.hpp: s = (o + 0.5) in / out
+            // - 0.5, clamped at 0, as onnxruntime clamps); "pytorch_half_pixel" would differ only
+            // for an output of one pixel. Sizes [N, C, H, W]: the path's N and C, the input's H and W.
+            const std::string sizes = name + ".sizes";
+            if (static_size_) {
+                g_.constant(sizes, {1, L::infer(in).out.c, in.h, in.w});
+            } else {
+                const std::string batch_channels = results[0] + ".batch_channels";
+                g_.node("Slice", {shape_of(results[0]), g_.constant("zero", {0}), g_.constant("two", {2})},
+                        {batch_channels}, batch_channels);
+                g_.node("Concat", {batch_channels, spatial_size_of(input, in)}, {sizes}, sizes, {int_attribute("axis", 0)});
+            }
+            g_.node("Resize", {results[0], "", "", sizes}, {name}, name,
+                    {string_attribute("mode", "linear"), string_attribute("coordinate_transformation_mode", "half_pixel")});
+            break;
+        }
+        case ExportOp::crop_to_input:
+            g_.node("Slice", {results[0], g_.constant("zeros.2", {0, 0}), spatial_size_of(input, in),
+                              g_.constant("axes.height_width", {2, 3})},
+                    {name}, name);
+            break;
+        default:
+            throw std::logic_error("segnet::onnx::export_model: " + name + " (" + std::string(L::name) +
+                                   ") is a composite whose export_as names no merge");
+        }
+        current_ = name;
+    }
+
     void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder,
-               bool encoder_pool) {
+               bool encoder_pool, std::string_view kind) {
         const std::int64_t k = op.kernel, s = op.stride;
         switch (op.op) {
         case ExportOp::identity: return;
@@ -325,15 +431,31 @@ private:
                 g_.node("GlobalAveragePool", {current_}, {name}, name);
                 break;
             }
-            // ONNX has no adaptive pooling: exact as an AveragePool only when the bins tile the map.
-            if (!in.spatial_static() || in.h % k != 0 || in.w % k != 0)
-                throw std::invalid_argument("segnet::onnx: " + name + " (AdaptiveAvgPool<" + std::to_string(k) +
-                                            ">) is exportable only at a static size whose height and width divide by " +
-                                            std::to_string(k) + " (got " + std::to_string(in.h) + "x" +
-                                            std::to_string(in.w) + "; export with a static height and width)");
-            const std::int64_t bh = in.h / k, bw = in.w / k;
-            g_.node("AveragePool", {current_}, {name}, name,
-                    {ints_attribute("kernel_shape", {bh, bw}), ints_attribute("strides", {bh, bw})});
+            // ONNX has no adaptive pooling; its bins depend on the size, so only a static graph has them.
+            if (!in.spatial_static())
+                throw StaticSizeRequired(name + " (" + std::string(kind) + "<" + std::to_string(k) + ">)",
+                                         "has an exact ONNX form only at a static size (its bins depend on the map's)");
+            if (in.h % k == 0 && in.w % k == 0) {  // the bins tile the map: an AveragePool
+                const std::int64_t bh = in.h / k, bw = in.w / k;
+                g_.node("AveragePool", {current_}, {name}, name,
+                        {ints_attribute("kernel_shape", {bh, bw}), ints_attribute("strides", {bh, bw})});
+                break;
+            }
+            // Y = P_h X P_w^T: row i of P_h (k x H) averages bin i's rows (backend::adaptive_spans,
+            // the kernel's bins), P_w^T (W x k) bin j's columns; MatMul broadcasts over N and C.
+            const backend::PoolSpans spans = backend::adaptive_spans({in.h, in.w}, int(k));
+            std::vector<float> rows(std::size_t(k * in.h), 0.f), columns(std::size_t(in.w * k), 0.f);
+            for (std::int64_t i = 0; i < k; ++i) {
+                const backend::PoolSpan r = spans.rows[std::size_t(i)], c = spans.cols[std::size_t(i)];
+                for (int y = r.begin; y < r.end; ++y) rows[std::size_t(i * in.h + y)] = 1.f / float(r.count);
+                for (int x = c.begin; x < c.end; ++x) columns[std::size_t(x * k + i)] = 1.f / float(c.count);
+            }
+            const std::string rows_name = prefix + "bin_rows", columns_name = prefix + "bin_columns";
+            const std::string pooled_columns = name + ".columns";
+            g_.initializer(rows_name, {k, in.h}, rows);
+            g_.initializer(columns_name, {in.w, k}, columns);
+            g_.node("MatMul", {current_, columns_name}, {pooled_columns}, pooled_columns);
+            g_.node("MatMul", {rows_name, pooled_columns}, {name}, name);
             break;
         }
         case ExportOp::unpool: {
@@ -345,7 +467,9 @@ private:
             const std::int64_t pad_h = static_size_ ? (in.h - 1) * s + k - encoder->size.h : k - 1;
             const std::int64_t pad_w = static_size_ ? (in.w - 1) * s + k - encoder->size.w : k - 1;
             const proto::Message kernel = ints_attribute("kernel_shape", {k, k}), strides = ints_attribute("strides", {s, s});
-            const std::string shape = feature_shape(*encoder);
+            const std::string shape = static_size_
+                ? std::string(g_.constant(encoder->stage + ".shape", {1, encoder->size.c, encoder->size.h, encoder->size.w}))
+                : shape_of(encoder->feature);
             if (pad_h == 0 && pad_w == 0)
                 g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name, {kernel, strides});
             else
@@ -380,7 +504,7 @@ private:
             g_.node("ConvTranspose", {current_, weight}, {full}, full,
                     {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
                      ints_attribute("pads", {pad, pad, pad, pad}), int_attribute("group", groups)});
-            g_.node("Slice", {full, g_.constant("zeros.2", {0, 0}), feature_spatial_size(*encoder),
+            g_.node("Slice", {full, g_.constant("zeros.2", {0, 0}), spatial_size_of(encoder->feature, encoder->size),
                               g_.constant("axes.height_width", {2, 3})},
                     {name}, name);
             break;
@@ -392,6 +516,13 @@ private:
                      ints_attribute("pads", {pad, pad, pad, pad})});
             break;
         }
+        case ExportOp::merge_sum:
+        case ExportOp::merge_concat:
+        case ExportOp::residual:
+        case ExportOp::resize_to_input:
+        case ExportOp::crop_to_input:
+            throw std::logic_error("segnet::onnx::export_model: " + name + " (" + std::string(kind) +
+                                   ") declares a composite's export_as but no path_list (compose/branches.hpp)");
         case ExportOp::lrn:
             g_.node("LRN", {current_}, {name}, name,
                     {int_attribute("size", k), float_attribute("alpha", op.alpha), float_attribute("beta", op.beta),
@@ -427,20 +558,18 @@ private:
         }
         return name;
     }
-    /// The encoder's pre-pool map size [N, C, H, W] as a value: a constant in a static graph,
-    /// else a Shape node on the map.
-    std::string feature_shape(const EncoderValues& e) {
-        const std::string name = e.stage + ".shape";
-        if (static_size_) return std::string(g_.constant(name, {1, e.size.c, e.size.h, e.size.w}));
-        if (shape_nodes_.insert(name).second) g_.node("Shape", {e.feature}, {name}, name);
+    /// The value's [N, C, H, W] (a symbolic graph): a Shape node, written once.
+    std::string shape_of(const std::string& value) {
+        const std::string name = value + ".shape";
+        if (shape_nodes_.insert(name).second) g_.node("Shape", {value}, {name}, name);
         return name;
     }
-    /// Its [H, W].
-    std::string feature_spatial_size(const EncoderValues& e) {
-        const std::string name = e.stage + ".size";
-        if (static_size_) return std::string(g_.constant(name, {e.size.h, e.size.w}));
+    /// The value's [H, W] (`size` its sizes): a constant in a static graph, else sliced from its Shape.
+    std::string spatial_size_of(const std::string& value, Dims size) {
+        const std::string name = value + ".size";
+        if (static_size_) return std::string(g_.constant(name, {size.h, size.w}));
         if (shape_nodes_.insert(name).second)
-            g_.node("Slice", {feature_shape(e), g_.constant("two", {2}), g_.constant("four", {4})}, {name}, name);
+            g_.node("Slice", {shape_of(value), g_.constant("two", {2}), g_.constant("four", {4})}, {name}, name);
         return name;
     }
 
@@ -462,8 +591,8 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 
 }  // namespace detail
 
-/// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net).
-/// Composites (compose/branches.hpp) have none yet: models::DeepLabV3 and PspNet cannot be written.
+/// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net),
+/// composites' paths included.
 template <NetworkType Net>
 using first_unexportable_t = std::remove_pointer_t<decltype(detail::first_unexportable(static_cast<const Net*>(nullptr)))>;
 /// Whether export_model compiles for Net (programs choosing a model at run time refuse the others).
