@@ -11,9 +11,14 @@
 // (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
 // MaxPool (an Encoder's with its Indices output feeding MaxUnpool with output_shape, the
 // encoder's pre-pool size, so 45 -> 23 -> 45 round-trips), AveragePool (count_include_pad=1),
-// GlobalAveragePool (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only as an AveragePool at a static
-// size divisible by B), Add, Concat, ConvTranspose + Slice (the crop to the encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
-// checkpoint's names (encoder0.0.weight, ...); node outputs are named by the layer
+// GlobalAveragePool (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only at a static size: an
+// AveragePool when the size divides by B, else MatMuls with constant averaging matrices; a
+// symbolic export throws StaticSizeRequired), Add, Concat, ConvTranspose + Slice (the crop to the
+// encoder's size), LRN; Dropout, NoSkip and Identity write nothing. Composites
+// (compose/branches.hpp) write each path from their input, then Add/Sum or Concat (Branches),
+// Add + Relu (Residual), Resize (ResizedToInput: linear, half_pixel = align_corners=False) or
+// Slice (CroppedToInput). Tensors are initializers under the checkpoint's names
+// (encoder0.0.weight, stage1.20.branch3.0.1.weight, ...); node outputs are named by the layer
 // (encoder0.0, encoder0.3.indices); the graph's input is "image", its output "logits".
 //
 // Input contract: float32 NCHW RGB. With ExportOptions::normalization the graph takes pixel
@@ -70,7 +75,7 @@ struct ExportOptions {
 };
 
 /// Thrown by to_onnx for a symbolic-size export of a layer whose exact ONNX form needs the size
-/// (AdaptiveAvgPool with more than one bin): `layer` names it, e.g. "stage1.4.branch2.0
+/// (AdaptiveAvgPool with more than one bin): `layer` names it, e.g. "stage1.20.branch3.0.0
 /// (AdaptiveAvgPool<2>)"; a static ExportOptions height and width export it.
 struct StaticSizeRequired : std::invalid_argument {
     StaticSizeRequired(const std::string& layer_description, const std::string& why)
@@ -226,28 +231,40 @@ template <class T, class... Rest>
 struct first_non_void<T, Rest...> {
     using type = std::conditional_t<std::is_void_v<T>, typename first_non_void<Rest...>::type, T>;
 };
-/// The first layer of a stage or element that declares no export_as, or void.
-template <class E>
-struct unexportable {
-    using type = std::conditional_t<layer_traits<E>::exportable, void, E>;
+/// Whether a layer's ONNX form depends on the map's size, so that only a static export has it:
+/// AdaptiveAvgPool with more than one bin (one bin is a GlobalAveragePool).
+constexpr bool needs_static_size(const ExportSpec& op) { return op.op == ExportOp::adaptive_average_pool && op.kernel > 1; }
+
+template <class L>
+struct lacks_export_as : std::bool_constant<!layer_traits<L>::exportable> {};
+template <class L>
+struct static_size_only : std::bool_constant<needs_static_size(layer_traits<L>::export_as)> {};
+
+/// The first layer of a stage or element for which Pred<layer>::value holds (Blocks, Encoders,
+/// Decoders and composites' paths searched in order; a composite's own export_as names only its
+/// merge), or void.
+template <template <class> class Pred, class E>
+struct first_layer_where {
+    using type = std::conditional_t<Pred<E>::value, E, void>;
 };
-template <class... E>
-struct unexportable<Block<E...>> : first_non_void<typename unexportable<E>::type...> {};
-template <class... E>
-struct unexportable<Decoder<E...>> : first_non_void<typename unexportable<E>::type...> {};
-template <class Body, class Pool>
-struct unexportable<Encoder<Body, Pool>> : first_non_void<typename unexportable<Body>::type, typename unexportable<Pool>::type> {};
-/// A composite (its own export_as names only the merge): the first such layer in its paths.
-template <class Paths>
-struct unexportable_path;
-template <class... P>
-struct unexportable_path<PathList<P...>> : first_non_void<typename unexportable<P>::type...> {};
-template <Composite E>
-struct unexportable<E> : unexportable_path<typename E::path_list> {};
-/// The network's first layer without export_as (as a pointer type: void* for none). Takes the
-/// Network base of a named network (models::SegNet<11> derives from Network<...>).
-template <class In, class... Stages>
-auto first_unexportable(const Network<In, Stages...>*) -> typename first_non_void<typename unexportable<Stages>::type...>::type*;
+template <template <class> class Pred, class... E>
+struct first_layer_where<Pred, Block<E...>> : first_non_void<typename first_layer_where<Pred, E>::type...> {};
+template <template <class> class Pred, class... E>
+struct first_layer_where<Pred, Decoder<E...>> : first_non_void<typename first_layer_where<Pred, E>::type...> {};
+template <template <class> class Pred, class Body, class Pool>
+struct first_layer_where<Pred, Encoder<Body, Pool>>
+    : first_non_void<typename first_layer_where<Pred, Body>::type, typename first_layer_where<Pred, Pool>::type> {};
+template <template <class> class Pred, class... P>
+struct first_layer_where<Pred, PathList<P...>> : first_non_void<typename first_layer_where<Pred, P>::type...> {};
+template <template <class> class Pred, Composite E>
+struct first_layer_where<Pred, E> : first_layer_where<Pred, typename E::path_list> {};
+/// The network's first such layer (as a pointer type: void* for none). Takes the Network base of
+/// a named network (models::SegNet<11> derives from Network<...>).
+template <template <class> class Pred, class In, class... Stages>
+auto first_layer_in(const Network<In, Stages...>*)
+    -> typename first_non_void<typename first_layer_where<Pred, Stages>::type...>::type*;
+template <template <class> class Pred, NetworkType Net>
+using first_layer_in_t = std::remove_pointer_t<decltype(first_layer_in<Pred>(static_cast<const Net*>(nullptr)))>;
 
 /// What an Encoder leaves for its Decoder in the graph: the names of its pre-pool map and of its
 /// pool's indices, and the map's size.
@@ -427,7 +444,7 @@ private:
                      int_attribute("ceil_mode", op.ceil_mode ? 1 : 0), int_attribute("count_include_pad", 1)});
             break;
         case ExportOp::adaptive_average_pool: {
-            if (k == 1) {
+            if (!needs_static_size(op)) {  // one bin
                 g_.node("GlobalAveragePool", {current_}, {name}, name);
                 break;
             }
@@ -442,20 +459,26 @@ private:
                 break;
             }
             // Y = P_h X P_w^T: row i of P_h (k x H) averages bin i's rows (backend::adaptive_spans,
-            // the kernel's bins), P_w^T (W x k) bin j's columns; MatMul broadcasts over N and C.
+            // the kernel's bins), P_w^T (W x k) bin j's columns; MatMul broadcasts over N and C. The
+            // constants are MatMul's second input (OpenCV 4.6 refuses a constant first input), so the
+            // rows are pooled as (X P_w^T)^T P_h^T, transposed back.
             const backend::PoolSpans spans = backend::adaptive_spans({in.h, in.w}, int(k));
-            std::vector<float> rows(std::size_t(k * in.h), 0.f), columns(std::size_t(in.w * k), 0.f);
+            std::vector<float> rows_t(std::size_t(in.h * k), 0.f), columns_t(std::size_t(in.w * k), 0.f);
             for (std::int64_t i = 0; i < k; ++i) {
                 const backend::PoolSpan r = spans.rows[std::size_t(i)], c = spans.cols[std::size_t(i)];
-                for (int y = r.begin; y < r.end; ++y) rows[std::size_t(i * in.h + y)] = 1.f / float(r.count);
-                for (int x = c.begin; x < c.end; ++x) columns[std::size_t(x * k + i)] = 1.f / float(c.count);
+                for (int y = r.begin; y < r.end; ++y) rows_t[std::size_t(y * k + i)] = 1.f / float(r.count);
+                for (int x = c.begin; x < c.end; ++x) columns_t[std::size_t(x * k + i)] = 1.f / float(c.count);
             }
             const std::string rows_name = prefix + "bin_rows", columns_name = prefix + "bin_columns";
-            const std::string pooled_columns = name + ".columns";
-            g_.initializer(rows_name, {k, in.h}, rows);
-            g_.initializer(columns_name, {in.w, k}, columns);
-            g_.node("MatMul", {current_, columns_name}, {pooled_columns}, pooled_columns);
-            g_.node("MatMul", {rows_name, pooled_columns}, {name}, name);
+            g_.initializer(rows_name, {in.h, k}, rows_t);
+            g_.initializer(columns_name, {in.w, k}, columns_t);
+            const std::string columns_pooled = name + ".columns", transposed = name + ".transposed",
+                              pooled_t = name + ".pooled_transposed";
+            const proto::Message swap_height_width = ints_attribute("perm", {0, 1, 3, 2});
+            g_.node("MatMul", {current_, columns_name}, {columns_pooled}, columns_pooled);  // N C H k
+            g_.node("Transpose", {columns_pooled}, {transposed}, transposed, {swap_height_width});  // N C k H
+            g_.node("MatMul", {transposed, rows_name}, {pooled_t}, pooled_t);  // N C k(columns) k(rows)
+            g_.node("Transpose", {pooled_t}, {name}, name, {swap_height_width});
             break;
         }
         case ExportOp::unpool: {
@@ -594,10 +617,17 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 /// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net),
 /// composites' paths included.
 template <NetworkType Net>
-using first_unexportable_t = std::remove_pointer_t<decltype(detail::first_unexportable(static_cast<const Net*>(nullptr)))>;
+using first_unexportable_t = detail::first_layer_in_t<detail::lacks_export_as, Net>;
 /// Whether export_model compiles for Net (programs choosing a model at run time refuse the others).
 template <NetworkType Net>
 inline constexpr bool exportable_v = std::is_void_v<first_unexportable_t<Net>>;
+/// The first layer of Net whose ONNX form needs a static export size (void: none), e.g. PSPNet's
+/// AdaptiveAvgPool<2>: a symbolic export of Net throws StaticSizeRequired.
+template <NetworkType Net>
+using first_static_size_only_t = detail::first_layer_in_t<detail::static_size_only, Net>;
+/// Whether export_model writes Net with symbolic sizes (else only with a static height and width).
+template <NetworkType Net>
+inline constexpr bool symbolic_exportable_v = exportable_v<Net> && std::is_void_v<first_static_size_only_t<Net>>;
 
 /// The ONNX file of `model` (its current weights), as bytes. Throws std::invalid_argument for a
 /// static size the network cannot take or a normalisation that does not fit its input.
