@@ -75,14 +75,12 @@ struct ExportOptions {
 };
 
 /// Thrown by to_onnx for a symbolic-size export of a layer whose exact ONNX form needs the size
-/// (AdaptiveAvgPool with more than one bin): `layer` names it, e.g. "stage1.20.branch3.0.0
-/// (AdaptiveAvgPool<2>)"; a static ExportOptions height and width export it.
+/// (AdaptiveAvgPool with more than one bin; symbolic_exportable_v below says so from the type),
+/// naming it, e.g. "stage1.20.branch3.0.0 (AdaptiveAvgPool<2>)"; a static ExportOptions height
+/// and width export it.
 struct StaticSizeRequired : std::invalid_argument {
-    StaticSizeRequired(const std::string& layer_description, const std::string& why)
-        : std::invalid_argument("segnet::onnx: " + layer_description + " " + why +
-                                "; export with a static height and width"),
-          layer(layer_description) {}
-    std::string layer;
+    StaticSizeRequired(const std::string& layer, const std::string& why)
+        : std::invalid_argument("segnet::onnx: " + layer + " " + why + "; export with a static height and width") {}
 };
 
 namespace detail {
