@@ -1,5 +1,8 @@
 // Compile-fail test: exporting a network with a layer that declares no export_as is one error
-// naming the layer, not a broken file. Positive control: the same network with a ReLU in its place.
+// naming the layer, not a broken file, also where the layer sits inside a composite's path (a
+// composite's own export_as names only its merge). Positive control: the same network with a ReLU
+// in its place.
+#include <segnet/compose/branches.hpp>
 #include <segnet/export/onnx.hpp>
 #include <segnet/layers/batch_norm.hpp>
 #include <segnet/layers/conv.hpp>
@@ -26,7 +29,7 @@ using Activation = ReLU;
 #endif
 
 struct Net : Network<Input<3, dyn, dyn>,
-    Encoder<Block<Conv<8, 3>, BatchNorm, Activation>, MaxPool<2>>,
+    Encoder<Block<Conv<8, 3>, BatchNorm, Residual<Block<Conv<8, 3>, Activation>>>, MaxPool<2>>,
     Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm>>,
     Classifier<4>> {};
 

@@ -1,11 +1,14 @@
 // Writes ONNX files for the runtimes' tests and the logits segnet computes, for them to compare:
 //   onnx_reference OUT_DIR CHECKPOINT IMAGE...
 // OUT_DIR/models/: every built-in network (11 classes, prepare() below) exported twice, with symbolic
-// sizes (<name>.onnx) and static 45x61 (<name>.static.onnx), for the ONNX checker; each runs on the
+// sizes (<name>.onnx; not PSPNet, whose 2, 3 and 6 bin pyramid pooling has an ONNX form only at a
+// static size) and static 45x61 (<name>.static.onnx), for the ONNX checker; each runs on the
 // first IMAGE resized to 45x61 (normalised) as a case of cases.json. Also conv-geometry.static.onnx:
-// strided, dilated and valid convolutions (ConvGeometryProbe), for the checker only; and
-// conv-transpose(.static).onnx, DeconvNet's and FCN's ConvTranspose2d (ConvTransposeProbe), a case.
-// Not every built-in network: exported_here() names those left out, and why.
+// strided, dilated and valid convolutions (ConvGeometryProbe), for the checker only;
+// conv-transpose(.static).onnx, DeconvNet's and FCN's ConvTranspose2d (ConvTransposeProbe), a case;
+// and composites.static.onnx, every composite layer and AdaptiveAvgPool's three forms in a small
+// network (CompositeProbe), a case whose logits must agree closely. Not every built-in network:
+// exported_here() names the one left out, and why.
 // OUT_DIR/cases.json lists what the runtimes run, each case an ONNX file, an input (raw float32
 // NCHW) and segnet's eval logits for it (raw float32 NCHW): SegNet-Basic from CHECKPOINT with its
 // normalisation in the graph (input: pixels 0..255) on each IMAGE at its own size, through the
@@ -58,26 +61,26 @@ Tensor<Cpu> normalised(const Tensor<Cpu>& pixels, const Normalization& norm) {
 /// Runs `model` on `pixels` normalised as `norm` and writes the graph's input (`graph_input`)
 /// and segnet's logits as NAME.input.bin and NAME.logits.bin; returns the case's cases.json entry
 /// (min_agreement: the share of pixels whose argmax the runtimes must reproduce).
+/// max_relative > 0: the runtimes' largest logit difference must also stay below that share of the
+/// largest logit.
 template <class Net>
 std::string write_case(Model<Net, Cpu>& model, const std::string& name, const std::string& onnx_file,
                        const Tensor<Cpu>& pixels, const Normalization& norm, const Tensor<Cpu>& graph_input,
-                       double min_agreement, const fs::path& out) {
+                       double min_agreement, const fs::path& out, double max_relative = 0) {
     const Tensor<Cpu>& logits = model.forward(normalised(pixels, norm), Mode::eval);
     write_raw(out / (name + ".input.bin"), graph_input);
     write_raw(out / (name + ".logits.bin"), logits);
     return "{\"name\": \"" + name + "\", \"onnx\": \"" + onnx_file + "\", \"shape\": [1, 3, " +
            std::to_string(pixels.h()) + ", " + std::to_string(pixels.w()) + "], \"classes\": " +
            std::to_string(logits.c()) + ", \"pools\": " + std::to_string(Net::analysis.encoder_count) +
-           ", \"min_agreement\": " + std::to_string(min_agreement) + "}";
+           ", \"min_agreement\": " + std::to_string(min_agreement) +
+           (max_relative > 0 ? ", \"max_relative\": " + std::to_string(max_relative) : std::string()) + "}";
 }
 
-/// Built-in networks not exported here: DeepLab-LargeFOV (ResizedToInput) and FCN-8s (Branches,
-/// CroppedToInput) hold composites, which have no export_as yet; DeconvNet exports (its
-/// ConvTranspose2d is ConvTranspose), but needs at least 193x193 (not 45x61) and its files would
-/// be 1 GB each: ConvTransposeProbe below exports the same layers.
-constexpr bool exported_here(std::string_view name) {
-    return name != "deeplab-largefov" && name != "fcn-vgg16" && name != "deconvnet";
-}
+/// The built-in network not exported here: DeconvNet exports (its ConvTranspose2d is
+/// ConvTranspose), but needs at least 193x193 (not 45x61) and its files would be 1 GB each:
+/// ConvTransposeProbe below exports the same layers.
+constexpr bool exported_here(std::string_view name) { return name != "deconvnet"; }
 
 /// Every built-in network exported here: its files in models/ and a case that runs the
 /// symbolic-size one on `input` (normalised; random weights, so the argmax bar is 99.5% as for
@@ -85,15 +88,19 @@ constexpr bool exported_here(std::string_view name) {
 template <template <int> class... M>
 void export_all(models::ModelList<M...>, const fs::path& out, const Tensor<Cpu>& input, std::vector<std::string>& cases) {
     const auto one = [&]<class Net>() {
-        // Composites (Branches, Residual, ResizedToInput, CroppedToInput) have no ONNX form yet
-        // (export_model would not compile for them); exported_here() leaves out DeconvNet too.
-        if constexpr (onnx::exportable_v<Net> && exported_here(Net::name)) {
+        static_assert(onnx::exportable_v<Net>, "every built-in network has an ONNX form (issue 21)");
+        if constexpr (exported_here(Net::name)) {
             Model<Net, Cpu> model;
             prepare(model);
             const std::string file = "models/" + std::string(Net::name);
-            onnx::export_model(model, out / (file + ".onnx"));
             onnx::export_model(model, out / (file + ".static.onnx"), {.height = 45, .width = 61});
-            cases.push_back(write_case(model, file, file + ".onnx", input, Normalization::raw(), input, 0.995, out));
+            std::string runs = file + ".onnx";
+            try {
+                onnx::export_model(model, out / runs);
+            } catch (const onnx::StaticSizeRequired&) {  // PSPNet's pyramid: the static file runs
+                runs = file + ".static.onnx";
+            }
+            cases.push_back(write_case(model, file, runs, input, Normalization::raw(), input, 0.995, out));
         }
     };
     (one.template operator()<M<11>>(), ...);
@@ -118,6 +125,22 @@ using ConvTransposeProbe = Network<
     ConvTranspose2d<8, 4, 2, 1, UpsampleInit::bilinear>, Conv2d<16, 4, ConvOptions{.stride = 2, .padding = Padding::explicit_(1)}>, ReLU,
     Conv2d<16, 7, ConvOptions{.padding = Padding::valid}>, BatchNorm, ReLU, ConvTranspose2d<8, 7>, BatchNorm, ReLU,
     Decoder<Unpool<2>, Block<Conv<8, 3>, BatchNorm, ReLU>>, Classifier<11>>;
+
+/// Every composite layer and AdaptiveAvgPool's three ONNX forms at 45x61: a Residual block
+/// (Relu after Add), a concat pyramid (Identity, a 1-bin pool -> GlobalAveragePool, a 3-bin one
+/// on 45x61 -> MatMuls, a 5-bin one on 45x61 -> MatMuls, a pooled path resized back), a crop of a
+/// 2x transposed convolution (23x31 -> 46x62 -> 45x61), a sum of three branches (Sum) and of two
+/// (Add). Static only (the 3-bin pool needs the size); a case whose logits must match closely.
+using CompositeProbe = Network<
+    Input<3, dyn, dyn>, Block<Conv<8, 3>, BatchNorm, ReLU>,
+    Residual<Block<Conv<8, 3, Bias::without>, BatchNorm, ReLU, Conv<8, 3, Bias::without>, BatchNorm>>,
+    Branches<Merge::concat, Identity, ResizedToInput<Block<AdaptiveAvgPool<1>, Conv<4, 1>, ReLU>>,
+             ResizedToInput<Block<AdaptiveAvgPool<3>, Conv<4, 1>, ReLU>>,
+             ResizedToInput<Block<AdaptiveAvgPool<5>, Conv<4, 1>, ReLU>>,
+             ResizedToInput<Block<MaxPool<2>, Conv<4, 3>, ReLU>>>,
+    Residual<Block<Conv<16, 3, Bias::without>, BatchNorm>, Block<Conv<16, 1, Bias::without>, BatchNorm>>,
+    Branches<Merge::sum, Conv<16, 1>, Identity, CroppedToInput<Block<MaxPool<2>, ConvTranspose2d<16, 4, 2, 1>>>>,
+    Branches<Merge::sum, Conv<8, 3>, Conv<8, 1>>, Classifier<11>>;
 
 }  // namespace
 
@@ -146,6 +169,15 @@ int main(int argc, char** argv) {
             onnx::export_model(probe, out / (file + ".static.onnx"), {.height = 45, .width = 61});
             const Tensor<Cpu> pixels = normalised(resize_bilinear(load_rgb_tensor(argv[3]).view(), 45, 61), info.normalization);
             cases.push_back(write_case(probe, file, file + ".onnx", pixels, Normalization::raw(), pixels, 0.995, out));
+        }
+        {
+            Model<CompositeProbe, Cpu> probe;
+            prepare(probe);
+            const std::string file = "models/composites";
+            onnx::export_model(probe, out / (file + ".static.onnx"), {.height = 45, .width = 61});
+            const Tensor<Cpu> pixels = normalised(resize_bilinear(load_rgb_tensor(argv[3]).view(), 45, 61), info.normalization);
+            cases.push_back(write_case(probe, file, file + ".static.onnx", pixels, Normalization::raw(), pixels, 0.999,
+                                       out, 1e-4));
         }
         const auto static_export = [&](auto& model, const std::string& file, const Tensor<Cpu>& pixels,
                                        std::optional<Normalization> norm) {

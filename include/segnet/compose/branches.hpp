@@ -33,11 +33,13 @@
 // flattened), a Residual's as "body.<j>." and "shortcut.<j>.", ResizedToInput's path as "<j>."
 // (no level of its own), e.g. "stage3.2.branch1.0.weight". Forward runs the paths one after the
 // other on the same input, each layer in its own buffers (train mode keeps them all for
-// backward, which sends dy down every path and sums the input gradients). Not yet: a composite
-// has no export_as (exporting a network with one is a compile-time error naming it), its
-// children keep their maps in their own buffers in eval mode too (the model's buffer pool does
-// not reuse them; the inference-memory query counts them), and make<Cuda> throws. The
-// model reaches the layers inside through CompositeRuntime (a Dropout's RandomLayer switches).
+// backward, which sends dy down every path and sums the input gradients). Every composite
+// declares its paths (`path_list`, `path_name(i)`: the Composite concept) and an export_as naming
+// its merge, from which export/onnx.hpp writes the paths and the merge (a path holding a layer
+// without export_as is still a compile-time error naming that layer). Not yet: its children keep
+// their maps in their own buffers in eval mode too (the model's buffer pool does not reuse them;
+// the inference-memory query counts them), and make<Cuda> throws. The model reaches the layers
+// inside through CompositeRuntime (a Dropout's RandomLayer switches).
 #pragma once
 
 #include <algorithm>
@@ -58,6 +60,27 @@
 namespace segnet {
 
 enum class Merge { sum, concat };
+
+/// The paths of a composite, in order (its `path_list`).
+template <class... Paths>
+struct PathList {};
+
+/// A composite layer: its paths' types and the name each path's parameters go under ("" adds no
+/// level: the path's layers are named as the composite's own).
+template <class L>
+concept Composite = requires(int i) {
+    typename L::path_list;
+    { L::path_name(i) } -> std::convertible_to<std::string>;
+};
+
+/// Calls f.template operator()<Path>(index) for each path of the composite L (index from 0).
+template <Composite L, class F>
+constexpr void each_path(F&& f) {
+    [&]<class... Paths>(PathList<Paths...>) {
+        int index = 0;
+        (f.template operator()<Paths>(index++), ...);
+    }(typename L::path_list{});
+}
 
 // --- the static side: each path walked by the network's per-layer rule ------------------------
 
@@ -194,6 +217,22 @@ LayerChain<Device> make_chain(Dims in) {
     return chain;
 }
 
+/// A composite's paths' run-time layers and the names their parameters go under.
+template <class Device>
+struct CompositePaths {
+    std::vector<LayerChain<Device>> chains;
+    std::vector<std::string> names;
+};
+template <class L, class Device>
+CompositePaths<Device> make_paths(Dims in) {
+    CompositePaths<Device> out;
+    each_path<L>([&]<class P>(int index) {
+        out.chains.push_back(make_chain<P, Device>(in));
+        out.names.push_back(L::path_name(index));
+    });
+    return out;
+}
+
 [[noreturn]] inline void composite_not_on_cuda(std::string_view name) {
     throw std::runtime_error("segnet: " + std::string(name) +
                              " is not implemented on CUDA (no composite layers there yet); run this network on the CPU");
@@ -205,6 +244,8 @@ LayerChain<Device> make_chain(Dims in) {
 template <class Device>
 class CompositeLayer : public RuntimeLayer<Device>, public CompositeRuntime<Device> {
 public:
+    explicit CompositeLayer(detail::CompositePaths<Device> paths)
+        : paths_(std::move(paths.chains)), names_(std::move(paths.names)) {}
     void each_child(const std::function<void(RuntimeLayer<Device>&)>& f) override {
         for (auto& p : paths_)
             for (auto& l : p.layers) f(*l);
@@ -227,11 +268,8 @@ protected:
 template <class Device>
 class MergeLayer final : public CompositeLayer<Device> {
 public:
-    MergeLayer(std::vector<LayerChain<Device>> paths, std::vector<std::string> names, Merge merge, bool relu,
-               std::string_view kind)
-        : merge_(merge), relu_(relu), kind_(kind) {
-        this->paths_ = std::move(paths);
-        this->names_ = std::move(names);
+    MergeLayer(detail::CompositePaths<Device> paths, Merge merge, bool relu, std::string_view kind)
+        : CompositeLayer<Device>(std::move(paths)), merge_(merge), relu_(relu), kind_(kind) {
         path_dy_.resize(this->paths_.size());
     }
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
@@ -310,10 +348,7 @@ private:
 template <class Device>
 class ResizedLayer final : public CompositeLayer<Device> {
 public:
-    explicit ResizedLayer(LayerChain<Device> path) {
-        this->paths_.push_back(std::move(path));
-        this->names_.emplace_back();  // the path's layers are named as the composite's own: "<j>."
-    }
+    explicit ResizedLayer(detail::CompositePaths<Device> path) : CompositeLayer<Device>(std::move(path)) {}
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
         const Tensor<Device>& t = this->paths_[0].forward(x, mode);
         path_out_ = t.extents();
@@ -337,10 +372,7 @@ private:
 template <class Device>
 class CroppedLayer final : public CompositeLayer<Device> {
 public:
-    explicit CroppedLayer(LayerChain<Device> path) {
-        this->paths_.push_back(std::move(path));
-        this->names_.emplace_back();  // the path's layers are named as the composite's own: "<j>."
-    }
+    explicit CroppedLayer(detail::CompositePaths<Device> path) : CompositeLayer<Device>(std::move(path)) {}
     const Tensor<Device>& forward(const Tensor<Device>& x, Mode mode) override {
         const Tensor<Device>& t = this->paths_[0].forward(x, mode);
         path_out_ = t.extents();
@@ -407,7 +439,10 @@ struct Identity {
 template <Merge M, class... Paths>
 struct Branches {
     using paths = detail::MergedPaths<M, Paths...>;
+    using path_list = PathList<Paths...>;
     static constexpr std::string_view name = M == Merge::sum ? "Branches<sum>" : "Branches<concat>";
+    static constexpr ExportSpec export_as{.op = M == Merge::sum ? ExportOp::merge_sum : ExportOp::merge_concat};
+    static std::string path_name(int index) { return "branch" + std::to_string(index); }
     static constexpr LayerGeometry geometry = paths::geometry;
     static constexpr ShapeResult infer(Dims in) { return paths::walk(in).result; }
     static constexpr std::int64_t parameter_count(Dims in) { return paths::walk(in).parameters; }
@@ -417,13 +452,7 @@ struct Branches {
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
         if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
         else {
-            std::vector<LayerChain<Device>> chains;
-            std::vector<std::string> names;
-            paths::each([&]<class P>(int branch) {
-                chains.push_back(detail::make_chain<P, Device>(in));
-                names.push_back("branch" + std::to_string(branch - 1));
-            });
-            return std::make_unique<MergeLayer<Device>>(std::move(chains), std::move(names), M, false, name);
+            return std::make_unique<MergeLayer<Device>>(detail::make_paths<Branches, Device>(in), M, false, name);
         }
     }
 };
@@ -434,7 +463,10 @@ struct Branches {
 template <class Body, class Shortcut = Identity>
 struct Residual {
     using paths = detail::MergedPaths<Merge::sum, Body, Shortcut>;
+    using path_list = PathList<Body, Shortcut>;
     static constexpr std::string_view name = "Residual";
+    static constexpr ExportSpec export_as{.op = ExportOp::residual};
+    static std::string path_name(int index) { return index == 0 ? "body" : "shortcut"; }
     static constexpr LayerGeometry geometry = paths::geometry;
     static constexpr ShapeResult infer(Dims in) { return paths::walk(in).result; }
     static constexpr std::int64_t parameter_count(Dims in) { return paths::walk(in).parameters; }
@@ -452,11 +484,7 @@ struct Residual {
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
         if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
         else {
-            std::vector<LayerChain<Device>> chains;
-            chains.push_back(detail::make_chain<Body, Device>(in));
-            chains.push_back(detail::make_chain<Shortcut, Device>(in));
-            return std::make_unique<MergeLayer<Device>>(std::move(chains), std::vector<std::string>{"body", "shortcut"},
-                                                        Merge::sum, true, name);
+            return std::make_unique<MergeLayer<Device>>(detail::make_paths<Residual, Device>(in), Merge::sum, true, name);
         }
     }
 };
@@ -467,7 +495,10 @@ struct Residual {
 template <class Path>
 struct ResizedToInput {
     static_assert(well_formed_v<Path>, "ResizedToInput<Path>: Path is a segnet layer or a Block<...> of layers");
+    using path_list = PathList<Path>;
     static constexpr std::string_view name = "ResizedToInput";
+    static constexpr ExportSpec export_as{.op = ExportOp::resize_to_input};
+    static std::string path_name(int) { return ""; }  // the path's layers are named as the composite's own: "<j>."
     /// The path's field, plus the two source values each output interpolates at its stride.
     static constexpr LayerGeometry geometry = [] {
         int rf = 1, jump = 1;
@@ -489,7 +520,7 @@ struct ResizedToInput {
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
         if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
-        else return std::make_unique<ResizedLayer<Device>>(detail::make_chain<Path, Device>(in));
+        else return std::make_unique<ResizedLayer<Device>>(detail::make_paths<ResizedToInput, Device>(in));
     }
 };
 
@@ -499,7 +530,10 @@ struct ResizedToInput {
 template <class Path>
 struct CroppedToInput {
     static_assert(well_formed_v<Path>, "CroppedToInput<Path>: Path is a segnet layer or a Block<...> of layers");
+    using path_list = PathList<Path>;
     static constexpr std::string_view name = "CroppedToInput";
+    static constexpr ExportSpec export_as{.op = ExportOp::crop_to_input};
+    static std::string path_name(int) { return ""; }  // the path's layers are named as the composite's own: "<j>."
     static constexpr LayerGeometry geometry = [] {
         int rf = 1, jump = 1;
         detail::path_geometry<Path>(rf, jump);
@@ -518,7 +552,7 @@ struct CroppedToInput {
     template <class Device>
     static std::unique_ptr<RuntimeLayer<Device>> make(Dims in) {
         if constexpr (!std::is_same_v<Device, Cpu>) detail::composite_not_on_cuda(name);
-        else return std::make_unique<CroppedLayer<Device>>(detail::make_chain<Path, Device>(in));
+        else return std::make_unique<CroppedLayer<Device>>(detail::make_paths<CroppedToInput, Device>(in));
     }
 };
 

@@ -11,9 +11,14 @@
 // (export_check below), before anything is written. Operators: Conv (groups for depthwise), BatchNormalization, Relu,
 // MaxPool (an Encoder's with its Indices output feeding MaxUnpool with output_shape, the
 // encoder's pre-pool size, so 45 -> 23 -> 45 round-trips), AveragePool (count_include_pad=1),
-// GlobalAveragePool (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only as an AveragePool at a static
-// size divisible by B), Add, Concat, ConvTranspose + Slice (the crop to the encoder's size), LRN; Dropout and NoSkip write nothing. Tensors are initializers under the
-// checkpoint's names (encoder0.0.weight, ...); node outputs are named by the layer
+// GlobalAveragePool (AdaptiveAvgPool<1>; AdaptiveAvgPool<B> only at a static size: an
+// AveragePool when the size divides by B, else MatMuls with constant averaging matrices; a
+// symbolic export throws StaticSizeRequired), Add, Concat, ConvTranspose + Slice (the crop to the
+// encoder's size), LRN; Dropout, NoSkip and Identity write nothing. Composites
+// (compose/branches.hpp) write each path from their input, then Add/Sum or Concat (Branches),
+// Add + Relu (Residual), Resize (ResizedToInput: linear, half_pixel = align_corners=False) or
+// Slice (CroppedToInput). Tensors are initializers under the checkpoint's names
+// (encoder0.0.weight, stage1.20.branch3.0.1.weight, ...); node outputs are named by the layer
 // (encoder0.0, encoder0.3.indices); the graph's input is "image", its output "logits".
 //
 // Input contract: float32 NCHW RGB. With ExportOptions::normalization the graph takes pixel
@@ -44,6 +49,7 @@
 
 #include "segnet/backend/ops.hpp"
 #include "segnet/backend/pool_geometry.hpp"
+#include "segnet/compose/branches.hpp"
 #include "segnet/compose/builder.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/data/dataset.hpp"
@@ -68,6 +74,15 @@ struct ExportOptions {
     std::string model_name{};
 };
 
+/// Thrown by to_onnx for a symbolic-size export of a layer whose exact ONNX form needs the size
+/// (AdaptiveAvgPool with more than one bin; symbolic_exportable_v below says so from the type),
+/// naming it, e.g. "stage1.20.branch3.0.0 (AdaptiveAvgPool<2>)"; a static ExportOptions height
+/// and width export it.
+struct StaticSizeRequired : std::invalid_argument {
+    StaticSizeRequired(const std::string& layer, const std::string& why)
+        : std::invalid_argument("segnet::onnx: " + layer + " " + why + "; export with a static height and width") {}
+};
+
 namespace detail {
 
 // Field numbers of onnx.proto (https://github.com/onnx/onnx/blob/v1.12.0/onnx/onnx.proto).
@@ -79,8 +94,10 @@ inline constexpr int entry_key = 1, entry_value = 2;                 // StringSt
 inline constexpr int graph_node = 1, graph_name = 2, graph_initializer = 5, graph_input = 11, graph_output = 12,
                      graph_value_info = 13;
 inline constexpr int node_input = 1, node_output = 2, node_name = 3, node_op_type = 4, node_attribute = 5;
-inline constexpr int attribute_name = 1, attribute_f = 2, attribute_i = 3, attribute_ints = 8, attribute_type = 20;
-inline constexpr int attribute_type_float = 1, attribute_type_int = 2, attribute_type_ints = 7;  // AttributeType
+inline constexpr int attribute_name = 1, attribute_f = 2, attribute_i = 3, attribute_s = 4, attribute_ints = 8,
+                     attribute_type = 20;
+inline constexpr int attribute_type_float = 1, attribute_type_int = 2, attribute_type_string = 3,
+                     attribute_type_ints = 7;  // AttributeType
 inline constexpr int tensor_dims = 1, tensor_data_type = 2, tensor_name = 8, tensor_raw_data = 9;
 inline constexpr int data_type_float = 1, data_type_int64 = 7;      // TensorProto.DataType
 inline constexpr int value_info_name = 1, value_info_type = 2;      // ValueInfoProto
@@ -102,6 +119,12 @@ inline proto::Message ints_attribute(std::string_view name, std::initializer_lis
     a.varint(field::attribute_type, field::attribute_type_ints);
     return a;
 }
+inline proto::Message string_attribute(std::string_view name, std::string_view value) {
+    proto::Message a;
+    a.bytes(field::attribute_name, name).bytes(field::attribute_s, value);
+    a.varint(field::attribute_type, field::attribute_type_string);
+    return a;
+}
 inline proto::Message float_attribute(std::string_view name, float value) {
     proto::Message a;
     a.bytes(field::attribute_name, name).float32(field::attribute_f, value);
@@ -119,6 +142,12 @@ struct Dimension {
 class GraphWriter {
 public:
     void node(std::string_view op, std::initializer_list<std::string_view> inputs,
+              std::initializer_list<std::string_view> outputs, std::string_view name,
+              std::initializer_list<proto::Message> attributes = {}) {
+        node(op, std::vector<std::string_view>(inputs), outputs, name, attributes);
+    }
+    /// A node with as many inputs as a composite has paths.
+    void node(std::string_view op, const std::vector<std::string_view>& inputs,
               std::initializer_list<std::string_view> outputs, std::string_view name,
               std::initializer_list<proto::Message> attributes = {}) {
         proto::Message n;
@@ -200,21 +229,40 @@ template <class T, class... Rest>
 struct first_non_void<T, Rest...> {
     using type = std::conditional_t<std::is_void_v<T>, typename first_non_void<Rest...>::type, T>;
 };
-/// The first layer of a stage or element that declares no export_as, or void.
-template <class E>
-struct unexportable {
-    using type = std::conditional_t<layer_traits<E>::exportable, void, E>;
+/// Whether a layer's ONNX form depends on the map's size, so that only a static export has it:
+/// AdaptiveAvgPool with more than one bin (one bin is a GlobalAveragePool).
+constexpr bool needs_static_size(const ExportSpec& op) { return op.op == ExportOp::adaptive_average_pool && op.kernel > 1; }
+
+template <class L>
+struct lacks_export_as : std::bool_constant<!layer_traits<L>::exportable> {};
+template <class L>
+struct static_size_only : std::bool_constant<needs_static_size(layer_traits<L>::export_as)> {};
+
+/// The first layer of a stage or element for which Pred<layer>::value holds (Blocks, Encoders,
+/// Decoders and composites' paths searched in order; a composite's own export_as names only its
+/// merge), or void.
+template <template <class> class Pred, class E>
+struct first_layer_where {
+    using type = std::conditional_t<Pred<E>::value, E, void>;
 };
-template <class... E>
-struct unexportable<Block<E...>> : first_non_void<typename unexportable<E>::type...> {};
-template <class... E>
-struct unexportable<Decoder<E...>> : first_non_void<typename unexportable<E>::type...> {};
-template <class Body, class Pool>
-struct unexportable<Encoder<Body, Pool>> : first_non_void<typename unexportable<Body>::type, typename unexportable<Pool>::type> {};
-/// The network's first layer without export_as (as a pointer type: void* for none). Takes the
-/// Network base of a named network (models::SegNet<11> derives from Network<...>).
-template <class In, class... Stages>
-auto first_unexportable(const Network<In, Stages...>*) -> typename first_non_void<typename unexportable<Stages>::type...>::type*;
+template <template <class> class Pred, class... E>
+struct first_layer_where<Pred, Block<E...>> : first_non_void<typename first_layer_where<Pred, E>::type...> {};
+template <template <class> class Pred, class... E>
+struct first_layer_where<Pred, Decoder<E...>> : first_non_void<typename first_layer_where<Pred, E>::type...> {};
+template <template <class> class Pred, class Body, class Pool>
+struct first_layer_where<Pred, Encoder<Body, Pool>>
+    : first_non_void<typename first_layer_where<Pred, Body>::type, typename first_layer_where<Pred, Pool>::type> {};
+template <template <class> class Pred, class... P>
+struct first_layer_where<Pred, PathList<P...>> : first_non_void<typename first_layer_where<Pred, P>::type...> {};
+template <template <class> class Pred, Composite E>
+struct first_layer_where<Pred, E> : first_layer_where<Pred, typename E::path_list> {};
+/// The network's first such layer (as a pointer type: void* for none). Takes the Network base of
+/// a named network (models::SegNet<11> derives from Network<...>).
+template <template <class> class Pred, class In, class... Stages>
+auto first_layer_in(const Network<In, Stages...>*)
+    -> typename first_non_void<typename first_layer_where<Pred, Stages>::type...>::type*;
+template <template <class> class Pred, NetworkType Net>
+using first_layer_in_t = std::remove_pointer_t<decltype(first_layer_in<Pred>(static_cast<const Net*>(nullptr)))>;
 
 /// What an Encoder leaves for its Decoder in the graph: the names of its pre-pool map and of its
 /// pool's indices, and the map's size.
@@ -242,21 +290,13 @@ public:
     template <class L>
     void layer(Dims in, int, int layer_number, int link) {
         if constexpr (layer_traits<L>::exportable) {  // else to_onnx has reported it (export_check)
-            const std::string prefix = naming_.prefix<L>(layer_number);
-            const std::string name = prefix.substr(0, prefix.size() - 1);  // "encoder0.0"
             EncoderValues* encoder = link >= 0 ? &encoders_[std::size_t(link)] : nullptr;
             const bool encoder_pool = encoder && encoder->size.c == 0;  // the first layer after the Tap
             if (encoder_pool) {
                 encoder->size = in;
                 encoder->pool = geometry_of<L>.down;
             }
-            write(layer_traits<L>::export_as, in, prefix, name, encoder, encoder_pool);
-            if (current_ != name) return;  // identity: no new value
-            // The value's shape, so that shape inference checks it and runtimes can plan with it.
-            ShapeResult out{};
-            if constexpr (PairedLayer<L>) out = L::infer(in, SkipDims{encoder->size, encoder->pool});
-            else out = L::infer(in);
-            g_.value_info(name, {batch_, Dimension{out.out.c}, Dimension{out.out.h}, Dimension{out.out.w}});
+            emit<L>(in, naming_.prefix<L>(layer_number), encoder, encoder_pool);
         }
     }
     const std::string& output() const { return current_; }
@@ -269,8 +309,89 @@ public:
     }
 
 private:
+    /// Walks a composite's path (compose/analysis.hpp's Walker, as make_chain builds it): its layer
+    /// j is named "<prefix><j>.", as the composite's run-time object names its parameters.
+    struct PathVisitor {
+        GraphBuilder& builder;
+        std::string prefix;
+        template <class L>
+        void layer(Dims in, int, int layer_number, int) {
+            builder.template emit<L>(in, prefix + std::to_string(layer_number - 1) + ".", nullptr, false);
+        }
+        void tap(int) {}
+        void begin_stage(StageKind, int, int, bool) {}
+    };
+
+    /// The layer's nodes from the current value; its output value is named by `prefix` ("encoder0.0").
+    template <class L>
+    void emit(Dims in, const std::string& prefix, EncoderValues* encoder, bool encoder_pool) {
+        const std::string name = prefix.substr(0, prefix.size() - 1);
+        if constexpr (Composite<L>) write_composite<L>(in, prefix, name);
+        else write(layer_traits<L>::export_as, in, prefix, name, encoder, encoder_pool, L::name);
+        if (current_ != name) return;  // identity: no new value
+        // The value's shape, so that shape inference checks it and runtimes can plan with it.
+        ShapeResult out{};
+        if constexpr (PairedLayer<L>) out = L::infer(in, SkipDims{encoder->size, encoder->pool});
+        else out = L::infer(in);
+        g_.value_info(name, {batch_, Dimension{out.out.c}, Dimension{out.out.h}, Dimension{out.out.w}});
+    }
+
+    /// A composite: each path from the composite's input (the current value), then the merge.
+    template <class L>
+    void write_composite(Dims in, const std::string& prefix, const std::string& name) {
+        const std::string input = current_;
+        std::vector<std::string> results;
+        each_path<L>([&]<class P>(int index) {
+            current_ = input;
+            const std::string path_name = L::path_name(index);
+            PathVisitor visitor{*this, path_name.empty() ? prefix : prefix + path_name + "."};
+            Walker<PathVisitor> walk;
+            walk.visitor = &visitor;
+            walk.cur = in;
+            walk.template element<P>(nullptr, -1);
+            results.push_back(current_);
+        });
+        const std::vector<std::string_view> merged(results.begin(), results.end());
+        switch (layer_traits<L>::export_as.op) {
+        case ExportOp::merge_sum: g_.node(merged.size() == 2 ? "Add" : "Sum", merged, {name}, name); break;
+        case ExportOp::merge_concat: g_.node("Concat", merged, {name}, name, {int_attribute("axis", 1)}); break;
+        case ExportOp::residual: {
+            const std::string sum = name + ".sum";
+            g_.node("Add", merged, {sum}, sum);
+            g_.node("Relu", {sum}, {name}, name);
+            break;
+        }
+        case ExportOp::resize_to_input: {
+            // half_pixel is PyTorch's align_corners=False (core/bilinear.hpp: s = (o + 0.5) in / out
+            // - 0.5, clamped at 0, as onnxruntime clamps); "pytorch_half_pixel" would differ only
+            // for an output of one pixel. Sizes [N, C, H, W]: the path's N and C, the input's H and W.
+            const std::string sizes = name + ".sizes";
+            if (static_size_) {
+                g_.constant(sizes, {1, L::infer(in).out.c, in.h, in.w});
+            } else {
+                const std::string batch_channels = results[0] + ".batch_channels";
+                g_.node("Slice", {shape_of(results[0]), g_.constant("zero", {0}), g_.constant("two", {2})},
+                        {batch_channels}, batch_channels);
+                g_.node("Concat", {batch_channels, spatial_size_of(input, in)}, {sizes}, sizes, {int_attribute("axis", 0)});
+            }
+            g_.node("Resize", {results[0], "", "", sizes}, {name}, name,
+                    {string_attribute("mode", "linear"), string_attribute("coordinate_transformation_mode", "half_pixel")});
+            break;
+        }
+        case ExportOp::crop_to_input:
+            g_.node("Slice", {results[0], g_.constant("zeros.2", {0, 0}), spatial_size_of(input, in),
+                              g_.constant("axes.height_width", {2, 3})},
+                    {name}, name);
+            break;
+        default:
+            throw std::logic_error("segnet::onnx::export_model: " + name + " (" + std::string(L::name) +
+                                   ") is a composite whose export_as names no merge");
+        }
+        current_ = name;
+    }
+
     void write(const ExportSpec& op, Dims in, const std::string& prefix, const std::string& name, EncoderValues* encoder,
-               bool encoder_pool) {
+               bool encoder_pool, std::string_view kind) {
         const std::int64_t k = op.kernel, s = op.stride;
         switch (op.op) {
         case ExportOp::identity: return;
@@ -321,19 +442,41 @@ private:
                      int_attribute("ceil_mode", op.ceil_mode ? 1 : 0), int_attribute("count_include_pad", 1)});
             break;
         case ExportOp::adaptive_average_pool: {
-            if (k == 1) {
+            if (!needs_static_size(op)) {  // one bin
                 g_.node("GlobalAveragePool", {current_}, {name}, name);
                 break;
             }
-            // ONNX has no adaptive pooling: exact as an AveragePool only when the bins tile the map.
-            if (!in.spatial_static() || in.h % k != 0 || in.w % k != 0)
-                throw std::invalid_argument("segnet::onnx: " + name + " (AdaptiveAvgPool<" + std::to_string(k) +
-                                            ">) is exportable only at a static size whose height and width divide by " +
-                                            std::to_string(k) + " (got " + std::to_string(in.h) + "x" +
-                                            std::to_string(in.w) + "; export with a static height and width)");
-            const std::int64_t bh = in.h / k, bw = in.w / k;
-            g_.node("AveragePool", {current_}, {name}, name,
-                    {ints_attribute("kernel_shape", {bh, bw}), ints_attribute("strides", {bh, bw})});
+            // ONNX has no adaptive pooling; its bins depend on the size, so only a static graph has them.
+            if (!in.spatial_static())
+                throw StaticSizeRequired(name + " (" + std::string(kind) + "<" + std::to_string(k) + ">)",
+                                         "has an exact ONNX form only at a static size (its bins depend on the map's)");
+            if (in.h % k == 0 && in.w % k == 0) {  // the bins tile the map: an AveragePool
+                const std::int64_t bh = in.h / k, bw = in.w / k;
+                g_.node("AveragePool", {current_}, {name}, name,
+                        {ints_attribute("kernel_shape", {bh, bw}), ints_attribute("strides", {bh, bw})});
+                break;
+            }
+            // Y = P_h X P_w^T: row i of P_h (k x H) averages bin i's rows (backend::adaptive_spans,
+            // the kernel's bins), P_w^T (W x k) bin j's columns; MatMul broadcasts over N and C. The
+            // constants are MatMul's second input (OpenCV 4.6 refuses a constant first input), so the
+            // rows are pooled as (X P_w^T)^T P_h^T, transposed back.
+            const backend::PoolSpans spans = backend::adaptive_spans({in.h, in.w}, int(k));
+            std::vector<float> rows_t(std::size_t(in.h * k), 0.f), columns_t(std::size_t(in.w * k), 0.f);
+            for (std::int64_t i = 0; i < k; ++i) {
+                const backend::PoolSpan r = spans.rows[std::size_t(i)], c = spans.cols[std::size_t(i)];
+                for (int y = r.begin; y < r.end; ++y) rows_t[std::size_t(y * k + i)] = 1.f / float(r.count);
+                for (int x = c.begin; x < c.end; ++x) columns_t[std::size_t(x * k + i)] = 1.f / float(c.count);
+            }
+            const std::string rows_name = prefix + "bin_rows", columns_name = prefix + "bin_columns";
+            g_.initializer(rows_name, {in.h, k}, rows_t);
+            g_.initializer(columns_name, {in.w, k}, columns_t);
+            const std::string columns_pooled = name + ".columns", transposed = name + ".transposed",
+                              pooled_t = name + ".pooled_transposed";
+            const proto::Message swap_height_width = ints_attribute("perm", {0, 1, 3, 2});
+            g_.node("MatMul", {current_, columns_name}, {columns_pooled}, columns_pooled);  // N C H k
+            g_.node("Transpose", {columns_pooled}, {transposed}, transposed, {swap_height_width});  // N C k H
+            g_.node("MatMul", {transposed, rows_name}, {pooled_t}, pooled_t);  // N C k(columns) k(rows)
+            g_.node("Transpose", {pooled_t}, {name}, name, {swap_height_width});
             break;
         }
         case ExportOp::unpool: {
@@ -345,7 +488,9 @@ private:
             const std::int64_t pad_h = static_size_ ? (in.h - 1) * s + k - encoder->size.h : k - 1;
             const std::int64_t pad_w = static_size_ ? (in.w - 1) * s + k - encoder->size.w : k - 1;
             const proto::Message kernel = ints_attribute("kernel_shape", {k, k}), strides = ints_attribute("strides", {s, s});
-            const std::string shape = feature_shape(*encoder);
+            const std::string shape = static_size_
+                ? std::string(g_.constant(encoder->stage + ".shape", {1, encoder->size.c, encoder->size.h, encoder->size.w}))
+                : shape_of(encoder->feature);
             if (pad_h == 0 && pad_w == 0)
                 g_.node("MaxUnpool", {current_, encoder->indices, shape}, {name}, name, {kernel, strides});
             else
@@ -380,7 +525,7 @@ private:
             g_.node("ConvTranspose", {current_, weight}, {full}, full,
                     {ints_attribute("kernel_shape", {k, k}), ints_attribute("strides", {s, s}),
                      ints_attribute("pads", {pad, pad, pad, pad}), int_attribute("group", groups)});
-            g_.node("Slice", {full, g_.constant("zeros.2", {0, 0}), feature_spatial_size(*encoder),
+            g_.node("Slice", {full, g_.constant("zeros.2", {0, 0}), spatial_size_of(encoder->feature, encoder->size),
                               g_.constant("axes.height_width", {2, 3})},
                     {name}, name);
             break;
@@ -392,6 +537,13 @@ private:
                      ints_attribute("pads", {pad, pad, pad, pad})});
             break;
         }
+        case ExportOp::merge_sum:
+        case ExportOp::merge_concat:
+        case ExportOp::residual:
+        case ExportOp::resize_to_input:
+        case ExportOp::crop_to_input:
+            throw std::logic_error("segnet::onnx::export_model: " + name + " (" + std::string(kind) +
+                                   ") declares a composite's export_as but no path_list (compose/branches.hpp)");
         case ExportOp::lrn:
             g_.node("LRN", {current_}, {name}, name,
                     {int_attribute("size", k), float_attribute("alpha", op.alpha), float_attribute("beta", op.beta),
@@ -427,20 +579,18 @@ private:
         }
         return name;
     }
-    /// The encoder's pre-pool map size [N, C, H, W] as a value: a constant in a static graph,
-    /// else a Shape node on the map.
-    std::string feature_shape(const EncoderValues& e) {
-        const std::string name = e.stage + ".shape";
-        if (static_size_) return std::string(g_.constant(name, {1, e.size.c, e.size.h, e.size.w}));
-        if (shape_nodes_.insert(name).second) g_.node("Shape", {e.feature}, {name}, name);
+    /// The value's [N, C, H, W] (a symbolic graph): a Shape node, written once.
+    std::string shape_of(const std::string& value) {
+        const std::string name = value + ".shape";
+        if (shape_nodes_.insert(name).second) g_.node("Shape", {value}, {name}, name);
         return name;
     }
-    /// Its [H, W].
-    std::string feature_spatial_size(const EncoderValues& e) {
-        const std::string name = e.stage + ".size";
-        if (static_size_) return std::string(g_.constant(name, {e.size.h, e.size.w}));
+    /// The value's [H, W] (`size` its sizes): a constant in a static graph, else sliced from its Shape.
+    std::string spatial_size_of(const std::string& value, Dims size) {
+        const std::string name = value + ".size";
+        if (static_size_) return std::string(g_.constant(name, {size.h, size.w}));
         if (shape_nodes_.insert(name).second)
-            g_.node("Slice", {feature_shape(e), g_.constant("two", {2}), g_.constant("four", {4})}, {name}, name);
+            g_.node("Slice", {shape_of(value), g_.constant("two", {2}), g_.constant("four", {4})}, {name}, name);
         return name;
     }
 
@@ -462,13 +612,20 @@ inline proto::Message metadata(std::string_view key, std::string_view value) {
 
 }  // namespace detail
 
-/// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net).
-/// Composites (compose/branches.hpp) have none yet: models::DeepLabV3 and PspNet cannot be written.
+/// The first layer of Net that declares no export_as (void: none, so to_onnx compiles for Net),
+/// composites' paths included.
 template <NetworkType Net>
-using first_unexportable_t = std::remove_pointer_t<decltype(detail::first_unexportable(static_cast<const Net*>(nullptr)))>;
+using first_unexportable_t = detail::first_layer_in_t<detail::lacks_export_as, Net>;
 /// Whether export_model compiles for Net (programs choosing a model at run time refuse the others).
 template <NetworkType Net>
 inline constexpr bool exportable_v = std::is_void_v<first_unexportable_t<Net>>;
+/// The first layer of Net whose ONNX form needs a static export size (void: none), e.g. PSPNet's
+/// AdaptiveAvgPool<2>: a symbolic export of Net throws StaticSizeRequired.
+template <NetworkType Net>
+using first_static_size_only_t = detail::first_layer_in_t<detail::static_size_only, Net>;
+/// Whether export_model writes Net with symbolic sizes (else only with a static height and width).
+template <NetworkType Net>
+inline constexpr bool symbolic_exportable_v = exportable_v<Net> && std::is_void_v<first_static_size_only_t<Net>>;
 
 /// The ONNX file of `model` (its current weights), as bytes. Throws std::invalid_argument for a
 /// static size the network cannot take or a normalisation that does not fit its input.

@@ -231,6 +231,13 @@ enum class ExportOp {
     transposed_conv,     // K x K, stride S, pad ceil((K - S) / 2), cropped to the encoder's map size
     conv_transpose,      // K x K, stride S, pad on each side, no crop (an unpaired ConvTranspose2d); "weight"
     lrn,                 // cross-channel local response normalisation
+    // Composites (compose/branches.hpp): the exporter writes each path (its path_list) from the
+    // composite's input, then the merge.
+    merge_sum,           // the paths' results added (Branches<Merge::sum>)
+    merge_concat,        // the paths' results concatenated along channels (Branches<Merge::concat>)
+    residual,            // ReLU(body + shortcut) (Residual)
+    resize_to_input,     // the path's result resized bilinearly (align_corners=False) to the input's size
+    crop_to_input,       // the top-left input-sized window of the path's result
 };
 struct ExportSpec {
     ExportOp op = ExportOp::identity;

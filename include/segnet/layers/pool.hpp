@@ -224,8 +224,9 @@ struct AvgPool : detail::SlidingPool<Window, Stride, Pad, Rounding> {
 
 /// Average pooling to a Bins x Bins grid (PyTorch's nn.AdaptiveAvgPool2d): PSPNet's pyramid
 /// levels (1, 2, 3, 6), DeepLabV3's image pooling (1). Any input size, smaller than the grid
-/// included (bins then overlap, as PyTorch). ONNX: GlobalAveragePool for Bins = 1; an
-/// AveragePool for a static export size divisible by Bins; any other export is refused.
+/// included (bins then overlap, as PyTorch). ONNX: GlobalAveragePool for Bins = 1; at a static
+/// export size an AveragePool (divisible by Bins) or averaging MatMuls; a symbolic export of
+/// Bins > 1 is refused (export/onnx.hpp).
 template <int Bins>
 struct AdaptiveAvgPool {
     static_assert(Bins >= 1, "AdaptiveAvgPool<Bins>: Bins (the output grid's side) must be at least 1");

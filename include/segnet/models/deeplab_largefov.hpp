@@ -22,7 +22,7 @@
 //   fc8: 1024 K + K                                                        =   1,025 K
 //   total: 20,483,904 + 1,025 K   (K = 21: 20,505,429; K = 11: 20,495,179)
 // The published DeepLab-LargeFOV has "about 20.5M" parameters (K = 21): the same figure.
-// No ONNX export yet: ResizedToInput is a composite, which has no export_as.
+// Exports to ONNX (ResizedToInput: a Resize, export/onnx.hpp).
 #pragma once
 
 #include <string_view>

@@ -12,8 +12,7 @@
 // (1280 maps) and projected by 1x1 conv to 256 + batch norm + ReLU + Dropout(0.5); then 3x3 conv
 // to 256 + batch norm + ReLU and a 1x1 classifier with bias. The logits are resized bilinearly
 // (align_corners=False, as torchvision) to the input's size: any input size works.
-// CPU only for now (composites throw in make<Cuda>) and no ONNX form (composites declare no
-// export_as: segnet-export refuses the model).
+// CPU only for now (composites throw in make<Cuda>). Exports to ONNX at any size (export/onnx.hpp).
 // Parameter count (convs without bias: in * out * k * k; batch norm: 2 per map):
 //   backbone (models/resnet.hpp)                                 = 23,508,032
 //   ASPP 1x1 branch: 2048 * 256 + 512                            =    524,800

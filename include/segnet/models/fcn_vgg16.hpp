@@ -33,7 +33,7 @@
 // At K = 21 these take 538 MB as float32, the 539 MB of the SegNet paper's Table 6. (A figure of
 // 134,270,278 quoted for voc-fcn8s does not decompose into these layers: 9,734 more than the
 // convolutions and fc layers alone, far fewer than the score and upscore layers' 229,215.)
-// No ONNX export yet: Branches and CroppedToInput are composites, which have no export_as.
+// Exports to ONNX (Branches: Add; CroppedToInput: Slice; export/onnx.hpp).
 #pragma once
 
 #include <string_view>

@@ -16,8 +16,8 @@
 //   - resizing is align_corners=False (the library's one bilinear resize; semseg uses True);
 //   - Dropout<10> drops single values, the authors' Dropout2d whole maps;
 //   - no auxiliary loss on layer3 (training only; DeepLabV3 here has none either).
-// CPU only for now (composites throw in make<Cuda>) and no ONNX form (composites declare no
-// export_as: segnet-export refuses the model).
+// CPU only for now (composites throw in make<Cuda>). ONNX: only at a static size (segnet-export
+// --size; the pyramid's 2, 3 and 6 bins depend on the map's size: export/onnx.hpp).
 // Parameter count (convs without bias: in * out * k * k; batch norm: 2 per map):
 //   backbone (models/resnet.hpp)                                 = 23,508,032
 //   pyramid: 4 * (2048 * 512 + 1024)                             =  4,198,400

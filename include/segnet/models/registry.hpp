@@ -49,9 +49,9 @@ using BuiltinModels =
     ModelList<SegNet, SegNetBasic, BilinearInterpolation, SegNetBasicEncoderAddition, SegNetBasicSingleChannelDecoder,
               FcnBasic, FcnBasicNoAddition, FcnBasicNoDimReduction, FcnBasicNoAdditionNoDimReduction, SegNetBasicCaffe,
               BayesianSegNet, BayesianSegNetBasic, UNet,
-              // issue 19: the VGG peers (deeplab-largefov and fcn-vgg16 hold composites: no ONNX form yet)
+              // issue 19: the VGG peers
               DeepLabLargeFov, FcnVgg16, DeconvNet,
-              // issue 19: the ResNet-50 peers (no ONNX form yet: segnet-export refuses them)
+              // issue 19: the ResNet-50 peers (pspnet exports to ONNX only with a static size)
               DeepLabV3, PspNet>;
 
 /// Class counts with_model() supports. Default: 2 to 5 (binary and small tasks, tests), 11

@@ -61,6 +61,14 @@ inline int run(int argc, char** argv) {
                                   "' has no ONNX form yet (its " + std::string(onnx::first_unexportable_t<Net>::name) +
                                   " layer declares no export_as; docs/interop.md)");
         } else {
+            if constexpr (!onnx::symbolic_exportable_v<Net>) {
+                using StaticOnly = onnx::first_static_size_only_t<Net>;
+                if (!size)
+                    throw cli::UsageError("--weights '" + shortened(weights.string()) + "': model '" + info.model +
+                                          "' has an ONNX form only at a static size (its " + std::string(StaticOnly::name) +
+                                          "<" + std::to_string(layer_traits<StaticOnly>::export_as.kernel) +
+                                          "> layer's bins depend on the map's size; docs/interop.md): give --size HxW");
+            }
             Model<Net, Cpu> model;
             load_checkpoint(weights, model, info.model);
             onnx::export_model(model, out, options);
