@@ -10,6 +10,7 @@
 #include <segnet/train/data_parallel.hpp>
 
 #include "../tiny_training.hpp"
+#include "support.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -17,29 +18,25 @@
 #include <vector>
 
 using namespace segnet;
+using testing_support::run_tests_on_every_rank;
+using testing_support::max_relative_difference;
 using testing_support::TinyNet;
 
 namespace {
 
 NcclCommunicator* world = nullptr;
 
-std::vector<float> gradients_of(AnyModel<Cuda>& m) {
+// The tensors `member` names (&ParamRef::value or ::grad) of `params`, one after another, on the host.
+std::vector<float> host_copy(const std::vector<ParamRef<Cuda>>& params, Tensor<Cuda>* ParamRef<Cuda>::*member) {
     std::vector<float> v;
-    for (auto& p : m.parameters()) {
-        const std::vector<float> g = backend::download(*p.grad);
-        v.insert(v.end(), g.begin(), g.end());
+    for (const auto& p : params) {
+        const std::vector<float> t = backend::download(*(p.*member));
+        v.insert(v.end(), t.begin(), t.end());
     }
     return v;
 }
-
-std::vector<float> state_of(AnyModel<Cuda>& m) {
-    std::vector<float> v;
-    for (auto& p : m.state()) {
-        const std::vector<float> s = backend::download(*p.value);
-        v.insert(v.end(), s.begin(), s.end());
-    }
-    return v;
-}
+std::vector<float> gradients_of(AnyModel<Cuda>& m) { return host_copy(m.parameters(), &ParamRef<Cuda>::grad); }
+std::vector<float> state_of(AnyModel<Cuda>& m) { return host_copy(m.state(), &ParamRef<Cuda>::value); }
 
 // One forward and backward of this rank's own input (depends on the rank) with a fixed output gradient.
 void backward_own_share(AnyModel<Cuda>& m) {
@@ -55,15 +52,6 @@ void backward_own_share(AnyModel<Cuda>& m) {
     backend::upload(dy, grad);
     m.zero_grad();
     m.backward(grad);
-}
-
-// The largest difference relative to max(1, |reference|).
-double max_relative_difference(const std::vector<float>& a, const std::vector<float>& reference) {
-    REQUIRE(a.size() == reference.size());
-    double worst = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        worst = std::max(worst, std::abs(double(a[i]) - reference[i]) / std::max(1.0, std::abs(double(reference[i]))));
-    return worst;
 }
 
 }  // namespace
@@ -126,11 +114,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "test_nccl: run it with mpirun -np 2 (got %d ranks)\n", communicator.size());
         return 1;
     }
-    doctest::Context context(argc, argv);
-    // Only rank 0 reports; every rank's failure shows in the exit status.
-    if (communicator.rank() != 0) context.setOption("out", "/dev/null");
-    int failed = context.run();
-    double any = failed ? 1 : 0;
-    communicator.sum(&any, 1);
-    return any > 0 ? 1 : 0;
+    return run_tests_on_every_rank(communicator, argc, argv);
 }
