@@ -321,23 +321,30 @@ TEST_CASE("trainer: temporaries a killed save left in out_dir are removed by the
     fs::remove_all(out);
 }
 
+namespace {
+// A communicator of one rank whose sums and broadcasts change nothing (one rank's sum is itself).
+struct OneRank : Communicator {
+    int rank() const override { return 0; }
+    int size() const override { return 1; }
+    void sum(double*, std::size_t) override {}
+    void start_sum(float*, std::size_t) override {}
+    void wait_all() override {}
+    void broadcast(void*, std::size_t, int) override {}
+    Communicator& statistics() override { return *this; }
+    [[noreturn]] void abort(int) override { std::abort(); }
+};
+}  // namespace
+
 TEST_CASE("data parallel: gradient buckets start while backward is still running, one per bucket") {
-    // A communicator of one rank that records, at each bucket's start, whether backward had
-    // already reached the first layer (its weight gradient no longer zero).
-    struct Recorder final : Communicator {
+    // Records, at each bucket's start, whether backward had already reached the first layer (its
+    // weight gradient no longer zero).
+    struct Recorder final : OneRank {
         const Tensor<Cpu>* first_layer_grad = nullptr;
         std::vector<bool> first_layer_done;
-        int rank() const override { return 0; }
-        int size() const override { return 1; }
-        void sum(double*, std::size_t) override {}
         void start_sum(float*, std::size_t) override {
             const float* g = first_layer_grad->data();
             first_layer_done.push_back(std::any_of(g, g + first_layer_grad->size(), [](float v) { return v != 0; }));
         }
-        void wait_all() override {}
-        void broadcast(void*, std::size_t, int) override {}
-        Communicator& statistics() override { return *this; }
-        [[noreturn]] void abort(int) override { std::abort(); }
     };
     const auto data = make_synthetic_dataset({.count = 2, .height = 16, .width = 16, .seed = 2}, {.ignore_label = 255});
     Tensor<Cpu> images({2, 3, 16, 16});
@@ -368,4 +375,16 @@ TEST_CASE("data parallel: gradient buckets start while backward is still running
         CHECK(recorder.first_layer_done.back());
         if (dp.buckets() > 1) CHECK_FALSE(recorder.first_layer_done.front());  // the others: before
     }
+}
+
+TEST_CASE("data parallel: a model on the CPU refuses a communicator that sums device memory (NCCL's)") {
+    struct DeviceSums final : OneRank {
+        bool sums_device_memory() const override { return true; }
+    };
+    Model<TinyNet, Cpu> m(3);
+    DeviceSums nccl_like;
+    CHECK_THROWS_WITH_AS(DataParallel<Cpu>(m, nccl_like), doctest::Contains("needs a communicator that sums host memory"),
+                         std::invalid_argument);
+    OneRank host;
+    CHECK_NOTHROW(DataParallel<Cpu>(m, host));
 }

@@ -10,6 +10,7 @@
 #include <segnet/train/trainer.hpp>
 
 #include "../tiny_training.hpp"
+#include "support.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -19,7 +20,9 @@
 #include <unistd.h>
 
 using namespace segnet;
+using testing_support::max_relative_difference;
 using testing_support::TinyNet;
+using testing_support::run_tests_on_every_rank;
 using testing_support::tiny_options;
 namespace fs = std::filesystem;
 
@@ -51,15 +54,6 @@ std::vector<float> checkpoint_state(const fs::path& file) {
     Model<TinyNet, Cpu> m(0);
     load_checkpoint(file, m, "tiny");
     return state_of(m);
-}
-
-// The largest difference relative to max(1, |reference|).
-double max_relative_difference(const std::vector<float>& a, const std::vector<float>& reference) {
-    REQUIRE(a.size() == reference.size());
-    double worst = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        worst = std::max(worst, std::abs(double(a[i]) - reference[i]) / std::max(1.0, std::abs(double(reference[i]))));
-    return worst;
 }
 
 // Float sums in another order (per rank, then across ranks) over three SGD steps: measured
@@ -221,11 +215,5 @@ int main(int argc, char** argv) {
         return 1;
     }
     segnet::set_num_threads(1);
-    doctest::Context context(argc, argv);
-    // Only rank 0 reports; every rank's failure shows in the exit status.
-    if (communicator.rank() != 0) context.setOption("out", "/dev/null");
-    int failed = context.run();
-    double any = failed ? 1 : 0;
-    communicator.sum(&any, 1);
-    return any > 0 ? 1 : 0;
+    return run_tests_on_every_rank(communicator, argc, argv);
 }

@@ -13,6 +13,7 @@
 // the end are written once over the device from those overloads.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +32,11 @@ inline void upload(const std::vector<float>& values, Tensor<Cpu>& t) {
 }
 /// Copies a tensor's values to the host.
 inline std::vector<float> download(const Tensor<Cpu>& t) { return {t.data(), t.data() + t.size()}; }
+
+/// Copies a tensor's values to flat memory of the same device at `dst` (gradient buckets).
+inline void copy_to_flat(const Tensor<Cpu>& src, float* dst) { std::copy_n(src.data(), src.size(), dst); }
+/// Copies flat memory of the tensor's device at `src` into the tensor (its size of values).
+inline void copy_from_flat(const float* src, Tensor<Cpu>& dst) { std::copy_n(src, dst.size(), dst.data()); }
 
 /// Copies `src` into `dst` (resized to match); across devices where they differ (cuda/ops.cuh).
 template <class T>

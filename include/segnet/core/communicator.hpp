@@ -10,7 +10,9 @@
 // includes no MPI header; distributed/ holds the implementations. Every rank must make the same
 // calls in the same order (as MPI's collectives). A synchronized batch norm sums its statistics
 // on statistics(), a second channel, so that its blocking sums may run while gradient buckets
-// are in flight on this one.
+// are in flight on this one. start_sum() takes host memory (MpiCommunicator) or device memory
+// (NcclCommunicator, distributed/nccl.hpp), as sums_device_memory() says; sum(), broadcast() and
+// the statistics channel always take host memory.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +27,9 @@ public:
 
     /// Replaces values[0..count) on every rank by their sum over the ranks (blocking).
     virtual void sum(double* values, std::size_t count) = 0;
+    /// Whether start_sum() takes device (GPU) memory rather than host memory: DataParallel<Device>
+    /// requires a communicator whose memory is its model's (host for Cpu, device for Cuda).
+    virtual bool sums_device_memory() const { return false; }
     /// Starts summing floats in place across the ranks; the values are final after wait_all().
     virtual void start_sum(float* values, std::size_t count) = 0;
     /// Waits for every sum start_sum() started.

@@ -14,11 +14,13 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "segnet/core/communicator.hpp"
@@ -34,6 +36,14 @@ inline void check(int code, const char* what) {
     throw std::runtime_error(std::string("segnet: MPI ") + what + " failed: " + std::string(text, std::size_t(length)));
 }
 }  // namespace mpi_detail
+
+/// The CPU threads each rank of a machine gets: its cores shared by the ranks mpirun started on it
+/// (OMPI_COMM_WORLD_LOCAL_SIZE), 0 when mpirun did not say (then the threads stay as they are).
+inline int threads_per_local_rank() {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!local) return 0;
+    return std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, std::atoi(local)));
+}
 
 /// MPI for the life of a program: MPI_Init_thread (funneled) and MPI_Finalize.
 class MpiSession {

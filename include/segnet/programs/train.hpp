@@ -11,7 +11,8 @@
 // Data-parallel (train_main with a Communicator: segnet-train-mpi, which `segnet-train` becomes
 // under mpirun): --batch is the whole batch, split across the ranks; rank 0 alone writes --out
 // and prints; a failure any rank meets before training (a bad list or image) is agreed, so
-// every rank exits with rank 0's one line; docs/distributed.md.
+// every rank exits with rank 0's one line; docs/distributed.md. With --device cuda the ranks are
+// segnet-train-mpi-cuda, one GPU each, summing gradients with NCCL (distributed/nccl.hpp).
 #pragma once
 
 #include "segnet/models/registry.hpp"
@@ -81,7 +82,7 @@ run
   --max-image-pixels N  refuse larger images before decoding them (default 16000000)
   --max-memory N         memory the run may use, e.g. 8G (default: what the machine has available)
 data-parallel (under mpirun -np N; docs/distributed.md)
-  --sync-bn              batch norm with the whole batch's statistics, summed across ranks (CPU);
+  --sync-bn              batch norm with the whole batch's statistics, summed across ranks (CPU only);
                          default: each rank's own share's (as PyTorch DDP)
   --bucket-mb X          gradient megabytes per all-reduce, started as backward runs (default 25)
 Ctrl-C saves DIR/last.safetensors at the next batch and exits; --resume continues exactly.
@@ -215,9 +216,17 @@ inline int run(int argc, char** argv, Communicator* comm) {
     if (!comm && (o.data_parallel.synchronized_batch_norm || bucket_mb))
         throw cli::UsageError(std::string(o.data_parallel.synchronized_batch_norm ? "--sync-bn" : "--bucket-mb") +
                               " is for data-parallel training: run under mpirun -np N (segnet-train-mpi)");
-    if (comm && device != "cpu")
-        throw cli::UsageError("--device " + device + ": data-parallel training runs on the CPU (the NCCL all-reduce "
-                              "is not written yet)");
+    // The communicator decides the device: segnet-train-mpi sums host memory (CPU), the nvcc-built
+    // segnet-train-mpi-cuda device memory through NCCL (segnet-train-mpi hands --device cuda to it).
+    if (comm && (device == "cuda") != comm->sums_device_memory())
+        throw cli::UsageError(device == "cuda"
+                                  ? "--device cuda: data-parallel training on GPUs is segnet-train-mpi-cuda (NCCL), "
+                                    "built with -DSEGNET_CUDA=ON where NCCL is found; it is not next to this program"
+                                  : "--device " + device + ": segnet-train-mpi-cuda trains on GPUs only: give "
+                                    "--device cuda (segnet-train-mpi trains on CPUs)");
+    if (comm && device == "cuda" && o.data_parallel.synchronized_batch_norm)
+        throw cli::UsageError("--sync-bn: synchronized batch norm runs on the CPU only (the CUDA batch norm does not "
+                              "sum its statistics across ranks); leave it out with --device cuda");
     o.communicator = comm;
     const bool writer = !comm || comm->rank() == 0;
     const Precision precision = cli::resolve_precision("segnet-train", precision_requested, device);

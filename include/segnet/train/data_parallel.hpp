@@ -17,15 +17,18 @@
 // bucket_bytes each; a bucket starts once backward has passed the first layer it holds
 // (AnyModel::set_backward_observer), and the started sums are moved on after every later layer
 // (Communicator::progress). Batch norm: each rank's own statistics by default (as DDP);
-// synchronized_batch_norm sums them across ranks (layers/batch_norm.hpp), so N ranks compute
-// what one process computes on the whole batch. The transfers run through host memory: CPU only
-// for now (the NCCL all-reduce of the CUDA build is not written yet, docs/distributed.md).
+// synchronized_batch_norm sums them across ranks (layers/batch_norm.hpp, CPU only), so N ranks
+// compute what one process computes on the whole batch. The buckets live in the model's memory:
+// host memory summed by an MpiCommunicator for a Cpu model, device memory summed by an
+// NcclCommunicator (distributed/nccl.hpp) for a Cuda model (Communicator::sums_device_memory
+// must match; anything else is refused). The broadcast of the initial state and the averages of
+// the running statistics go through host memory on every device (once, or once per validation).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <cstring>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -95,9 +98,14 @@ class DataParallel {
 public:
     DataParallel(AnyModel<Device>& model, Communicator& communicator, DataParallelOptions options = {})
         : model_(model), comm_(communicator) {
-        if constexpr (!std::is_same_v<Device, Cpu>)
-            throw std::invalid_argument(std::string("segnet: data-parallel training runs on the CPU only (not on ") +
-                                        Device::name + "): the NCCL all-reduce is not written yet");
+        constexpr bool on_device = !std::is_same_v<Device, Cpu>;
+        if (comm_.sums_device_memory() != on_device)
+            throw std::invalid_argument(
+                on_device ? std::string("segnet: data-parallel training of a model on ") + Device::name +
+                                " needs a communicator that sums device memory (NcclCommunicator, "
+                                "distributed/nccl.hpp); this one sums host memory (e.g. MpiCommunicator)"
+                          : std::string("segnet: data-parallel training of a model on the CPU needs a communicator "
+                                        "that sums host memory (MpiCommunicator); this one sums device memory"));
         auto& nodes = model_.layers();
         // Buckets in backward order: from the last node's parameters to the first's.
         Bucket open;
@@ -121,7 +129,7 @@ public:
                 }
         }
         if (!open.params.empty()) buckets_.push_back(std::move(open));
-        for (auto& b : buckets_) b.values.resize(b.elements);
+        for (auto& b : buckets_) b.values.resize({1, 1, 1, int(b.elements)});
         model_.set_backward_observer([this](std::size_t node) { on_backward(node); });
     }
     ~DataParallel() {
@@ -137,7 +145,11 @@ public:
 
     /// Every tensor of the model (weights, batch-norm statistics) as rank 0 has it.
     void broadcast_state() {
-        for (auto& p : model_.state()) comm_.broadcast(p.value->data(), std::size_t(p.value->size()) * sizeof(float), 0);
+        for (auto& p : model_.state()) {
+            std::vector<float> v = backend::download(*p.value);
+            comm_.broadcast(v.data(), v.size() * sizeof(float), 0);
+            backend::upload(v, *p.value);
+        }
     }
 
     /// A rank whose share of the batch is empty (a last batch smaller than the ranks) takes part
@@ -164,7 +176,7 @@ public:
         for (auto& b : buckets_) {
             std::size_t at = 0;
             for (auto& p : b.params) {
-                std::memcpy(p.grad->data(), b.values.data() + at, std::size_t(p.grad->size()) * sizeof(float));
+                backend::copy_from_flat(b.values.data() + at, *p.grad);
                 at += std::size_t(p.grad->size());
             }
         }
@@ -180,9 +192,12 @@ public:
         if (!synced_.empty()) return;  // synchronized: already the same on every rank
         for (auto& p : model_.state()) {
             if (p.trainable()) continue;
-            std::vector<double> v(p.value->data(), p.value->data() + p.value->size());
+            const std::vector<float> values = backend::download(*p.value);
+            std::vector<double> v(values.begin(), values.end());
             comm_.sum(v.data(), v.size());
-            for (std::size_t i = 0; i < v.size(); ++i) p.value->data()[i] = float(v[i] / size());
+            std::vector<float> mean(v.size());
+            for (std::size_t i = 0; i < v.size(); ++i) mean[i] = float(v[i] / size());
+            backend::upload(mean, *p.value);
         }
     }
 
@@ -200,7 +215,7 @@ private:
         std::vector<ParamRef<Device>> params;
         std::size_t elements = 0;
         std::size_t ready_after = 0;  // the lowest node index of its parameters
-        std::vector<float> values;
+        Tensor<Device> values;  // the bucket's gradients, one after another, in the model's memory
     };
 
     // Starts every bucket whose layers backward has all passed (node and every later one).
@@ -209,10 +224,10 @@ private:
             Bucket& b = buckets_[next_bucket_];
             std::size_t at = 0;
             for (const auto& p : b.params) {
-                std::memcpy(b.values.data() + at, p.grad->data(), std::size_t(p.grad->size()) * sizeof(float));
+                backend::copy_to_flat(*p.grad, b.values.data() + at);
                 at += std::size_t(p.grad->size());
             }
-            comm_.start_sum(b.values.data(), b.values.size());
+            comm_.start_sum(b.values.data(), std::size_t(b.values.size()));
         }
         if (next_bucket_ > 0) comm_.progress();
     }

@@ -32,7 +32,7 @@
 // drops later ones (written after the checkpoint was), so no epoch is listed twice. A run also
 // removes the temporaries a killed save left in out_dir (io/files.hpp remove_stale_temporaries).
 //
-// Data-parallel (o.communicator set, e.g. an MpiCommunicator from distributed/mpi.hpp, every
+// Data-parallel (o.communicator set: an MpiCommunicator, distributed/mpi.hpp, or on GPUs an NcclCommunicator, every
 // rank calling train() with the same options): batch_size is the whole batch; rank r trains on
 // the positions r, r + N, ... of every batch of the shared shuffled order, the gradients are
 // summed across ranks as backward runs (train/data_parallel.hpp), every rank makes the same

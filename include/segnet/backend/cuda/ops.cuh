@@ -181,6 +181,17 @@ inline std::vector<float> download(const CudaTensor& t) {
     return v;
 }
 
+/// Copies a device tensor's values to device memory at `dst` (gradient buckets; queued on the stream).
+inline void copy_to_flat(const CudaTensor& src, float* dst) {
+    if (src.size() > 0)
+        SEGNET_CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), src.bytes(), cudaMemcpyDeviceToDevice, cuda::stream()));
+}
+/// Copies device memory at `src` into a device tensor (its size of values; queued on the stream).
+inline void copy_from_flat(const float* src, CudaTensor& dst) {
+    if (dst.size() > 0)
+        SEGNET_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, dst.bytes(), cudaMemcpyDeviceToDevice, cuda::stream()));
+}
+
 /// Copies `src` into `dst` (resized to match) across devices; to the host waits for the GPU.
 template <class T>
 void copy_across(const Tensor<Cpu, T>& src, Tensor<Cuda, T>& dst) {
