@@ -71,11 +71,15 @@ namespace segnet::backend::cpu::direct {
 
 using backend::ConvGeometry;
 
-/// The geometries these kernels handle: stride 1, no groups, no dilation, output the size of the input,
-/// same padding (pad = (k - 1) / 2, k odd).
+/// The rows (and columns) one output pixel's taps span: dilation (k - 1) + 1.
+inline int tap_span(const ConvGeometry& g) { return g.dilation * (g.k - 1) + 1; }
+
+/// The geometries these kernels handle: stride 1, no groups, output the size of the input, same
+/// padding (k odd, pad = dilation (k - 1) / 2), any dilation: the atrous 3x3 convolutions of
+/// DeepLab and PSPNet (pad = dilation) as well as SegNet's.
 inline bool supports(const ConvGeometry& g) {
-    return g.groups == 1 && g.stride == 1 && g.dilation == 1 && g.in_h == g.out_h && g.in_w == g.out_w &&
-           g.k % 2 == 1 && 2 * g.pad == g.k - 1;
+    return g.groups == 1 && g.stride == 1 && g.in_h == g.out_h && g.in_w == g.out_w && g.k % 2 == 1 &&
+           2 * g.pad == g.dilation * (g.k - 1);
 }
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
