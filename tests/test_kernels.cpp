@@ -1,6 +1,7 @@
 // Convolution kernels: the dispatched (AVX-512 or AVX2 direct, where the CPU has it) forward,
 // backward-data and backward-filter against plain double-precision loops and against the
-// im2col path (im2col tiles and gemm.hpp, itself checked against plain loops), on odd sizes, every kernel size the models use (1, 3, 7, and 5), channel counts
+// im2col path (im2col tiles and gemm.hpp, itself checked against plain loops), on odd sizes, every kernel size the models use (1, 3, 7, and 5),
+// dilations 1 to 12 (the atrous same-size convolutions of DeepLab and PSPNet), channel counts
 // that are not multiples of the vector widths (8, 16) or of the register blocks (forward 4, 8
 // output channels; backward-filter 2, 4 output channels x 5, 6 taps), batch 1 and 2, 1 and 2
 // threads. Every direct
@@ -322,10 +323,11 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
     // without the fusion epilogue; the dispatcher declines where no direct kernel runs.
     struct UnpoolCase {
         int c, cout, h, w, k, pool, batch;
+        int dilation = 1;
     };
     for (const UnpoolCase& t : {UnpoolCase{5, 9, 13, 11, 7, 2, 2}, UnpoolCase{17, 6, 45, 61, 3, 2, 1},
                                 UnpoolCase{3, 4, 10, 17, 5, 3, 1}, UnpoolCase{64, 8, 9, 50, 7, 2, 1},
-                                UnpoolCase{130, 5, 3, 401, 7, 2, 1}}) {
+                                UnpoolCase{130, 5, 3, 401, 7, 2, 1}, UnpoolCase{17, 6, 45, 61, 3, 2, 1, 4}}) {
         for (int threads : {1, 2}) {
             segnet::set_num_threads(threads);
             CAPTURE(t.c);
@@ -342,7 +344,8 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
             cpu::max_pool_forward(pre.data(), t.batch, t.c, t.h, t.w, t.pool, values.data(), ph, pw, indices.data());
             std::vector<float> unpooled(pre.size(), 5.f);
             cpu::max_unpool_forward(values.data(), indices.data(), t.batch, t.c, ph, pw, unpooled.data(), t.h, t.w);
-            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            CAPTURE(t.dilation);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.dilation * (t.k / 2), 1, t.dilation};
             const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
             const auto bias = random_vector(std::size_t(t.cout), gen);
             const auto scale = random_vector(std::size_t(t.cout), gen);
@@ -389,10 +392,12 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
     // where no direct kernel runs.
     struct PoolCase {
         int c, cout, h, w, k, pool, batch;
+        int dilation = 1;
     };
     for (const PoolCase& t : {PoolCase{5, 9, 13, 11, 7, 2, 2}, PoolCase{17, 6, 45, 61, 3, 2, 1},
                               PoolCase{3, 4, 10, 17, 5, 3, 1}, PoolCase{64, 19, 9, 50, 7, 2, 1},
-                              PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2}}) {
+                              PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2},
+                              PoolCase{17, 6, 45, 61, 3, 2, 1, 4}}) {
         for (int threads : {1, 2}) {
             segnet::set_num_threads(threads);
             CAPTURE(t.c);
@@ -404,7 +409,8 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
             CAPTURE(threads);
             std::mt19937 gen(unsigned(t.c * 29 + t.h + t.k + t.pool * 100 + threads));
             const auto x = random_vector(std::size_t(t.batch) * t.c * t.h * t.w, gen);
-            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            CAPTURE(t.dilation);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.dilation * (t.k / 2), 1, t.dilation};
             const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
             const auto bias = random_vector(std::size_t(t.cout), gen);
             const auto scale = random_vector(std::size_t(t.cout), gen);

@@ -12,8 +12,9 @@
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
-// pick the direct kernels for stride-1 same-size convolutions without groups or dilation
-// (every SegNet conv; strided, dilated and valid-padded ones take the im2col path): AVX-512 on
+// pick the direct kernels for stride-1 same-size convolutions without groups, dilated or not
+// (every SegNet conv, and DeepLab's and PSPNet's atrous 3x3 with pad = dilation; strided,
+// grouped and valid-padded ones take the im2col path): AVX-512 on
 // CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
 // SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
 // Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation

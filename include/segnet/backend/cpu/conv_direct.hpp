@@ -1,5 +1,6 @@
 // segnet/backend/cpu/conv_direct.hpp: register-blocked direct convolution for the stride-1,
-// same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
+// same-size convolutions every SegNet layer uses, and their atrous form (dilation d, pad
+// d (k - 1) / 2: DeepLab, PSPNet) (forward, backward-data, backward-filter), in
 // AVX-512 and AVX2 + FMA, and in bf16 with FP32 accumulation on AVX512-BF16 for Precision::bf16
 // (conv_direct_bf16.hpp), chosen at run time from the CPU's features.
 //
@@ -13,7 +14,8 @@
 // its zero border, into a per-thread buffer whose rows are padded to a multiple of the vector
 // width; a micro-kernel then keeps MR output channels x NV vectors of output pixels in
 // registers and, for every (input channel, ky, kx), loads NV vectors of shifted input pixels and
-// broadcasts MR weights (packed per block of MR output channels). Backward-data is the same
+// broadcasts MR weights (packed per block of MR output channels). A dilated kernel reads the
+// same band, taps d rows and d columns apart, with a border of d (k - 1) / 2. Backward-data is the same
 // kernel on dy with the weights transposed and flipped (stride 1, same padding). Backward-filter
 // keeps MR output channels x NR filter taps of vector partial sums over a band of pixels and
 // reduces them once per band. The forward optionally multiplies each output channel's weights

@@ -15,7 +15,11 @@
 // pool_geometry.hpp: window_max_pool_forward keeps the same indices and tie rule (its backward
 // is max_pool_backward, which adds where windows overlap), average_pool_forward divides by the
 // spans' counts. Both run separably (the column ranges of every row, then the row ranges),
-// branch-free, one plane per task.
+// branch-free, one plane per task, written so that the compiler vectorises them across output
+// columns (no intrinsics: the vector width is the build's target, -march=native by default,
+// SEGNET_NATIVE): the row pass as it is, the column pass tap by tap over the outputs whose windows are
+// whole and evenly spaced (uniform_run; the clipped border outputs go span by span). Max
+// pooling's backward is a scatter through the indices (max_pool_backward) and stays scalar.
 #pragma once
 
 #include <algorithm>
