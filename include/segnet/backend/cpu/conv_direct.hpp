@@ -105,14 +105,17 @@ inline thread_local std::vector<float> dy_stream_buffer;    // backward-filter: 
 /// (every row tile starts and is loaded in whole vectors).
 inline int band_row_stride(int w, int k, int lanes) { return int(round_up(round_up(w, lanes) + k - 1, lanes)); }
 
-/// The padded copy of `rows` input rows starting at y0 - pad: buf[ci][r][j] = x[ci][y0 - pad + r]
-/// [j - pad], zero outside the image; rows are wp floats apart (wp >= w + k - 1 + lanes - 1).
-inline void fill_band(const float* x, int c, int h, int w, int pad, int y0, int rows, int wp, float* buf) {
+/// The padded copy of `rows` input rows, `row_step` apart from y0 - pad: buf[ci][r][j] =
+/// x[ci][y0 - pad + r row_step][j - pad], zero outside the image; rows are wp floats apart
+/// (wp >= w + k - 1 + lanes - 1). A row_step of d gathers the rows one phase of a convolution
+/// of dilation d reads (see direct_conv).
+inline void fill_band(const float* x, int c, int h, int w, int pad, int y0, int rows, int wp, float* buf,
+                      int row_step = 1) {
     const std::int64_t plane = std::int64_t(h) * w;
     for (int ci = 0; ci < c; ++ci)
         for (int r = 0; r < rows; ++r) {
             float* d = buf + (std::int64_t(ci) * rows + r) * wp;
-            const int iy = y0 - pad + r;
+            const int iy = y0 - pad + r * row_step;
             if (iy < 0 || iy >= h) {
                 std::memset(d, 0, sizeof(float) * std::size_t(wp));
                 continue;
@@ -137,7 +140,7 @@ struct Unpooled {
 /// pooled row iy / k that belong to unpooled row iy (each value is added to a zeroed row, as
 /// cpu::max_unpool_forward does, so the band is bit for bit the materialised map's).
 inline void fill_band_unpooled(const Unpooled& u, std::int64_t image, int c, int h, int w, int pad, int y0, int rows,
-                               int wp, float* buf) {
+                               int wp, float* buf, int row_step = 1) {
     const std::int64_t pplane = std::int64_t(u.ph) * u.pw;
     const float* values = u.values + image * c * pplane;
     const std::int32_t* indices = u.indices + image * c * pplane;
@@ -145,7 +148,7 @@ inline void fill_band_unpooled(const Unpooled& u, std::int64_t image, int c, int
         for (int r = 0; r < rows; ++r) {
             float* d = buf + (std::int64_t(ci) * rows + r) * wp;
             std::memset(d, 0, sizeof(float) * std::size_t(wp));
-            const int iy = y0 - pad + r;
+            const int iy = y0 - pad + r * row_step;
             if (iy < 0 || iy >= h) continue;
             const std::int64_t p0 = ci * pplane + std::int64_t(iy / u.k) * u.pw;
             const std::int32_t row_start = iy * w;
@@ -212,7 +215,9 @@ struct Band {
     int bands;  // tasks per image
 };
 /// Output rows per task: enough tasks to balance the threads, a band buffer of at most 4 MB,
-/// a multiple of `row_multiple` (a fused pooling's window: each band pools whole windows).
+/// a multiple of `row_multiple` (a fused pooling's window: each band pools whole windows), and
+/// at least `min_rows` (up to h) even where the band then exceeds 4 MB: a band of contiguous
+/// rows of a dilated kernel holds d (k - 1) border rows (the fused pooling's case, direct_conv).
 /// The forward sweeps a band in column groups that fit in L2 (column_group_tiles), so a tall
 /// band costs no cache misses, and each group's weights are read once for all its rows: on a
 /// Zen 3 core (512 KB L2) 4 MB bands with column groups ran SegNet-Basic's inference 10% faster
@@ -222,8 +227,9 @@ inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows, i
     const int want_tasks_per_image = std::max(1, (4 * threads + batch - 1) / batch);
     int rows = std::max(min_rows, (h + want_tasks_per_image - 1) / want_tasks_per_image);
     rows = std::min(int(round_up(rows, row_multiple)), h);
-    while (rows > row_multiple && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20))
-        rows = int(round_up((rows + 1) / 2, row_multiple));
+    const int fewest = std::min(h, int(round_up(min_rows, row_multiple)));
+    while (rows > std::max(row_multiple, fewest) && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20))
+        rows = std::max(fewest, int(round_up((rows + 1) / 2, row_multiple)));
     return {rows, (h + rows - 1) / rows};
 }
 
