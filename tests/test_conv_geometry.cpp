@@ -211,6 +211,12 @@ TEST_CASE("conv kernels: the direct kernels take same-size atrous geometries; Wi
         CHECK_FALSE(backend::cpu::winograd::supports(g));
         CHECK_FALSE(backend::cpu::amx::usable(g));
     }
+    // Backward-filter: direct where a phase's band makes streams of at least 1024 positions
+    // (conv5 of DeepLab-LargeFOV at 360x480: 23 rows of 63), im2col for fc6 (4 rows of 85), and
+    // always at dilation 1, however small the map.
+    CHECK(backend::cpu::direct::backward_filter_streams_pay(make_geometry(512, 46, 61, 512, 3, 1, 2, 2, 1)));
+    CHECK_FALSE(backend::cpu::direct::backward_filter_streams_pay(make_geometry(512, 46, 61, 1024, 3, 1, 12, 12, 1)));
+    CHECK(backend::cpu::direct::backward_filter_streams_pay(make_geometry(8, 2, 3, 8, 3, 1, 1, 1, 1)));
     for (const ConvGeometry& g : {make_geometry(64, 45, 60, 64, 3, 2, 1, 1, 1),     // strided
                                   make_geometry(64, 45, 60, 64, 3, 1, 0, 1, 1),     // valid
                                   make_geometry(64, 45, 60, 64, 3, 1, 1, 2, 1)}) {  // dilated, not same size

@@ -384,16 +384,19 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 }
 
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
+/// Dilated geometries whose phase bands make short streams take the im2col path
+/// (direct::backward_filter_streams_pay).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
+    const bool direct_pays = direct::backward_filter_streams_pay(g);
     if (amx::wanted(g))
         amx::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx512_bf16::wanted(g))
+    else if (avx512_bf16::wanted(g) && direct_pays)
         avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx512::usable(g))
+    else if (avx512::usable(g) && direct_pays)
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx2::usable(g))
+    else if (avx2::usable(g) && direct_pays)
         avx2::conv2d_backward_filter(x, dy, dw, batch, g);
     else
         return conv2d_backward_filter_im2col(x, dy, dw, dbias, batch, g);

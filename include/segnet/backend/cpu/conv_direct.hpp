@@ -84,7 +84,17 @@ inline bool supports(const ConvGeometry& g) {
            2 * g.pad == g.dilation * (g.k - 1);
 }
 
+/// Whether the direct backward-filter beats the im2col path on g: always at dilation 1; dilated,
+/// where a band of one phase's rows (ceil(h / d) rows of w + d (k - 1) stream positions) makes a
+/// stream of at least 1024 positions. Shorter streams spend their time on the reductions of the
+/// partial sums: DeepLab-LargeFOV's fc6 (dilation 12 on 46x61: streams of 340) took 1.3x the
+/// im2col path's time, its conv5 (dilation 2: 1449) 0.72x (docs/performance.md, section 9).
+inline bool backward_filter_streams_pay(const ConvGeometry& g) {
+    return g.dilation == 1 || std::int64_t(ceil_div(g.in_h, g.dilation)) * (g.in_w + tap_span(g) - 1) >= 1024;
+}
+
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
+
 
 /// Per-thread scratch that only grows (the band buffers and partial gradients are reused from
 /// call to call, so steady-state runs neither allocate nor fault in fresh pages).

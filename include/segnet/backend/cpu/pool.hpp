@@ -233,6 +233,14 @@ inline UniformRun uniform_run(const std::vector<PoolSpan>& spans) {
     return best;
 }
 
+/// uniform_run(spans) where it holds at least 16 outputs (a vector's worth), else an empty run:
+/// a short run's outputs go faster span by span (AdaptiveAvgPool<1>: one output of 61 cells
+/// took 3x longer tap by tap).
+inline UniformRun tapwise_run(const std::vector<PoolSpan>& spans) {
+    const UniformRun r = uniform_run(spans);
+    return r.last - r.first >= 16 ? r : UniformRun{};
+}
+
 /// Calls tap(o, x) for outputs o in [r.first, r.last) and their t-th cells x, t = 0 .. width - 1
 /// in order (t outermost, so each t is one pass over contiguous or evenly strided cells); the
 /// step is a constant in the common cases (1: DeepLab's size-keeping pools, 2: ResNet's stem
@@ -253,6 +261,26 @@ void for_each_uniform_tap(const UniformRun& r, Tap tap) {
     else passes(r.step);
 }
 
+/// The running maxima m and their indices at over the uniform run's taps of one row, tap by tap
+/// (strictly greater replaces: the first maximum in column order). A function of its own with
+/// restrict pointers and the step as a constant where it is 1 or 2: through a lambda GCC 12
+/// lost the restrict, kept the branches and ran 2x slower than the span-by-span loop.
+template <class Step>
+void uniform_taps_max(const float* __restrict row, std::int32_t row_start, const UniformRun& r, Step step,
+                      float* __restrict m, std::int32_t* __restrict at) {
+    const int first = r.first, last = r.last, begin = r.begin, width = r.width;
+    for (int t = 0; t < width; ++t) {
+        const int x0 = begin + t - first * int(step);
+        for (int o = first; o < last; ++o) {
+            const int xx = x0 + o * int(step);
+            const float v = row[xx];
+            const bool greater = v > m[o];
+            m[o] = greater ? v : m[o];
+            at[o] = greater ? row_start + xx : at[o];
+        }
+    }
+}
+
 /// Per input row, the maximum over every column range and its flat index (h x ow each), first
 /// maximum in column order: the uniform run tap by tap, the other outputs span by span.
 inline void column_range_maxima(const float* xp, int h, int w, const std::vector<PoolSpan>& cols,
@@ -266,20 +294,21 @@ inline void column_range_maxima(const float* xp, int h, int w, const std::vector
         const std::int32_t row_start = yy * w;
         for (int ox = 0; ox < ow; ++ox) {
             const PoolSpan& col = cols[std::size_t(ox)];
-            m[ox] = neg_inf;
-            at[ox] = row_start + col.begin;
-            if (ox >= run.first && ox < run.last) continue;
-            for (int xx = col.begin; xx < col.end; ++xx) {
-                const bool greater = row[xx] > m[ox];
-                m[ox] = greater ? row[xx] : m[ox];
-                at[ox] = greater ? row_start + xx : at[ox];
+            // Locals, not m[ox] and at[ox]: GCC keeps these in registers.
+            float best = neg_inf;
+            std::int32_t best_at = row_start + col.begin;
+            const int end = ox >= run.first && ox < run.last ? col.begin : col.end;  // the run: below
+            for (int xx = col.begin; xx < end; ++xx) {
+                const bool greater = row[xx] > best;
+                best = greater ? row[xx] : best;
+                best_at = greater ? row_start + xx : best_at;
             }
+            m[ox] = best;
+            at[ox] = best_at;
         }
-        for_each_uniform_tap(run, [&](int o, int xx) {
-            const bool greater = row[xx] > m[o];
-            m[o] = greater ? row[xx] : m[o];
-            at[o] = greater ? row_start + xx : at[o];
-        });
+        if (run.step == 1) uniform_taps_max(row, row_start, run, std::integral_constant<int, 1>{}, m, at);
+        else if (run.step == 2) uniform_taps_max(row, row_start, run, std::integral_constant<int, 2>{}, m, at);
+        else uniform_taps_max(row, row_start, run, run.step, m, at);
     }
 }
 
@@ -292,9 +321,10 @@ inline void column_range_sums(const float* xp, int h, int w, const std::vector<P
         float* __restrict sum = row_sums + std::int64_t(yy) * ow;
         for (int ox = 0; ox < ow; ++ox) {
             const PoolSpan& col = cols[std::size_t(ox)];
-            sum[ox] = 0.f;
-            if (ox >= run.first && ox < run.last) continue;
-            for (int xx = col.begin; xx < col.end; ++xx) sum[ox] += row[xx];
+            const int end = ox >= run.first && ox < run.last ? col.begin : col.end;  // the run: below
+            float s = 0.f;  // a local: in a register
+            for (int xx = col.begin; xx < end; ++xx) s += row[xx];
+            sum[ox] = s;
         }
         for_each_uniform_tap(run, [&](int o, int xx) { sum[o] += row[xx]; });
     }
@@ -319,7 +349,7 @@ inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, 
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
     constexpr float neg_inf = -std::numeric_limits<float>::infinity();
-    const pool_detail::UniformRun run = pool_detail::uniform_run(spans.cols);
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         std::vector<float> row_best(std::size_t(h) * std::size_t(ow));  // per input row and output column
         std::vector<std::int32_t> row_at(row_best.size());
@@ -352,7 +382,7 @@ inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, 
 inline void average_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y) {
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
-    const pool_detail::UniformRun run = pool_detail::uniform_run(spans.cols);
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
     const std::vector<float> col_count = pool_detail::column_counts(spans);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         std::vector<float> row_sums(std::size_t(h) * std::size_t(ow));
@@ -379,7 +409,7 @@ inline void average_pool_forward(const float* x, int n, int c, int h, int w, con
 inline void average_pool_backward(const float* dy, int n, int c, const PoolSpans& spans, float* dx, int h, int w) {
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
-    const pool_detail::UniformRun run = pool_detail::uniform_run(spans.cols);
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
     const std::vector<float> col_count = pool_detail::column_counts(spans);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         std::vector<float> row_grad(std::size_t(h) * std::size_t(ow)), share(static_cast<std::size_t>(ow));
