@@ -384,7 +384,7 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 }
 
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
-/// Dilated geometries whose phase bands make short streams take the im2col path
+/// In FP32, dilated geometries whose phase bands make short streams take the im2col path
 /// (direct::backward_filter_streams_pay).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
@@ -392,7 +392,7 @@ inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, f
     const bool direct_pays = direct::backward_filter_streams_pay(g);
     if (amx::wanted(g))
         amx::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx512_bf16::wanted(g) && direct_pays)
+    else if (avx512_bf16::wanted(g))  // bf16 keeps its kernels: im2col would compute FP32
         avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
     else if (avx512::usable(g) && direct_pays)
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);
