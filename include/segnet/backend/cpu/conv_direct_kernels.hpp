@@ -329,8 +329,8 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
 /// rows p, p + d, ...; their taps read input rows of the same phase: direct_conv), adjacent in
 /// the buffer. Output pixel (r, ox) is then stream position p = r * (w + s - 1) + ox for dy and
 /// for every tap (ci, ky, kx) at offset (ci * rows_in_buf + ky) * (w + s - 1) + kx d in the
-/// band buffer, so the micro-kernel
-/// runs one unmasked loop over the whole band; a gap position adds dy 0 x a finite input. The
+/// band buffer, so the micro-kernel runs one unmasked loop over the whole band; a gap position
+/// adds dy 0 x a finite input. The
 /// row-by-row loop it replaces ran 4 vectors per row at width 60 (2 at 30) with a masked tail:
 /// 45-61% of the FMA peak for SegNet's deep layers (docs/performance.md, section 6).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, int batch, const ConvGeometry& g) {
