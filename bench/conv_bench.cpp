@@ -6,6 +6,7 @@
 //
 //   conv-bench --threads 2 --iters 5                 # every shape
 //   conv-bench --shape 64x64x180x240k7 --threads 1 --cpu-time   # CPU time: robust to a busy machine
+//   conv-bench --shape 512x1024x46x61k3d12 --cpu-time  # a dilated (atrous) shape: DeepLab-LargeFOV's fc6
 //   conv-bench --batch 4 --threads 2                  # the training batch (default 1)
 //   conv-bench --winograd compare --cpu-time          # 3x3 shapes: Winograd against direct, alternating
 //   conv-bench --winograd off                         # the dispatched path without Winograd
@@ -30,13 +31,16 @@ using Clock = std::chrono::steady_clock;
 
 struct ConvShape {
     int cin, cout, h, w, k, batch;
+    int dilation = 1;  // same padding: dilation (k - 1) / 2
 };
 
 constexpr const char* usage =
-    "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK] [--cpu-time]\n"
+    "usage: conv-bench [--threads T] [--iters N] [--batch B] [--shape CINxCOUTxHxWkK[dD]] [--cpu-time]\n"
     "                  [--winograd auto|on|off|compare] [--precision fp32|bf16] [--no-im2col]\n"
     "Times the dispatched convolution kernels against the im2col path on SegNet's shapes\n"
-    "(forward, backward-data, backward-filter) and prints the largest difference between them.\n"
+    "(forward, backward-data, backward-filter) in alternating rounds (medians) and prints the\n"
+    "largest difference between them. The shapes include DeepLab-LargeFOV's dilated 3x3 ones\n"
+    "(suffix dD: dilation D, padding D).\n"
     "--winograd on/off forces Winograd F(4x4, 3x3) on or off in the dispatched path (auto: the\n"
     "rule in conv_winograd.hpp); compare times, on the 3x3 shapes, Winograd against the direct\n"
     "kernels (forward and backward-data, alternating rounds, medians) instead.\n"
@@ -91,6 +95,13 @@ std::pair<double, double> time_alternating_ms(int iters, A&& a, B&& b) {
         tb.push_back(elapsed_ms(t0, c0));
     }
     return {median(ta), median(tb)};
+}
+
+/// "512x1024x46x61k3d12": --shape's spelling (no d suffix at dilation 1).
+std::string shape_name(const ConvShape& s) {
+    std::string name = std::to_string(s.cin) + "x" + std::to_string(s.cout) + "x" + std::to_string(s.h) + "x" +
+                       std::to_string(s.w) + "k" + std::to_string(s.k);
+    return s.dilation == 1 ? name : name + "d" + std::to_string(s.dilation);
 }
 
 double max_rel(const std::vector<float>& a, const std::vector<float>& b) {
@@ -153,6 +164,8 @@ int run(int argc, char** argv) {
         {3, 64, 360, 480, 7, 1},   {64, 64, 360, 480, 7, 1}, {64, 64, 180, 240, 7, 1}, {64, 64, 90, 120, 7, 1},
         {64, 64, 45, 60, 7, 1},    {64, 11, 360, 480, 1, 1}, {3, 64, 360, 480, 3, 1},  {64, 64, 360, 480, 3, 1},
         {128, 128, 180, 240, 3, 1}, {256, 256, 90, 120, 3, 1}, {512, 512, 45, 60, 3, 1}, {512, 512, 23, 30, 3, 1},
+        // DeepLab-LargeFOV at 360x480 (output stride 8: 46x61): conv5 (dilation 2) and fc6 (12)
+        {512, 512, 46, 61, 3, 1, 2}, {512, 1024, 46, 61, 3, 1, 12},
     };
     for (ConvShape& s : shapes) s.batch = batch;
     {
@@ -167,10 +180,9 @@ int run(int argc, char** argv) {
         std::printf("%-22s %8s | %9s %9s %7s | %9s %9s %7s | %s\n", "shape (3x3 only)", "GFLOP", "fwd dir", "winograd",
                     "speedup", "bwd-d dir", "winograd", "speedup", "auto");
         for (const ConvShape& s : shapes) {
-            char name[64];
-            std::snprintf(name, sizeof name, "%dx%dx%dx%dk%d", s.cin, s.cout, s.h, s.w, s.k);
-            if (s.k != 3 || (!only.empty() && only != name)) continue;
-            compare_winograd(name, {s.cin, s.h, s.w, s.cout, s.h, s.w, 3, 1, 1, 1}, s.batch, iters, gen);
+            const std::string name = shape_name(s);
+            if (s.k != 3 || s.dilation != 1 || (!only.empty() && only != name)) continue;
+            compare_winograd(name.c_str(), {s.cin, s.h, s.w, s.cout, s.h, s.w, 3, 1, 1, 1}, s.batch, iters, gen);
         }
         return 0;
     }
@@ -178,10 +190,9 @@ int run(int argc, char** argv) {
                 "bwd-d ms", "im2col", "GF/s", "bwd-w ms", "im2col", "GF/s");
     std::normal_distribution<float> nd(0.f, 1.f);
     for (const ConvShape& s : shapes) {
-        char name[64];
-        std::snprintf(name, sizeof name, "%dx%dx%dx%dk%d", s.cin, s.cout, s.h, s.w, s.k);
+        const std::string name = shape_name(s);
         if (!only.empty() && only != name) continue;
-        const backend::ConvGeometry g{s.cin, s.h, s.w, s.cout, s.h, s.w, s.k, 1, s.k / 2, 1};
+        const backend::ConvGeometry g{s.cin, s.h, s.w, s.cout, s.h, s.w, s.k, 1, s.dilation * (s.k / 2), 1, s.dilation};
         std::vector<float> x(std::size_t(s.batch) * s.cin * s.h * s.w), w(std::size_t(g.weight_size())),
             bias(std::size_t(s.cout)), y(std::size_t(s.batch) * s.cout * s.h * s.w), y2(y.size()), dx(x.size()),
             dx2(x.size()), dw(w.size()), dw2(w.size());
@@ -189,19 +200,23 @@ int run(int argc, char** argv) {
         for (auto& v : w) v = nd(gen) * 0.05f;
         for (auto& v : bias) v = nd(gen);
         const double gflop = 2.0 * s.cin * s.k * s.k * s.cout * s.h * s.w * s.batch / 1e9;
-        // The im2col path is timed (and compared) unless --no-im2col; NaN prints as "nan".
-        auto reference = [&](auto&& f) { return im2col ? time_ms(iters, f) : NAN; };
+        // The dispatched kernels and the im2col path in alternating rounds (a busy machine slows
+        // both alike), or the dispatched ones alone with --no-im2col (NaN prints as "nan").
         PrecisionScope scope(precision);  // the dispatched kernels; the *_im2col ones ignore it
-        const double f = time_ms(iters, [&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); });
-        const double fe = reference([&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
-        const double d = time_ms(iters, [&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); });
-        const double de = reference([&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
+        const auto timed = [&](auto&& fast, auto&& portable) {
+            return im2col ? time_alternating_ms(iters, fast, portable) : std::pair{time_ms(iters, fast), double(NAN)};
+        };
+        const auto [f, fe] = timed([&] { backend::cpu::conv2d_forward(x.data(), w.data(), bias.data(), y.data(), s.batch, g); },
+                                   [&] { backend::cpu::conv2d_forward_im2col(x.data(), w.data(), bias.data(), y2.data(), s.batch, g); });
+        const auto [d, de] = timed([&] { backend::cpu::conv2d_backward_data(y.data(), w.data(), dx.data(), s.batch, g); },
+                                   [&] { backend::cpu::conv2d_backward_data_im2col(y.data(), w.data(), dx2.data(), s.batch, g); });
+        // dw accumulates over the rounds: compare the sums of equally many calls of each.
         std::fill(dw.begin(), dw.end(), 0.f);
         std::fill(dw2.begin(), dw2.end(), 0.f);
-        const double b = time_ms(iters, [&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); });
-        const double be = reference([&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
+        const auto [b, be] = timed([&] { backend::cpu::conv2d_backward_filter(x.data(), y.data(), dw.data(), nullptr, s.batch, g); },
+                                   [&] { backend::cpu::conv2d_backward_filter_im2col(x.data(), y.data(), dw2.data(), nullptr, s.batch, g); });
         std::printf("%-22s %8.2f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f | %9.2f %9.2f %7.0f   max rel diff %.1e %.1e %.1e\n",
-                    name, gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
+                    name.c_str(), gflop, f, fe, gflop / f * 1e3, d, de, gflop / d * 1e3, b, be, gflop / b * 1e3,
                     im2col ? max_rel(y, y2) : NAN, im2col ? max_rel(dx, dx2) : NAN, im2col ? max_rel(dw, dw2) : NAN);
     }
     return 0;

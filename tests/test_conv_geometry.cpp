@@ -195,17 +195,31 @@ TEST_CASE("conv kernels: the reference loop is the same convolution as the tap l
     }
 }
 
-TEST_CASE("conv kernels: the direct, Winograd and bf16 kernels decline strided, dilated and valid geometries") {
-    // SegNet's geometry (3x3 and 7x7, stride 1, same padding) stays theirs; the new ones do not.
+TEST_CASE("conv kernels: the direct kernels take same-size atrous geometries; Winograd and AMX do not") {
+    // SegNet's geometry (3x3 and 7x7, stride 1, same padding) and DeepLab's atrous 3x3 (pad =
+    // dilation) are the direct kernels' (and the bf16 direct kernels'); Winograd and AMX take
+    // dilation 1 only.
     const ConvGeometry segnet_3x3 = make_geometry(64, 45, 60, 64, 3, 1, 1, 1, 1);
     const ConvGeometry segnet_7x7 = make_geometry(64, 45, 60, 64, 7, 1, 3, 1, 1);
     CHECK(backend::cpu::direct::supports(segnet_3x3));
     CHECK(backend::cpu::direct::supports(segnet_7x7));
     CHECK(backend::cpu::winograd::supports(segnet_3x3));
-    for (const ConvGeometry& g : {make_geometry(64, 45, 60, 64, 3, 1, 2, 2, 1),     // atrous, same size
-                                  make_geometry(64, 45, 60, 64, 3, 2, 1, 1, 1),     // strided
+    for (const ConvGeometry& g : {make_geometry(64, 45, 60, 64, 3, 1, 2, 2, 1),      // atrous, same size
+                                  make_geometry(64, 45, 60, 64, 3, 1, 12, 12, 1)}) {  // DeepLab-LargeFOV's fc6
+        INFO(describe(g));
+        CHECK(backend::cpu::direct::supports(g));
+        CHECK_FALSE(backend::cpu::winograd::supports(g));
+        CHECK_FALSE(backend::cpu::amx::usable(g));
+    }
+    // Backward-filter: direct where a phase's band makes streams of at least 1024 positions
+    // (conv5 of DeepLab-LargeFOV at 360x480: 23 rows of 63), im2col for fc6 (4 rows of 85), and
+    // always at dilation 1, however small the map.
+    CHECK(backend::cpu::direct::backward_filter_streams_pay(make_geometry(512, 46, 61, 512, 3, 1, 2, 2, 1)));
+    CHECK_FALSE(backend::cpu::direct::backward_filter_streams_pay(make_geometry(512, 46, 61, 1024, 3, 1, 12, 12, 1)));
+    CHECK(backend::cpu::direct::backward_filter_streams_pay(make_geometry(8, 2, 3, 8, 3, 1, 1, 1, 1)));
+    for (const ConvGeometry& g : {make_geometry(64, 45, 60, 64, 3, 2, 1, 1, 1),     // strided
                                   make_geometry(64, 45, 60, 64, 3, 1, 0, 1, 1),     // valid
-                                  make_geometry(64, 45, 60, 64, 1, 1, 0, 3, 1)}) {  // 1x1 "dilated"
+                                  make_geometry(64, 45, 60, 64, 3, 1, 1, 2, 1)}) {  // dilated, not same size
         INFO(describe(g));
         CHECK_FALSE(backend::cpu::direct::supports(g));  // AMX and the bf16 direct kernels ask it too
         CHECK_FALSE(backend::cpu::winograd::supports(g));

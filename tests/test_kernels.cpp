@@ -1,6 +1,7 @@
 // Convolution kernels: the dispatched (AVX-512 or AVX2 direct, where the CPU has it) forward,
 // backward-data and backward-filter against plain double-precision loops and against the
-// im2col path (im2col tiles and gemm.hpp, itself checked against plain loops), on odd sizes, every kernel size the models use (1, 3, 7, and 5), channel counts
+// im2col path (im2col tiles and gemm.hpp, itself checked against plain loops), on odd sizes, every kernel size the models use (1, 3, 7, and 5),
+// dilations 1 to 12 (the atrous same-size convolutions of DeepLab and PSPNet), channel counts
 // that are not multiples of the vector widths (8, 16) or of the register blocks (forward 4, 8
 // output channels; backward-filter 2, 4 output channels x 5, 6 taps), batch 1 and 2, 1 and 2
 // threads. Every direct
@@ -35,6 +36,7 @@ namespace {
 
 struct Case {
     int cin, cout, h, w, k, batch;
+    int dilation = 1;  // atrous: taps this many pixels apart, pad dilation (k - 1) / 2
 };
 
 std::vector<float> random_vector(std::size_t n, std::mt19937& gen, float scale = 1.f) {
@@ -44,13 +46,15 @@ std::vector<float> random_vector(std::size_t n, std::mt19937& gen, float scale =
     return v;
 }
 
-ConvGeometry same_geometry(const Case& c) { return {c.cin, c.h, c.w, c.cout, c.h, c.w, c.k, 1, c.k / 2, 1}; }
+ConvGeometry same_geometry(const Case& c) {
+    return {c.cin, c.h, c.w, c.cout, c.h, c.w, c.k, 1, c.dilation * (c.k / 2), 1, c.dilation};
+}
 
 float at(const std::vector<float>& t, int c, int h, int w, int n, int ci, int y, int x) {
     return t[((std::size_t(n) * c + ci) * h + y) * w + x];
 }
 
-/// dx[n][ci][iy][ix] = sum over co, ky, kx of dy[n][co][oy][ox] w[co][ci][ky][kx], iy = oy*s - p + ky.
+/// dx[n][ci][iy][ix] = sum over co, ky, kx of dy[n][co][oy][ox] w[co][ci][ky][kx], iy = oy*s - p + ky*d.
 std::vector<float> backward_data_reference(const std::vector<float>& dy, const std::vector<float>& w, int batch,
                                            const ConvGeometry& g) {
     std::vector<double> dx(std::size_t(batch) * g.in_c * g.in_plane(), 0.0);
@@ -62,7 +66,8 @@ std::vector<float> backward_data_reference(const std::vector<float>& dy, const s
                     for (int ci = 0; ci < g.in_c; ++ci)
                         for (int ky = 0; ky < g.k; ++ky)
                             for (int kx = 0; kx < g.k; ++kx) {
-                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                const int iy = oy * g.stride - g.pad + ky * g.dilation;
+                                const int ix = ox * g.stride - g.pad + kx * g.dilation;
                                 if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
                                 dx[((std::size_t(n) * g.in_c + ci) * g.in_h + iy) * g.in_w + ix] +=
                                     d * w[((std::size_t(co) * g.in_c + ci) * g.k + ky) * g.k + kx];
@@ -83,7 +88,8 @@ std::vector<float> backward_filter_reference(const std::vector<float>& x, const 
                     for (int n = 0; n < batch; ++n)
                         for (int oy = 0; oy < g.out_h; ++oy)
                             for (int ox = 0; ox < g.out_w; ++ox) {
-                                const int iy = oy * g.stride - g.pad + ky, ix = ox * g.stride - g.pad + kx;
+                                const int iy = oy * g.stride - g.pad + ky * g.dilation;
+                                const int ix = ox * g.stride - g.pad + kx * g.dilation;
                                 if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
                                 s += double(at(dy, g.out_c, g.out_h, g.out_w, n, co, oy, ox)) *
                                      at(x, g.in_c, g.in_h, g.in_w, n, ci, iy, ix);
@@ -137,7 +143,8 @@ double relative_error(const std::vector<float>& a, const std::vector<float>& b) 
 /// "cin 64 cout 11 13x11 k1 batch 2 threads 1", for CAPTURE.
 std::string describe(const Case& c, int threads) {
     return "cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout) + " " + std::to_string(c.h) + "x" +
-           std::to_string(c.w) + " k" + std::to_string(c.k) + " batch " + std::to_string(c.batch) + " threads " +
+           std::to_string(c.w) + " k" + std::to_string(c.k) + " dilation " + std::to_string(c.dilation) + " batch " +
+           std::to_string(c.batch) + " threads " +
            std::to_string(threads);
 }
 
@@ -146,7 +153,7 @@ struct CaseData {
     std::mt19937 gen;
     std::vector<float> x, w, bias, dy;
     CaseData(const Case& c, int threads, unsigned salt)
-        : gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + threads) + salt),
+        : gen(unsigned(c.cin * 131 + c.cout * 17 + c.h * 7 + c.k + c.batch * 1000 + c.dilation * 10000 + threads) + salt),
           x(random_vector(std::size_t(c.batch) * c.cin * c.h * c.w, gen)),
           w(random_vector(std::size_t(c.cout) * c.cin * c.k * c.k, gen, 0.2f)),
           bias(random_vector(std::size_t(c.cout), gen)),
@@ -316,10 +323,11 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
     // without the fusion epilogue; the dispatcher declines where no direct kernel runs.
     struct UnpoolCase {
         int c, cout, h, w, k, pool, batch;
+        int dilation = 1;
     };
     for (const UnpoolCase& t : {UnpoolCase{5, 9, 13, 11, 7, 2, 2}, UnpoolCase{17, 6, 45, 61, 3, 2, 1},
                                 UnpoolCase{3, 4, 10, 17, 5, 3, 1}, UnpoolCase{64, 8, 9, 50, 7, 2, 1},
-                                UnpoolCase{130, 5, 3, 401, 7, 2, 1}}) {
+                                UnpoolCase{130, 5, 3, 401, 7, 2, 1}, UnpoolCase{17, 6, 45, 61, 3, 2, 1, 4}}) {
         for (int threads : {1, 2}) {
             segnet::set_num_threads(threads);
             CAPTURE(t.c);
@@ -336,7 +344,8 @@ TEST_CASE("conv kernels: an unpooled input read from the pooled values and indic
             cpu::max_pool_forward(pre.data(), t.batch, t.c, t.h, t.w, t.pool, values.data(), ph, pw, indices.data());
             std::vector<float> unpooled(pre.size(), 5.f);
             cpu::max_unpool_forward(values.data(), indices.data(), t.batch, t.c, ph, pw, unpooled.data(), t.h, t.w);
-            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            CAPTURE(t.dilation);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.dilation * (t.k / 2), 1, t.dilation};
             const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
             const auto bias = random_vector(std::size_t(t.cout), gen);
             const auto scale = random_vector(std::size_t(t.cout), gen);
@@ -383,10 +392,12 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
     // where no direct kernel runs.
     struct PoolCase {
         int c, cout, h, w, k, pool, batch;
+        int dilation = 1;
     };
     for (const PoolCase& t : {PoolCase{5, 9, 13, 11, 7, 2, 2}, PoolCase{17, 6, 45, 61, 3, 2, 1},
                               PoolCase{3, 4, 10, 17, 5, 3, 1}, PoolCase{64, 19, 9, 50, 7, 2, 1},
-                              PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2}}) {
+                              PoolCase{130, 5, 29, 401, 7, 3, 1}, PoolCase{130, 5, 30, 401, 3, 2, 2},
+                              PoolCase{17, 6, 45, 61, 3, 2, 1, 4}}) {
         for (int threads : {1, 2}) {
             segnet::set_num_threads(threads);
             CAPTURE(t.c);
@@ -398,7 +409,8 @@ TEST_CASE("conv kernels: the output max-pooled band by band (eval fusion of conv
             CAPTURE(threads);
             std::mt19937 gen(unsigned(t.c * 29 + t.h + t.k + t.pool * 100 + threads));
             const auto x = random_vector(std::size_t(t.batch) * t.c * t.h * t.w, gen);
-            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.k / 2, 1};
+            CAPTURE(t.dilation);
+            const ConvGeometry g{t.c, t.h, t.w, t.cout, t.h, t.w, t.k, 1, t.dilation * (t.k / 2), 1, t.dilation};
             const auto w = random_vector(std::size_t(g.weight_size()), gen, 0.2f);
             const auto bias = random_vector(std::size_t(t.cout), gen);
             const auto scale = random_vector(std::size_t(t.cout), gen);
@@ -520,10 +532,26 @@ TEST_CASE("conv kernels match the reference: register-block and row tails (k 1, 
         for (int threads : {1, 2}) check_case(c, threads);
 }
 
+TEST_CASE("conv kernels match the reference: atrous 3x3 (dilation 2, 4, 12: DeepLab, PSPNet)") {
+    // Same-size atrous convolutions (pad = dilation) on the direct kernels: odd sizes, channels
+    // around the vector widths and register blocks, a dilation as large as the map (every tap but
+    // the centre reads the zero border) and larger (DeepLab-LargeFOV's 12 on a small map).
+    const std::vector<Case> cases = {
+        {3, 5, 13, 11, 3, 2, 2},  {17, 9, 45, 61, 3, 1, 2},  {64, 11, 23, 30, 3, 1, 4}, {5, 17, 9, 50, 3, 2, 4},
+        {9, 13, 29, 37, 3, 1, 12}, {7, 3, 5, 7, 3, 1, 12},   {130, 20, 6, 33, 3, 1, 2}, {2, 8, 3, 49, 5, 1, 2},
+        {11, 2, 5, 33, 7, 1, 3},  {4, 7, 5, 9, 1, 1, 5},     {1, 1, 1, 1, 3, 1, 4},
+    };
+    for (const Case& c : cases) {
+        CHECK(std::string(cpu::direct_conv_isa(same_geometry(c))) == cpu::direct_conv_isa(same_geometry(Case{1, 1, 3, 3, 3, 1})));
+        for (int threads : {1, 2}) check_case(c, threads);
+    }
+}
+
 TEST_CASE("conv kernels: the eval-fusion epilogue (per-channel weight scale, ReLU at the store)") {
     const std::vector<Case> cases = {
         {5, 17, 45, 61, 7, 1}, {17, 5, 13, 11, 3, 2}, {3, 64, 13, 11, 7, 1}, {64, 11, 23, 30, 3, 1},
         {130, 20, 6, 33, 3, 1}, {17, 5, 45, 61, 1, 2}, {9, 9, 2, 1, 3, 1}, {64, 64, 7, 97, 7, 1},
+        {17, 9, 45, 61, 3, 1, 2}, {9, 13, 29, 37, 3, 2, 12},
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_epilogue(same_geometry(c), c.batch, threads);
@@ -898,7 +926,8 @@ TEST_CASE("bf16 conv kernels match the reference: odd channels, register-block a
     const std::vector<Case> cases = {
         {1, 1, 5, 1, 3, 1},  {2, 3, 4, 7, 3, 1},  {3, 5, 3, 8, 5, 2},   {4, 7, 5, 9, 1, 1},   {5, 9, 2, 23, 3, 1},
         {7, 4, 4, 25, 7, 2}, {3, 12, 2, 47, 3, 1}, {2, 8, 3, 49, 5, 1}, {11, 2, 5, 33, 7, 1}, {1, 16, 7, 40, 5, 1},
-        {8, 3, 1, 72, 3, 2}, {13, 1, 9, 15, 1, 1},
+        {8, 3, 1, 72, 3, 2}, {13, 1, 9, 15, 1, 1}, {17, 9, 45, 61, 3, 1, 2}, {9, 13, 29, 37, 3, 2, 12},
+        {5, 17, 9, 50, 3, 1, 4},
     };
     for (const Case& c : cases)
         for (int threads : {1, 2}) check_bf16_case(c, threads);

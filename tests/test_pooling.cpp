@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "segnet/backend/ops.hpp"
 #include "segnet/compose/model.hpp"
 #include "segnet/export/onnx.hpp"
 #include "segnet/layers/conv.hpp"
@@ -238,6 +239,78 @@ TEST_CASE("AdaptiveAvgPool: PyTorch's bins, to grids smaller and larger than the
         pool->forward(x, Mode::eval);
         const Tensor<Cpu> other = random_tensor({1, 3, 5, 3}, rng);
         check_close(pool->forward(other, Mode::eval), reference_adaptive(other, 2));
+    }
+}
+
+TEST_CASE("pooling kernels: the uniform run of spans the column passes vectorise") {
+    using backend::cpu::pool_detail::uniform_run;
+    // 3x3 stride 1 pad 1 on 10 columns: outputs 1 .. 8 read full windows, 0 and 9 are clipped.
+    const auto same = uniform_run(backend::window_spans({1, 10}, {3, 1, 1}, {1, 10}).cols);
+    CHECK((same.first == 1 && same.last == 9 && same.begin == 0 && same.step == 1 && same.width == 3));
+    // 3x3 stride 2 pad 1 on 10 columns (5 outputs): 1 .. 4 start at 1, 3, 5, 7.
+    const auto stem = uniform_run(backend::window_spans({1, 10}, {3, 2, 1}, {1, 5}).cols);
+    CHECK((stem.first == 1 && stem.last == 5 && stem.begin == 1 && stem.step == 2 && stem.width == 3));
+    // Adaptive bins: all uniform where the grid divides the map, overlapping bins of 3 on 7 too.
+    const auto divides = uniform_run(backend::adaptive_spans({60, 60}, 6).cols);
+    CHECK((divides.first == 0 && divides.last == 6 && divides.step == 10 && divides.width == 10));
+    const auto overlapping = uniform_run(backend::adaptive_spans({7, 7}, 3).cols);
+    CHECK((overlapping.first == 0 && overlapping.last == 3 && overlapping.step == 2 && overlapping.width == 3));
+}
+
+TEST_CASE("pooling kernels: wide maps through the vectorised column runs (ties, NaN, every step)") {
+    // Widths well past a vector (16 lanes) and its tails, values on a coarse grid (many ties:
+    // the first maximum in row-major order must win, as in the reference) and scattered NaNs
+    // (never a maximum where the window holds a number).
+    Rng rng(36);
+    for (const Window& win : {Window{3, 1, 1, false}, Window{3, 2, 1, false}, Window{3, 2, 1, true}, Window{5, 3, 2, true},
+                              Window{4, 4, 0, false}}) {
+        for (const Extents e : {Extents{1, 2, 6, 67}, Extents{2, 1, 9, 100}, Extents{1, 1, 3, 17}}) {
+            CAPTURE(win.k);
+            CAPTURE(win.s);
+            CAPTURE(e.w);
+            Tensor<Cpu> x = random_tensor(e, rng);
+            for (float& v : x.span()) v = std::round(v * 2.f) / 2.f;  // 5 distinct values
+            for (std::int64_t i = 7; i < x.size(); i += 41) x[i] = std::numeric_limits<float>::quiet_NaN();
+            const int oh = reference_extent(e.h, win), ow = reference_extent(e.w, win);
+            const backend::PoolSpans spans = backend::window_spans({e.h, e.w}, {win.k, win.s, win.p}, {oh, ow});
+            Tensor<Cpu> y({e.n, e.c, oh, ow});
+            Tensor<Cpu, std::int32_t> indices(y.extents());
+            backend::window_max_pool_forward(x, spans, y, indices);
+            std::vector<float> expected;
+            std::vector<std::int32_t> expected_at;
+            reference_max_pool(x, win, expected, expected_at);
+            bool same = true;
+            for (std::size_t i = 0; i < expected.size(); ++i)
+                same = same && y[std::int64_t(i)] == expected[i] && indices[std::int64_t(i)] == expected_at[i];
+            CHECK(same);
+            // The average of the same map without NaNs, against the double-precision definition.
+            for (float& v : x.span()) v = std::isnan(v) ? 0.25f : v;
+            Tensor<Cpu> avg({e.n, e.c, oh, ow});
+            backend::average_pool_forward(x, spans, avg);
+            check_close(avg, reference_avg_pool(x, win));
+        }
+    }
+}
+
+TEST_CASE("pooling kernels: the average pool's backward is its forward's transpose on wide maps") {
+    // <dy, A x> = <A^T dy, x> for random x and dy: every output's share reaches exactly the cells
+    // it averaged, through the uniform run and the clipped spans alike.
+    Rng rng(37);
+    const Extents e{2, 3, 11, 70};
+    for (const backend::PoolSpans& spans :
+         {backend::window_spans({11, 70}, {3, 1, 1}, {11, 70}), backend::window_spans({11, 70}, {3, 2, 1}, {6, 35}),
+          backend::adaptive_spans({11, 70}, 6), backend::adaptive_spans({11, 70}, 1)}) {
+        const Tensor<Cpu> x = random_tensor(e, rng);
+        const Extents out{e.n, e.c, int(spans.rows.size()), int(spans.cols.size())};
+        const Tensor<Cpu> dy = random_tensor(out, rng);
+        Tensor<Cpu> y(out), dx(e);
+        backend::average_pool_forward(x, spans, y);
+        dx.fill(123.f);  // overwritten
+        backend::average_pool_backward(dy, spans, dx);
+        double forward = 0, transpose = 0;
+        for (std::int64_t i = 0; i < y.size(); ++i) forward += double(dy[i]) * y[i];
+        for (std::int64_t i = 0; i < x.size(); ++i) transpose += double(dx[i]) * x[i];
+        CHECK(std::abs(forward - transpose) <= 1e-4 * std::max(1.0, std::abs(forward)));
     }
 }
 

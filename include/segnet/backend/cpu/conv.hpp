@@ -12,8 +12,9 @@
 // (PyTorch OIHW). The output size is given, not derived, so the same three kernels also serve
 // transposed convolutions whose output is cropped to a paired encoder's size (a transposed
 // conv's forward is a conv's backward-data). The dispatching entry points (conv2d_forward, ...)
-// pick the direct kernels for stride-1 same-size convolutions without groups or dilation
-// (every SegNet conv; strided, dilated and valid-padded ones take the im2col path): AVX-512 on
+// pick the direct kernels for stride-1 same-size convolutions without groups, dilated or not
+// (every SegNet conv, and DeepLab's and PSPNet's atrous 3x3 with pad = dilation; strided,
+// grouped and valid-padded ones take the im2col path): AVX-512 on
 // CPUs with AVX-512, else AVX2 + FMA on CPUs with those (run-time check;
 // SEGNET_CONV=avx2 skips AVX-512, SEGNET_CONV=im2col forces the im2col path). Under
 // Precision::bf16 (core/precision.hpp, per thread) they compute in bf16 with FP32 accumulation
@@ -383,16 +384,19 @@ inline const char* direct_conv_isa(const ConvGeometry& g) {
 }
 
 /// dw += d(sum dy * conv(x, w)) / dw, and dbias += sum of dy per channel (when dbias != nullptr).
+/// In FP32, dilated geometries whose phase bands make short streams take the im2col path
+/// (direct::backward_filter_streams_pay).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, float* dbias, int batch,
                                    const ConvGeometry& g) {
     g.validate();
+    const bool direct_pays = direct::backward_filter_streams_pay(g);
     if (amx::wanted(g))
         amx::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx512_bf16::wanted(g))
+    else if (avx512_bf16::wanted(g))  // bf16 keeps its kernels: im2col would compute FP32
         avx512_bf16::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx512::usable(g))
+    else if (avx512::usable(g) && direct_pays)
         avx512::conv2d_backward_filter(x, dy, dw, batch, g);
-    else if (avx2::usable(g))
+    else if (avx2::usable(g) && direct_pays)
         avx2::conv2d_backward_filter(x, dy, dw, batch, g);
     else
         return conv2d_backward_filter_im2col(x, dy, dw, dbias, batch, g);

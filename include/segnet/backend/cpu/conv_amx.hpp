@@ -49,9 +49,10 @@
 namespace segnet::backend::cpu::amx {
 
 /// Whether the AMX kernels run g on this CPU: AMX-BF16 granted, a direct geometry (stride 1,
-/// same size), at least 16 input and output channels (fewer would mostly multiply padding).
+/// same size), no dilation (its band layout assumes adjacent taps), at least 16 input and
+/// output channels (fewer would mostly multiply padding).
 inline bool usable(const ConvGeometry& g) {
-    return simd::has_amx_bf16() && direct::supports(g) && g.in_c >= 16 && g.out_c >= 16;
+    return simd::has_amx_bf16() && direct::supports(g) && g.dilation == 1 && g.in_c >= 16 && g.out_c >= 16;
 }
 
 /// Whether the dispatching entry points (conv.hpp) run g on AMX: Precision::bf16 asked for on this

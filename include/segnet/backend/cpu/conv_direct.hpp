@@ -1,5 +1,6 @@
 // segnet/backend/cpu/conv_direct.hpp: register-blocked direct convolution for the stride-1,
-// same-size convolutions every SegNet layer uses (forward, backward-data, backward-filter), in
+// same-size convolutions every SegNet layer uses, and their atrous form (dilation d, pad
+// d (k - 1) / 2: DeepLab, PSPNet) (forward, backward-data, backward-filter), in
 // AVX-512 and AVX2 + FMA, and in bf16 with FP32 accumulation on AVX512-BF16 for Precision::bf16
 // (conv_direct_bf16.hpp), chosen at run time from the CPU's features.
 //
@@ -13,7 +14,8 @@
 // its zero border, into a per-thread buffer whose rows are padded to a multiple of the vector
 // width; a micro-kernel then keeps MR output channels x NV vectors of output pixels in
 // registers and, for every (input channel, ky, kx), loads NV vectors of shifted input pixels and
-// broadcasts MR weights (packed per block of MR output channels). Backward-data is the same
+// broadcasts MR weights (packed per block of MR output channels). A dilated kernel reads the
+// same band, taps d rows and d columns apart, with a border of d (k - 1) / 2. Backward-data is the same
 // kernel on dy with the weights transposed and flipped (stride 1, same padding). Backward-filter
 // keeps MR output channels x NR filter taps of vector partial sums over a band of pixels and
 // reduces them once per band. The forward optionally multiplies each output channel's weights
@@ -71,14 +73,28 @@ namespace segnet::backend::cpu::direct {
 
 using backend::ConvGeometry;
 
-/// The geometries these kernels handle: stride 1, no groups, no dilation, output the size of the input,
-/// same padding (pad = (k - 1) / 2, k odd).
+/// The rows (and columns) one output pixel's taps span: dilation (k - 1) + 1.
+inline int tap_span(const ConvGeometry& g) { return g.dilation * (g.k - 1) + 1; }
+
+/// The geometries these kernels handle: stride 1, no groups, output the size of the input, same
+/// padding (k odd, pad = dilation (k - 1) / 2), any dilation: the atrous 3x3 convolutions of
+/// DeepLab and PSPNet (pad = dilation) as well as SegNet's.
 inline bool supports(const ConvGeometry& g) {
-    return g.groups == 1 && g.stride == 1 && g.dilation == 1 && g.in_h == g.out_h && g.in_w == g.out_w &&
-           g.k % 2 == 1 && 2 * g.pad == g.k - 1;
+    return g.groups == 1 && g.stride == 1 && g.in_h == g.out_h && g.in_w == g.out_w && g.k % 2 == 1 &&
+           2 * g.pad == g.dilation * (g.k - 1);
+}
+
+/// Whether the direct backward-filter beats the im2col path on g: always at dilation 1; dilated,
+/// where a band of one phase's rows (ceil(h / d) rows of w + d (k - 1) stream positions) makes a
+/// stream of at least 1024 positions. Shorter streams spend their time on the reductions of the
+/// partial sums: DeepLab-LargeFOV's fc6 (dilation 12 on 46x61: streams of 340) took 1.3x the
+/// im2col path's time, its conv5 (dilation 2: 1449) 0.72x (docs/performance.md, section 9).
+inline bool backward_filter_streams_pay(const ConvGeometry& g) {
+    return g.dilation == 1 || std::int64_t(ceil_div(g.in_h, g.dilation)) * (g.in_w + tap_span(g) - 1) >= 1024;
 }
 
 inline std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
+
 
 /// Per-thread scratch that only grows (the band buffers and partial gradients are reused from
 /// call to call, so steady-state runs neither allocate nor fault in fresh pages).
@@ -99,14 +115,17 @@ inline thread_local std::vector<float> dy_stream_buffer;    // backward-filter: 
 /// (every row tile starts and is loaded in whole vectors).
 inline int band_row_stride(int w, int k, int lanes) { return int(round_up(round_up(w, lanes) + k - 1, lanes)); }
 
-/// The padded copy of `rows` input rows starting at y0 - pad: buf[ci][r][j] = x[ci][y0 - pad + r]
-/// [j - pad], zero outside the image; rows are wp floats apart (wp >= w + k - 1 + lanes - 1).
-inline void fill_band(const float* x, int c, int h, int w, int pad, int y0, int rows, int wp, float* buf) {
+/// The padded copy of `rows` input rows, `row_step` apart from y0 - pad: buf[ci][r][j] =
+/// x[ci][y0 - pad + r row_step][j - pad], zero outside the image; rows are wp floats apart
+/// (wp >= w + k - 1 + lanes - 1). A row_step of d gathers the rows one phase of a convolution
+/// of dilation d reads (see direct_conv).
+inline void fill_band(const float* x, int c, int h, int w, int pad, int y0, int rows, int wp, float* buf,
+                      int row_step = 1) {
     const std::int64_t plane = std::int64_t(h) * w;
     for (int ci = 0; ci < c; ++ci)
         for (int r = 0; r < rows; ++r) {
             float* d = buf + (std::int64_t(ci) * rows + r) * wp;
-            const int iy = y0 - pad + r;
+            const int iy = y0 - pad + r * row_step;
             if (iy < 0 || iy >= h) {
                 std::memset(d, 0, sizeof(float) * std::size_t(wp));
                 continue;
@@ -131,7 +150,7 @@ struct Unpooled {
 /// pooled row iy / k that belong to unpooled row iy (each value is added to a zeroed row, as
 /// cpu::max_unpool_forward does, so the band is bit for bit the materialised map's).
 inline void fill_band_unpooled(const Unpooled& u, std::int64_t image, int c, int h, int w, int pad, int y0, int rows,
-                               int wp, float* buf) {
+                               int wp, float* buf, int row_step = 1) {
     const std::int64_t pplane = std::int64_t(u.ph) * u.pw;
     const float* values = u.values + image * c * pplane;
     const std::int32_t* indices = u.indices + image * c * pplane;
@@ -139,7 +158,7 @@ inline void fill_band_unpooled(const Unpooled& u, std::int64_t image, int c, int
         for (int r = 0; r < rows; ++r) {
             float* d = buf + (std::int64_t(ci) * rows + r) * wp;
             std::memset(d, 0, sizeof(float) * std::size_t(wp));
-            const int iy = y0 - pad + r;
+            const int iy = y0 - pad + r * row_step;
             if (iy < 0 || iy >= h) continue;
             const std::int64_t p0 = ci * pplane + std::int64_t(iy / u.k) * u.pw;
             const std::int32_t row_start = iy * w;
@@ -206,7 +225,9 @@ struct Band {
     int bands;  // tasks per image
 };
 /// Output rows per task: enough tasks to balance the threads, a band buffer of at most 4 MB,
-/// a multiple of `row_multiple` (a fused pooling's window: each band pools whole windows).
+/// a multiple of `row_multiple` (a fused pooling's window: each band pools whole windows), and
+/// at least `min_rows` (up to h) even where the band then exceeds 4 MB: a band of contiguous
+/// rows of a dilated kernel holds d (k - 1) border rows (the fused pooling's case, direct_conv).
 /// The forward sweeps a band in column groups that fit in L2 (column_group_tiles), so a tall
 /// band costs no cache misses, and each group's weights are read once for all its rows: on a
 /// Zen 3 core (512 KB L2) 4 MB bands with column groups ran SegNet-Basic's inference 10% faster
@@ -216,8 +237,9 @@ inline Band plan_bands(int batch, int h, int cin, int k, int wp, int min_rows, i
     const int want_tasks_per_image = std::max(1, (4 * threads + batch - 1) / batch);
     int rows = std::max(min_rows, (h + want_tasks_per_image - 1) / want_tasks_per_image);
     rows = std::min(int(round_up(rows, row_multiple)), h);
-    while (rows > row_multiple && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20))
-        rows = int(round_up((rows + 1) / 2, row_multiple));
+    const int fewest = std::min(h, int(round_up(min_rows, row_multiple)));
+    while (rows > std::max(row_multiple, fewest) && std::int64_t(cin) * (rows + k - 1) * wp * 4 > (std::int64_t(4) << 20))
+        rows = std::max(fewest, int(round_up((rows + 1) / 2, row_multiple)));
     return {rows, (h + rows - 1) / rows};
 }
 

@@ -43,15 +43,17 @@ using Operand = decltype(Isa::loadu(std::declval<const Elem*>()));
 using StreamElem = Isa::stream_elem;
 inline constexpr int S = L * Isa::stream_elems_per_lane;
 
-/// y[m][0 .. L NV) = bias[m] + sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx + ...]
-/// for MR output channels, max(., 0) when relu; of the last vector only the first `last_n`
-/// lanes are stored. ci runs over the band's elements: channels (FP32) or pairs of channels
-/// (bf16, whose multiply-add sums the pair).
-template <int MR, int NV, int KS = 0>
-SEGNET_DC_TARGET void fwd_micro(const Elem* xb, std::int64_t cstride, int wp, int cin, int k_runtime,
-                                const Elem* wpk, float* y, std::int64_t yplane, int last_n, const float* bias,
-                                bool relu) {
+/// y[m][0 .. L NV) = bias[m] + sum over (ci, ky, kx) of w[m][ci][ky][kx] * x[ci][ky][kx d + ...]
+/// for MR output channels (d: the dilation; tap rows are row_tap elements apart in the band:
+/// its row stride, or d of them), max(., 0) when relu; of the last vector only the
+/// first `last_n` lanes are stored. ci runs over the band's elements: channels (FP32) or pairs of
+/// channels (bf16, whose multiply-add sums the pair).
+template <int MR, int NV, int KS = 0, int DS = 0>
+SEGNET_DC_TARGET void fwd_micro(const Elem* xb, std::int64_t cstride, std::int64_t row_tap, int cin, int k_runtime,
+                                int d_runtime, const Elem* wpk, float* y, std::int64_t yplane, int last_n,
+                                const float* bias, bool relu) {
     const int k = KS ? KS : k_runtime;  // KS: the kernel size fixed at compile time (unrolled taps)
+    const int d = DS ? DS : d_runtime;  // DS: the dilation fixed at compile time (SegNet's 1)
     vec acc[MR][NV];
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m)
@@ -65,17 +67,17 @@ SEGNET_DC_TARGET void fwd_micro(const Elem* xb, std::int64_t cstride, int wp, in
             const Elem* nx = xc + 2 * cstride;
             for (int ky = 0; ky < k; ++ky)
 #pragma GCC unroll 4
-                for (int v = 0; v * 16 <= NV * L; ++v)
-                    _mm_prefetch(reinterpret_cast<const char*>(nx + ky * wp + 16 * v), _MM_HINT_T0);
+                for (int v = 0; v * 16 <= NV * L + (k - 1) * (d - 1); ++v)
+                    _mm_prefetch(reinterpret_cast<const char*>(nx + ky * row_tap + 16 * v), _MM_HINT_T0);
         }
         for (int ky = 0; ky < k; ++ky) {
-            const Elem* xr = xc + std::int64_t(ky) * wp;
+            const Elem* xr = xc + ky * row_tap;
 #pragma GCC unroll 7
             for (int kx = 0; kx < k; ++kx) {
                 Operand xv[NV];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; ++v) {
-                    xv[v] = Isa::loadu(xr + kx + L * v);
+                    xv[v] = Isa::loadu(xr + kx * d + L * v);
                     // Load once, use MR times: without this GCC folds the load into each of the
                     // MR FMAs (AVX2: 16 loads per 12 FMAs, more than the load ports take).
                     if constexpr (Isa::pin_inputs) __asm__("" : "+v"(xv[v]));
@@ -106,19 +108,31 @@ SEGNET_DC_TARGET void fwd_micro(const Elem* xb, std::int64_t cstride, int wp, in
     }
 }
 
-using FwdFn = void (*)(const Elem*, std::int64_t, int, int, int, const Elem*, float*, std::int64_t, int,
-                       const float*, bool);
+using FwdFn = void (*)(const Elem*, std::int64_t, std::int64_t, int, int, int, const Elem*, float*, std::int64_t,
+                       int, const float*, bool);
 template <std::size_t... I>
 constexpr std::array<FwdFn, sizeof...(I)> fwd_table(std::index_sequence<I...>) {
     return {&fwd_micro<int(I / Isa::fwd_nv) + 1, int(I % Isa::fwd_nv) + 1>...};
 }
 inline constexpr auto fwd_kernels = fwd_table(std::make_index_sequence<Isa::fwd_mr * Isa::fwd_nv>{});
 
+/// The full-height register block of NV vectors with its taps unrolled for kernel size k and
+/// dilation d where one is compiled (3x3 and 7x7 at dilation 1, 3x3 at any dilation), else
+/// `otherwise`.
+template <int NV>
+FwdFn unrolled_fwd_kernel(int k, int d, FwdFn otherwise) {
+    constexpr int MR = Isa::fwd_mr;
+    if (d == 1) return k == 3 ? &fwd_micro<MR, NV, 3, 1> : k == 7 ? &fwd_micro<MR, NV, 7, 1> : otherwise;
+    return k == 3 ? &fwd_micro<MR, NV, 3> : otherwise;
+}
+
 /// `rows` output rows of one image from the band buffer (row 0 = input row y0 - pad), written
-/// to y (the first of those rows of output channel 0; channels yplane floats apart). cin counts
-/// the band's elements per pixel (channels, or pairs of channels).
-inline void fwd_band(const Elem* buf, int rows_in_buf, int wp, int cin, int cout, int k, const Elem* packed,
-                     const float* bias, bool relu, float* y, std::int64_t yplane, int w, int rows) {
+/// to y (the first of those rows of output channel 0; rows yrow floats apart, channels yplane),
+/// taps d columns and tap_rows band rows apart (d, or 1 in a band of one phase's rows). cin
+/// counts the band's elements per pixel (channels, or pairs of channels).
+inline void fwd_band(const Elem* buf, int rows_in_buf, int wp, int cin, int cout, int k, int d, int tap_rows,
+                     const Elem* packed, const float* bias, bool relu, float* y, std::int64_t yplane,
+                     std::int64_t yrow, int w, int rows) {
     constexpr int MR = Isa::fwd_mr, NV = Isa::fwd_nv;
     const std::int64_t cstride = std::int64_t(rows_in_buf) * wp;
     const std::int64_t wsz = std::int64_t(cin) * k * k;
@@ -133,27 +147,27 @@ inline void fwd_band(const Elem* buf, int rows_in_buf, int wp, int cin, int cout
     // the group's columns plus the border) should stay in L2 while every block of output
     // channels sweeps it; a 64-channel band for a 7x7 kernel at width 480 is 875 KB, more than
     // the 512 KB L2 of a Zen 3 core, and was read from L3 once per block of channels.
-    const int group_tiles = direct::column_group_tiles(cin, rows_in_buf, tile, k, (w + tile - 1) / tile);
+    const int group_tiles = direct::column_group_tiles(cin, rows_in_buf, tile, d * (k - 1) + 1, (w + tile - 1) / tile);
     for (int g0 = 0; g0 < w; g0 += group_tiles * tile) {
         for (int o0 = 0; o0 < cout; o0 += MR) {
             const int mr = std::min(MR, cout - o0);
             for (int r = 0; r < rows; ++r) {
                 const Elem* xrow = buf + std::int64_t(r) * wp;
-                float* yrow = y + std::int64_t(r) * w;
+                float* yr = y + r * yrow;
                 for (int ox0 = g0; ox0 < std::min(w, g0 + group_tiles * tile); ox0 += tile) {
                     const int rem = std::min(tile, w - ox0);
                     const int nv = (rem + L - 1) / L;
                     const int last_n = rem - (nv - 1) * L;
                     // The full register block, and the one a vector narrower (rows of 60 and 30
                     // pixels: tiles of 32 and 28 with AVX-512), have their taps unrolled for the
-                    // kernel sizes the models use.
+                    // kernel sizes the models use: 3x3 and 7x7 undilated (SegNet), 3x3 at any
+                    // dilation (DeepLab, PSPNet).
                     FwdFn fn = fwd_kernels[std::size_t((mr - 1) * NV + nv - 1)];
-                    if (mr == MR && nv == NV) fn = k == 3 ? &fwd_micro<MR, NV, 3> : k == 7 ? &fwd_micro<MR, NV, 7> : fn;
+                    if (mr == MR && nv == NV) fn = unrolled_fwd_kernel<NV>(k, d, fn);
                     if constexpr (NV > 1)
-                        if (mr == MR && nv == NV - 1)
-                            fn = k == 3 ? &fwd_micro<MR, NV - 1, 3> : k == 7 ? &fwd_micro<MR, NV - 1, 7> : fn;
-                    fn(xrow + ox0, cstride, wp, cin, k, packed + o0 * wsz, yrow + o0 * yplane + ox0, yplane, last_n,
-                       bias ? bias + o0 : nullptr, relu);
+                        if (mr == MR && nv == NV - 1) fn = unrolled_fwd_kernel<NV - 1>(k, d, fn);
+                    fn(xrow + ox0, cstride, std::int64_t(wp) * tap_rows, cin, k, d, packed + o0 * wsz,
+                       yr + o0 * yplane + ox0, yplane, last_n, bias ? bias + o0 : nullptr, relu);
                 }
             }
         }
@@ -167,32 +181,48 @@ inline void fwd_band(const Elem* buf, int rows_in_buf, int wp, int cin, int cout
 /// pooling windows). The band is built in FP32 and handed to the micro-kernels as
 /// Isa::band_operand makes it (the bf16 kernels round it to pairs of channels).
 inline void direct_conv(const float* x, const Elem* packed, const float* bias, bool relu, float* y, int batch,
-                        int cin, int cout, int h, int w, int k, const direct::Unpooled* unpooled = nullptr,
+                        int cin, int cout, int h, int w, int k, int d, const direct::Unpooled* unpooled = nullptr,
                         const direct::Pooled* pooled = nullptr) {
-    const int pad = k / 2;
-    const int wp = direct::band_row_stride(w, k, L);
-    const direct::Band b = direct::plan_bands(batch, h, cin, k, wp, 1, pooled ? pooled->k : 1);
-    parallel_for(0, std::int64_t(batch) * b.bands, [&](std::int64_t first, std::int64_t end, int) {
+    const int span = d * (k - 1) + 1;  // the rows and columns a pixel's taps cover
+    const int pad = span / 2;
+    const int wp = direct::band_row_stride(w, span, L);
+    // A dilated kernel's output rows oy = p, p + d, p + 2d, ... (phase p) read input rows of
+    // phase p only (pad = d (k - 1) / 2 is a multiple of d): a band holds one phase's rows, d
+    // apart in the map and adjacent in the buffer, with k - 1 border rows as at dilation 1. Bands
+    // of contiguous rows would need d (k - 1) border rows: at dilation 12 and 512 channels no
+    // band fits the 4 MB plan_bands allows, and bands of one output row re-read all the weights
+    // per row. A fused pooling needs contiguous rows (whole windows): its bands keep them, with
+    // at least as many rows as the dilation adds border rows.
+    const int phases = pooled ? 1 : d, tap_rows = d / phases;
+    const int phase_h = ceil_div(h, phases);  // the rows of the largest phase
+    const int band_border = (k - 1) * tap_rows;
+    const direct::Band b = direct::plan_bands(batch * phases, phase_h, cin, band_border + 1, wp,
+                                              std::max(1, band_border - (k - 1)), pooled ? pooled->k : 1);
+    parallel_for(0, std::int64_t(batch) * phases * b.bands, [&](std::int64_t first, std::int64_t end, int) {
         for (std::int64_t item = first; item < end; ++item) {
-            const int n = int(item / b.bands);
-            const int y0 = int(item % b.bands) * b.rows;
-            const int rows = std::min(b.rows, h - y0);
-            const int rows_in_buf = rows + k - 1;
+            const int n = int(item / (std::int64_t(phases) * b.bands));
+            const int phase = int(item / b.bands % phases);
+            const int j0 = int(item % b.bands) * b.rows;  // the band's first row within its phase
+            const int rows = std::min(b.rows, ceil_div(h - phase, phases) - j0);
+            if (rows <= 0) continue;  // a phase with fewer rows than the largest
+            const int y0 = phase + j0 * phases;  // its first output row
+            const int rows_in_buf = rows + band_border;
             float* buf = scratch(direct::band_buffer, std::int64_t(cin) * rows_in_buf * wp + 16);
             if (unpooled)
-                direct::fill_band_unpooled(*unpooled, n, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+                direct::fill_band_unpooled(*unpooled, n, cin, h, w, pad, y0, rows_in_buf, wp, buf, phases);
             else
-                direct::fill_band(x + std::int64_t(n) * cin * h * w, cin, h, w, pad, y0, rows_in_buf, wp, buf);
+                direct::fill_band(x + std::int64_t(n) * cin * h * w, cin, h, w, pad, y0, rows_in_buf, wp, buf, phases);
             const Elem* band = Isa::band_operand(buf, cin, std::int64_t(rows_in_buf) * wp);
             const int units = (cin + Isa::channels_per_elem - 1) / Isa::channels_per_elem;
             if (!pooled) {
-                fwd_band(band, rows_in_buf, wp, units, cout, k, packed, bias, relu,
-                         y + std::int64_t(n) * cout * h * w + std::int64_t(y0) * w, std::int64_t(h) * w, w, rows);
+                fwd_band(band, rows_in_buf, wp, units, cout, k, d, tap_rows, packed, bias, relu,
+                         y + std::int64_t(n) * cout * h * w + std::int64_t(y0) * w, std::int64_t(h) * w,
+                         std::int64_t(phases) * w, w, rows);
                 continue;
             }
             const std::int64_t yplane = std::int64_t(rows) * w;
             float* yband = scratch(direct::output_band_buffer, std::int64_t(cout) * b.rows * w);
-            fwd_band(band, rows_in_buf, wp, units, cout, k, packed, bias, relu, yband, yplane, w, rows);
+            fwd_band(band, rows_in_buf, wp, units, cout, k, d, tap_rows, packed, bias, relu, yband, yplane, w, w, rows);
             const int pk = pooled->k, ph = pooled_extent(h, pk), pw = pooled_extent(w, pk);
             const std::int64_t pplane = std::int64_t(ph) * pw;
             const int oy0 = y0 / pk, oy1 = std::min(ph, ceil_div(y0 + rows, pk));
@@ -272,12 +302,12 @@ inline void conv2d_forward(const float* x, const float* w, const float* bias, fl
     else
         Isa::pack_weights(Isa::fwd_mr, cout, cin, k,
                           [&](int o, int i, int ky, int kx) { return w[(o * cin + i) * kk + ky * k + kx]; }, packed);
-    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, unpooled, pooled);
+    direct_conv(x, packed, bias, relu, y, batch, cin, cout, g.in_h, g.in_w, k, g.dilation, unpooled, pooled);
 }
 
 /// dx = the gradient of sum(dy * conv(x, w)) with respect to x; dx is overwritten. A stride-1
 /// same-padded convolution's transpose is the convolution of dy with w transposed (in <-> out)
-/// and flipped.
+/// and flipped, at the same dilation (the padding d (k - 1) / 2 is symmetric).
 inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int batch, const ConvGeometry& g) {
     using namespace detail;
     const int k = g.k, cin = g.in_c, cout = g.out_c;
@@ -286,65 +316,74 @@ inline void conv2d_backward_data(const float* dy, const float* w, float* dx, int
     Isa::pack_weights(
         Isa::fwd_mr, cin, cout, k,
         [&](int o, int i, int ky, int kx) { return w[(i * cin + o) * kk + (k - 1 - ky) * k + (k - 1 - kx)]; }, packed);
-    direct_conv(dy, packed, nullptr, false, dx, batch, cout, cin, g.in_h, g.in_w, k);
+    direct_conv(dy, packed, nullptr, false, dx, batch, cout, cin, g.in_h, g.in_w, k, g.dilation);
 }
 
 /// dw += the gradient of sum(dy * conv(x, w)) with respect to w (the bias gradient is left to
 /// the caller).
 ///
-/// Each band is turned into streams: the input rows go to the band buffer w + k - 1 floats apart
-/// (just the zero border, no rounding to the vector width) and dy's rows are copied with the
-/// same stride, zeros in the k - 1 gap columns and up to the last whole vector. Output pixel
-/// (r, ox) is then stream position p = r * (w + k - 1) + ox for dy and for every tap (ci, ky, kx)
-/// at offset (ci * rows_in_buf + ky) * (w + k - 1) + kx in the band buffer, so the micro-kernel
-/// runs one unmasked loop over the whole band; a gap position adds dy 0 x a finite input. The
+/// Each band is turned into streams: the input rows go to the band buffer w + s - 1 floats apart
+/// (s = d (k - 1) + 1, the taps' span at dilation d: just the zero border, no rounding to the
+/// vector width) and dy's rows are copied with the same stride, zeros in the s - 1 gap columns
+/// and up to the last whole vector. A band holds the rows of one phase of the dilation (output
+/// rows p, p + d, ...; their taps read input rows of the same phase: direct_conv), adjacent in
+/// the buffer. Output pixel (r, ox) is then stream position p = r * (w + s - 1) + ox for dy and
+/// for every tap (ci, ky, kx) at offset (ci * rows_in_buf + ky) * (w + s - 1) + kx d in the
+/// band buffer, so the micro-kernel runs one unmasked loop over the whole band; a gap position
+/// adds dy 0 x a finite input. The
 /// row-by-row loop it replaces ran 4 vectors per row at width 60 (2 at 30) with a masked tail:
 /// 45-61% of the FMA peak for SegNet's deep layers (docs/performance.md, section 6).
 inline void conv2d_backward_filter(const float* x, const float* dy, float* dw, int batch, const ConvGeometry& g) {
     using namespace detail;
     constexpr int MR = Isa::bwf_mr, NR = Isa::bwf_nr;
-    const int k = g.k, cin = g.in_c, cout = g.out_c, h = g.in_h, w = g.in_w, pad = g.pad;
+    const int k = g.k, dil = g.dilation, cin = g.in_c, cout = g.out_c, h = g.in_h, w = g.in_w, pad = g.pad;
+    const int span = direct::tap_span(g);
     const std::int64_t taps = std::int64_t(cin) * k * k, plane = std::int64_t(h) * w;
-    const int wq = w + k - 1;  // the streams' row stride
+    const int wq = w + span - 1;  // the streams' row stride
     // Long pixel runs per band (the vector partial sums are reduced once per band), enough bands
-    // to share between threads.
+    // to share between threads; bands of rows of one phase (dil phases per image).
     const int threads = num_threads();
-    int rows = std::min(h, std::max(1, (2048 + w - 1) / w));
-    while (rows > 1 && std::int64_t(batch) * ((h + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
+    const int phase_h = ceil_div(h, dil);  // the rows of the largest phase
+    int rows = std::min(phase_h, std::max(1, (2048 + w - 1) / w));
+    while (rows > 1 && std::int64_t(batch) * dil * ((phase_h + rows - 1) / rows) < 2 * threads) rows = (rows + 1) / 2;
     while (rows > 1 && std::int64_t(cin) * (rows + k - 1) * wq * 4 > (std::int64_t(4) << 20)) rows = (rows + 1) / 2;
-    const int bands = (h + rows - 1) / rows;
+    const int bands = (phase_h + rows - 1) / rows;
     std::vector<float*> partials(std::size_t(threads), nullptr);
-    parallel_for(0, std::int64_t(batch) * bands, [&](std::int64_t first, std::int64_t end, int worker) {
+    parallel_for(0, std::int64_t(batch) * dil * bands, [&](std::int64_t first, std::int64_t end, int worker) {
         float* acc = scratch(direct::partial_buffer, g.weight_size());
         std::fill_n(acc, g.weight_size(), 0.f);
         partials[std::size_t(worker)] = acc;
         std::vector<std::int64_t> off(static_cast<std::size_t>(taps));
         for (std::int64_t item = first; item < end; ++item) {
-            const int n = int(item / bands);
-            const int y0 = int(item % bands) * rows;
-            const int nrows = std::min(rows, h - y0);
+            const int n = int(item / (std::int64_t(dil) * bands));
+            const int phase = int(item / bands % dil);
+            const int j0 = int(item % bands) * rows;  // the band's first row within its phase
+            const int nrows = std::min(rows, ceil_div(h - phase, dil) - j0);
+            if (nrows <= 0) continue;  // a phase with fewer rows than the largest
+            const int y0 = phase + j0 * dil;  // its first output row
             const int rows_in_buf = nrows + k - 1;
-            // The last vector of a stream reads up to S + k - 1 values past the band: zeros.
+            // The last vector of a stream reads up to S + span - 1 values past the band: zeros.
             const std::int64_t band = std::int64_t(cin) * rows_in_buf * wq;
-            float* buf = scratch(direct::band_buffer, band + S + k);
-            direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wq, buf);
-            std::fill_n(buf + band, S + k, 0.f);
+            float* buf = scratch(direct::band_buffer, band + S + span);
+            direct::fill_band(x + std::int64_t(n) * cin * plane, cin, h, w, pad, y0, rows_in_buf, wq, buf, dil);
+            std::fill_n(buf + band, S + span, 0.f);
             const std::int64_t nvec = (std::int64_t(nrows) * wq + S - 1) / S, dplane = nvec * S;
             float* dys = scratch(direct::dy_stream_buffer, std::int64_t(cout) * dplane);
             const float* dyn = dy + std::int64_t(n) * cout * plane + std::int64_t(y0) * w;
             for (int co = 0; co < cout; ++co) {
                 float* d = dys + co * dplane;
                 for (int r = 0; r < nrows; ++r) {
-                    std::memcpy(d + std::int64_t(r) * wq, dyn + co * plane + std::int64_t(r) * w, sizeof(float) * std::size_t(w));
-                    std::memset(d + std::int64_t(r) * wq + w, 0, sizeof(float) * std::size_t(k - 1));
+                    std::memcpy(d + std::int64_t(r) * wq, dyn + co * plane + std::int64_t(r) * dil * w,
+                                sizeof(float) * std::size_t(w));
+                    std::memset(d + std::int64_t(r) * wq + w, 0, sizeof(float) * std::size_t(span - 1));
                 }
                 std::fill(d + std::int64_t(nrows) * wq, d + dplane, 0.f);
             }
-            const StreamElem* xstream = Isa::stream_operand(buf, band + S + k, 0);
+            const StreamElem* xstream = Isa::stream_operand(buf, band + S + span, 0);
             const StreamElem* dystream = Isa::stream_operand(dys, std::int64_t(cout) * dplane, 1);
             for (std::int64_t t = 0; t < taps; ++t) {
                 const std::int64_t ci = t / (k * k), ky = t / k % k, kx = t % k;
-                off[std::size_t(t)] = (ci * rows_in_buf + ky) * wq + kx;
+                off[std::size_t(t)] = (ci * rows_in_buf + ky) * wq + kx * dil;
             }
             // Blocks of output channels and of taps small enough that their dy streams and input
             // rows (about 256 KB each) stay in L2 while the register blocks sweep them.

@@ -15,12 +15,17 @@
 // pool_geometry.hpp: window_max_pool_forward keeps the same indices and tie rule (its backward
 // is max_pool_backward, which adds where windows overlap), average_pool_forward divides by the
 // spans' counts. Both run separably (the column ranges of every row, then the row ranges),
-// branch-free, one plane per task.
+// branch-free, one plane per task, written so that the compiler vectorises them across output
+// columns (no intrinsics: the vector width is the build's target, -march=native by default,
+// SEGNET_NATIVE): the row pass as it is, the column pass tap by tap over the outputs whose windows are
+// whole and evenly spaced (uniform_run; the clipped border outputs go span by span). Max
+// pooling's backward is a scatter through the indices (max_pool_backward) and stays scalar.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "segnet/backend/cpu/simd.hpp"
@@ -204,18 +209,147 @@ inline void max_of_rows(const float* __restrict row, const std::int32_t* __restr
         at[ox] = greater ? row_at[ox] : at[ox];
     }
 }
+
+/// The longest run of outputs [first, last) whose spans all have `width` cells and start `step`
+/// apart (span o begins at begin + (o - first) step): a sliding window's outputs clear of the
+/// borders, every bin of an adaptive pooling whose size divides the map. The column passes run
+/// it tap by tap across the outputs, where loads are contiguous (step 1) or evenly strided and
+/// the compiler vectorises; the other outputs take the per-span loop.
+struct UniformRun {
+    int first = 0, last = 0, begin = 0, step = 1, width = 0;
+};
+inline UniformRun uniform_run(const std::vector<PoolSpan>& spans) {
+    const int n = int(spans.size());
+    const auto width = [&](int o) { return spans[std::size_t(o)].end - spans[std::size_t(o)].begin; };
+    const auto begin = [&](int o) { return spans[std::size_t(o)].begin; };
+    UniformRun best;
+    for (int s = 0; s < n;) {
+        const int step = s + 1 < n ? begin(s + 1) - begin(s) : 1;
+        int e = s + 1;
+        while (e < n && width(e) == width(s) && begin(e) - begin(e - 1) == step) ++e;
+        if (e - s > best.last - best.first) best = {s, e, begin(s), step, width(s)};
+        s = std::max(s + 1, e - 1);  // the pair (e - 1, e) may start the next run
+    }
+    return best;
+}
+
+/// uniform_run(spans) where it holds at least 16 outputs (a vector's worth), else an empty run:
+/// a short run's outputs go faster span by span (AdaptiveAvgPool<1>: one output of 61 cells
+/// took 3x longer tap by tap).
+inline UniformRun tapwise_run(const std::vector<PoolSpan>& spans) {
+    const UniformRun r = uniform_run(spans);
+    return r.last - r.first >= 16 ? r : UniformRun{};
+}
+
+/// Calls tap(o, x) for outputs o in [r.first, r.last) and their t-th cells x, t = 0 .. width - 1
+/// in order (t outermost, so each t is one pass over contiguous or evenly strided cells); the
+/// step is a constant in the common cases (1: DeepLab's size-keeping pools, 2: ResNet's stem
+/// pool) so that the compiler vectorises each pass without gathers.
+template <class Tap>
+void for_each_uniform_tap(const UniformRun& r, Tap tap) {
+    // Locals: the integer stores of a tap (indices) could alias r's fields, and the compiler
+    // would then not know the trip count.
+    const int first = r.first, last = r.last, begin = r.begin, width = r.width;
+    const auto passes = [&](auto step) {
+        for (int t = 0; t < width; ++t) {
+            const int x0 = begin + t - first * step;  // cell of output o: x0 + o step
+            for (int o = first; o < last; ++o) tap(o, x0 + o * step);
+        }
+    };
+    if (r.step == 1) passes(std::integral_constant<int, 1>{});
+    else if (r.step == 2) passes(std::integral_constant<int, 2>{});
+    else passes(r.step);
+}
+
+/// The running maxima m and their indices at over the uniform run's taps of one row, tap by tap
+/// (strictly greater replaces: the first maximum in column order). A function of its own with
+/// restrict pointers and the step as a constant where it is 1 or 2: through a lambda GCC 12
+/// lost the restrict, kept the branches and ran 2x slower than the span-by-span loop.
+template <class Step>
+void uniform_taps_max(const float* __restrict row, std::int32_t row_start, const UniformRun& r, Step step,
+                      float* __restrict m, std::int32_t* __restrict at) {
+    const int first = r.first, last = r.last, begin = r.begin, width = r.width;
+    for (int t = 0; t < width; ++t) {
+        const int x0 = begin + t - first * int(step);
+        for (int o = first; o < last; ++o) {
+            const int xx = x0 + o * int(step);
+            const float v = row[xx];
+            const bool greater = v > m[o];
+            m[o] = greater ? v : m[o];
+            at[o] = greater ? row_start + xx : at[o];
+        }
+    }
+}
+
+/// Per input row, the maximum over every column range and its flat index (h x ow each), first
+/// maximum in column order: the uniform run tap by tap, the other outputs span by span.
+inline void column_range_maxima(const float* xp, int h, int w, const std::vector<PoolSpan>& cols,
+                                const UniformRun& run, float* __restrict row_best, std::int32_t* __restrict row_at) {
+    const int ow = int(cols.size());
+    constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+    for (int yy = 0; yy < h; ++yy) {
+        const float* __restrict row = xp + std::int64_t(yy) * w;
+        float* __restrict m = row_best + std::int64_t(yy) * ow;
+        std::int32_t* __restrict at = row_at + std::int64_t(yy) * ow;
+        const std::int32_t row_start = yy * w;
+        for (int ox = 0; ox < ow; ++ox) {
+            const PoolSpan& col = cols[std::size_t(ox)];
+            // Locals, not m[ox] and at[ox]: GCC keeps these in registers.
+            float best = neg_inf;
+            std::int32_t best_at = row_start + col.begin;
+            const int end = ox >= run.first && ox < run.last ? col.begin : col.end;  // the run: below
+            for (int xx = col.begin; xx < end; ++xx) {
+                const bool greater = row[xx] > best;
+                best = greater ? row[xx] : best;
+                best_at = greater ? row_start + xx : best_at;
+            }
+            m[ox] = best;
+            at[ox] = best_at;
+        }
+        if (run.step == 1) uniform_taps_max(row, row_start, run, std::integral_constant<int, 1>{}, m, at);
+        else if (run.step == 2) uniform_taps_max(row, row_start, run, std::integral_constant<int, 2>{}, m, at);
+        else uniform_taps_max(row, row_start, run, run.step, m, at);
+    }
+}
+
+/// Per input row, the sum over every column range (h x ow), each summed in column order.
+inline void column_range_sums(const float* xp, int h, int w, const std::vector<PoolSpan>& cols, const UniformRun& run,
+                              float* __restrict row_sums) {
+    const int ow = int(cols.size());
+    for (int yy = 0; yy < h; ++yy) {
+        const float* __restrict row = xp + std::int64_t(yy) * w;
+        float* __restrict sum = row_sums + std::int64_t(yy) * ow;
+        for (int ox = 0; ox < ow; ++ox) {
+            const PoolSpan& col = cols[std::size_t(ox)];
+            const int end = ox >= run.first && ox < run.last ? col.begin : col.end;  // the run: below
+            float s = 0.f;  // a local: in a register
+            for (int xx = col.begin; xx < end; ++xx) s += row[xx];
+            sum[ox] = s;
+        }
+        for_each_uniform_tap(run, [&](int o, int xx) { sum[o] += row[xx]; });
+    }
+}
+
+/// The divisor of each output column's average: the column span's count, as a float.
+inline std::vector<float> column_counts(const PoolSpans& spans) {
+    std::vector<float> counts(spans.cols.size());
+    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = float(spans.cols[i].count);
+    return counts;
+}
 }  // namespace pool_detail
 
 /// Max pooling over arbitrary ranges (padding never wins: every range holds a map cell), with
 /// the first-maximum rule and flat plane indices of max_pool_rows. Separable: each input row's
 /// maximum over every column range, then the maximum of those over the row ranges; scanning rows
 /// in order and keeping only strictly greater values is the row-major first maximum of the
-/// window (a NaN-only window keeps its first cell). Both passes are branch-free selects.
+/// window (a NaN-only window keeps its first cell). Both passes are branch-free selects that the
+/// compiler vectorises across output columns (the column pass over its uniform run).
 inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y,
                                     std::int32_t* indices) {
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
     constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         std::vector<float> row_best(std::size_t(h) * std::size_t(ow));  // per input row and output column
         std::vector<std::int32_t> row_at(row_best.size());
@@ -224,20 +358,7 @@ inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, 
             const float* xp = x + nc * in_plane;
             float* yp = y + nc * out_plane;
             std::int32_t* ip = indices + nc * out_plane;
-            for (int yy = 0; yy < h; ++yy)
-                for (int ox = 0; ox < ow; ++ox) {
-                    const PoolSpan& col = spans.cols[std::size_t(ox)];
-                    float m = neg_inf;
-                    std::int32_t at = yy * w + col.begin;
-                    for (int xx = col.begin; xx < col.end; ++xx) {
-                        const float v = xp[std::int64_t(yy) * w + xx];
-                        const bool greater = v > m;
-                        m = greater ? v : m;
-                        at = greater ? yy * w + xx : at;
-                    }
-                    row_best[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] = m;
-                    row_at[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] = at;
-                }
+            pool_detail::column_range_maxima(xp, h, w, spans.cols, run, row_best.data(), row_at.data());
             for (int oy = 0; oy < oh; ++oy) {
                 const PoolSpan& r = spans.rows[std::size_t(oy)];
                 float* yr = yp + std::int64_t(oy) * ow;
@@ -255,67 +376,72 @@ inline void window_max_pool_forward(const float* x, int n, int c, int h, int w, 
     });
 }
 
-namespace pool_detail {
-/// Each input row's sums over every column range (h x ow, into row_sums).
-inline void column_range_sums(const float* xp, int h, int w, const PoolSpans& spans, float* row_sums) {
-    const int ow = int(spans.cols.size());
-    for (int yy = 0; yy < h; ++yy)
-        for (int ox = 0; ox < ow; ++ox) {
-            const PoolSpan& col = spans.cols[std::size_t(ox)];
-            float sum = 0.f;
-            for (int xx = col.begin; xx < col.end; ++xx) sum += xp[std::int64_t(yy) * w + xx];
-            row_sums[std::int64_t(yy) * ow + ox] = sum;
-        }
-}
-}  // namespace pool_detail
-
 /// y = the sum over each output's ranges divided by the product of their counts; separable: the
-/// column ranges' sums of every row, then their sums over the row ranges.
+/// column ranges' sums of every row, then their sums over the row ranges (each sum in map order,
+/// vectorised across output columns).
 inline void average_pool_forward(const float* x, int n, int c, int h, int w, const PoolSpans& spans, float* y) {
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
+    const std::vector<float> col_count = pool_detail::column_counts(spans);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
         std::vector<float> row_sums(std::size_t(h) * std::size_t(ow));
         for (std::int64_t nc = b; nc < e; ++nc) {
-            pool_detail::column_range_sums(x + nc * in_plane, h, w, spans, row_sums.data());
+            pool_detail::column_range_sums(x + nc * in_plane, h, w, spans.cols, run, row_sums.data());
             for (int oy = 0; oy < oh; ++oy) {
                 const PoolSpan& r = spans.rows[std::size_t(oy)];
-                float* yr = y + nc * out_plane + std::int64_t(oy) * ow;
+                float* __restrict yr = y + nc * out_plane + std::int64_t(oy) * ow;
                 std::fill(yr, yr + ow, 0.f);
-                for (int yy = r.begin; yy < r.end; ++yy)
-                    for (int ox = 0; ox < ow; ++ox) yr[ox] += row_sums[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)];
-                for (int ox = 0; ox < ow; ++ox) yr[ox] /= float(r.count * spans.cols[std::size_t(ox)].count);
+                for (int yy = r.begin; yy < r.end; ++yy) {
+                    const float* __restrict sums = row_sums.data() + std::size_t(yy) * std::size_t(ow);
+                    for (int ox = 0; ox < ow; ++ox) yr[ox] += sums[ox];
+                }
+                const float row_count = float(r.count);
+                for (int ox = 0; ox < ow; ++ox) yr[ox] /= row_count * col_count[std::size_t(ox)];
             }
         }
     });
 }
 
 /// dx is overwritten: each output's gradient, divided as in forward, spread over its ranges (the
-/// transpose of the two passes: over the row ranges into a per-row buffer, then the columns).
+/// transpose of the two passes: over the row ranges into a per-row buffer, then the columns, the
+/// uniform run tap by tap).
 inline void average_pool_backward(const float* dy, int n, int c, const PoolSpans& spans, float* dx, int h, int w) {
     const int oh = int(spans.rows.size()), ow = int(spans.cols.size());
     const std::int64_t in_plane = std::int64_t(h) * w, out_plane = std::int64_t(oh) * ow;
+    const pool_detail::UniformRun run = pool_detail::tapwise_run(spans.cols);
+    const std::vector<float> col_count = pool_detail::column_counts(spans);
     parallel_for(0, std::int64_t(n) * c, [&](std::int64_t b, std::int64_t e, int) {
-        std::vector<float> row_grad(std::size_t(h) * std::size_t(ow));
+        std::vector<float> row_grad(std::size_t(h) * std::size_t(ow)), share(static_cast<std::size_t>(ow));
         for (std::int64_t nc = b; nc < e; ++nc) {
             std::fill(row_grad.begin(), row_grad.end(), 0.f);
             const float* dyp = dy + nc * out_plane;
             for (int oy = 0; oy < oh; ++oy) {
                 const PoolSpan& r = spans.rows[std::size_t(oy)];
                 const float* dr = dyp + std::int64_t(oy) * ow;
-                for (int yy = r.begin; yy < r.end; ++yy)
-                    for (int ox = 0; ox < ow; ++ox)
-                        row_grad[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)] +=
-                            dr[ox] / float(r.count * spans.cols[std::size_t(ox)].count);
+                const float row_count = float(r.count);
+                for (int ox = 0; ox < ow; ++ox) share[std::size_t(ox)] = dr[ox] / (row_count * col_count[std::size_t(ox)]);
+                for (int yy = r.begin; yy < r.end; ++yy) {
+                    float* __restrict g = row_grad.data() + std::size_t(yy) * std::size_t(ow);
+                    const float* __restrict sh = share.data();
+                    for (int ox = 0; ox < ow; ++ox) g[ox] += sh[ox];
+                }
             }
             float* dxp = dx + nc * in_plane;
             std::fill(dxp, dxp + in_plane, 0.f);
-            for (int yy = 0; yy < h; ++yy)
+            for (int yy = 0; yy < h; ++yy) {
+                const float* __restrict g = row_grad.data() + std::size_t(yy) * std::size_t(ow);
+                float* __restrict dxr = dxp + std::int64_t(yy) * w;
                 for (int ox = 0; ox < ow; ++ox) {
+                    if (ox >= run.first && ox < run.last) continue;
                     const PoolSpan& col = spans.cols[std::size_t(ox)];
-                    const float g = row_grad[std::size_t(yy) * std::size_t(ow) + std::size_t(ox)];
-                    for (int xx = col.begin; xx < col.end; ++xx) dxp[std::int64_t(yy) * w + xx] += g;
+                    for (int xx = col.begin; xx < col.end; ++xx) dxr[xx] += g[ox];
                 }
+                // One tap's cells are distinct outputs' (step >= 1), so each pass has no
+                // dependences; a step of 0 (adaptive bins on a map narrower than the grid) adds
+                // to one cell, in order.
+                pool_detail::for_each_uniform_tap(run, [&](int o, int xx) { dxr[xx] += g[o]; });
+            }
         }
     });
 }
